@@ -1,0 +1,53 @@
+// Package apierror writes the one JSON error shape every proxy-generated
+// error uses, so clients and operators never see a bare Go error string.
+package apierror
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
+)
+
+// Body is the JSON error document:
+// {"error":{"code":"...","message":"..."},"request_id":"..."}.
+type Body struct {
+	Error     Detail `json:"error"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Detail is the machine-readable code and the human-readable message.
+type Detail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Codes used across the proxy. They are part of the public contract: clients
+// may switch on them.
+const (
+	CodeUnauthenticated     = "unauthenticated"
+	CodeForbidden           = "forbidden"
+	CodeBadRequest          = "bad_request"
+	CodeUpstreamUnavailable = "upstream_unavailable"
+	CodeUpstreamTimeout     = "upstream_timeout"
+	CodeBadGateway          = "bad_gateway"
+	CodeCircuitOpen         = "circuit_open"
+	CodeSessionStoreDown    = "session_store_unavailable"
+	CodeLoginFailed         = "login_failed"
+	CodeInternal            = "internal_error"
+)
+
+// Write sends status with the JSON body. The request ID is taken from the
+// request context (see package requestid).
+func Write(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	body := Body{Error: Detail{Code: code, Message: message}}
+	if r != nil {
+		body.RequestID = requestid.FromContext(r.Context())
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}

@@ -1,0 +1,70 @@
+// Package requestid gives every request an ID that appears in logs, error
+// bodies and the forwarded request, so one user report can be traced across
+// the proxy and the MCP server.
+package requestid
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+)
+
+// Header is the header the ID is read from and written to.
+const Header = "X-Request-ID"
+
+// maxLen bounds a propagated ID so a client cannot inflate logs.
+const maxLen = 128
+
+type ctxKey struct{}
+
+// FromContext returns the request ID, or "" outside a request.
+func FromContext(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// NewContext stores id in ctx.
+func NewContext(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// New returns a fresh random ID (128 bits, hex).
+func New() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// valid accepts IDs made of a conservative character set so that a propagated
+// ID cannot inject anything into logs or headers.
+func valid(id string) bool {
+	if id == "" || len(id) > maxLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '_' || c == '.' || c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Middleware propagates a well-formed incoming X-Request-ID or generates one,
+// stores it in the request context, sets it on the request (so the upstream
+// sees it) and echoes it on the response.
+func Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(Header)
+		if !valid(id) {
+			id = New()
+		}
+		r.Header.Set(Header, id)
+		w.Header().Set(Header, id)
+		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), id)))
+	})
+}
