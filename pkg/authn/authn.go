@@ -1,0 +1,290 @@
+// Package authn decides who a browser caller is: it runs the OpenID Connect
+// login for browsers (start, callback), keeps the resulting cookie session
+// alive (refresh across replicas), ends it (logout) and reports it (session
+// info). The cookie only carries an opaque ticket; everything else lives
+// encrypted in the shared session store, so every replica accepts every
+// session and a Redis outage never logs anybody out.
+package authn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+)
+
+// Paths served by Register. The callback path is configurable because it is
+// registered at the identity provider; the others are fixed names users and
+// web UIs link to.
+const (
+	StartPath         = "/oauth2/start"
+	LogoutPath        = "/oauth2/logout"
+	SessionPath       = "/oauth2/session"
+	LegacySessionPath = "/api/v1/session"
+	// DefaultCallbackPath is the redirect URI path registered at the IdP.
+	DefaultCallbackPath = "/oauth2/callback"
+)
+
+// Default cookie names. The __Host- prefix makes browsers refuse the cookie
+// unless it is Secure, host-only and Path=/, which stops a sibling subdomain
+// from planting or shadowing it; it cannot be used over plain HTTP.
+const (
+	DefaultSecureCookieName   = "__Host-mcp-oidc-session"
+	DefaultInsecureCookieName = "mcp-oidc-session"
+)
+
+// Defaults for Options.
+const (
+	DefaultSessionTTL     = 12 * time.Hour
+	DefaultIdleTimeout    = time.Hour
+	DefaultRefreshBefore  = time.Minute
+	DefaultStateTTL       = 10 * time.Minute
+	DefaultRefreshLockTTL = 15 * time.Second
+	DefaultRefreshWait    = 10 * time.Second
+	// DefaultMaxCookieSize bounds the session cookie value we try to decode.
+	// A ticket is well under 200 bytes; anything bigger is garbage or an
+	// attack and is rejected before any cryptographic work.
+	DefaultMaxCookieSize = 512
+)
+
+// Method is the identity.Identity Method value for cookie sessions.
+const Method = "cookie"
+
+// RelyingParty is the upstream OIDC client the login flow drives
+// (implemented by *oidc.RelyingParty).
+type RelyingParty interface {
+	// AuthCodeURL is the provider authorization URL for a new login.
+	AuthCodeURL(state, nonce, verifier, redirectURL string) (string, error)
+	// Exchange redeems the authorization code and verifies the ID token
+	// against nonce.
+	Exchange(ctx context.Context, code, verifier, nonce, redirectURL string) (*oidc.Tokens, error)
+	// Refresh uses a refresh token; errors.Is(err, oidc.ErrInvalidGrant)
+	// means the session cannot continue.
+	Refresh(ctx context.Context, refreshToken string) (*oidc.Tokens, error)
+	// EndSessionURL is the RP-initiated logout URL, if the provider has one.
+	EndSessionURL(idTokenHint, postLogoutRedirectURL, state string) (string, bool)
+}
+
+// Observer receives outcomes for metrics. Outcomes are short, fixed label
+// values (see the Outcome* constants), never user data.
+type Observer interface {
+	// AuthOutcome is called once per authenticated-route request.
+	AuthOutcome(method, outcome string)
+	// LoginOutcome is called once per callback.
+	LoginOutcome(outcome string)
+	// RefreshOutcome is called once per attempted token refresh.
+	RefreshOutcome(outcome string)
+}
+
+// Outcome label values passed to Observer.
+const (
+	OutcomeOK           = "ok"
+	OutcomeNoSession    = "no_session"
+	OutcomeInvalid      = "invalid"
+	OutcomeExpired      = "expired"
+	OutcomeStoreError   = "store_error"
+	OutcomeRefreshError = "refresh_error"
+	OutcomeBadState     = "bad_state"
+	OutcomeProviderErr  = "provider_error"
+	OutcomeExchangeErr  = "exchange_error"
+	OutcomeRefreshed    = "refreshed"
+	OutcomeShared       = "shared" // another request or replica refreshed
+	OutcomeInvalidGrant = "invalid_grant"
+	OutcomeLimit        = "limit_reached"
+)
+
+// Options are the dependencies and settings of an Authenticator.
+type Options struct {
+	// Store holds sessions, login state and refresh locks. Required.
+	Store session.Store
+	// Codec turns tickets into cookie values and encrypts payloads. Required.
+	Codec *session.Codec
+	// RelyingParty talks to the identity provider. Required.
+	RelyingParty RelyingParty
+	// Logger defaults to a no-op logger.
+	Logger *zap.Logger
+	// Observer may be nil.
+	Observer Observer
+	// Now is the clock; defaults to time.Now. Injected so tests can move
+	// a session to the edge of its token's expiry.
+	Now func() time.Time
+
+	// CookieName defaults to DefaultSecureCookieName, or
+	// DefaultInsecureCookieName with InsecureCookies.
+	CookieName string
+	// InsecureCookies drops the Secure attribute so the session works over
+	// plain HTTP (localhost development only). Off by default: the zero
+	// value is the safe one.
+	InsecureCookies bool
+	// SessionTTL is the absolute session lifetime (default 12h).
+	SessionTTL time.Duration
+	// IdleTimeout ends a session unused for this long (default 1h).
+	IdleTimeout time.Duration
+	// Limit caps concurrent sessions per user.
+	Limit session.Limit
+	// RefreshBefore refreshes the access token when it expires within this
+	// margin (default 1m).
+	RefreshBefore time.Duration
+	// StateTTL bounds how long a started login may take (default 10m).
+	StateTTL time.Duration
+	// RefreshLockTTL is the lifetime of the cross-replica refresh lock; it
+	// is extended while a refresh is in flight (default 15s).
+	RefreshLockTTL time.Duration
+	// RefreshWait bounds how long a request waits for a refresh another
+	// request or replica is doing (default 10s).
+	RefreshWait time.Duration
+	// MaxCookieSize bounds the accepted cookie value (default 512 bytes).
+	MaxCookieSize int
+	// CallbackPath defaults to DefaultCallbackPath.
+	CallbackPath string
+	// RedirectURL returns the absolute external callback URL for r (the
+	// redirect_uri registered at the provider). Required.
+	RedirectURL func(r *http.Request) string
+	// PostLogoutRedirectURL is sent to the provider's end_session_endpoint
+	// and used directly when the provider has none (default "/").
+	PostLogoutRedirectURL string
+	// Unauthenticated, when set, answers non-navigation requests without a
+	// session (for example to add WWW-Authenticate). Default: 401 JSON.
+	Unauthenticated http.Handler
+}
+
+// Authenticator serves the browser login endpoints and authenticates
+// requests carrying a session cookie. Safe for concurrent use.
+type Authenticator struct {
+	store    session.Store
+	codec    *session.Codec
+	rp       RelyingParty
+	log      *zap.Logger
+	obs      Observer
+	now      func() time.Time
+	opts     Options
+	stateCk  string
+	unauthed http.Handler
+}
+
+// New validates opts, fills defaults and returns an Authenticator.
+func New(opts Options) (*Authenticator, error) {
+	var errs []error
+	if opts.Store == nil {
+		errs = append(errs, errors.New("authn: Store is required"))
+	}
+	if opts.Codec == nil {
+		errs = append(errs, errors.New("authn: Codec is required"))
+	}
+	if opts.RelyingParty == nil {
+		errs = append(errs, errors.New("authn: RelyingParty is required"))
+	}
+	if opts.RedirectURL == nil {
+		errs = append(errs, errors.New("authn: RedirectURL is required"))
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.CookieName == "" {
+		opts.CookieName = DefaultSecureCookieName
+		if opts.InsecureCookies {
+			opts.CookieName = DefaultInsecureCookieName
+		}
+	}
+	if opts.InsecureCookies && (strings.HasPrefix(opts.CookieName, "__Host-") || strings.HasPrefix(opts.CookieName, "__Secure-")) {
+		errs = append(errs, fmt.Errorf("authn: cookie name %q needs Secure cookies; drop the prefix or disable InsecureCookies", opts.CookieName))
+	}
+	if !validCookieName(opts.CookieName) {
+		errs = append(errs, fmt.Errorf("authn: invalid cookie name %q", opts.CookieName))
+	}
+	setDefault(&opts.SessionTTL, DefaultSessionTTL)
+	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&opts.RefreshBefore, DefaultRefreshBefore)
+	setDefault(&opts.StateTTL, DefaultStateTTL)
+	setDefault(&opts.RefreshLockTTL, DefaultRefreshLockTTL)
+	setDefault(&opts.RefreshWait, DefaultRefreshWait)
+	if opts.MaxCookieSize <= 0 {
+		opts.MaxCookieSize = DefaultMaxCookieSize
+	}
+	if opts.CallbackPath == "" {
+		opts.CallbackPath = DefaultCallbackPath
+	}
+	if !strings.HasPrefix(opts.CallbackPath, "/") {
+		errs = append(errs, fmt.Errorf("authn: CallbackPath %q must start with /", opts.CallbackPath))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	a := &Authenticator{
+		store:    opts.Store,
+		codec:    opts.Codec,
+		rp:       opts.RelyingParty,
+		log:      opts.Logger,
+		obs:      opts.Observer,
+		now:      opts.Now,
+		opts:     opts,
+		stateCk:  opts.CookieName + "-state",
+		unauthed: opts.Unauthenticated,
+	}
+	if a.unauthed == nil {
+		a.unauthed = http.HandlerFunc(defaultUnauthenticated)
+	}
+	return a, nil
+}
+
+// CookieName is the session cookie's name, so the server can strip it from
+// requests forwarded upstream.
+func (a *Authenticator) CookieName() string { return a.opts.CookieName }
+
+// Register adds the login, callback, logout and session-info endpoints to mux.
+func (a *Authenticator) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+StartPath, a.handleStart)
+	mux.HandleFunc("GET "+a.opts.CallbackPath, a.handleCallback)
+	mux.HandleFunc("GET "+LogoutPath, a.handleLogout)
+	mux.HandleFunc("POST "+LogoutPath, a.handleLogout)
+	mux.HandleFunc("GET "+SessionPath, a.handleSessionInfo)
+	mux.HandleFunc("GET "+LegacySessionPath, a.handleSessionInfo)
+}
+
+// Handler returns a handler serving only the endpoints of Register.
+func (a *Authenticator) Handler() http.Handler {
+	mux := http.NewServeMux()
+	a.Register(mux)
+	return mux
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// validCookieName accepts RFC 6265 token characters.
+func validCookieName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= 0x20 || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+type nopObserver struct{}
+
+func (nopObserver) AuthOutcome(string, string) {}
+func (nopObserver) LoginOutcome(string)        {}
+func (nopObserver) RefreshOutcome(string)      {}
+
+var _ Observer = nopObserver{}

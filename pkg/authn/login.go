@@ -1,0 +1,273 @@
+package authn
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/returnurl"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+)
+
+// stateKeyPrefix namespaces login state in the store's single-use values.
+const stateKeyPrefix = "oauth-state:"
+
+// maxStateParam bounds the state parameter we hash; ours are 43 bytes.
+const maxStateParam = 256
+
+// loginState is what a started login leaves server-side, keyed by the hash
+// of the state, so the callback can land on any replica and be used once.
+type loginState struct {
+	Nonce       string    `json:"nonce"`
+	Verifier    string    `json:"verifier"`
+	ReturnURL   string    `json:"return_url"`
+	RedirectURL string    `json:"redirect_url"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// hashState is the store key suffix and the state cookie value: the state
+// itself never leaves the browser-provider round trip.
+func hashState(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return hex.EncodeToString(sum[:])
+}
+
+func randomToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// handleStart begins a login explicitly: GET /oauth2/start?rd=/path.
+func (a *Authenticator) handleStart(w http.ResponseWriter, r *http.Request) {
+	a.startLogin(w, r, r.URL.Query().Get("rd"))
+}
+
+// startLogin stores state, nonce, PKCE verifier and the validated return URL
+// server-side, binds the login to this browser with a state cookie and
+// redirects to the provider.
+func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
+	rd, _ := returnurl.Validate(returnTo)
+	state, err := randomToken()
+	if err != nil {
+		a.internalError(w, r, "start login", err)
+		return
+	}
+	nonce, err := randomToken()
+	if err != nil {
+		a.internalError(w, r, "start login", err)
+		return
+	}
+	ls := loginState{
+		Nonce:       nonce,
+		Verifier:    oauth2.GenerateVerifier(),
+		ReturnURL:   rd,
+		RedirectURL: a.opts.RedirectURL(r),
+		CreatedAt:   a.now(),
+	}
+	authURL, err := a.rp.AuthCodeURL(state, ls.Nonce, ls.Verifier, ls.RedirectURL)
+	if err != nil {
+		a.log.Error("build authorization URL", zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeUpstreamUnavailable, "the identity provider is not available; retry shortly")
+		return
+	}
+	value, err := json.Marshal(ls)
+	if err != nil {
+		a.internalError(w, r, "encode login state", err)
+		return
+	}
+	h := hashState(state)
+	if err := a.store.PutOnce(r.Context(), stateKeyPrefix+h, value, a.opts.StateTTL); err != nil {
+		a.log.Error("store login state", zap.Error(err))
+		writeStoreDown(w, r)
+		return
+	}
+	http.SetCookie(w, a.stateCookie(h, a.opts.StateTTL))
+	noStore(w)
+	http.Redirect(w, r, authURL, http.StatusFound)
+}
+
+// handleCallback finishes a login: it checks that the state was issued to
+// this browser and is used once, exchanges the code, creates a brand new
+// session (never reusing the ID the browser came with) and returns the user
+// to where the login started.
+func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	state := q.Get("state")
+	a.clearStateCookie(w)
+	noStore(w)
+
+	if perr := q.Get("error"); perr != "" {
+		// Consume the state so it cannot be retried; ignore the outcome.
+		if state != "" && len(state) <= maxStateParam {
+			if _, err := a.store.TakeOnce(r.Context(), stateKeyPrefix+hashState(state)); err != nil && !errors.Is(err, session.ErrNotFound) {
+				a.log.Warn("discard login state after provider error", zap.Error(err))
+			}
+		}
+		a.obs.LoginOutcome(OutcomeProviderErr)
+		code, desc := sanitize(perr, 64), sanitize(q.Get("error_description"), 200)
+		a.log.Info("provider returned a login error", zap.String("error", code), zap.String("description", desc))
+		msg := "the identity provider refused the login: " + code
+		if desc != "" {
+			msg += ": " + desc
+		}
+		status := http.StatusUnauthorized
+		if code != "access_denied" && code != "login_required" && code != "consent_required" && code != "interaction_required" {
+			status = http.StatusBadRequest
+		}
+		apierror.Write(w, r, status, apierror.CodeLoginFailed, msg)
+		return
+	}
+
+	if state == "" || len(state) > maxStateParam {
+		a.badState(w, r, "login state is missing or malformed")
+		return
+	}
+	h := hashState(state)
+	ck, err := r.Cookie(a.stateCk)
+	if err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(h)) != 1 {
+		a.badState(w, r, "this login was not started in this browser; start again")
+		return
+	}
+	raw, err := a.store.TakeOnce(r.Context(), stateKeyPrefix+h)
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		a.badState(w, r, "login state is unknown, expired or already used")
+		return
+	case err != nil:
+		a.log.Error("take login state", zap.Error(err))
+		a.obs.LoginOutcome(OutcomeStoreError)
+		writeStoreDown(w, r)
+		return
+	}
+	var ls loginState
+	if err := json.Unmarshal(raw, &ls); err != nil {
+		a.badState(w, r, "login state is unknown, expired or already used")
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		a.badState(w, r, "the callback carries no authorization code")
+		return
+	}
+
+	tokens, err := a.rp.Exchange(r.Context(), code, ls.Verifier, ls.Nonce, ls.RedirectURL)
+	if err != nil {
+		a.obs.LoginOutcome(OutcomeExchangeErr)
+		a.log.Warn("exchange authorization code", zap.Error(err))
+		if errors.Is(err, oidc.ErrInvalidGrant) {
+			apierror.Write(w, r, http.StatusUnauthorized, apierror.CodeLoginFailed, "the authorization code was rejected; start the login again")
+			return
+		}
+		apierror.Write(w, r, http.StatusBadGateway, apierror.CodeLoginFailed, "could not complete the login with the identity provider")
+		return
+	}
+	if tokens == nil || tokens.Identity.Subject == "" {
+		a.obs.LoginOutcome(OutcomeExchangeErr)
+		apierror.Write(w, r, http.StatusBadGateway, apierror.CodeLoginFailed, "the identity provider returned no subject")
+		return
+	}
+
+	// No session fixation: whatever session the browser had is ended and a
+	// fresh ticket is issued.
+	if old, f := a.ticketFromRequest(r); f == failNone {
+		if err := a.store.DeleteSession(r.Context(), old.ID()); err != nil {
+			a.log.Warn("delete previous session at login", zap.String("session", shortID(old.ID())), zap.Error(err))
+		}
+	}
+	ticket, err := a.codec.NewTicket()
+	if err != nil {
+		a.internalError(w, r, "new session ticket", err)
+		return
+	}
+	now := a.now()
+	p := payload{
+		Identity:     tokens.Identity,
+		AccessToken:  tokens.AccessToken,
+		RefreshToken: tokens.RefreshToken,
+		IDToken:      tokens.IDToken,
+		Expiry:       tokens.Expiry,
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(a.opts.SessionTTL),
+	}
+	p.Identity.Method = ""
+	data, err := seal(ticket, p)
+	if err != nil {
+		a.internalError(w, r, "seal session", err)
+		return
+	}
+	evicted, err := a.store.CreateSession(r.Context(), session.Record{
+		ID:          ticket.ID(),
+		UserKey:     session.UserKey(p.Identity.Subject),
+		Data:        data,
+		CreatedAt:   now,
+		ExpiresAt:   p.ExpiresAt,
+		IdleTimeout: a.opts.IdleTimeout,
+	}, a.opts.Limit)
+	switch {
+	case errors.Is(err, session.ErrLimitReached):
+		a.obs.LoginOutcome(OutcomeLimit)
+		apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "too many active sessions for this user; log out elsewhere first")
+		return
+	case err != nil:
+		a.log.Error("create session", zap.Error(err))
+		a.obs.LoginOutcome(OutcomeStoreError)
+		writeStoreDown(w, r)
+		return
+	}
+	if len(evicted) > 0 {
+		a.log.Info("evicted older sessions of the user", zap.Int("count", len(evicted)))
+	}
+	a.obs.LoginOutcome(OutcomeOK)
+	a.log.Info("login", zap.String("session", shortID(ticket.ID())), zap.String("user", shortID(session.UserKey(p.Identity.Subject))))
+	a.setSessionCookie(w, a.codec.Encode(ticket))
+	rd, _ := returnurl.Validate(ls.ReturnURL)
+	http.Redirect(w, r, rd, http.StatusFound)
+}
+
+func (a *Authenticator) badState(w http.ResponseWriter, r *http.Request, msg string) {
+	a.obs.LoginOutcome(OutcomeBadState)
+	apierror.Write(w, r, http.StatusBadRequest, apierror.CodeBadRequest, msg)
+}
+
+func (a *Authenticator) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	a.log.Error(what, zap.Error(err))
+	apierror.Write(w, r, http.StatusInternalServerError, apierror.CodeInternal, "internal error")
+}
+
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+}
+
+// sanitize makes a provider-supplied string safe to echo in a message and a
+// log: printable characters only, bounded length.
+func sanitize(s string, limit int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= limit {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsPrint(r) && r != '<' && r != '>' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

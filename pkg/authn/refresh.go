@@ -1,0 +1,226 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+)
+
+// refreshTimeout bounds the locked part of a refresh (reload, IdP call,
+// store update). It runs detached from the request so that a client hanging
+// up cannot abort a refresh-token rotation halfway, which would leave the
+// session holding a refresh token the provider already retired.
+const refreshTimeout = 30 * time.Second
+
+// refreshPoll is how often a request waiting for another holder's refresh
+// looks at the session again.
+const refreshPoll = 20 * time.Millisecond
+
+// errStore marks errors from the session store inside the refresh path, so
+// that an expired token plus a store outage answers "store down".
+var errStore = errors.New("session store")
+
+// errRefreshBusy means another holder kept the refresh lock past RefreshWait.
+var errRefreshBusy = errors.New("authn: refresh still in progress elsewhere")
+
+func refreshLockName(id string) string { return "refresh:" + id }
+
+// needsRefresh reports whether p's access token expires within the margin
+// and can be renewed.
+func (a *Authenticator) needsRefresh(p payload, now time.Time) bool {
+	return p.RefreshToken != "" && !p.Expiry.IsZero() && p.Expiry.Sub(now) <= a.opts.RefreshBefore
+}
+
+// refresh renews cur's tokens so that exactly one holder across all replicas
+// talks to the provider: the holder of the refresh lock reloads the session
+// (someone may have refreshed it already), refreshes and stores the result;
+// everyone else waits for the stored result. It returns errSessionEnded
+// when the provider refuses the refresh token (invalid_grant) or the session
+// disappeared; any other error leaves the session untouched.
+func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, error) {
+	id := cur.ticket.ID()
+	lock, err := a.store.TryLock(ctx, refreshLockName(id), a.opts.RefreshLockTTL)
+	if errors.Is(err, session.ErrLocked) {
+		var waited *current
+		waited, lock, err = a.waitForRefresh(ctx, cur)
+		if waited != nil || err != nil {
+			return waited, err
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("take refresh lock: %w: %w", errStore, err)
+	}
+
+	// From here on we hold the lock; work detached from the request.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+	defer cancel()
+	defer func() {
+		if err := lock.Unlock(lctx); err != nil {
+			a.log.Warn("release refresh lock", zap.String("session", shortID(id)), zap.Error(err))
+		}
+	}()
+
+	latest, err := a.load(lctx, cur.ticket)
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		return nil, errSessionEnded
+	case err != nil:
+		return nil, fmt.Errorf("reload session before refresh: %w: %w", errStore, err)
+	}
+	if !a.needsRefresh(latest.payload, a.now()) {
+		a.obs.RefreshOutcome(OutcomeShared)
+		return latest, nil
+	}
+
+	tokens, err := a.refreshHoldingLock(lctx, lock, latest.payload.RefreshToken)
+	if errors.Is(err, oidc.ErrInvalidGrant) {
+		a.obs.RefreshOutcome(OutcomeInvalidGrant)
+		a.log.Info("provider refused the refresh token; ending the session", zap.String("session", shortID(id)))
+		if derr := a.store.DeleteSession(lctx, id); derr != nil {
+			a.log.Warn("delete session after invalid_grant", zap.String("session", shortID(id)), zap.Error(derr))
+		}
+		return nil, errSessionEnded
+	}
+	if err != nil {
+		a.obs.RefreshOutcome(OutcomeRefreshError)
+		return nil, fmt.Errorf("refresh tokens: %w", err)
+	}
+	if tokens.Identity.Subject != "" && tokens.Identity.Subject != latest.payload.Identity.Subject {
+		// A provider must never do this; do not let the session change hands.
+		a.log.Error("refresh returned a different subject; ending the session", zap.String("session", shortID(id)))
+		if derr := a.store.DeleteSession(lctx, id); derr != nil {
+			a.log.Warn("delete session after subject change", zap.String("session", shortID(id)), zap.Error(derr))
+		}
+		return nil, errSessionEnded
+	}
+
+	next := *latest
+	next.payload = mergeTokens(latest.payload, tokens)
+	data, err := seal(cur.ticket, next.payload)
+	if err != nil {
+		return nil, err
+	}
+	next.rec.Data = data
+	switch err := a.store.UpdateSession(lctx, next.rec); {
+	case errors.Is(err, session.ErrNotFound):
+		// Logged out while we refreshed.
+		return nil, errSessionEnded
+	case err != nil:
+		// The provider may have rotated the refresh token, which we now fail
+		// to keep; still serve this request with the fresh access token.
+		a.log.Error("store refreshed tokens", zap.String("session", shortID(id)), zap.Error(err))
+	}
+	a.obs.RefreshOutcome(OutcomeRefreshed)
+	return &next, nil
+}
+
+// waitForRefresh waits while another holder refreshes. It returns the
+// session once its tokens are fresh, or the lock if it becomes free while
+// the session still needs a refresh (the other holder failed), or an error
+// after RefreshWait.
+func (a *Authenticator) waitForRefresh(ctx context.Context, cur *current) (*current, session.Lock, error) {
+	id := cur.ticket.ID()
+	deadline := time.NewTimer(a.opts.RefreshWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(refreshPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("wait for refresh: %w", ctx.Err())
+		case <-deadline.C:
+			return nil, nil, errRefreshBusy
+		case <-tick.C:
+		}
+		latest, err := a.load(ctx, cur.ticket)
+		switch {
+		case errors.Is(err, session.ErrNotFound):
+			return nil, nil, errSessionEnded
+		case err != nil:
+			return nil, nil, fmt.Errorf("reload session while waiting for refresh: %w: %w", errStore, err)
+		}
+		if !a.needsRefresh(latest.payload, a.now()) {
+			a.obs.RefreshOutcome(OutcomeShared)
+			return latest, nil, nil
+		}
+		lock, err := a.store.TryLock(ctx, refreshLockName(id), a.opts.RefreshLockTTL)
+		switch {
+		case errors.Is(err, session.ErrLocked):
+			continue
+		case err != nil:
+			return nil, nil, fmt.Errorf("take refresh lock: %w: %w", errStore, err)
+		}
+		return nil, lock, nil
+	}
+}
+
+// refreshHoldingLock calls the provider while a goroutine keeps extending
+// the lock, so a slow provider cannot let the lock lapse and a second
+// holder present the same (rotating) refresh token.
+func (a *Authenticator) refreshHoldingLock(ctx context.Context, lock session.Lock, refreshToken string) (*oidc.Tokens, error) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(a.opts.RefreshLockTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := lock.Extend(ctx, a.opts.RefreshLockTTL); err != nil {
+					a.log.Warn("extend refresh lock", zap.Error(err))
+					return
+				}
+			}
+		}
+	})
+	tokens, err := a.rp.Refresh(ctx, refreshToken)
+	close(done)
+	wg.Wait()
+	if err == nil && tokens == nil {
+		err = errors.New("authn: provider returned no tokens")
+	}
+	return tokens, err
+}
+
+// mergeTokens applies a refresh result: providers may omit a new refresh
+// token (no rotation), an ID token or claims, in which case the old ones
+// stay.
+func mergeTokens(p payload, t *oidc.Tokens) payload {
+	p.AccessToken = t.AccessToken
+	p.Expiry = t.Expiry
+	if t.RefreshToken != "" {
+		p.RefreshToken = t.RefreshToken
+	}
+	if t.IDToken != "" {
+		p.IDToken = t.IDToken
+	}
+	if t.Identity.Subject != "" {
+		p.Identity = t.Identity
+	}
+	return p
+}
+
+// refreshFailure decides what a failed (non-final) refresh means for the
+// request: while the current access token is still valid the request goes
+// on with it (the next request retries); once it has expired the caller
+// gets a 503 — the session is kept, nothing is deleted.
+func (a *Authenticator) refreshFailure(cur *current, err error) (*current, failure) {
+	id := shortID(cur.ticket.ID())
+	if a.now().Before(cur.payload.Expiry) {
+		a.log.Warn("token refresh failed; continuing with the still-valid access token", zap.String("session", id), zap.Error(err))
+		return cur, failNone
+	}
+	a.log.Error("token refresh failed and the access token has expired", zap.String("session", id), zap.Error(err))
+	if errors.Is(err, errStore) {
+		return nil, failStore
+	}
+	return nil, failProvider
+}

@@ -1,0 +1,171 @@
+// Package config loads, validates and reloads the sidecar's settings.
+//
+// Every setting has one YAML key, one environment variable and one flag, all
+// derived from the struct tags below so they cannot drift apart; the original
+// project's environment names are accepted as aliases. Precedence is
+// flags > environment > file > defaults.
+package config
+
+import (
+	"time"
+)
+
+// Config is the complete sidecar configuration. Field tags:
+//   - yaml: the key in the configuration file (nested by struct);
+//   - env: extra environment names accepted besides the derived
+//     MCP_OIDC_PROXY_<PATH> (used for the original project's names);
+//   - usage: the one-line help shown by --help and in the README;
+//   - secret: the value is never logged, and a <key>_file variant reads it
+//     from a file (mounted Secrets);
+//   - reload: the setting is applied on SIGHUP / file change without restart.
+type Config struct {
+	// Listen is the serving address that MCP clients and browsers reach.
+	Listen string `yaml:"listen" usage:"address of the protected (serving) listener; the original MCP_HOST/MCP_PORT also set it"`
+	// AdminListen serves /healthz, /readyz and /metrics away from the
+	// protected port so they are never exposed through the Service.
+	AdminListen string `yaml:"admin_listen" usage:"address of the admin listener (/healthz, /readyz, /metrics)"`
+	// Upstream is the MCP server, normally on localhost.
+	Upstream string `yaml:"upstream" usage:"URL of the MCP server to protect; the original MCP_TARGET_HOST/MCP_TARGET_PORT also set it"`
+	// ExternalURL is the public base URL users type; it builds the OIDC
+	// redirect URL. Empty means "derive from the request".
+	ExternalURL string `yaml:"external_url" usage:"public base URL of this proxy, e.g. https://mcp.example.com (used for the OIDC callback URL)"`
+	// AuthMode selects the authentication: "oidc" or "bypass" (development).
+	AuthMode string `yaml:"auth_mode" env:"AUTH_MODE" usage:"oidc, or bypass (local development only; needs allow_insecure_bypass)"`
+	// AllowInsecureBypass is the second, explicit acknowledgement bypass needs.
+	AllowInsecureBypass bool `yaml:"allow_insecure_bypass" usage:"acknowledge that auth_mode=bypass lets anyone in (development only)"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level" env:"LOG_LEVEL" reload:"true" usage:"debug, info, warn or error"`
+	// PublicPaths skip authentication. An entry ending in "/*" matches the
+	// prefix before it; any other entry matches exactly.
+	PublicPaths []string `yaml:"public_paths" reload:"true" usage:"comma-separated paths forwarded without authentication; a trailing /* matches a prefix"`
+	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests and
+	// open streams.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace" usage:"how long SIGTERM waits for in-flight requests and open streams"`
+
+	TLS            TLSConfig      `yaml:"tls"`
+	OIDC           OIDCConfig     `yaml:"oidc"`
+	Session        SessionConfig  `yaml:"session"`
+	Redis          RedisConfig    `yaml:"redis"`
+	Headers        HeadersConfig  `yaml:"headers"`
+	Authz          AuthzConfig    `yaml:"authz"`
+	UpstreamPolicy UpstreamConfig `yaml:"upstream_policy"`
+	Tracing        TracingConfig  `yaml:"tracing"`
+}
+
+// TLSConfig enables TLS on the serving port.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file" usage:"PEM certificate for TLS on the serving port (reloaded when the file changes)"`
+	KeyFile  string `yaml:"key_file" usage:"PEM private key for TLS on the serving port"`
+}
+
+// OIDCConfig describes the upstream OpenID Connect provider and our client.
+type OIDCConfig struct {
+	DiscoveryURL     string        `yaml:"discovery_url" env:"OIDC_DISCOVERY_URL" usage:"issuer URL or its /.well-known/openid-configuration URL"`
+	ClientID         string        `yaml:"client_id" env:"OIDC_CLIENT_ID" usage:"OAuth client ID registered at the provider"`
+	ClientSecret     string        `yaml:"client_secret" env:"OIDC_CLIENT_SECRET" secret:"true" usage:"OAuth client secret (empty for a public client)"`
+	ClientSecretFile string        `yaml:"client_secret_file" env:"OIDC_CLIENT_SECRET_FILE" usage:"file holding the client secret (a mounted Secret)"`
+	RedirectURL      string        `yaml:"redirect_url" usage:"callback URL registered at the provider; default <external_url>/oauth2/callback"`
+	Scopes           []string      `yaml:"scopes" usage:"comma-separated scopes to request (openid is always added)"`
+	UseUserInfo      bool          `yaml:"use_userinfo" usage:"fetch the userinfo endpoint after login and merge its claims"`
+	GroupsClaim      string        `yaml:"groups_claim" usage:"claim that holds the user's groups"`
+	SkipIssuerCheck  bool          `yaml:"skip_issuer_check" usage:"accept a discovery document whose issuer differs from the URL (some providers need it; weakens checks)"`
+	PostLogoutURL    string        `yaml:"post_logout_redirect_url" usage:"where the provider sends the browser after logout"`
+	DiscoveryRetry   time.Duration `yaml:"discovery_retry" usage:"maximum back-off between OIDC discovery attempts at startup"`
+}
+
+// SessionConfig governs browser sessions.
+type SessionConfig struct {
+	Store            string        `yaml:"store" env:"SESSION_STORE" usage:"memory (single instance) or redis (shared by replicas)"`
+	CookieName       string        `yaml:"cookie_name" usage:"session cookie name; default __Host-mcp-oidc-session (mcp-oidc-session with insecure cookies)"`
+	CookieSecret     string        `yaml:"cookie_secret" env:"COOKIE_SECRET" secret:"true" usage:"at least 32 bytes used to sign session cookies; must be the same on every replica"`
+	CookieSecretFile string        `yaml:"cookie_secret_file" env:"COOKIE_SECRET_FILE" usage:"file holding the cookie secret (a mounted Secret)"`
+	InsecureCookies  bool          `yaml:"insecure_cookies" usage:"drop the Secure attribute so cookies work over plain http://localhost (development only)"`
+	TTL              time.Duration `yaml:"ttl" usage:"absolute session lifetime"`
+	IdleTimeout      time.Duration `yaml:"idle_timeout" usage:"session ends after this long without a request"`
+	MaxPerUser       int           `yaml:"max_per_user" usage:"concurrent sessions per user (0 = unlimited)"`
+	LimitPolicy      string        `yaml:"limit_policy" usage:"what happens past max_per_user: evict-oldest or refuse"`
+	RefreshBefore    time.Duration `yaml:"refresh_before" usage:"refresh the access token when it expires within this margin"`
+}
+
+// RedisConfig reaches the shared session store.
+type RedisConfig struct {
+	URL                string   `yaml:"url" env:"REDIS_URL" secret:"true" usage:"redis:// or rediss:// URL (may include user, password and db)"`
+	URLFile            string   `yaml:"url_file" env:"REDIS_URL_FILE" usage:"file holding the Redis URL (a mounted Secret)"`
+	Addrs              []string `yaml:"addrs" usage:"comma-separated host:port list (Sentinel or Cluster nodes) instead of url"`
+	MasterName         string   `yaml:"master_name" usage:"Sentinel master name (enables Sentinel)"`
+	Cluster            bool     `yaml:"cluster" usage:"treat addrs as a Redis Cluster"`
+	Username           string   `yaml:"username" usage:"Redis ACL user name"`
+	Password           string   `yaml:"password" env:"REDIS_PASSWORD" secret:"true" usage:"Redis password"`
+	PasswordFile       string   `yaml:"password_file" env:"REDIS_PASSWORD_FILE" usage:"file holding the Redis password (a mounted Secret)"`
+	DB                 int      `yaml:"db" usage:"Redis database number (standalone and Sentinel only)"`
+	KeyPrefix          string   `yaml:"key_prefix" usage:"prefix of every key this proxy writes"`
+	TLS                bool     `yaml:"tls" usage:"use TLS to Redis (implied by rediss://)"`
+	CAFile             string   `yaml:"ca_file" usage:"PEM CA bundle that signs the Redis server certificate"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify" usage:"skip Redis certificate verification (testing only)"`
+}
+
+// HeadersConfig names the identity headers sent to the MCP server.
+type HeadersConfig struct {
+	Preset   string `yaml:"preset" reload:"true" usage:"default (X-Forwarded-User/-Email/-Groups) or original (X-User-ID/-Email/-Name/-Groups)"`
+	User     string `yaml:"user" reload:"true" usage:"header carrying the user's subject (overrides the preset)"`
+	Email    string `yaml:"email" reload:"true" usage:"header carrying the e-mail address (overrides the preset)"`
+	Groups   string `yaml:"groups" reload:"true" usage:"header carrying comma-separated groups (overrides the preset)"`
+	Name     string `yaml:"name" reload:"true" usage:"header carrying the display name (overrides the preset)"`
+	Username string `yaml:"username" reload:"true" usage:"header carrying preferred_username (overrides the preset)"`
+}
+
+// AuthzConfig is the allow-list applied after authentication. Empty lists
+// allow every authenticated user.
+type AuthzConfig struct {
+	AllowedEmailDomains []string `yaml:"allowed_email_domains" reload:"true" usage:"comma-separated e-mail domains allowed in (verified e-mail required)"`
+	AllowedEmails       []string `yaml:"allowed_emails" reload:"true" usage:"comma-separated e-mail addresses allowed in"`
+	AllowedGroups       []string `yaml:"allowed_groups" reload:"true" usage:"comma-separated groups; membership in one is required"`
+}
+
+// UpstreamConfig tunes how the proxy treats a restarting MCP server.
+type UpstreamConfig struct {
+	RetryAttempts   int           `yaml:"retry_attempts" usage:"attempts for idempotent requests when the upstream refuses connections"`
+	BreakerFailures int           `yaml:"breaker_failures" usage:"consecutive connection failures that open the circuit breaker"`
+	BreakerOpenFor  time.Duration `yaml:"breaker_open_for" usage:"how long the breaker fails fast before trying the upstream again"`
+	ResponseTimeout time.Duration `yaml:"response_header_timeout" usage:"maximum wait for the upstream's response headers (0 = none; streams are unaffected once started)"`
+}
+
+// TracingConfig turns on OpenTelemetry tracing (off by default).
+type TracingConfig struct {
+	Enabled     bool    `yaml:"enabled" usage:"export OpenTelemetry traces and propagate W3C traceparent to the upstream"`
+	Endpoint    string  `yaml:"endpoint" usage:"OTLP/HTTP endpoint, e.g. http://otel-collector:4318 (default: the OTEL_EXPORTER_OTLP_* variables)"`
+	SampleRatio float64 `yaml:"sample_ratio" usage:"fraction of new traces sampled (parent decisions are honoured)"`
+}
+
+// Defaults returns the configuration used where nothing else is set.
+func Defaults() Config {
+	return Config{
+		Listen:        ":15080",
+		AdminListen:   ":15090",
+		Upstream:      "http://127.0.0.1:8080",
+		AuthMode:      "oidc",
+		LogLevel:      "info",
+		ShutdownGrace: 30 * time.Second,
+		OIDC: OIDCConfig{
+			Scopes:         []string{"openid", "profile", "email"},
+			GroupsClaim:    "groups",
+			DiscoveryRetry: 30 * time.Second,
+		},
+		Session: SessionConfig{
+			Store:         "memory",
+			TTL:           12 * time.Hour,
+			IdleTimeout:   time.Hour,
+			MaxPerUser:    10,
+			LimitPolicy:   "evict-oldest",
+			RefreshBefore: time.Minute,
+		},
+		Redis:   RedisConfig{KeyPrefix: "mcp-oidc-proxy:"},
+		Headers: HeadersConfig{Preset: "default"},
+		UpstreamPolicy: UpstreamConfig{
+			RetryAttempts:   3,
+			BreakerFailures: 5,
+			BreakerOpenFor:  5 * time.Second,
+		},
+		Tracing: TracingConfig{SampleRatio: 1},
+	}
+}

@@ -1,0 +1,256 @@
+// Package metrics defines the sidecar's Prometheus metrics and the small
+// adapters that let other packages report into them without importing
+// Prometheus themselves.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+)
+
+const namespace = "mcp_oidc_proxy"
+
+// Metrics owns a private registry (no global state), so tests and several
+// servers in one process do not collide.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	inFlight     prometheus.Gauge
+	openStreams  prometheus.Gauge
+	authOutcomes *prometheus.CounterVec
+	storeOps     *prometheus.CounterVec
+	storeErrors  *prometheus.CounterVec
+	upstreamErrs *prometheus.CounterVec
+	breakerState *prometheus.GaugeVec
+	reloads      *prometheus.CounterVec
+	buildInfo    *prometheus.GaugeVec
+}
+
+// New registers every metric on a fresh registry.
+func New(version string) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "http_requests_total",
+		Help: "Requests served, by status class (2xx..5xx) and route kind (mcp, public, login, session, bypass).",
+	}, []string{"code_class", "route"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "http_request_duration_seconds",
+		Help:    "Time to the end of the response, by route kind. Streams count until they close.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"route"})
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "http_requests_in_flight", Help: "Requests being served now.",
+	})
+	m.openStreams = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "open_streams", Help: "Server-sent event and WebSocket streams held open through the proxy.",
+	})
+	m.authOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "auth_total",
+		Help: "Authentication decisions by method (cookie, bearer, bypass, login) and outcome.",
+	}, []string{"method", "outcome"})
+	m.storeOps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "session_store_operations_total",
+		Help: "Session store operations by operation and result (ok, not_found, error).",
+	}, []string{"operation", "result"})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "session_store_errors_total",
+		Help: "Session store operations that failed for a reason other than a missing key (e.g. Redis unreachable).",
+	}, []string{"operation"})
+	m.upstreamErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "upstream_errors_total",
+		Help: "Failed attempts to reach the MCP server, by kind (refused, timeout, circuit_open, other).",
+	}, []string{"kind"})
+	m.breakerState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "upstream_breaker_state",
+		Help: "1 for the circuit breaker's current state (closed, half_open, open), 0 for the others.",
+	}, []string{"state"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "config_reloads_total", Help: "Configuration reloads by result (applied, unchanged, refused).",
+	}, []string{"result"})
+	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info", Help: "Always 1; the version label says which build runs.",
+	}, []string{"version"})
+	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.openStreams, m.authOutcomes,
+		m.storeOps, m.storeErrors, m.upstreamErrs, m.breakerState, m.reloads, m.buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.buildInfo.WithLabelValues(version).Set(1)
+	m.BreakerStateChanged("closed")
+	return m
+}
+
+// Registry exposes the registry for tests.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Instrument wraps h so its requests are counted under route.
+func (m *Metrics) Instrument(route string, h http.Handler) http.Handler {
+	dur := m.duration.WithLabelValues(route)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.inFlight.Inc()
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			m.inFlight.Dec()
+			dur.Observe(time.Since(start).Seconds())
+			code := sw.status
+			if code == 0 {
+				code = http.StatusOK
+			}
+			m.requests.WithLabelValues(strconv.Itoa(code/100)+"xx", route).Inc()
+		}()
+		h.ServeHTTP(sw, r)
+	})
+}
+
+// AuthOutcome implements the authentication layer's observer.
+func (m *Metrics) AuthOutcome(method, outcome string) {
+	m.authOutcomes.WithLabelValues(method, outcome).Inc()
+}
+
+// LoginOutcome implements the authentication layer's observer.
+func (m *Metrics) LoginOutcome(outcome string) {
+	m.authOutcomes.WithLabelValues("login", outcome).Inc()
+}
+
+// RefreshOutcome implements the authentication layer's observer.
+func (m *Metrics) RefreshOutcome(outcome string) {
+	m.authOutcomes.WithLabelValues("refresh", outcome).Inc()
+}
+
+// UpstreamError implements the proxy's observer.
+func (m *Metrics) UpstreamError(kind string) { m.upstreamErrs.WithLabelValues(kind).Inc() }
+
+// BreakerStateChanged implements the proxy's observer.
+func (m *Metrics) BreakerStateChanged(state string) {
+	for _, s := range []string{"closed", "half_open", "open"} {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.breakerState.WithLabelValues(s).Set(v)
+	}
+}
+
+// StreamOpened implements the proxy's observer.
+func (m *Metrics) StreamOpened() { m.openStreams.Inc() }
+
+// StreamClosed implements the proxy's observer.
+func (m *Metrics) StreamClosed() { m.openStreams.Dec() }
+
+// ConfigReload counts a reload attempt.
+func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result).Inc() }
+
+// statusWriter records the status code while keeping Flush, Hijack and
+// friends reachable through Unwrap (http.ResponseController).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush is forwarded explicitly because httputil.ReverseProxy and SSE
+// handlers assert http.Flusher directly.
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// InstrumentStore wraps a session store so every operation is counted.
+func (m *Metrics) InstrumentStore(s session.Store) session.Store {
+	return &instrumentedStore{Store: s, m: m}
+}
+
+type instrumentedStore struct {
+	session.Store
+	m *Metrics
+}
+
+var _ session.Store = (*instrumentedStore)(nil)
+
+func (s *instrumentedStore) observe(op string, err error) {
+	switch {
+	case err == nil:
+		s.m.storeOps.WithLabelValues(op, "ok").Inc()
+	case isNotFound(err):
+		s.m.storeOps.WithLabelValues(op, "not_found").Inc()
+	default:
+		s.m.storeOps.WithLabelValues(op, "error").Inc()
+		s.m.storeErrors.WithLabelValues(op).Inc()
+	}
+}
+
+func (s *instrumentedStore) CreateSession(ctx context.Context, rec session.Record, l session.Limit) ([]string, error) {
+	ev, err := s.Store.CreateSession(ctx, rec, l)
+	s.observe("create", err)
+	return ev, err
+}
+
+func (s *instrumentedStore) GetSession(ctx context.Context, id string) (session.Record, error) {
+	rec, err := s.Store.GetSession(ctx, id)
+	s.observe("get", err)
+	return rec, err
+}
+
+func (s *instrumentedStore) UpdateSession(ctx context.Context, rec session.Record) error {
+	err := s.Store.UpdateSession(ctx, rec)
+	s.observe("update", err)
+	return err
+}
+
+func (s *instrumentedStore) DeleteSession(ctx context.Context, id string) error {
+	err := s.Store.DeleteSession(ctx, id)
+	s.observe("delete", err)
+	return err
+}
+
+func (s *instrumentedStore) PutOnce(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	err := s.Store.PutOnce(ctx, key, v, ttl)
+	s.observe("put_once", err)
+	return err
+}
+
+func (s *instrumentedStore) TakeOnce(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.Store.TakeOnce(ctx, key)
+	s.observe("take_once", err)
+	return v, err
+}
+
+func (s *instrumentedStore) TryLock(ctx context.Context, name string, ttl time.Duration) (session.Lock, error) {
+	l, err := s.Store.TryLock(ctx, name, ttl)
+	if isLocked(err) {
+		s.m.storeOps.WithLabelValues("lock", "held").Inc()
+	} else {
+		s.observe("lock", err)
+	}
+	return l, err
+}

@@ -1,0 +1,8 @@
+package oidc
+
+import "time"
+
+// SetBackoff shortens Run's retry delays for tests.
+func SetBackoff(rp *RelyingParty, lo, hi time.Duration) {
+	rp.minBackoff, rp.maxBackoff = lo, hi
+}

@@ -1,0 +1,298 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+)
+
+// HeaderNames are the request headers through which the upstream MCP server
+// learns who the caller is. An empty name means "do not send this field".
+// Every name listed here (and in both presets) is removed from the incoming
+// request in any spelling before the proxy sets its own values, so a client
+// can never claim to be someone else.
+type HeaderNames struct {
+	// User carries identity.Identity.Subject (the stable user ID).
+	User string `json:"user,omitempty"`
+	// Email carries identity.Identity.Email.
+	Email string `json:"email,omitempty"`
+	// Groups carries identity.Identity.Groups joined by ",".
+	Groups string `json:"groups,omitempty"`
+	// Name carries identity.Identity.Name (a display name).
+	Name string `json:"name,omitempty"`
+	// Username carries identity.Identity.Username (preferred_username).
+	Username string `json:"username,omitempty"`
+	// Extra lists further headers the upstream trusts for identity (for
+	// example a tenant header set by another layer). They are never set by the
+	// proxy, only stripped from incoming requests in any spelling.
+	Extra []string `json:"extra,omitempty"`
+}
+
+// DefaultHeaderNames is the oauth2-proxy style set most MCP servers and
+// frameworks already understand.
+func DefaultHeaderNames() HeaderNames {
+	return HeaderNames{
+		User:     "X-Forwarded-User",
+		Email:    "X-Forwarded-Email",
+		Groups:   "X-Forwarded-Groups",
+		Username: "X-Forwarded-Preferred-Username",
+	}
+}
+
+// OriginalHeaderNames is the header set of the original mcp-oidc-proxy, so
+// upstreams written against it keep working after moving over.
+func OriginalHeaderNames() HeaderNames {
+	return HeaderNames{
+		User:   "X-User-ID",
+		Email:  "X-User-Email",
+		Name:   "X-User-Name",
+		Groups: "X-User-Groups",
+	}
+}
+
+// all returns every name in n, including Extra, skipping empty ones.
+func (n HeaderNames) all() []string {
+	out := make([]string, 0, 5+len(n.Extra))
+	for _, s := range []string{n.User, n.Email, n.Groups, n.Name, n.Username} {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	for _, s := range n.Extra {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// forwardingHeaders are the forwarding headers the proxy sets itself.
+// ReverseProxy removes only their canonical spelling before Rewrite; the
+// policy removes every other spelling (x_forwarded_for, ...) too, because
+// CGI-style upstreams map "_" and "-" to the same variable.
+var forwardingHeaders = [...]string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// headerPolicy is the immutable, precomputed form of the header settings that
+// the hot path reads through an atomic pointer.
+type headerPolicy struct {
+	names HeaderNames
+	// canonical is names in canonical form, so setting them needs no
+	// per-request canonicalisation.
+	canonical HeaderNames
+	// strip holds normalised names (lower case, "_" -> "-") removed from every
+	// forwarded request.
+	strip map[string]struct{}
+}
+
+// newHeaderPolicy builds the policy for names, always including both presets
+// so switching presets can never re-open a spoofing hole, plus stripHeaders.
+func newHeaderPolicy(names HeaderNames, stripHeaders []string) *headerPolicy {
+	p := &headerPolicy{
+		names: names,
+		canonical: HeaderNames{
+			User:     http.CanonicalHeaderKey(names.User),
+			Email:    http.CanonicalHeaderKey(names.Email),
+			Groups:   http.CanonicalHeaderKey(names.Groups),
+			Name:     http.CanonicalHeaderKey(names.Name),
+			Username: http.CanonicalHeaderKey(names.Username),
+		},
+		strip: make(map[string]struct{}),
+	}
+	add := func(list []string) {
+		for _, h := range list {
+			p.strip[normaliseHeader(h)] = struct{}{}
+		}
+	}
+	add(DefaultHeaderNames().all())
+	add(OriginalHeaderNames().all())
+	add(names.all())
+	add(stripHeaders)
+	add(forwardingHeaders[:])
+	return p
+}
+
+// normaliseHeader folds case and treats "_" like "-", the two ways a client
+// can spell a header that some upstream stack will read as ours.
+func normaliseHeader(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		case c == '_':
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// maxNormalisedKey bounds the stack buffer used on the hot path; longer keys
+// take the allocating path.
+const maxNormalisedKey = 64
+
+// matches reports whether the header key k is one the policy strips. It does
+// not allocate for keys up to maxNormalisedKey bytes.
+func (p *headerPolicy) matches(k string) bool {
+	if len(k) > maxNormalisedKey {
+		_, ok := p.strip[normaliseHeader(k)]
+		return ok
+	}
+	var buf [maxNormalisedKey]byte
+	b := buf[:len(k)]
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		b[i] = c
+	}
+	_, ok := p.strip[string(b)]
+	return ok
+}
+
+// stripFrom removes every header of h that the policy manages, in any
+// spelling, including the forwarding headers the proxy sets afterwards.
+func (p *headerPolicy) stripFrom(h http.Header) {
+	for k := range h {
+		if p.matches(k) {
+			delete(h, k)
+		}
+	}
+}
+
+// setIdentity writes id into h under the configured names. A nil identity
+// sets nothing: the upstream then sees an anonymous request. The values share
+// one backing array: this runs on every request.
+func (p *headerPolicy) setIdentity(h http.Header, id *identity.Identity) {
+	if id == nil {
+		return
+	}
+	var groups string
+	if len(id.Groups) > 0 {
+		groups = strings.Join(id.Groups, ",")
+	}
+	fields := [...]struct{ name, value string }{
+		{p.canonical.User, id.Subject},
+		{p.canonical.Email, id.Email},
+		{p.canonical.Name, id.Name},
+		{p.canonical.Username, id.Username},
+		{p.canonical.Groups, groups},
+	}
+	values := make([]string, 0, len(fields))
+	for _, f := range fields {
+		if f.name == "" || f.value == "" {
+			continue
+		}
+		values = append(values, headerSafe(f.value))
+		n := len(values)
+		h[f.name] = values[n-1 : n : n]
+	}
+}
+
+// headerSafe drops control characters an identity provider might release in
+// a claim (a display name with a newline, say): net/http refuses to send
+// such a header and the request would fail with a 502.
+func headerSafe(v string) string {
+	clean := true
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return v
+	}
+	return strings.Map(func(r rune) rune {
+		if (r < 0x20 && r != '\t') || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
+}
+
+// cookieFilter removes named cookies from Cookie headers.
+type cookieFilter struct {
+	exact    map[string]struct{}
+	prefixes []string
+}
+
+// newCookieFilter accepts exact cookie names and names ending in "*", which
+// match by prefix (for session cookies split into numbered chunks).
+func newCookieFilter(names []string) *cookieFilter {
+	f := &cookieFilter{exact: make(map[string]struct{})}
+	for _, n := range names {
+		switch {
+		case n == "":
+		case strings.HasSuffix(n, "*"):
+			f.prefixes = append(f.prefixes, strings.TrimSuffix(n, "*"))
+		default:
+			f.exact[n] = struct{}{}
+		}
+	}
+	return f
+}
+
+func (f *cookieFilter) empty() bool { return len(f.exact) == 0 && len(f.prefixes) == 0 }
+
+func (f *cookieFilter) drop(name string) bool {
+	if _, ok := f.exact[name]; ok {
+		return true
+	}
+	for _, p := range f.prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// anyDropped reports whether any cookie in values is filtered, so the
+// common case (no session cookie, e.g. bearer clients) costs no allocation.
+func (f *cookieFilter) anyDropped(values []string) bool {
+	for _, line := range values {
+		for part := range strings.SplitSeq(line, ";") {
+			name, _, _ := strings.Cut(part, "=")
+			if f.drop(strings.TrimSpace(name)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// apply rewrites the Cookie headers of h without the filtered cookies. It
+// works on the raw text rather than parsing and re-serialising so that the
+// cookies the upstream does get are byte-for-byte what the client sent.
+func (f *cookieFilter) apply(h http.Header) {
+	if f.empty() {
+		return
+	}
+	values, ok := h["Cookie"]
+	if !ok || !f.anyDropped(values) {
+		return
+	}
+	var kept []string
+	for _, line := range values {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(part, "=")
+			if f.drop(strings.TrimSpace(name)) {
+				continue
+			}
+			kept = append(kept, part)
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = []string{strings.Join(kept, "; ")}
+}

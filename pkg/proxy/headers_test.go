@@ -1,0 +1,283 @@
+package proxy_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+)
+
+// headerCapture is an upstream that hands every request's headers (raw
+// keys, as Go's server stored them) to the test.
+func headerCapture(t *testing.T) (*httptest.Server, <-chan http.Header) {
+	t.Helper()
+	got := make(chan http.Header, 16)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		h.Set("Host", r.Host)
+		got <- h
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(s.Close)
+	return s, got
+}
+
+// sendRaw sends a request whose header keys are written exactly as given
+// (not canonicalised), the way a hostile client would.
+func sendRaw(t *testing.T, ctx context.Context, method, target string, raw map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range raw {
+		req.Header[k] = append(req.Header[k], v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
+
+func receive(t *testing.T, ch <-chan http.Header) http.Header {
+	t.Helper()
+	select {
+	case h := <-ch:
+		return h
+	case <-t.Context().Done():
+		t.Fatal("upstream never received the request")
+		return nil
+	}
+}
+
+// normalisedValues collects the values of every key that normalises to name.
+func normalisedValues(h http.Header, name string) []string {
+	want := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	var out []string
+	for k, vs := range h {
+		if strings.ReplaceAll(strings.ToLower(k), "_", "-") == want {
+			out = append(out, vs...)
+		}
+	}
+	return out
+}
+
+// spoofs are identity headers of both presets in hostile spellings.
+var spoofs = map[string]string{
+	"X-Forwarded-User":               "mallory",
+	"x_forwarded_user":               "mallory",
+	"X-FORWARDED-EMAIL":              "mallory@evil.example",
+	"X_Forwarded-Groups":             "admins",
+	"x-forwarded-preferred-username": "mallory",
+	"X-User-ID":                      "mallory",
+	"x_user_email":                   "mallory@evil.example",
+	"X-USER_NAME":                    "Mallory",
+	"x-user-groups":                  "admins",
+	"X-Tenant":                       "other-tenant",
+	"X_TENANT":                       "other-tenant",
+	"X-Forwarded-For":                "10.9.9.9",
+	"x_forwarded_for":                "10.9.9.9",
+	"X-Forwarded-Host":               "evil.example",
+	"X_FORWARDED_PROTO":              "https",
+	"Forwarded":                      "for=10.9.9.9",
+	"Authorization":                  "Bearer client-token",
+	"x_authorization":                "Bearer client-token",
+	"X-Request-ID":                   "client-chosen",
+}
+
+func TestIdentityHeadersReplaceSpoofedOnes(t *testing.T) {
+	alice := &identity.Identity{
+		Subject: "alice-sub", Email: "alice@example.com", Name: "Alice\r\nX-Evil: 1",
+		Username: "alice", Groups: []string{"dev", "ops"},
+	}
+	tests := []struct {
+		name    string
+		headers proxy.HeaderNames
+		id      *identity.Identity
+		want    map[string]string // header -> exact single value
+		absent  []string          // headers that must not reach the upstream in any spelling
+	}{
+		{
+			name:    "default names",
+			headers: proxy.HeaderNames{},
+			id:      alice,
+			want: map[string]string{
+				"X-Forwarded-User": "alice-sub", "X-Forwarded-Email": "alice@example.com",
+				"X-Forwarded-Groups": "dev,ops", "X-Forwarded-Preferred-Username": "alice",
+			},
+			absent: []string{"X-User-ID", "X-User-Email", "X-User-Name", "X-User-Groups", "X-Authorization", "Forwarded"},
+		},
+		{
+			name:    "original preset also strips the default preset",
+			headers: proxy.OriginalHeaderNames(),
+			id:      alice,
+			want: map[string]string{
+				"X-User-ID": "alice-sub", "X-User-Email": "alice@example.com",
+				"X-User-Name": "AliceX-Evil: 1", "X-User-Groups": "dev,ops",
+			},
+			absent: []string{"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username"},
+		},
+		{
+			name:    "custom names and extra",
+			headers: proxy.HeaderNames{User: "X-Auth-Subject", Email: "X-Auth-Mail", Extra: []string{"X-Tenant"}},
+			id:      alice,
+			want:    map[string]string{"X-Auth-Subject": "alice-sub", "X-Auth-Mail": "alice@example.com"},
+			absent:  []string{"X-Forwarded-User", "X-User-ID", "X-Tenant", "X-Forwarded-Groups"},
+		},
+		{
+			name:    "extra alone keeps the default names",
+			headers: proxy.HeaderNames{Extra: []string{"X-Tenant"}},
+			id:      alice,
+			want:    map[string]string{"X-Forwarded-User": "alice-sub", "X-Forwarded-Groups": "dev,ops"},
+			absent:  []string{"X-Tenant", "X-User-ID"},
+		},
+		{
+			name:    "nil identity sets none and still strips",
+			headers: proxy.HeaderNames{},
+			id:      nil,
+			want:    map[string]string{},
+			absent:  []string{"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-User-ID", "X-User-Email"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up, got := headerCapture(t)
+			p := newProxy(t, proxy.Options{
+				Upstream:     mustURL(t, up.URL),
+				Headers:      tt.headers,
+				StripHeaders: []string{"Authorization", "X-Authorization"},
+			})
+			front := frontServer(t, withIdentity(p, tt.id, "req-123"))
+			resp := sendRaw(t, t.Context(), http.MethodGet, front.URL+"/mcp", spoofs)
+			if resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("status = %d", resp.StatusCode)
+			}
+			h := receive(t, got)
+			for name, want := range tt.want {
+				if vs := normalisedValues(h, name); len(vs) != 1 || vs[0] != want {
+					t.Errorf("%s = %q, want exactly [%q]", name, vs, want)
+				}
+			}
+			for _, name := range tt.absent {
+				if vs := normalisedValues(h, name); len(vs) != 0 {
+					t.Errorf("%s reached the upstream: %q", name, vs)
+				}
+			}
+			for _, name := range []string{"Authorization", "X-Forwarded-Tenant"} {
+				if vs := normalisedValues(h, name); len(vs) != 0 {
+					t.Errorf("%s reached the upstream: %q", name, vs)
+				}
+			}
+			if vs := normalisedValues(h, "X-Forwarded-For"); len(vs) != 1 || vs[0] != "127.0.0.1" {
+				t.Errorf("X-Forwarded-For = %q, want [127.0.0.1]", vs)
+			}
+			if vs := normalisedValues(h, "X-Request-ID"); len(vs) != 1 || vs[0] != "req-123" {
+				t.Errorf("X-Request-ID = %q, want [req-123]", vs)
+			}
+			if h.Get("Host") != mustURL(t, up.URL).Host {
+				t.Errorf("Host = %q, want the upstream's %q", h.Get("Host"), mustURL(t, up.URL).Host)
+			}
+		})
+	}
+}
+
+func TestForwardedHeaders(t *testing.T) {
+	tests := []struct {
+		name      string
+		trust     bool
+		wantFor   string
+		wantHost  string
+		wantProto string
+	}{
+		{name: "replace by default", trust: false, wantFor: "127.0.0.1", wantHost: "", wantProto: "http"},
+		{name: "trust appends and keeps", trust: true, wantFor: "203.0.113.7, 127.0.0.1", wantHost: "public.example", wantProto: "https"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up, got := headerCapture(t)
+			p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL), TrustForwarded: tt.trust})
+			front := frontServer(t, withIdentity(p, nil, ""))
+			sendRaw(t, t.Context(), http.MethodGet, front.URL+"/", map[string]string{
+				"X-Forwarded-For":   "203.0.113.7",
+				"X-Forwarded-Host":  "public.example",
+				"X-Forwarded-Proto": "https",
+			})
+			h := receive(t, got)
+			if got := strings.Join(h.Values("X-Forwarded-For"), ", "); got != tt.wantFor {
+				t.Errorf("X-Forwarded-For = %q, want %q", got, tt.wantFor)
+			}
+			wantHost := tt.wantHost
+			if wantHost == "" {
+				wantHost = mustURL(t, front.URL).Host
+			}
+			if got := h.Get("X-Forwarded-Host"); got != wantHost {
+				t.Errorf("X-Forwarded-Host = %q, want %q", got, wantHost)
+			}
+			if got := h.Get("X-Forwarded-Proto"); got != tt.wantProto {
+				t.Errorf("X-Forwarded-Proto = %q, want %q", got, tt.wantProto)
+			}
+		})
+	}
+}
+
+func TestStripCookies(t *testing.T) {
+	tests := []struct {
+		name   string
+		cookie string
+		want   []string // nil: no Cookie header at all
+	}{
+		{name: "session removed, others kept verbatim", cookie: "theme=dark; mcp_session=secret; lang=en", want: []string{"theme=dark; lang=en"}},
+		{name: "chunks removed by prefix", cookie: "mcp_chunk_0=a; mcp_chunk_1=b; x=1", want: []string{"x=1"}},
+		{name: "only session: header dropped", cookie: "mcp_session=secret", want: nil},
+		{name: "name is case-sensitive", cookie: "MCP_SESSION=not-ours", want: []string{"MCP_SESSION=not-ours"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up, got := headerCapture(t)
+			p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL), StripCookies: []string{"mcp_session", "mcp_chunk_*"}})
+			front := frontServer(t, withIdentity(p, nil, ""))
+			sendRaw(t, t.Context(), http.MethodGet, front.URL+"/", map[string]string{"Cookie": tt.cookie})
+			h := receive(t, got)
+			if got := h.Values("Cookie"); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("Cookie = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSetHeadersHotReload switches presets while requests are in flight
+// (the race detector checks the swap) and then checks the new names apply.
+func TestSetHeadersHotReload(t *testing.T) {
+	up, got := headerCapture(t)
+	p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL)})
+	front := frontServer(t, withIdentity(p, &identity.Identity{Subject: "bob"}, ""))
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			sendRaw(t, t.Context(), http.MethodGet, front.URL+"/", nil)
+			<-got
+		})
+	}
+	p.SetHeaders(proxy.OriginalHeaderNames())
+	wg.Wait()
+
+	if p.Headers().User != "X-User-ID" {
+		t.Fatalf("Headers().User = %q after reload", p.Headers().User)
+	}
+	sendRaw(t, t.Context(), http.MethodGet, front.URL+"/", map[string]string{"X-Forwarded-User": "mallory"})
+	h := receive(t, got)
+	if h.Get("X-User-ID") != "bob" {
+		t.Errorf("X-User-ID = %q, want bob", h.Get("X-User-ID"))
+	}
+	if vs := normalisedValues(h, "X-Forwarded-User"); len(vs) != 0 {
+		t.Errorf("old-preset header still forwarded: %q", vs)
+	}
+}

@@ -1,0 +1,333 @@
+// Package proxy forwards authenticated requests to the MCP server on
+// localhost: streaming (Streamable HTTP, SSE) and WebSocket pass through
+// untouched, identity headers are set from the authenticated caller after
+// every client-supplied spelling of them is removed, and an upstream that is
+// restarting is ridden out with retries and a circuit breaker.
+//
+// It is a thin policy layer over net/http/httputil.ReverseProxy, which does
+// the forwarding, hop-by-hop handling, protocol upgrades and flushing.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
+)
+
+// Observer receives the events operators graph (typically a Prometheus
+// adapter in the server package). It is declared here, where it is used, so
+// the proxy does not depend on a metrics library. Implementations must be
+// safe for concurrent use and must not block.
+type Observer interface {
+	// UpstreamError is called once per failed forward with one of the
+	// ErrorKind* constants.
+	UpstreamError(kind string)
+	// BreakerStateChanged is called with BreakerClosed, BreakerOpen or
+	// BreakerHalfOpen on every transition.
+	BreakerStateChanged(state string)
+	// StreamOpened is called when an SSE (text/event-stream) response starts.
+	StreamOpened()
+	// StreamClosed is called exactly once for every StreamOpened.
+	StreamClosed()
+}
+
+// Kinds passed to Observer.UpstreamError.
+const (
+	ErrorKindConnect     = "connect"
+	ErrorKindCircuitOpen = "circuit_open"
+	ErrorKindTimeout     = "timeout"
+	ErrorKindCanceled    = "client_canceled"
+	ErrorKindOther       = "other"
+)
+
+// Options configure a Proxy. Only Upstream is required.
+type Options struct {
+	// Upstream is the MCP server, e.g. http://127.0.0.1:3000. Its path, if
+	// any, is prefixed to every request path. The forwarded Host header is
+	// the upstream's host, which keeps localhost servers with DNS-rebinding
+	// protection (the MCP SDKs) happy; the client's host goes in
+	// X-Forwarded-Host.
+	Upstream *url.URL
+	// Headers names the identity headers. The zero value means
+	// DefaultHeaderNames(). They can be changed later with SetHeaders.
+	Headers HeaderNames
+	// StripCookies are cookie names removed from the forwarded Cookie header;
+	// the proxy's own session cookie must never reach the upstream. A name
+	// ending in "*" matches by prefix (chunked cookies).
+	StripCookies []string
+	// StripHeaders are request headers removed (in any spelling) before
+	// forwarding, typically "Authorization": the client's token is for the
+	// proxy, not for the MCP server.
+	StripHeaders []string
+	// TrustForwarded keeps and appends to the incoming X-Forwarded-For and
+	// keeps incoming X-Forwarded-Host/-Proto, for a proxy that sits behind a
+	// trusted ingress. The default replaces them with what this hop saw, so
+	// clients cannot forge their address.
+	TrustForwarded bool
+	// Retry configures retries of idempotent requests while the upstream is
+	// restarting.
+	Retry RetryOptions
+	// Breaker configures fail-fast behaviour while the upstream is down.
+	Breaker BreakerOptions
+	// Transport sends requests upstream. Nil means DefaultTransport(
+	// ResponseHeaderTimeout). Retries and the breaker wrap whatever is given.
+	Transport http.RoundTripper
+	// ResponseHeaderTimeout bounds the wait for the upstream's response
+	// headers when Transport is nil. Zero means no limit: MCP tool calls
+	// answered over SSE may legitimately take minutes to start.
+	ResponseHeaderTimeout time.Duration
+	// Logger receives upstream errors and breaker transitions. Nil means no
+	// logging.
+	Logger *zap.Logger
+	// Observer receives metrics events. Nil means none.
+	Observer Observer
+}
+
+// Proxy is an http.Handler forwarding already-authenticated requests to the
+// upstream MCP server. The caller must have put the identity into the
+// request context (identity.NewContext); a request without one is
+// forwarded anonymously, with every identity header removed.
+type Proxy struct {
+	upstream *url.URL
+	trustFwd bool
+	policy   atomic.Pointer[headerPolicy]
+	strip    []string
+	cookies  *cookieFilter
+	rp       *httputil.ReverseProxy
+	logger   *zap.Logger
+	obs      Observer
+}
+
+var _ http.Handler = (*Proxy)(nil)
+
+// New validates opts and builds a Proxy.
+func New(opts Options) (*Proxy, error) {
+	if opts.Upstream == nil {
+		return nil, errors.New("proxy: upstream URL is required")
+	}
+	if opts.Upstream.Scheme != "http" && opts.Upstream.Scheme != "https" {
+		return nil, fmt.Errorf("proxy: upstream %q: scheme must be http or https", opts.Upstream.Redacted())
+	}
+	if opts.Upstream.Host == "" {
+		return nil, fmt.Errorf("proxy: upstream %q: host is required", opts.Upstream.Redacted())
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	logger = logger.With(zap.String("component", "proxy"))
+	obs := opts.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	p := &Proxy{
+		upstream: opts.Upstream,
+		trustFwd: opts.TrustForwarded,
+		strip:    append([]string(nil), opts.StripHeaders...),
+		cookies:  newCookieFilter(opts.StripCookies),
+		logger:   logger,
+		obs:      obs,
+	}
+	p.SetHeaders(opts.Headers)
+
+	var rt http.RoundTripper = opts.Transport
+	if rt == nil {
+		rt = DefaultTransport(opts.ResponseHeaderTimeout)
+	}
+	rt = &retryTransport{next: rt, opts: opts.Retry.withDefaults(), logger: logger}
+	if opts.Breaker.Failures >= 0 {
+		b := newBreaker(opts.Breaker, func(state string) {
+			logger.Warn("upstream circuit breaker changed state", zap.String("state", state))
+			obs.BreakerStateChanged(state)
+		})
+		rt = &breakerTransport{next: rt, b: b, logger: logger}
+	}
+
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:   p.rewrite,
+		Transport: rt,
+		// -1 flushes after every write, so each SSE event and each chunk of
+		// a streamed response reaches the client when the upstream sends it.
+		FlushInterval:  -1,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.handleError,
+		// ReverseProxy's own messages are about copy errors after headers
+		// were sent, almost always a client that disconnected mid-stream.
+		ErrorLog: zap.NewStdLog(logger),
+	}
+	return p, nil
+}
+
+// DefaultTransport is the upstream transport used when Options.Transport is
+// nil: a clone of http.DefaultTransport tuned for one local HTTP/1.1 upstream
+// under heavy concurrency.
+func DefaultTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// The upstream is on localhost; an HTTP(S)_PROXY from the environment
+	// must never capture that traffic.
+	t.Proxy = nil
+	// Every client request funnels into one host: keep enough idle
+	// connections that bursts do not churn through ephemeral ports.
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	// MCP servers speak HTTP/1.1 on localhost; HTTP/2 would only add
+	// framing overhead and head-of-line effects between streams.
+	t.ForceAttemptHTTP2 = false
+	// Pass the client's Accept-Encoding through instead of transparently
+	// negotiating gzip, which would re-chunk streamed SSE responses.
+	t.DisableCompression = true
+	t.ResponseHeaderTimeout = responseHeaderTimeout
+	return t
+}
+
+// SetHeaders replaces the identity header names; safe to call while serving
+// (configuration reload). Names with all five fields empty mean
+// DefaultHeaderNames() (keeping names.Extra).
+func (p *Proxy) SetHeaders(names HeaderNames) {
+	if names.User == "" && names.Email == "" && names.Groups == "" && names.Name == "" && names.Username == "" {
+		extra := names.Extra
+		names = DefaultHeaderNames()
+		names.Extra = extra
+	}
+	p.policy.Store(newHeaderPolicy(names, p.strip))
+}
+
+// Headers returns the identity header names currently in use.
+func (p *Proxy) Headers() HeaderNames {
+	return p.policy.Load().names
+}
+
+// ServeHTTP forwards r to the upstream.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.rp.ServeHTTP(w, r)
+}
+
+// rewrite is the ReverseProxy Rewrite hook. ReverseProxy has already
+// removed hop-by-hop headers (keeping Connection/Upgrade for WebSocket) and
+// the canonical forwarding headers.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(p.upstream)
+	policy := p.policy.Load()
+	out := pr.Out.Header
+	// First remove every spelling of every header we manage, then set ours.
+	policy.stripFrom(out)
+	p.cookies.apply(out)
+
+	if p.trustFwd {
+		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			out["X-Forwarded-For"] = append([]string(nil), xff...)
+		}
+	}
+	pr.SetXForwarded()
+	if p.trustFwd {
+		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
+			out.Set("X-Forwarded-Host", v)
+		}
+		if v := pr.In.Header.Get("X-Forwarded-Proto"); v != "" {
+			out.Set("X-Forwarded-Proto", v)
+		}
+	}
+
+	ctx := pr.In.Context()
+	policy.setIdentity(out, identity.FromContext(ctx))
+	if id := requestid.FromContext(ctx); id != "" {
+		out.Set(requestid.Header, id)
+	}
+}
+
+// modifyResponse counts SSE streams. Statuses and bodies are never touched:
+// the MCP transport gives meaning to the upstream's 202/400/404/405.
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	// A 101 body is the raw upgraded connection, which ReverseProxy needs
+	// as an io.ReadWriteCloser: never wrap it.
+	if resp.StatusCode == http.StatusSwitchingProtocols || !isEventStream(resp.Header.Get("Content-Type")) {
+		return nil
+	}
+	p.obs.StreamOpened()
+	resp.Body = &streamBody{ReadCloser: resp.Body, closed: p.obs.StreamClosed}
+	return nil
+}
+
+func isEventStream(contentType string) bool {
+	const sse = "text/event-stream"
+	ct := strings.TrimSpace(contentType)
+	return len(ct) >= len(sse) && strings.EqualFold(ct[:len(sse)], sse) &&
+		(len(ct) == len(sse) || ct[len(sse)] == ';' || ct[len(sse)] == ' ')
+}
+
+// streamBody reports the end of an SSE stream exactly once.
+type streamBody struct {
+	io.ReadCloser
+	once   sync.Once
+	closed func()
+}
+
+func (b *streamBody) Close() error {
+	b.once.Do(b.closed)
+	return b.ReadCloser.Close()
+}
+
+// handleError is the ReverseProxy ErrorHandler: it maps transport errors to
+// the proxy's JSON errors. It only runs when no upstream response was
+// received, so it never replaces an upstream status.
+func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
+	fields := []zap.Field{
+		zap.String("request_id", requestid.FromContext(r.Context())),
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path),
+		zap.Error(err),
+	}
+	var netErr net.Error
+	switch {
+	case errors.Is(err, ErrCircuitOpen):
+		p.obs.UpstreamError(ErrorKindCircuitOpen)
+		p.logger.Debug("upstream circuit open, failing fast", fields...)
+		apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeCircuitOpen,
+			"upstream MCP server is unavailable; retry shortly")
+	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
+		// The client went away: nobody to answer. Logged as nginx's 499.
+		p.obs.UpstreamError(ErrorKindCanceled)
+		p.logger.Info("client closed request", append(fields, zap.Int("status", 499))...)
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		p.obs.UpstreamError(ErrorKindTimeout)
+		p.logger.Warn("upstream timed out", fields...)
+		apierror.Write(w, r, http.StatusGatewayTimeout, apierror.CodeUpstreamTimeout,
+			"upstream MCP server did not answer in time")
+	case isConnFailure(err):
+		p.obs.UpstreamError(ErrorKindConnect)
+		p.logger.Warn("upstream not reachable", fields...)
+		apierror.Write(w, r, http.StatusBadGateway, apierror.CodeBadGateway,
+			"upstream MCP server is not reachable")
+	default:
+		p.obs.UpstreamError(ErrorKindOther)
+		p.logger.Error("upstream request failed", fields...)
+		apierror.Write(w, r, http.StatusBadGateway, apierror.CodeBadGateway,
+			"upstream MCP server failed to answer")
+	}
+}
+
+// nopObserver is used when Options.Observer is nil.
+type nopObserver struct{}
+
+var _ Observer = nopObserver{}
+
+func (nopObserver) UpstreamError(string)       {}
+func (nopObserver) BreakerStateChanged(string) {}
+func (nopObserver) StreamOpened()              {}
+func (nopObserver) StreamClosed()              {}

@@ -1,0 +1,165 @@
+package server
+
+import (
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
+)
+
+// Route kinds label metrics and logs.
+const (
+	routeMCP     = "mcp"
+	routePublic  = "public"
+	routeLogin   = "login"
+	routeSession = "session"
+	routeBypass  = "bypass"
+)
+
+// routes builds the protected listener's handler:
+//
+//	/oauth2/*, /api/v1/session  the proxy's own login and session endpoints
+//	public paths                 forwarded without authentication
+//	everything else              authenticated, authorized, forwarded
+func (s *Server) routes() http.Handler {
+	wrap := func(route string, h http.Handler) http.Handler {
+		if s.tracer != nil {
+			h = s.tracer.Middleware(route, h)
+		}
+		return s.metrics.Instrument(route, s.accessLog(route, h))
+	}
+
+	var protected http.Handler
+	switch {
+	case s.authn != nil:
+		protected = s.authn.Middleware(s.policy.Middleware(s.proxy))
+		protected = wrap(routeMCP, protected)
+	default:
+		protected = wrap(routeBypass, s.bypass(s.proxy))
+	}
+	public := wrap(routePublic, s.proxy)
+
+	mux := http.NewServeMux()
+	if s.authn != nil {
+		own := s.authn.Handler()
+		mux.Handle("/oauth2/", wrap(routeLogin, own))
+		mux.Handle("/api/v1/session", wrap(routeSession, own))
+	}
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.public.Load().match(r.URL.Path) {
+			public.ServeHTTP(w, r)
+			return
+		}
+		protected.ServeHTTP(w, r)
+	}))
+	return requestid.Middleware(mux)
+}
+
+// accessLog writes one structured line per request. It logs the path but
+// never the query string (it carries codes and state during login) and no
+// headers (they carry cookies and tokens).
+func (s *Server) accessLog(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		fields := []zap.Field{
+			zap.String("request_id", requestid.FromContext(r.Context())),
+			zap.String("route", route),
+			zap.String("method", r.Method),
+			zap.String("path", r.URL.Path),
+			zap.Int("status", sw.code()),
+			zap.Duration("duration", time.Since(start)),
+		}
+		s.log.Debug("request", fields...)
+	})
+}
+
+// bypass admits everyone as a fixed development identity. It exists only for
+// local development (validation requires an explicit acknowledgement) and
+// says so on every request.
+func (s *Server) bypass(next http.Handler) http.Handler {
+	dev := &identity.Identity{Subject: "bypass-user", Email: "bypass-user@localhost", Name: "Bypass User", Username: "bypass-user", Method: "bypass"}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.log.Warn("AUTH_MODE=bypass: request forwarded WITHOUT authentication (development only)",
+			zap.String("request_id", requestid.FromContext(r.Context())), zap.String("path", r.URL.Path))
+		s.metrics.AuthOutcome("bypass", "allowed")
+		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), dev)))
+	})
+}
+
+// publicPaths matches unauthenticated paths. Only clean paths can match, so
+// "/public/../mcp" or "/public/%2e%2e/mcp" never skip authentication.
+type publicPaths struct {
+	exact    map[string]bool
+	prefixes []string
+}
+
+func newPublicPaths(list []string) *publicPaths {
+	p := &publicPaths{exact: map[string]bool{}}
+	for _, e := range list {
+		if prefix, ok := strings.CutSuffix(e, "/*"); ok {
+			p.prefixes = append(p.prefixes, prefix+"/")
+			continue
+		}
+		p.exact[e] = true
+	}
+	return p
+}
+
+func (p *publicPaths) match(urlPath string) bool {
+	if urlPath == "" || path.Clean(urlPath) != urlPath && path.Clean(urlPath)+"/" != urlPath {
+		return false
+	}
+	if strings.Contains(urlPath, "//") || strings.Contains(urlPath, "\\") {
+		return false
+	}
+	if p.exact[urlPath] {
+		return true
+	}
+	for _, pre := range p.prefixes {
+		if strings.HasPrefix(urlPath, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusRecorder) code() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}

@@ -1,0 +1,334 @@
+// Package server wires the sidecar together: the protected listener
+// (login endpoints, public paths, authenticated forwarding), the admin
+// listener (health, readiness, metrics), configuration reloads and graceful
+// shutdown.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authn"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tracing"
+)
+
+// Options are the process-level dependencies of a Server.
+type Options struct {
+	// Version is reported by /healthz and metrics.
+	Version string
+	// Logger is the base logger; Level controls it at runtime.
+	Logger *zap.Logger
+	Level  zap.AtomicLevel
+	// HTTPClient talks to the OIDC provider (nil: a default with timeouts).
+	HTTPClient *http.Client
+	// Store replaces the store built from the configuration (tests).
+	Store session.Store
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// Server is one running sidecar.
+type Server struct {
+	cfg     config.Config
+	opts    Options
+	log     *zap.Logger
+	metrics *metrics.Metrics
+	store   session.Store
+	rp      *oidc.RelyingParty
+	authn   *authn.Authenticator
+	policy  *authz.Policy
+	proxy   *proxy.Proxy
+	tracer  *tracing.Tracer
+	public  atomic.Pointer[publicPaths]
+	health  *health
+	started time.Time
+	handler http.Handler
+}
+
+// New builds a server from a validated configuration. It performs no
+// network I/O: OIDC discovery runs in the background from Serve, and
+// readiness reports its outcome.
+func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+	}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, started: opts.Now()}
+	s.metrics = metrics.New(opts.Version)
+
+	upstream, err := url.Parse(cfg.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	s.health = newHealth(upstream, opts.Version, s.started, opts.Now)
+
+	store := opts.Store
+	if store == nil {
+		store, err = newStore(cfg)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.store = s.metrics.InstrumentStore(store)
+
+	s.policy = authz.New(rulesFrom(cfg))
+	s.public.Store(newPublicPaths(cfg.PublicPaths))
+
+	cookieName := cookieNameFor(cfg)
+	s.proxy, err = proxy.New(proxy.Options{
+		Upstream:     upstream,
+		Headers:      headerNames(cfg.Headers),
+		StripCookies: []string{cookieName, stateCookieName(cookieName)},
+		StripHeaders: []string{"Authorization", "Proxy-Authorization"},
+		Retry:        proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
+		Breaker: proxy.BreakerOptions{
+			Failures:     cfg.UpstreamPolicy.BreakerFailures,
+			OpenDuration: cfg.UpstreamPolicy.BreakerOpenFor,
+		},
+		ResponseHeaderTimeout: cfg.UpstreamPolicy.ResponseTimeout,
+		Logger:                s.log.Named("proxy"),
+		Observer:              s.metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building proxy: %w", err)
+	}
+
+	if cfg.Tracing.Enabled {
+		s.tracer, err = tracing.New(ctx, tracing.Options{
+			Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: opts.Version,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	if cfg.AuthMode == "oidc" {
+		s.rp, err = oidc.New(oidc.Options{
+			Issuer:          cfg.OIDC.DiscoveryURL,
+			ClientID:        cfg.OIDC.ClientID,
+			ClientSecret:    cfg.OIDC.ClientSecret,
+			Scopes:          cfg.OIDC.Scopes,
+			UseUserInfo:     cfg.OIDC.UseUserInfo,
+			GroupsClaim:     cfg.OIDC.GroupsClaim,
+			SkipIssuerCheck: cfg.OIDC.SkipIssuerCheck,
+			HTTPClient:      opts.HTTPClient,
+			Logger:          s.log.Named("oidc"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("building OIDC relying party: %w", err)
+		}
+		secret := []byte(cfg.Session.CookieSecret)
+		if len(secret) == 0 {
+			// Only reachable with the memory store (validation requires a
+			// secret for Redis): sessions die with the process anyway.
+			secret = make([]byte, 32)
+			_, _ = rand.Read(secret)
+			s.log.Info("no cookie secret configured; generated one for this process (sessions end when it restarts)")
+		}
+		codec, err := session.NewCodec(secret)
+		if err != nil {
+			return nil, fmt.Errorf("session.cookie_secret: %w", err)
+		}
+		s.authn, err = authn.New(authn.Options{
+			Store:                 s.store,
+			Codec:                 codec,
+			RelyingParty:          s.rp,
+			Logger:                s.log.Named("authn"),
+			Observer:              s.metrics,
+			Now:                   opts.Now,
+			CookieName:            cookieName,
+			InsecureCookies:       cfg.Session.InsecureCookies,
+			SessionTTL:            cfg.Session.TTL,
+			IdleTimeout:           cfg.Session.IdleTimeout,
+			Limit:                 session.Limit{Max: cfg.Session.MaxPerUser, Policy: session.LimitPolicy(cfg.Session.LimitPolicy)},
+			RefreshBefore:         cfg.Session.RefreshBefore,
+			RedirectURL:           s.redirectURL,
+			PostLogoutRedirectURL: cfg.OIDC.PostLogoutURL,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("building authenticator: %w", err)
+		}
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler is the protected listener's handler (exposed for tests and for
+// embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// AdminHandler serves /healthz, /readyz and /metrics.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", s.health)
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	return mux
+}
+
+// Apply installs the reloadable part of a new configuration: log level,
+// identity header names, authorization lists and public paths. In-flight
+// requests and open connections are untouched.
+func (s *Server) Apply(cfg config.Config) {
+	if lvl, err := zap.ParseAtomicLevel(cfg.LogLevel); err == nil {
+		s.opts.Level.SetLevel(lvl.Level())
+	}
+	s.proxy.SetHeaders(headerNames(cfg.Headers))
+	s.policy.Set(rulesFrom(cfg))
+	s.public.Store(newPublicPaths(cfg.PublicPaths))
+	s.metrics.ConfigReload("applied")
+}
+
+// Metrics exposes the metrics (for the reloader and tests).
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// Serve runs both listeners until ctx ends, then shuts down gracefully: it
+// stops accepting, lets in-flight requests and open streams finish for up
+// to the configured grace period, closes what remains and returns nil.
+func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
+	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBG()
+	if s.rp != nil {
+		go func() {
+			if err := s.rp.Run(bg); err == nil {
+				s.log.Info("OIDC discovery succeeded; ready", zap.String("issuer", s.rp.Issuer()))
+			}
+		}()
+	}
+
+	if s.cfg.TLS.CertFile != "" {
+		cw, err := certwatcher.New(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: loading certificate: %w", err)
+		}
+		go func() {
+			if err := cw.Start(bg); err != nil {
+				s.log.Error("tls certificate watcher stopped", zap.Error(err))
+			}
+		}()
+		ln = tls.NewListener(ln, &tls.Config{
+			GetCertificate: cw.GetCertificate,
+			MinVersion:     tls.VersionTLS12,
+			NextProtos:     []string{"h2", "http/1.1"},
+		})
+	}
+
+	errLog, _ := zap.NewStdLogAt(s.log.Named("http"), zap.WarnLevel)
+	main := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errLog,
+	}
+	admin := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+
+	errc := make(chan error, 2)
+	go func() { errc <- serveErr(main.Serve(ln)) }()
+	go func() { errc <- serveErr(admin.Serve(adminLn)) }()
+	s.log.Info("serving",
+		zap.String("listen", ln.Addr().String()),
+		zap.String("admin_listen", adminLn.Addr().String()),
+		zap.String("upstream", s.cfg.Upstream),
+		zap.String("auth_mode", s.cfg.AuthMode),
+		zap.String("session_store", s.cfg.Session.Store))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+
+	s.log.Info("shutting down; waiting for in-flight requests and streams", zap.Duration("grace", s.cfg.ShutdownGrace))
+	graceCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	if err := main.Shutdown(graceCtx); err != nil {
+		s.log.Warn("grace period over; closing remaining connections", zap.Error(err))
+		_ = main.Close()
+	}
+	_ = admin.Shutdown(graceCtx)
+	if s.tracer != nil {
+		_ = s.tracer.Shutdown(graceCtx)
+	}
+	if err := s.store.Close(); err != nil {
+		s.log.Warn("closing session store", zap.Error(err))
+	}
+	s.log.Info("stopped")
+	return runErr
+}
+
+func serveErr(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ready reports whether this replica should receive traffic: the
+// configuration is loaded (it is, or New would have failed) and OIDC
+// discovery has succeeded. It deliberately ignores Redis and the upstream:
+// a Redis blip would otherwise pull every replica out of the Service at once,
+// turning a partial outage (cookie requests answered 503, bearer requests
+// fine) into a total one; and the MCP server's own readiness is the app
+// container's probe, not ours.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.rp != nil {
+		if err := s.rp.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "OIDC discovery has not succeeded yet"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+}
+
+func (s *Server) redirectURL(r *http.Request) string {
+	if s.cfg.OIDC.RedirectURL != "" {
+		return s.cfg.OIDC.RedirectURL
+	}
+	return externalBase(s.cfg.ExternalURL, r) + "/oauth2/callback"
+}
+
+// externalBase is the public origin of this proxy: the configured external
+// URL, or the request's own scheme and Host.
+func externalBase(configured string, r *http.Request) string {
+	if configured != "" {
+		u, err := url.Parse(configured)
+		if err == nil {
+			return u.Scheme + "://" + u.Host + trimSlash(u.Path)
+		}
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func trimSlash(p string) string {
+	for len(p) > 0 && p[len(p)-1] == '/' {
+		p = p[:len(p)-1]
+	}
+	return p
+}

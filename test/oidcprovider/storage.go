@@ -1,0 +1,180 @@
+package oidcprovider
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/text/language"
+)
+
+// groupsClaim is the claim name the provider uses for group memberships; it
+// is the de-facto name used by Keycloak, Okta and Dex, and the relying
+// party's default.
+const groupsClaim = "groups"
+
+// userStore adapts the configured users to the example storage's UserStore,
+// so that the example storage's login check and claim mapping work on them
+// instead of its hostname-dependent built-in users.
+type userStore struct {
+	byID   map[string]*storage.User
+	groups map[string][]string
+}
+
+var _ storage.UserStore = (*userStore)(nil)
+
+func newUserStore(users []User) *userStore {
+	s := &userStore{byID: map[string]*storage.User{}, groups: map[string][]string{}}
+	for _, u := range users {
+		s.byID[u.ID] = &storage.User{
+			ID:                u.ID,
+			Username:          u.Username,
+			Password:          u.Password,
+			FirstName:         u.GivenName,
+			LastName:          u.FamilyName,
+			Email:             u.Email,
+			EmailVerified:     u.EmailVerified,
+			PreferredLanguage: language.English,
+		}
+		s.groups[u.ID] = slices.Clone(u.Groups)
+	}
+	return s
+}
+
+func (s *userStore) GetUserByID(id string) *storage.User { return s.byID[id] }
+
+func (s *userStore) GetUserByUsername(username string) *storage.User {
+	for _, u := range s.byID {
+		if u.Username == username {
+			return u
+		}
+	}
+	return nil
+}
+
+// ExampleClientID is required by storage.UserStore for the example's JWT
+// profile service user, which this provider does not use.
+func (s *userStore) ExampleClientID() string { return storage.ServiceUserID }
+
+// opStorage is the example storage with the knobs tests need: configurable
+// access token lifetimes, a groups claim and per-client settings. Everything
+// else (auth requests, codes, PKCE, rotating refresh tokens, keys) is the
+// example storage unchanged.
+type opStorage struct {
+	*storage.Storage
+	users               *userStore
+	clients             map[string]*client
+	accessTokenLifetime time.Duration
+	now                 func() time.Time
+}
+
+var (
+	_ op.Storage                   = (*opStorage)(nil)
+	_ op.CanSetUserinfoFromRequest = (*opStorage)(nil)
+)
+
+// GetClientByClientID returns the configured client wrapper rather than the
+// example's client, so lifetimes, logout URIs and globs are ours.
+func (s *opStorage) GetClientByClientID(ctx context.Context, clientID string) (op.Client, error) {
+	c, ok := s.clients[clientID]
+	if !ok {
+		return nil, oidc.ErrInvalidClient().WithDescription("client not found")
+	}
+	return c, nil
+}
+
+// CreateAccessToken shortens (or lengthens) the reported access token
+// lifetime to the configured one, so relying parties see a short expires_in.
+func (s *opStorage) CreateAccessToken(ctx context.Context, request op.TokenRequest) (string, time.Time, error) {
+	id, _, err := s.Storage.CreateAccessToken(ctx, request)
+	return id, s.now().Add(s.accessTokenLifetime), err
+}
+
+// CreateAccessAndRefreshTokens is the example's rotating implementation with
+// the configured access token lifetime.
+func (s *opStorage) CreateAccessAndRefreshTokens(ctx context.Context, request op.TokenRequest, currentRefreshToken string) (string, string, time.Time, error) {
+	id, refresh, _, err := s.Storage.CreateAccessAndRefreshTokens(ctx, request, currentRefreshToken)
+	return id, refresh, s.now().Add(s.accessTokenLifetime), err
+}
+
+// SetUserinfoFromRequest adds the groups claim to ID tokens that carry
+// profile claims.
+func (s *opStorage) SetUserinfoFromRequest(ctx context.Context, userinfo *oidc.UserInfo, token op.IDTokenRequest, scopes []string) error {
+	if err := s.Storage.SetUserinfoFromRequest(ctx, userinfo, token, scopes); err != nil {
+		return err
+	}
+	if slices.Contains(scopes, oidc.ScopeProfile) || slices.Contains(scopes, groupsClaim) {
+		s.addGroups(userinfo, token.GetSubject())
+	}
+	return nil
+}
+
+// SetUserinfoFromToken adds the groups claim to the userinfo response.
+func (s *opStorage) SetUserinfoFromToken(ctx context.Context, userinfo *oidc.UserInfo, tokenID, subject, origin string) error {
+	if err := s.Storage.SetUserinfoFromToken(ctx, userinfo, tokenID, subject, origin); err != nil {
+		return err
+	}
+	s.addGroups(userinfo, userinfo.Subject)
+	return nil
+}
+
+func (s *opStorage) addGroups(userinfo *oidc.UserInfo, subject string) {
+	if groups := s.users.groups[subject]; len(groups) > 0 {
+		userinfo.AppendClaims(groupsClaim, slices.Clone(groups))
+	}
+}
+
+// client wraps the example web client with the settings the example hard
+// codes: ID token lifetime, post-logout redirect URIs, public clients and
+// redirect URI globs.
+type client struct {
+	*storage.Client
+	public                 bool
+	redirectURIs           []string
+	postLogoutRedirectURIs []string
+	idTokenLifetime        time.Duration
+	claimsInIDToken        bool
+}
+
+var (
+	_ op.Client           = (*client)(nil)
+	_ op.HasRedirectGlobs = (*client)(nil)
+)
+
+func (c *client) RedirectURIs() []string { return c.redirectURIs }
+
+func (c *client) PostLogoutRedirectURIs() []string { return c.postLogoutRedirectURIs }
+
+// RedirectURIGlobs lets tests register "http://127.0.0.1:*/oauth2/callback"
+// before they know the relying party's port (doublestar syntax).
+func (c *client) RedirectURIGlobs() []string { return c.redirectURIs }
+
+// PostLogoutRedirectURIGlobs is the same for logout (path.Match syntax).
+func (c *client) PostLogoutRedirectURIGlobs() []string { return c.postLogoutRedirectURIs }
+
+// AuthMethod makes clients without a secret public clients, which the OP
+// then only accepts with PKCE.
+func (c *client) AuthMethod() oidc.AuthMethod {
+	if c.public {
+		return oidc.AuthMethodNone
+	}
+	return c.Client.AuthMethod()
+}
+
+func (c *client) IDTokenLifetime() time.Duration { return c.idTokenLifetime }
+
+// IDTokenUserinfoClaimsAssertion puts profile, email and groups into the ID
+// token, as most enterprise providers do, unless Options.MinimalIDToken.
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return c.claimsInIDToken }
+
+// IsScopeAllowed additionally permits a "groups" scope, which some relying
+// parties request.
+func (c *client) IsScopeAllowed(scope string) bool {
+	return scope == groupsClaim || c.Client.IsScopeAllowed(scope)
+}
+
+// DevMode allows http redirect URIs, which every local test uses.
+func (c *client) DevMode() bool { return true }

@@ -1,0 +1,89 @@
+package redisserver
+
+import (
+	"bufio"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// command sends one inline command and returns the first reply line.
+func command(t *testing.T, addr, cmd string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer func() { _ = conn.Close() }()
+	if err := conn.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte(cmd + "\r\n")); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+func TestStartStopRestart(t *testing.T) {
+	s := Start(t)
+	if got := command(t, s.Addr(), "PING"); got != "+PONG" {
+		t.Fatalf("PING = %q, want +PONG", got)
+	}
+	if got := command(t, s.Addr(), "CONFIG GET save"); got != "*2" {
+		t.Fatalf("CONFIG GET save = %q", got)
+	}
+	s.Stop()
+	if err := ping(s.Addr()); err == nil {
+		t.Fatal("server still answers after Stop")
+	}
+	s.Stop() // idempotent
+	s.Restart()
+	if got := command(t, s.Addr(), "PING"); got != "+PONG" {
+		t.Fatalf("PING after Restart = %q, want +PONG", got)
+	}
+}
+
+func TestURL(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     []Option
+		wantUser string
+		wantPass string
+		authCmd  string
+	}{
+		{name: "no auth"},
+		{name: "password", opts: []Option{WithPassword("pw1")}, wantPass: "pw1", authCmd: "AUTH pw1"},
+		{name: "acl user", opts: []Option{WithUser("alice", "pw2")}, wantUser: "alice", wantPass: "pw2", authCmd: "AUTH alice pw2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Start(t, tt.opts...)
+			u, err := url.Parse(s.URL())
+			if err != nil {
+				t.Fatalf("parse URL %q: %v", s.URL(), err)
+			}
+			if u.Scheme != "redis" || u.Host != s.Addr() || u.Path != "/0" {
+				t.Fatalf("URL = %q", s.URL())
+			}
+			pass, _ := u.User.Password()
+			if u.User.Username() != tt.wantUser || pass != tt.wantPass {
+				t.Fatalf("URL credentials = %q/%q, want %q/%q", u.User.Username(), pass, tt.wantUser, tt.wantPass)
+			}
+			if tt.authCmd == "" {
+				return
+			}
+			if got := command(t, s.Addr(), "PING"); !strings.HasPrefix(got, "-NOAUTH") {
+				t.Fatalf("unauthenticated PING = %q, want -NOAUTH", got)
+			}
+			if got := command(t, s.Addr(), tt.authCmd); got != "+OK" {
+				t.Fatalf("%s = %q, want +OK", tt.authCmd, got)
+			}
+		})
+	}
+}
