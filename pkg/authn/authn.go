@@ -244,6 +244,11 @@ func New(opts Options) (*Authenticator, error) {
 // requests forwarded upstream.
 func (a *Authenticator) CookieName() string { return a.opts.CookieName }
 
+// CookieNames lists every cookie the authenticator sets (session and login
+// state), so the proxy can strip all of them before forwarding: none of them
+// is the upstream's business.
+func (a *Authenticator) CookieNames() []string { return []string{a.opts.CookieName, a.stateCk} }
+
 // Register adds the login, callback, logout and session-info endpoints to mux.
 func (a *Authenticator) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+StartPath, a.handleStart)

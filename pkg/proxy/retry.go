@@ -70,7 +70,7 @@ var _ http.RoundTripper = (*retryTransport)(nil)
 // replayable reports whether req may be sent again after a refused dial.
 func replayable(req *http.Request) bool {
 	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodPost:
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
 	default:
 		return false
 	}

@@ -97,24 +97,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	s.public.Store(newPublicPaths(cfg.PublicPaths))
 
 	cookieName := cookieNameFor(cfg)
-	s.proxy, err = proxy.New(proxy.Options{
-		Upstream:     upstream,
-		Headers:      headerNames(cfg.Headers),
-		StripCookies: []string{cookieName, stateCookieName(cookieName)},
-		StripHeaders: []string{"Authorization", "Proxy-Authorization"},
-		Retry:        proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
-		Breaker: proxy.BreakerOptions{
-			Failures:     cfg.UpstreamPolicy.BreakerFailures,
-			OpenDuration: cfg.UpstreamPolicy.BreakerOpenFor,
-		},
-		ResponseHeaderTimeout: cfg.UpstreamPolicy.ResponseTimeout,
-		Logger:                s.log.Named("proxy"),
-		Observer:              s.metrics,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("building proxy: %w", err)
-	}
-
 	if cfg.Tracing.Enabled {
 		s.tracer, err = tracing.New(ctx, tracing.Options{
 			Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: opts.Version,
@@ -171,6 +153,28 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			return nil, fmt.Errorf("building authenticator: %w", err)
 		}
 	}
+	var strip []string
+	if s.authn != nil {
+		strip = s.authn.CookieNames()
+	}
+	s.proxy, err = proxy.New(proxy.Options{
+		Upstream:     upstream,
+		Headers:      headerNames(cfg.Headers),
+		StripCookies: strip,
+		StripHeaders: []string{"Authorization", "Proxy-Authorization"},
+		Retry:        proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
+		Breaker: proxy.BreakerOptions{
+			Failures:     cfg.UpstreamPolicy.BreakerFailures,
+			OpenDuration: cfg.UpstreamPolicy.BreakerOpenFor,
+		},
+		ResponseHeaderTimeout: cfg.UpstreamPolicy.ResponseTimeout,
+		Logger:                s.log.Named("proxy"),
+		Observer:              s.metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building proxy: %w", err)
+	}
+
 	s.handler = s.routes()
 	return s, nil
 }

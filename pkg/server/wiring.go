@@ -64,10 +64,6 @@ func cookieNameFor(cfg config.Config) string {
 	}
 }
 
-// stateCookieName must match the login-state cookie the authenticator sets,
-// so the proxy strips it before forwarding too.
-func stateCookieName(sessionCookie string) string { return sessionCookie + "-state" }
-
 func headerNames(h config.HeadersConfig) proxy.HeaderNames {
 	names := proxy.DefaultHeaderNames()
 	if h.Preset == "original" {
