@@ -1,0 +1,97 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+)
+
+func TestInstrumentCountsByStatusClassAndRoute(t *testing.T) {
+	m := New("v1")
+	h := m.Instrument("mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write([]byte("ok")) // implicit 200
+	}))
+	for _, p := range []string{"/a", "/b", "/missing"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, p, nil))
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("2xx", "mcp")); got != 2 {
+		t.Errorf("2xx count = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("4xx", "mcp")); got != 1 {
+		t.Errorf("4xx count = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.inFlight); got != 0 {
+		t.Errorf("in flight after requests = %v, want 0", got)
+	}
+}
+
+func TestInstrumentKeepsFlusher(t *testing.T) {
+	m := New("v1")
+	var ok bool
+	m.Instrument("mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, ok = w.(http.Flusher)
+	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+	if !ok {
+		t.Fatal("instrumented writer lost http.Flusher; SSE would be buffered")
+	}
+}
+
+type failingStore struct{ session.Store }
+
+func (failingStore) GetSession(context.Context, string) (session.Record, error) {
+	return session.Record{}, errors.New("dial tcp: connection refused")
+}
+
+func TestInstrumentStoreSeparatesNotFoundFromErrors(t *testing.T) {
+	m := New("v1")
+	mem := session.NewMemory(session.MemoryOptions{})
+	defer mem.Close()
+	st := m.InstrumentStore(mem)
+	ctx := context.Background()
+	_, _ = st.GetSession(ctx, "missing")
+	_ = st.PutOnce(ctx, "k", []byte("v"), time.Minute)
+	_, _ = st.TakeOnce(ctx, "k")
+	_, _ = m.InstrumentStore(failingStore{mem}).GetSession(ctx, "x")
+
+	cases := map[[2]string]float64{
+		{"get", "not_found"}: 1, {"put_once", "ok"}: 1, {"take_once", "ok"}: 1, {"get", "error"}: 1,
+	}
+	for labels, want := range cases {
+		if got := testutil.ToFloat64(m.storeOps.WithLabelValues(labels[0], labels[1])); got != want {
+			t.Errorf("store ops %v = %v, want %v", labels, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.storeErrors.WithLabelValues("get")); got != 1 {
+		t.Errorf("store errors = %v, want 1 (not_found is not an error)", got)
+	}
+}
+
+func TestHandlerExposesNamesWithoutMilliseconds(t *testing.T) {
+	m := New("v1")
+	m.BreakerStateChanged("open")
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{`mcp_oidc_proxy_upstream_breaker_state{state="open"} 1`, `mcp_oidc_proxy_build_info{version="v1"} 1`, "go_goroutines"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics output lacks %q", want)
+		}
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "mcp_oidc_proxy_") && (strings.Contains(line, "_ms") || strings.Contains(line, "milli")) {
+			t.Errorf("metric names must use seconds: %s", line)
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package requestid
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestMiddlewarePropagatesValidIDsAndReplacesOthers(t *testing.T) {
+	tests := []struct {
+		name      string
+		incoming  string
+		propagate bool
+	}{
+		{"none", "", false},
+		{"uuid", "3f2b8c1e-9a7d-4c1b-8e2f-0a1b2c3d4e5f", true},
+		{"trace-ish", "req_01:abc.def", true},
+		{"newline injection", "abc\nlevel=error", false},
+		{"space", "a b", false},
+		{"quote", `a"b`, false},
+		{"too long", strings.Repeat("a", maxLen+1), false},
+		{"max length", strings.Repeat("a", maxLen), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var seenCtx, seenHeader string
+			h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				seenCtx = FromContext(r.Context())
+				seenHeader = r.Header.Get(Header)
+			}))
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tt.incoming != "" {
+				req.Header.Set(Header, tt.incoming)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if seenCtx == "" || seenCtx != seenHeader || rec.Header().Get(Header) != seenCtx {
+				t.Fatalf("context %q, forwarded %q, response %q: want one non-empty ID everywhere", seenCtx, seenHeader, rec.Header().Get(Header))
+			}
+			if got := seenCtx == tt.incoming; got != tt.propagate {
+				t.Fatalf("propagated = %v, want %v (id %q)", got, tt.propagate, seenCtx)
+			}
+		})
+	}
+}
+
+func TestNewIsUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := New()
+		if seen[id] || len(id) != 32 {
+			t.Fatalf("New() = %q: duplicate or wrong length", id)
+		}
+		seen[id] = true
+	}
+}
