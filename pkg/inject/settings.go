@@ -1,0 +1,90 @@
+package inject
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Mode is the port takeover mode.
+type Mode string
+
+const (
+	// ModeRedirect installs an nftables redirect from an init container; the
+	// app is unchanged. Needs NET_ADMIN for that init container.
+	ModeRedirect Mode = "redirect"
+	// ModeRebind moves the app to a localhost port (told through an
+	// environment variable) and lets the proxy bind the pod port. No
+	// privileges.
+	ModeRebind Mode = "rebind"
+)
+
+// Settings are the cluster-wide defaults set at install time (injector flags
+// / Helm values) plus facts about the API server.
+type Settings struct {
+	// Image is the sidecar image (also used for init-redirect).
+	Image string
+	// ImagePullPolicy of the injected containers.
+	ImagePullPolicy corev1.PullPolicy
+	// DefaultMode applies when the pod has no mode annotation.
+	DefaultMode Mode
+	// RebindWhenRestricted applies rebind instead of refusing when redirect
+	// is impossible because the namespace enforces the baseline or restricted
+	// Pod Security level (the pod must still name its rebind env variable).
+	RebindWhenRestricted bool
+	// NativeSidecars is true when the API server supports sidecar containers
+	// (init containers with restartPolicy Always; Kubernetes >= 1.29).
+	NativeSidecars bool
+	// Resources are the proxy container's default requests and limits.
+	Resources corev1.ResourceRequirements
+	// ProxyDefaults is cluster-wide, non-secret sidecar configuration in the
+	// sidecar's YAML format. It reaches the sidecar through the
+	// MCP_OIDC_PROXY_CLUSTER_DEFAULTS variable and ranks below the pod's own
+	// ConfigMap, environment and flags.
+	ProxyDefaults string
+	// InjectorNamespace is where the injector runs; its pods are skipped.
+	InjectorNamespace string
+}
+
+// Namespace is what the mutation needs to know about the pod's namespace.
+type Namespace struct {
+	Name   string
+	Labels map[string]string
+}
+
+// Result is the outcome of Mutate.
+type Result struct {
+	// Pod is the mutated pod (a deep copy), or the input when Skipped.
+	Pod *corev1.Pod
+	// Skipped says why the pod was left untouched ("" when injected or
+	// already injected).
+	Skipped string
+	// AlreadyInjected is true when the status annotation showed a previous
+	// injection and nothing was changed.
+	AlreadyInjected bool
+}
+
+// Denial is a refusal that names the annotation and the fix. Mutate returns
+// every denial at once, joined with errors.Join.
+type Denial struct {
+	Annotation string
+	Problem    string
+	Fix        string
+}
+
+func (d *Denial) Error() string {
+	var b strings.Builder
+	if d.Annotation != "" {
+		fmt.Fprintf(&b, "annotation %s: ", d.Annotation)
+	}
+	b.WriteString(d.Problem)
+	if d.Fix != "" {
+		b.WriteString("; fix: ")
+		b.WriteString(d.Fix)
+	}
+	return b.String()
+}
+
+// ClusterDefaultsEnv carries Settings.ProxyDefaults to the sidecar.
+const ClusterDefaultsEnv = "MCP_OIDC_PROXY_CLUSTER_DEFAULTS"
