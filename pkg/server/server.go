@@ -117,6 +117,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			SkipIssuerCheck: cfg.OIDC.SkipIssuerCheck,
 			HTTPClient:      opts.HTTPClient,
 			Logger:          s.log.Named("oidc"),
+			Now:             opts.Now,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("building OIDC relying party: %w", err)

@@ -16,8 +16,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/server"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
 // Version is set at build time with -ldflags "-X .../app.Version=...".
@@ -98,6 +101,9 @@ func NewLogger(w io.Writer, level zap.AtomicLevel) *zap.Logger {
 // Serve is the production run function: it builds the server, binds both
 // listeners, watches for reloads and serves until ctx ends.
 func Serve(ctx context.Context, rt Runtime) error {
+	// go-redis logs pool errors through a process-wide logger; route them
+	// into ours. This is the binary's entry point, so the global is ours to set.
+	redis.SetLogger(session.RedisLogger{Log: rt.Logger.Named("redis")})
 	srv, err := server.New(ctx, rt.Config, server.Options{Version: rt.Version, Logger: rt.Logger, Level: rt.Level})
 	if err != nil {
 		return err
