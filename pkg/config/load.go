@@ -18,6 +18,11 @@ import (
 // ConfigFileEnv names the configuration file when --config is not given.
 const ConfigFileEnv = EnvPrefix + "CONFIG"
 
+// ClusterDefaultsEnv carries cluster-wide defaults (YAML, same format as the
+// file) that the injector renders into every sidecar. They rank just above
+// the built-in defaults: the pod's own file, environment and flags win.
+const ClusterDefaultsEnv = EnvPrefix + "CLUSTER_DEFAULTS"
+
 // Source is everything Load reads. Injecting it keeps Load a pure function of
 // its inputs, so precedence is testable without touching the process.
 type Source struct {
@@ -41,8 +46,8 @@ type Loaded struct {
 // ErrHelp is returned when -h/--help was given; the caller prints usage.
 var ErrHelp = flag.ErrHelp
 
-// Load merges defaults, the YAML file, the environment and the flags, in
-// increasing precedence, then reads secret files. It does not validate; call
+// Load merges defaults, cluster defaults (ClusterDefaultsEnv), the YAML file,
+// the environment and the flags, in increasing precedence, then reads secret files. It does not validate; call
 // Validate on the result.
 func Load(src Source) (*Loaded, error) {
 	if src.ReadFile == nil {
@@ -61,6 +66,12 @@ func Load(src Source) (*Loaded, error) {
 
 	out := &Loaded{Config: Defaults(), ShowVersion: *version}
 	cfg := &out.Config
+
+	if defaults := env[ClusterDefaultsEnv]; defaults != "" {
+		if err := decodeYAML([]byte(defaults), cfg); err != nil {
+			return nil, fmt.Errorf("cluster defaults (%s): %w", ClusterDefaultsEnv, err)
+		}
+	}
 
 	out.File = *configFlag
 	if out.File == "" {

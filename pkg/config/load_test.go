@@ -409,3 +409,47 @@ func TestLoadBadValues(t *testing.T) {
 		}
 	})
 }
+
+func TestClusterDefaultsRankBelowFileEnvAndFlags(t *testing.T) {
+	defaults := "log_level: warn\nupstream: http://127.0.0.1:7000\noidc:\n  client_id: cluster\n  discovery_url: https://cluster.idp.invalid\nsession:\n  max_per_user: 3\n"
+	tests := []struct {
+		name  string
+		src   Source
+		check func(t *testing.T, c Config)
+	}{
+		{"defaults apply", Source{Env: []string{ClusterDefaultsEnv + "=" + defaults}}, func(t *testing.T, c Config) {
+			if c.LogLevel != "warn" || c.OIDC.ClientID != "cluster" || c.Session.MaxPerUser != 3 || c.Upstream != "http://127.0.0.1:7000" {
+				t.Errorf("cluster defaults not applied: %+v", c)
+			}
+		}},
+		{"file beats cluster defaults", Source{
+			Args:     []string{"--config", "/c.yaml"},
+			Env:      []string{ClusterDefaultsEnv + "=" + defaults},
+			ReadFile: func(string) ([]byte, error) { return []byte("oidc:\n  client_id: from-file\n"), nil },
+		}, func(t *testing.T, c Config) {
+			if c.OIDC.ClientID != "from-file" || c.OIDC.DiscoveryURL != "https://cluster.idp.invalid" {
+				t.Errorf("client_id %q discovery %q: want file value and the untouched cluster default", c.OIDC.ClientID, c.OIDC.DiscoveryURL)
+			}
+		}},
+		{"env and flags beat cluster defaults", Source{
+			Args: []string{"--log-level", "debug"},
+			Env:  []string{ClusterDefaultsEnv + "=" + defaults, "OIDC_CLIENT_ID=from-env"},
+		}, func(t *testing.T, c Config) {
+			if c.LogLevel != "debug" || c.OIDC.ClientID != "from-env" {
+				t.Errorf("log level %q client %q", c.LogLevel, c.OIDC.ClientID)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := Load(tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, l.Config)
+		})
+	}
+	if _, err := Load(Source{Env: []string{ClusterDefaultsEnv + "=nonsense_key: 1"}}); err == nil || !strings.Contains(err.Error(), ClusterDefaultsEnv) {
+		t.Errorf("unknown key in cluster defaults: err = %v, want an error naming %s", err, ClusterDefaultsEnv)
+	}
+}
