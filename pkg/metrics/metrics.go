@@ -245,6 +245,24 @@ func (s *instrumentedStore) TakeOnce(ctx context.Context, key string) ([]byte, e
 	return v, err
 }
 
+func (s *instrumentedStore) Put(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	err := s.Store.Put(ctx, key, v, ttl)
+	s.observe("put", err)
+	return err
+}
+
+func (s *instrumentedStore) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.Store.Get(ctx, key)
+	s.observe("get_value", err)
+	return v, err
+}
+
+func (s *instrumentedStore) Delete(ctx context.Context, key string) error {
+	err := s.Store.Delete(ctx, key)
+	s.observe("delete_value", err)
+	return err
+}
+
 func (s *instrumentedStore) TryLock(ctx context.Context, name string, ttl time.Duration) (session.Lock, error) {
 	l, err := s.Store.TryLock(ctx, name, ttl)
 	if isLocked(err) {

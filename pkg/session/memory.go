@@ -278,6 +278,31 @@ func (m *Memory) TakeOnce(_ context.Context, key string) ([]byte, error) {
 	return o.value, nil
 }
 
+// Put implements Store.
+func (m *Memory) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return m.PutOnce(ctx, key, value, ttl)
+}
+
+// Get implements Store.
+func (m *Memory) Get(_ context.Context, key string) ([]byte, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.onces[key]
+	if !ok || !now.Before(o.deadline) {
+		return nil, ErrNotFound
+	}
+	return slices.Clone(o.value), nil
+}
+
+// Delete implements Store.
+func (m *Memory) Delete(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.onces, key)
+	return nil
+}
+
 // TryLock implements Store.
 func (m *Memory) TryLock(_ context.Context, name string, ttl time.Duration) (Lock, error) {
 	if err := validateTTL(ttl); err != nil {

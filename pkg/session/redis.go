@@ -515,6 +515,37 @@ func (r *Redis) TakeOnce(ctx context.Context, key string) ([]byte, error) {
 	return v, nil
 }
 
+// Put implements Store.
+func (r *Redis) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := validateTTL(ttl); err != nil {
+		return err
+	}
+	if err := r.client.Set(ctx, r.onceKey(key), value, ttl).Err(); err != nil {
+		return fmt.Errorf("session: redis put: %w", err)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := r.client.Get(ctx, r.onceKey(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session: redis get: %w", err)
+	}
+	return v, nil
+}
+
+// Delete implements Store.
+func (r *Redis) Delete(ctx context.Context, key string) error {
+	if err := r.client.Del(ctx, r.onceKey(key)).Err(); err != nil {
+		return fmt.Errorf("session: redis delete: %w", err)
+	}
+	return nil
+}
+
 // TryLock implements Store with SET NX PX and a random token that only this
 // holder knows.
 func (r *Redis) TryLock(ctx context.Context, name string, ttl time.Duration) (Lock, error) {

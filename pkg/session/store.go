@@ -94,6 +94,16 @@ type Store interface {
 	// value can be consumed once across all replicas.
 	TakeOnce(ctx context.Context, key string) ([]byte, error)
 
+	// Put stores a plain value that expires after ttl (registered clients,
+	// consent records, MCP session bindings). It shares its key space with
+	// PutOnce, so Get can read either and TakeOnce can consume either.
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Get reads a value stored by Put or PutOnce without consuming it.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Delete removes a value stored by Put or PutOnce. Deleting a missing
+	// value is not an error.
+	Delete(ctx context.Context, key string) error
+
 	// TryLock takes the named lock for ttl, or returns ErrLocked.
 	TryLock(ctx context.Context, name string, ttl time.Duration) (Lock, error)
 

@@ -63,6 +63,8 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 		{"PutTakeOnce", testPutTakeOnce},
 		{"OnceExpires", testOnceExpires},
 		{"OnceConcurrentTake", testOnceConcurrentTake},
+		{"PutGetDelete", testPutGetDelete},
+		{"ValueExpires", testValueExpires},
 		{"TryLockExclusive", testTryLockExclusive},
 		{"TryLockConcurrent", testTryLockConcurrent},
 		{"LockExtend", testLockExtend},
@@ -554,6 +556,61 @@ func testPutTakeOnce(t *testing.T, s session.Store) {
 	if err := s.PutOnce(t.Context(), key, value, 0); err == nil {
 		t.Fatal("PutOnce with zero ttl succeeded")
 	}
+}
+
+func testPutGetDelete(t *testing.T, s session.Store) {
+	key := "client:" + randomHex(t, 16)
+	_, err := s.Get(t.Context(), key)
+	requireNotFound(t, err, "Get(missing)")
+	if err := s.Put(t.Context(), key, []byte("v1"), time.Minute); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	for i := range 2 { // Get does not consume
+		got, err := s.Get(t.Context(), key)
+		if err != nil || string(got) != "v1" {
+			t.Fatalf("Get #%d = %q, %v; want v1", i, got, err)
+		}
+	}
+	if err := s.Put(t.Context(), key, []byte("v2"), time.Minute); err != nil {
+		t.Fatalf("Put (overwrite): %v", err)
+	}
+	if got, err := s.Get(t.Context(), key); err != nil || string(got) != "v2" {
+		t.Fatalf("Get after overwrite = %q, %v; want v2", got, err)
+	}
+	// Put and PutOnce share a key space: TakeOnce consumes a Put value.
+	if got, err := s.TakeOnce(t.Context(), key); err != nil || string(got) != "v2" {
+		t.Fatalf("TakeOnce of a Put value = %q, %v; want v2", got, err)
+	}
+	_, err = s.Get(t.Context(), key)
+	requireNotFound(t, err, "Get after TakeOnce")
+	if err := s.Put(t.Context(), key, []byte("v3"), time.Minute); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if err := s.Delete(t.Context(), key); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	_, err = s.Get(t.Context(), key)
+	requireNotFound(t, err, "Get after Delete")
+	if err := s.Delete(t.Context(), key); err != nil {
+		t.Fatalf("Delete(missing) = %v, want nil", err)
+	}
+	if err := s.Put(t.Context(), key, []byte("v"), 0); err == nil {
+		t.Fatal("Put with zero ttl succeeded")
+	}
+}
+
+func testValueExpires(t *testing.T, s session.Store) {
+	key := "consent:" + randomHex(t, 16)
+	if err := s.Put(t.Context(), key, []byte("v"), shortTTL); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	eventually(t, "value expiry", func() bool {
+		_, err := s.Get(t.Context(), key)
+		if err != nil && !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("Get: %v", err)
+		}
+		return err != nil
+	})
 }
 
 func testOnceExpires(t *testing.T, s session.Store) {
