@@ -15,8 +15,9 @@ help: ## list targets
 build: ## build bin/mcp-oidc-proxy
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mcp-oidc-proxy ./cmd/mcp-oidc-proxy
 
-deps: ## install or check what the tests need (redis-server)
+deps: ## install or check what the tests need (redis-server; kube-apiserver and etcd built into bin/)
 	@hack/ensure-test-deps.sh
+	@hack/envtest-bins.sh >/dev/null
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
@@ -24,7 +25,7 @@ lint: ## go vet and gofmt
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 test: deps lint ## every test, with the race detector (installs redis-server when run as root)
-	$(GO) test $(TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" $(GO) test $(TEST_FLAGS) ./...
 
 demo: ## local OIDC provider + example MCP server + the proxy, no Kubernetes
 	$(GO) run ./hack/demo
@@ -32,5 +33,5 @@ demo: ## local OIDC provider + example MCP server + the proxy, no Kubernetes
 bench: deps ## throughput and overhead benchmarks (ratios against a bare reverse proxy)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pkg/proxy/ ./pkg/session/ ./test/...
 
-clean: ## remove build output
-	rm -rf $(BIN)
+clean: ## remove build output (keeps the envtest kube-apiserver and etcd, which take minutes to rebuild)
+	rm -f $(BIN)/mcp-oidc-proxy $(BIN)/mcp-oidc-injector

@@ -95,9 +95,10 @@ set_stamp() {
 	local tmp
 	tmp=$(mktemp "$BIN_DIR/.envtest-versions.XXXXXX")
 	{
-		[[ -f $STAMP ]] && grep -v "^$1 " "$STAMP" || true
+		if [[ -f $STAMP ]]; then grep -v "^$1 " "$STAMP" || true; fi
 		echo "$2"
 	} >"$tmp"
+	chmod 644 "$tmp"
 	mv -f "$tmp" "$STAMP"
 }
 
@@ -188,6 +189,8 @@ build_kube_apiserver() {
 	got=$("$BIN_DIR/kube-apiserver.new" --version 2>&1) || die "kube-apiserver --version failed: $got"
 	[[ $got == "Kubernetes $KUBE_VERSION" ]] || die "kube-apiserver reports '$got', want 'Kubernetes $KUBE_VERSION'"
 	mv -f "$BIN_DIR/kube-apiserver.new" "$BIN_DIR/kube-apiserver"
+	# Only a failed build's module is kept, for looking into.
+	rm -rf "$BUILD_ROOT"/kube-apiserver-*
 	set_stamp kube-apiserver "$want_kube"
 	log "  built $BIN_DIR/kube-apiserver ($got) in $(elapsed "$start")"
 }
@@ -221,6 +224,8 @@ build_etcd() {
 	grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$got" ||
 		die "etcd reports '$(head -1 <<<"$got")', want 'etcd Version: ${ETCD_VERSION#v}'"
 	mv -f "$BIN_DIR/etcd.new" "$BIN_DIR/etcd"
+	# Only a failed build's module is kept, for looking into.
+	rm -rf "$BUILD_ROOT"/etcd-*
 	set_stamp etcd "$want_etcd"
 	log "  built $BIN_DIR/etcd ($(head -1 <<<"$got")) in $(elapsed "$start")"
 }
@@ -229,5 +234,6 @@ log "using $(go version) GOPROXY=$(go env GOPROXY) GOFLAGS=$(go env GOFLAGS)"
 current etcd "$want_etcd" || build_etcd
 current kube-apiserver "$want_kube" || build_kube_apiserver
 
+rmdir "$BUILD_ROOT" 2>/dev/null || true
 log "done; use: export KUBEBUILDER_ASSETS=$BIN_DIR"
 echo "$BIN_DIR"
