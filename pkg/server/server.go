@@ -24,6 +24,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tracing"
@@ -42,6 +43,9 @@ type Options struct {
 	Store session.Store
 	// Now is the clock (tests).
 	Now func() time.Time
+	// AppProbes are the app's original kubelet probes, handed over by the
+	// injector; the admin handler replays them at probe.PathPrefix.
+	AppProbes probe.Set
 }
 
 // Server is one running sidecar.
@@ -184,12 +188,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 // embedding).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// AdminHandler serves /healthz, /readyz and /metrics.
+// AdminHandler serves /healthz, /readyz, /metrics and the replayed app
+// probes under probe.PathPrefix (unauthenticated, like the rest of the admin
+// port, so only these exact paths bypass authentication).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", s.health)
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.Handle(probe.PathPrefix, probe.NewReplayer(s.opts.AppProbes, probe.ReplayerOptions{Logger: s.log.Named("probe")}))
 	return mux
 }
 

@@ -53,8 +53,12 @@ type Runtime struct {
 }
 
 // Main returns the process exit code: 0 on success or clean shutdown, 2 for
-// usage and configuration errors, 1 for runtime failures.
+// usage and configuration errors, 1 for runtime failures. A first argument
+// naming a subcommand (init-redirect, wait) runs that instead of the proxy.
 func Main(ctx context.Context, io IO, run RunFunc) int {
+	if code, ok := subcommand(ctx, io); ok {
+		return code
+	}
 	src := config.Source{Args: io.Args, Env: io.Env, ReadFile: io.ReadFile}
 	loaded, err := config.Load(src)
 	switch {
@@ -104,7 +108,11 @@ func Serve(ctx context.Context, rt Runtime) error {
 	// go-redis logs pool errors through a process-wide logger; route them
 	// into ours. This is the binary's entry point, so the global is ours to set.
 	redis.SetLogger(session.RedisLogger{Log: rt.Logger.Named("redis")})
-	srv, err := server.New(ctx, rt.Config, server.Options{Version: rt.Version, Logger: rt.Logger, Level: rt.Level})
+	probes, err := appProbes(rt.Source.Env)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, rt.Config, server.Options{Version: rt.Version, Logger: rt.Logger, Level: rt.Level, AppProbes: probes})
 	if err != nil {
 		return err
 	}
@@ -137,6 +145,8 @@ func Serve(ctx context.Context, rt Runtime) error {
 func PrintUsage(w io.Writer) {
 	fmt.Fprintf(w, "mcp-oidc-proxy %s: OpenID Connect authentication in front of an MCP server.\n\n", Version)
 	fmt.Fprintln(w, "Usage: mcp-oidc-proxy [flags]")
+	fmt.Fprintf(w, "       mcp-oidc-proxy %s --port P --to Q   (redirect inbound TCP for P to the proxy on Q; needs NET_ADMIN)\n", CmdInitRedirect)
+	fmt.Fprintf(w, "       mcp-oidc-proxy %s --url URL --timeout D   (wait until URL answers 2xx)\n", CmdWait)
 	fmt.Fprintln(w, "Precedence: flags > environment > config file > defaults.")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
