@@ -1,0 +1,272 @@
+package inject
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
+)
+
+// StatusVersion is the format version of the status annotation.
+const StatusVersion = 1
+
+// ConfigFileEnv tells the sidecar where the pod's ConfigMap is mounted.
+const ConfigFileEnv = "MCP_OIDC_PROXY_CONFIG"
+
+// ConfigKey is the ConfigMap key mounted as the sidecar's configuration file.
+const ConfigKey = "config.yaml"
+
+// ProxyUID is the non-root user (and group) the proxy runs as.
+const ProxyUID = 65532
+
+// Status is the JSON value of AnnotationStatus: what the injector added, so
+// that re-admission is a no-op and an operator can see (or undo) it.
+type Status struct {
+	Version int    `json:"version"`
+	Mode    Mode   `json:"mode"`
+	Port    int32  `json:"port"`
+	AppPort int32  `json:"appPort,omitempty"`
+	Native  bool   `json:"nativeSidecar"`
+	Image   string `json:"image,omitempty"`
+	// RebindEnv records the variable set on the app in rebind mode and the
+	// definition it replaced, if any.
+	RebindEnv      *RebindEnvStatus `json:"rebindEnv,omitempty"`
+	Containers     []string         `json:"containers"`
+	InitContainers []string         `json:"initContainers"`
+	Volumes        []string         `json:"volumes"`
+	// Probes are the rewritten probe paths.
+	Probes []string `json:"probes,omitempty"`
+}
+
+// RebindEnvStatus is the app variable rebind mode set.
+type RebindEnvStatus struct {
+	Container string         `json:"container"`
+	Name      string         `json:"name"`
+	Replaced  *corev1.EnvVar `json:"replaced,omitempty"`
+}
+
+// patch applies a validated plan to a deep copy of pod.
+func patch(pod *corev1.Pod, p plan, s Settings) (*corev1.Pod, error) {
+	out := pod.DeepCopy()
+	app := out.Spec.Containers[0].Name
+	st := Status{Version: StatusVersion, Mode: p.mode, Port: p.port, Native: p.native, Image: s.Image,
+		Containers: []string{}, InitContainers: []string{}, Volumes: []string{}}
+
+	for i := range out.Spec.Containers {
+		rewriteProbes(&out.Spec.Containers[i])
+	}
+	for path := range p.probes {
+		st.Probes = append(st.Probes, path)
+	}
+	sort.Strings(st.Probes)
+
+	if p.mode == ModeRebind {
+		st.AppPort = p.appPort
+		c := &out.Spec.Containers[p.envTarget]
+		st.RebindEnv = &RebindEnvStatus{Container: c.Name, Name: p.rebindEnv,
+			Replaced: setEnv(c, p.rebindEnv, strconv.Itoa(int(p.appPort)))}
+	}
+	if p.configMap != "" {
+		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{
+			Name: ConfigVolumeName,
+			VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: p.configMap},
+				Items:                []corev1.KeyToPath{{Key: ConfigKey, Path: ConfigKey}},
+			}},
+		})
+		st.Volumes = append(st.Volumes, ConfigVolumeName)
+	}
+
+	proxy, err := proxyContainer(p, s)
+	if err != nil {
+		return nil, err
+	}
+	var inits []corev1.Container
+	if p.mode == ModeRedirect {
+		inits = append(inits, redirectContainer(p, s))
+		st.InitContainers = append(st.InitContainers, RedirectContainerName)
+	}
+	if p.native {
+		inits = append(inits, proxy)
+		st.InitContainers = append(st.InitContainers, ProxyContainerName)
+	} else {
+		out.Spec.Containers = append([]corev1.Container{proxy}, out.Spec.Containers...)
+		st.Containers = append(st.Containers, ProxyContainerName)
+	}
+	if len(inits) > 0 {
+		out.Spec.InitContainers = append(inits, out.Spec.InitContainers...)
+	}
+
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", AnnotationStatus, err)
+	}
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[AnnotationStatus] = string(b)
+	if _, ok := out.Annotations[DefaultContainerAnnotation]; !ok {
+		out.Annotations[DefaultContainerAnnotation] = app
+	}
+	return out, nil
+}
+
+// setEnv sets name=val on c, replacing every existing definition in place
+// (so $(VAR) references keep their order) or appending one. It returns the
+// first definition it replaced.
+func setEnv(c *corev1.Container, name, val string) *corev1.EnvVar {
+	var replaced *corev1.EnvVar
+	found := false
+	for i := range c.Env {
+		if c.Env[i].Name != name {
+			continue
+		}
+		if !found {
+			replaced = c.Env[i].DeepCopy()
+		}
+		found = true
+		c.Env[i] = corev1.EnvVar{Name: name, Value: val}
+	}
+	if !found {
+		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: val})
+	}
+	return replaced
+}
+
+// adminProbe is an HTTP GET on the sidecar's admin port.
+func adminProbe(path string, period, failures int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: path, Port: intstr.FromInt32(AdminPort), Scheme: corev1.URISchemeHTTP,
+		}},
+		TimeoutSeconds:   1,
+		PeriodSeconds:    period,
+		SuccessThreshold: 1,
+		FailureThreshold: failures,
+	}
+}
+
+// restrictedSecurityContext passes the "restricted" Pod Security Standard.
+func restrictedSecurityContext() *corev1.SecurityContext {
+	uid := int64(ProxyUID)
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             ptr(true),
+		RunAsUser:                &uid,
+		RunAsGroup:               ptr(uid),
+		AllowPrivilegeEscalation: ptr(false),
+		ReadOnlyRootFilesystem:   ptr(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+func proxyContainer(p plan, s Settings) (corev1.Container, error) {
+	listen, upstream := ProxyPort, p.port
+	if p.mode == ModeRebind {
+		listen, upstream = int(p.port), p.appPort
+	}
+	c := corev1.Container{
+		Name:            ProxyContainerName,
+		Image:           s.Image,
+		ImagePullPolicy: s.ImagePullPolicy,
+		Command:         []string{ProxyBinary},
+		Args: []string{
+			fmt.Sprintf("--listen=:%d", listen),
+			fmt.Sprintf("--admin-listen=:%d", AdminPort),
+			fmt.Sprintf("--upstream=http://127.0.0.1:%d", upstream),
+		},
+		Ports:                    []corev1.ContainerPort{{Name: "mcp-oidc-admin", ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP}},
+		Resources:                p.resources,
+		ReadinessProbe:           adminProbe("/readyz", 5, 3),
+		LivenessProbe:            adminProbe("/healthz", 10, 3),
+		SecurityContext:          restrictedSecurityContext(),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+	if p.mode == ModeRedirect {
+		c.Ports = append(c.Ports, corev1.ContainerPort{Name: "mcp-oidc-proxy", ContainerPort: ProxyPort, Protocol: corev1.ProtocolTCP})
+	}
+	if p.native {
+		always := corev1.ContainerRestartPolicyAlways
+		c.RestartPolicy = &always
+		// The kubelet starts the next init container, and then the app,
+		// only once this probe passes.
+		c.StartupProbe = adminProbe("/healthz", 1, 120)
+	} else {
+		// The kubelet starts the next container only after postStart
+		// returns, so the app comes up behind a running proxy.
+		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{ProxyBinary, "wait", "--url", fmt.Sprintf("http://127.0.0.1:%d/healthz", AdminPort), "--timeout", "120s"},
+		}}}
+	}
+
+	env := []corev1.EnvVar{
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
+		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
+	}
+	if p.logLevel != "" {
+		env = append(env, corev1.EnvVar{Name: "LOG_LEVEL", Value: p.logLevel})
+	}
+	if len(p.probes) > 0 {
+		v, err := probe.Encode(p.probes)
+		if err != nil {
+			return corev1.Container{}, fmt.Errorf("injecting %s: %w", probe.EnvVar, err)
+		}
+		env = append(env, corev1.EnvVar{Name: probe.EnvVar, Value: v})
+	}
+	if s.ProxyDefaults != "" {
+		env = append(env, corev1.EnvVar{Name: ClusterDefaultsEnv, Value: s.ProxyDefaults})
+	}
+	if p.configMap != "" {
+		env = append(env, corev1.EnvVar{Name: ConfigFileEnv, Value: ConfigMountPath + "/" + ConfigKey})
+		c.VolumeMounts = []corev1.VolumeMount{{Name: ConfigVolumeName, MountPath: ConfigMountPath, ReadOnly: true}}
+	}
+	if p.secret != "" {
+		for key, name := range SecretKeys {
+			env = append(env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: p.secret},
+				Key:                  key,
+				Optional:             ptr(true),
+			}}})
+		}
+	}
+	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
+	c.Env = env
+	return c, nil
+}
+
+// redirectContainer installs the nftables redirect of the protected port to
+// the proxy and exits. It is the only injected container with privileges:
+// root and NET_ADMIN/NET_RAW, nothing else.
+func redirectContainer(p plan, s Settings) corev1.Container {
+	return corev1.Container{
+		Name:            RedirectContainerName,
+		Image:           s.Image,
+		ImagePullPolicy: s.ImagePullPolicy,
+		Command:         []string{ProxyBinary},
+		Args:            []string{"init-redirect", "--port", strconv.Itoa(int(p.port)), "--to", strconv.Itoa(ProxyPort)},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		},
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr(int64(0)),
+			RunAsNonRoot:             ptr(false),
+			AllowPrivilegeEscalation: ptr(false),
+			ReadOnlyRootFilesystem:   ptr(true),
+			Capabilities: &corev1.Capabilities{
+				Drop: []corev1.Capability{"ALL"},
+				Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
+			},
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
