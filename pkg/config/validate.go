@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"time"
 )
 
 // FieldError is one problem with one setting. The message says what is wrong
@@ -193,6 +194,41 @@ func (c *Config) Validate() error {
 		bad("tracing.sample_ratio", "must be between 0 and 1")
 	}
 	checkURL("tracing.endpoint", c.Tracing.Endpoint, false)
+
+	if !strings.HasPrefix(c.MCPPath, "/") || strings.HasPrefix(c.MCPPath, "/oauth2") || strings.HasPrefix(c.MCPPath, "/.well-known") {
+		bad("mcp_path", "%q must start with / and not be under /oauth2 or /.well-known", c.MCPPath)
+	}
+	for _, cidr := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			if net.ParseIP(cidr) == nil {
+				bad("trusted_proxies", "%q is not a CIDR (e.g. 10.0.0.0/8) or IP address", cidr)
+			}
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad("allowed_origins", "%q is not an origin like https://app.example.com", o)
+		}
+	}
+	o := c.OAuth
+	switch o.Mode {
+	case "facade", "external":
+	default:
+		bad("oauth.mode", "%q is not facade or external", o.Mode)
+	}
+	if o.AccessTokenTTL <= 0 || o.AccessTokenTTL > 24*time.Hour {
+		bad("oauth.access_token_ttl", "must be between 1s and 24h (short-lived tokens limit the damage of a leak)")
+	}
+	if o.RefreshTokenTTL <= 0 {
+		bad("oauth.refresh_token_ttl", "must be positive")
+	}
+	if o.RegistrationsPerMinute < 1 {
+		bad("oauth.registrations_per_minute", "must be at least 1")
+	}
+	checkURL("oauth.external_issuer", o.ExternalIssuer, false)
+	checkURL("oauth.external_jwks_url", o.ExternalJWKSURL, false)
+	checkURL("oauth.introspection_url", o.IntrospectionURL, false)
 	return errors.Join(errs...)
 }
 
