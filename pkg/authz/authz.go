@@ -5,8 +5,10 @@ package authz
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -15,11 +17,19 @@ import (
 )
 
 // Rules are allow-lists; an empty list does not restrict. A caller must pass
-// every non-empty list: the e-mail rule (domain OR address) and the group rule.
+// every non-empty list: the e-mail rule (domain OR address), the group rule
+// and every required claim.
 type Rules struct {
 	AllowedEmailDomains []string
 	AllowedEmails       []string
 	AllowedGroups       []string
+	// RequiredClaims maps a claim name to the value it must have; for an
+	// array claim the value must be one of its elements. Claims are read
+	// from identity.Identity.Claims, which bearer tokens fill; cookie
+	// sessions carry no raw claims, so a cookie caller only passes a
+	// required claim for the standard fields, mapped by name: sub, email,
+	// email_verified, name, preferred_username and groups.
+	RequiredClaims map[string]string
 }
 
 // Policy holds the current rules and can be updated while serving.
@@ -44,6 +54,9 @@ func (p *Policy) Set(r Rules) {
 		norm.AllowedEmails = append(norm.AllowedEmails, strings.ToLower(strings.TrimSpace(e)))
 	}
 	norm.AllowedGroups = append(norm.AllowedGroups, r.AllowedGroups...)
+	if len(r.RequiredClaims) > 0 {
+		norm.RequiredClaims = maps.Clone(r.RequiredClaims)
+	}
 	p.rules.Store(&norm)
 }
 
@@ -69,7 +82,59 @@ func (p *Policy) Check(id *identity.Identity) error {
 	}) {
 		return fmt.Errorf("you are not in a group allowed to use this MCP server")
 	}
+	// Sorted, so the reason names the same claim every time.
+	for _, name := range slices.Sorted(maps.Keys(r.RequiredClaims)) {
+		if !claimHas(claimValue(id, name), r.RequiredClaims[name]) {
+			return fmt.Errorf("the required claim %q is missing or does not have the required value", name)
+		}
+	}
 	return nil
+}
+
+// claimValue is the claim name of id: the raw claim when present, else the
+// standard field of that name (so cookie sessions can meet rules on them).
+func claimValue(id *identity.Identity, name string) any {
+	if v, ok := id.Claims[name]; ok {
+		return v
+	}
+	switch name {
+	case "sub":
+		return id.Subject
+	case "email":
+		return id.Email
+	case "email_verified":
+		return id.EmailVerified
+	case "name":
+		return id.Name
+	case "preferred_username":
+		return id.Username
+	case "groups":
+		return id.Groups
+	}
+	return nil
+}
+
+// claimHas reports whether a claim value is want, or contains it when it is
+// an array. Booleans and numbers compare by their JSON text ("true", "42").
+func claimHas(v any, want string) bool {
+	switch v := v.(type) {
+	case nil:
+		return false
+	case string:
+		return v != "" && v == want
+	case bool:
+		return strconv.FormatBool(v) == want
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64) == want
+	case []string:
+		return slices.Contains(v, want)
+	case []any:
+		return slices.ContainsFunc(v, func(e any) bool {
+			_, nested := e.([]any)
+			return !nested && claimHas(e, want)
+		})
+	}
+	return false
 }
 
 // Middleware answers 403 with a JSON reason when the caller in the request

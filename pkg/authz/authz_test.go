@@ -65,3 +65,53 @@ func TestMiddlewareDeniesWithJSONAndSetReplacesRules(t *testing.T) {
 		t.Fatalf("after Set, status = %d, want 204", rec.Code)
 	}
 }
+
+func TestRequiredClaims(t *testing.T) {
+	bearer := &identity.Identity{Subject: "a", Email: "a@example.com", Claims: map[string]any{
+		"tenant":    "acme",
+		"roles":     []any{"reader", "writer"},
+		"mfa":       true,
+		"level":     float64(3),
+		"nested":    []any{[]any{"x"}},
+		"empty_str": "",
+	}}
+	cookie := &identity.Identity{Subject: "c", Email: "c@example.com", EmailVerified: true, Groups: []string{"ops"}}
+	tests := []struct {
+		name   string
+		claims map[string]string
+		id     *identity.Identity
+		allow  bool
+	}{
+		{"string match", map[string]string{"tenant": "acme"}, bearer, true},
+		{"string mismatch", map[string]string{"tenant": "evil"}, bearer, false},
+		{"array membership", map[string]string{"roles": "writer"}, bearer, true},
+		{"array non-member", map[string]string{"roles": "admin"}, bearer, false},
+		{"bool", map[string]string{"mfa": "true"}, bearer, true},
+		{"bool mismatch", map[string]string{"mfa": "false"}, bearer, false},
+		{"number", map[string]string{"level": "3"}, bearer, true},
+		{"nested arrays do not match", map[string]string{"nested": "x"}, bearer, false},
+		{"empty string never matches", map[string]string{"empty_str": ""}, bearer, false},
+		{"missing claim", map[string]string{"department": "eng"}, bearer, false},
+		{"all must hold", map[string]string{"tenant": "acme", "roles": "admin"}, bearer, false},
+		{"cookie: standard field", map[string]string{"email_verified": "true", "groups": "ops"}, cookie, true},
+		{"cookie: raw claim unavailable", map[string]string{"tenant": "acme"}, cookie, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := New(Rules{RequiredClaims: tt.claims}).Check(tt.id)
+			if (err == nil) != tt.allow {
+				t.Fatalf("Check() error = %v, want allow=%v", err, tt.allow)
+			}
+		})
+	}
+}
+
+func TestSetCopiesRequiredClaims(t *testing.T) {
+	claims := map[string]string{"tenant": "acme"}
+	p := New(Rules{RequiredClaims: claims})
+	claims["tenant"] = "evil"
+	id := &identity.Identity{Subject: "a", Claims: map[string]any{"tenant": "acme"}}
+	if err := p.Check(id); err != nil {
+		t.Fatalf("caller's later map change leaked into the policy: %v", err)
+	}
+}

@@ -22,6 +22,10 @@ type Identity struct {
 	Groups []string `json:"groups,omitempty"`
 	// Method says how the caller authenticated ("cookie", "bearer", "bypass").
 	Method string `json:"-"`
+	// Claims are the raw claims of a bearer token, so authorization rules
+	// can require claims the fields above do not carry. It is nil for
+	// cookie sessions, and never stored (json:"-"): sessions stay small.
+	Claims map[string]any `json:"-"`
 }
 
 type ctxKey struct{}

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,6 +88,12 @@ type Options struct {
 	// token (as OIDC Core 5.4 prescribes when an access token is issued),
 	// so they are only available from userinfo.
 	MinimalIDToken bool
+	// AccessTokenAudience, when set, makes the provider issue JWT access
+	// tokens (RFC 9068 style) whose aud is the client ID plus these values,
+	// carrying scope, email, name and groups claims: what an IdP configured
+	// with an API audience issues for resource servers to validate locally.
+	// Empty keeps the default opaque access tokens.
+	AccessTokenAudience []string
 }
 
 // Provider is a running OpenID provider.
@@ -154,6 +161,7 @@ func New(l net.Listener, opts Options) (*Provider, error) {
 			postLogoutRedirectURIs: append([]string(nil), c.PostLogoutRedirectURIs...),
 			idTokenLifetime:        opts.IDTokenLifetime,
 			claimsInIDToken:        !opts.MinimalIDToken,
+			jwtAccessTokens:        len(opts.AccessTokenAudience) > 0,
 		}
 	}
 	st := &opStorage{
@@ -161,6 +169,7 @@ func New(l net.Listener, opts Options) (*Provider, error) {
 		users:               users,
 		clients:             wrapped,
 		accessTokenLifetime: opts.AccessTokenLifetime,
+		accessTokenAudience: slices.Clone(opts.AccessTokenAudience),
 		now:                 time.Now,
 	}
 

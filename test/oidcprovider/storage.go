@@ -3,6 +3,7 @@ package oidcprovider
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zitadel/oidc/v3/example/server/storage"
@@ -68,6 +69,9 @@ type opStorage struct {
 	users               *userStore
 	clients             map[string]*client
 	accessTokenLifetime time.Duration
+	// accessTokenAudience is added to the aud of tokens (see
+	// Options.AccessTokenAudience).
+	accessTokenAudience []string
 	now                 func() time.Time
 }
 
@@ -89,15 +93,92 @@ func (s *opStorage) GetClientByClientID(ctx context.Context, clientID string) (o
 // CreateAccessToken shortens (or lengthens) the reported access token
 // lifetime to the configured one, so relying parties see a short expires_in.
 func (s *opStorage) CreateAccessToken(ctx context.Context, request op.TokenRequest) (string, time.Time, error) {
-	id, _, err := s.Storage.CreateAccessToken(ctx, request)
+	id, _, err := s.Storage.CreateAccessToken(ctx, unwrapAudience(request))
 	return id, s.now().Add(s.accessTokenLifetime), err
 }
 
 // CreateAccessAndRefreshTokens is the example's rotating implementation with
 // the configured access token lifetime.
 func (s *opStorage) CreateAccessAndRefreshTokens(ctx context.Context, request op.TokenRequest, currentRefreshToken string) (string, string, time.Time, error) {
-	id, refresh, _, err := s.Storage.CreateAccessAndRefreshTokens(ctx, request, currentRefreshToken)
+	id, refresh, _, err := s.Storage.CreateAccessAndRefreshTokens(ctx, unwrapAudience(request), currentRefreshToken)
 	return id, refresh, s.now().Add(s.accessTokenLifetime), err
+}
+
+// AuthRequestByCode widens the request's audience by
+// Options.AccessTokenAudience, which op.CreateJWT copies into the access
+// token's aud.
+func (s *opStorage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
+	req, err := s.Storage.AuthRequestByCode(ctx, code)
+	if err != nil || len(s.accessTokenAudience) == 0 {
+		return req, err
+	}
+	return &audienceAuthRequest{AuthRequest: req, extra: s.accessTokenAudience}, nil
+}
+
+// TokenRequestByRefreshToken does the same for refreshed access tokens.
+func (s *opStorage) TokenRequestByRefreshToken(ctx context.Context, refreshToken string) (op.RefreshTokenRequest, error) {
+	req, err := s.Storage.TokenRequestByRefreshToken(ctx, refreshToken)
+	if err != nil || len(s.accessTokenAudience) == 0 {
+		return req, err
+	}
+	return &audienceRefreshRequest{RefreshTokenRequest: req, extra: s.accessTokenAudience}, nil
+}
+
+// GetPrivateClaimsFromScopes adds scope and user claims to JWT access
+// tokens, as IdPs do for APIs, so a resource server can authorize from the
+// token alone.
+func (s *opStorage) GetPrivateClaimsFromScopes(ctx context.Context, userID, clientID string, scopes []string) (map[string]any, error) {
+	claims, err := s.Storage.GetPrivateClaimsFromScopes(ctx, userID, clientID, scopes)
+	if err != nil || len(s.accessTokenAudience) == 0 {
+		return claims, err
+	}
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	if len(scopes) > 0 {
+		claims["scope"] = strings.Join(scopes, " ")
+	}
+	if u := s.users.GetUserByID(userID); u != nil {
+		claims["email"] = u.Email
+		claims["email_verified"] = u.EmailVerified
+		claims["name"] = strings.TrimSpace(u.FirstName + " " + u.LastName)
+		claims["preferred_username"] = u.Username
+	}
+	if groups := s.users.groups[userID]; len(groups) > 0 {
+		claims[groupsClaim] = slices.Clone(groups)
+	}
+	return claims, nil
+}
+
+// audienceAuthRequest and audienceRefreshRequest add audiences to a token
+// request; unwrapAudience hands the example storage its own type back,
+// because it switches on it.
+type audienceAuthRequest struct {
+	op.AuthRequest
+	extra []string
+}
+
+func (r *audienceAuthRequest) GetAudience() []string {
+	return append(slices.Clone(r.AuthRequest.GetAudience()), r.extra...)
+}
+
+type audienceRefreshRequest struct {
+	op.RefreshTokenRequest
+	extra []string
+}
+
+func (r *audienceRefreshRequest) GetAudience() []string {
+	return append(slices.Clone(r.RefreshTokenRequest.GetAudience()), r.extra...)
+}
+
+func unwrapAudience(req op.TokenRequest) op.TokenRequest {
+	switch r := req.(type) {
+	case *audienceAuthRequest:
+		return r.AuthRequest
+	case *audienceRefreshRequest:
+		return r.RefreshTokenRequest
+	}
+	return req
 }
 
 // SetUserinfoFromRequest adds the groups claim to ID tokens that carry
@@ -137,6 +218,7 @@ type client struct {
 	postLogoutRedirectURIs []string
 	idTokenLifetime        time.Duration
 	claimsInIDToken        bool
+	jwtAccessTokens        bool
 }
 
 var (
@@ -162,6 +244,14 @@ func (c *client) AuthMethod() oidc.AuthMethod {
 		return oidc.AuthMethodNone
 	}
 	return c.Client.AuthMethod()
+}
+
+// AccessTokenType is JWT when Options.AccessTokenAudience is set.
+func (c *client) AccessTokenType() op.AccessTokenType {
+	if c.jwtAccessTokens {
+		return op.AccessTokenTypeJWT
+	}
+	return op.AccessTokenTypeBearer
 }
 
 func (c *client) IDTokenLifetime() time.Duration { return c.idTokenLifetime }

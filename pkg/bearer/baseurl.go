@@ -1,0 +1,112 @@
+package bearer
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+)
+
+// ExternalURL returns the absolute base URL (scheme://host[/prefix], no
+// trailing slash) under which clients reach the proxy for r. Absolute URLs
+// in challenges and metadata are built from it.
+type ExternalURL func(r *http.Request) string
+
+// BaseURLOptions say how to find the external base URL.
+type BaseURLOptions struct {
+	// ExternalURL, when set, is always used (for example
+	// "https://mcp.example.com").
+	ExternalURL string
+	// TrustedProxies are CIDRs (or bare IPs) of reverse proxies whose
+	// X-Forwarded-Proto and X-Forwarded-Host are believed. From any other
+	// peer those headers are ignored: a client must not choose the URL the
+	// proxy tells other clients to trust.
+	TrustedProxies []string
+}
+
+// BaseURL returns the ExternalURL function for opts. Precedence: the
+// configured external URL; X-Forwarded-Proto/-Host from a trusted proxy;
+// the request's own scheme and Host.
+func BaseURL(opts BaseURLOptions) (ExternalURL, error) {
+	if opts.ExternalURL != "" {
+		u, err := url.Parse(opts.ExternalURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("bearer: external URL %q must be an absolute http(s) URL without query, fragment or user info", opts.ExternalURL)
+		}
+		base := strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.EscapedPath(), "/")
+		return func(*http.Request) string { return base }, nil
+	}
+	var trusted []netip.Prefix
+	for _, s := range opts.TrustedProxies {
+		s = strings.TrimSpace(s)
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("bearer: trusted proxy %q is not a CIDR or IP: %w", s, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		trusted = append(trusted, p.Masked())
+	}
+	return func(r *http.Request) string {
+		scheme, host := "http", r.Host
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		if fromTrusted(r.RemoteAddr, trusted) {
+			if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
+				scheme = p
+			}
+			if h := firstValue(r.Header.Get("X-Forwarded-Host")); validHost(h) {
+				host = h
+			}
+		}
+		return scheme + "://" + strings.ToLower(host)
+	}, nil
+}
+
+func fromTrusted(remoteAddr string, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// firstValue is the first element of a comma-separated header (the value
+// the outermost trusted proxy set), lower-cased and trimmed.
+func firstValue(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.ToLower(strings.TrimSpace(first))
+}
+
+// validHost accepts host[:port] with the characters a host may have, so a
+// forwarded value cannot inject a path, user info or header syntax.
+func validHost(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,330 @@
+package bearer
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// Defaults for JWTOptions.
+const (
+	DefaultSkew = 30 * time.Second
+	// DefaultRefreshInterval is the minimum time between two JWKS fetches
+	// caused by unknown key IDs: rotation at the IdP is picked up, but a
+	// client cannot make the proxy hammer the IdP with made-up kids.
+	DefaultRefreshInterval = 30 * time.Second
+	// DefaultKeysMaxAge is how long fetched keys are used before they are
+	// fetched again on the next request (stale keys stay in use if that
+	// fetch fails).
+	DefaultKeysMaxAge = time.Hour
+	// maxDocumentSize bounds JWKS, discovery and introspection responses.
+	maxDocumentSize = 1 << 20
+	fetchTimeout    = 10 * time.Second
+)
+
+// DefaultAlgorithms is the signature allow-list used when none is
+// configured: asymmetric algorithms only, so "none" and HMAC key confusion
+// can never verify.
+func DefaultAlgorithms() []jose.SignatureAlgorithm {
+	return []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.PS256, jose.EdDSA}
+}
+
+// JWTOptions configure a JWTValidator.
+type JWTOptions struct {
+	// Issuer is the exact expected "iss". Required.
+	Issuer string
+	// JWKSURL is where the issuer's keys are. Empty: discovered on first use
+	// from the issuer's OpenID or OAuth authorization server metadata.
+	JWKSURL string
+	// KeySet, when set, replaces fetching: it returns the keys directly (the
+	// proxy's own façade keys). It is called on every validation, so it
+	// must be cheap; rotation is then immediate.
+	KeySet func(ctx context.Context) (*jose.JSONWebKeySet, error)
+	// Audiences: the token's aud must contain at least one (the resource
+	// URL). Required: a token for another API must not open this one.
+	Audiences []string
+	// Algorithms is the allow-list (default DefaultAlgorithms). HMAC and
+	// "none" are always removed.
+	Algorithms []jose.SignatureAlgorithm
+	// Skew is the tolerance for exp, nbf and iat (default 30s).
+	Skew time.Duration
+	// RefreshInterval rate-limits JWKS fetches on unknown kids (default 30s).
+	RefreshInterval time.Duration
+	// KeysMaxAge re-fetches keys this old on use (default 1h).
+	KeysMaxAge time.Duration
+	// HTTPClient defaults to a client with a 10s timeout.
+	HTTPClient *http.Client
+	// Now defaults to time.Now.
+	Now func() time.Time
+	// GroupsClaim defaults to "groups".
+	GroupsClaim string
+}
+
+// JWTValidator validates JWT access tokens locally against the issuer's
+// keys. Safe for concurrent use.
+type JWTValidator struct {
+	issuer      string
+	audiences   []string
+	algs        []jose.SignatureAlgorithm
+	skew        time.Duration
+	now         func() time.Time
+	groupsClaim string
+	keySet      func(ctx context.Context) (*jose.JSONWebKeySet, error)
+	keys        *keyCache
+}
+
+var _ Validator = (*JWTValidator)(nil)
+
+// NewJWTValidator checks opts and returns a validator. It does no network
+// I/O: keys are fetched on first use, so the proxy starts while the IdP is
+// down.
+func NewJWTValidator(opts JWTOptions) (*JWTValidator, error) {
+	var errs []error
+	if opts.Issuer == "" {
+		errs = append(errs, errors.New("bearer: Issuer is required"))
+	}
+	if len(opts.Audiences) == 0 {
+		errs = append(errs, errors.New("bearer: at least one audience is required"))
+	}
+	if opts.JWKSURL != "" && opts.KeySet != nil {
+		errs = append(errs, errors.New("bearer: set JWKSURL or KeySet, not both"))
+	}
+	algs := opts.Algorithms
+	if len(algs) == 0 {
+		algs = DefaultAlgorithms()
+	}
+	algs = slices.DeleteFunc(slices.Clone(algs), func(a jose.SignatureAlgorithm) bool { return !asymmetric(a) })
+	if len(algs) == 0 {
+		errs = append(errs, errors.New("bearer: no asymmetric signature algorithm allowed (HMAC and none are never accepted)"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if opts.Skew <= 0 {
+		opts.Skew = DefaultSkew
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.GroupsClaim == "" {
+		opts.GroupsClaim = DefaultGroupsClaim
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: fetchTimeout}
+	}
+	v := &JWTValidator{
+		issuer:      opts.Issuer,
+		audiences:   slices.Clone(opts.Audiences),
+		algs:        algs,
+		skew:        opts.Skew,
+		now:         opts.Now,
+		groupsClaim: opts.GroupsClaim,
+		keySet:      opts.KeySet,
+	}
+	if v.keySet == nil {
+		v.keys = newKeyCache(keyCacheOptions{
+			issuer:          opts.Issuer,
+			jwksURL:         opts.JWKSURL,
+			client:          opts.HTTPClient,
+			now:             opts.Now,
+			refreshInterval: orDefault(opts.RefreshInterval, DefaultRefreshInterval),
+			maxAge:          orDefault(opts.KeysMaxAge, DefaultKeysMaxAge),
+		})
+	}
+	return v, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// asymmetric reports whether a is a public-key signature algorithm.
+func asymmetric(a jose.SignatureAlgorithm) bool {
+	switch a {
+	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
+		jose.ES256, jose.ES384, jose.ES512, jose.EdDSA:
+		return true
+	}
+	return false
+}
+
+// header is the part of the JOSE header read before verification, to give
+// a precise reason for a disallowed algorithm.
+type header struct {
+	Alg string `json:"alg"`
+}
+
+// Validate verifies raw's signature, issuer, audience and lifetime and
+// returns its claims.
+func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error) {
+	alg, err := peekAlg(raw)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(v.algs, alg) {
+		return nil, invalid("unsupported signing algorithm", nil)
+	}
+	tok, err := jwt.ParseSigned(raw, v.algs)
+	if err != nil {
+		return nil, invalid("malformed token", err)
+	}
+	if len(tok.Headers) != 1 {
+		return nil, invalid("malformed token", nil)
+	}
+	hdr := tok.Headers[0]
+	var registered jwt.Claims
+	var claims map[string]any
+	if err := v.verify(ctx, tok, hdr, &registered, &claims); err != nil {
+		return nil, err
+	}
+	if err := v.checkClaims(&registered); err != nil {
+		return nil, err
+	}
+	return tokenFromClaims(claims, v.groupsClaim), nil
+}
+
+// verify finds the key for hdr (refreshing the cache once for an unknown
+// kid) and decodes the claims with it.
+func (v *JWTValidator) verify(ctx context.Context, tok *jwt.JSONWebToken, hdr jose.Header, out ...any) error {
+	for attempt := 0; attempt < 2; attempt++ {
+		set, err := v.currentKeys(ctx, attempt > 0)
+		if err != nil {
+			return err
+		}
+		candidates := candidateKeys(set, hdr)
+		if len(candidates) == 0 {
+			continue
+		}
+		for _, key := range candidates {
+			if err := tok.Claims(key, out...); err == nil {
+				return nil
+			}
+		}
+		return invalid("bad signature", nil)
+	}
+	return invalid("unknown signing key", nil)
+}
+
+func (v *JWTValidator) currentKeys(ctx context.Context, unknownKID bool) (*jose.JSONWebKeySet, error) {
+	if v.keySet != nil {
+		if unknownKID {
+			return nil, invalid("unknown signing key", nil)
+		}
+		set, err := v.keySet(ctx)
+		if err != nil {
+			return nil, unavailable("local key set", err)
+		}
+		return set, nil
+	}
+	if unknownKID {
+		return v.keys.refresh(ctx)
+	}
+	return v.keys.get(ctx)
+}
+
+// candidateKeys are the public signing keys of set that may have signed a
+// token with hdr: matching kid (any key when the token has none) and a
+// compatible algorithm.
+func candidateKeys(set *jose.JSONWebKeySet, hdr jose.Header) []any {
+	if set == nil {
+		return nil
+	}
+	var out []any
+	for _, k := range set.Keys {
+		if hdr.KeyID != "" && k.KeyID != hdr.KeyID {
+			continue
+		}
+		if k.Use != "" && k.Use != "sig" {
+			continue
+		}
+		if k.Algorithm != "" && k.Algorithm != hdr.Algorithm {
+			continue
+		}
+		if !k.IsPublic() {
+			k = k.Public()
+		}
+		switch k.Key.(type) {
+		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+			out = append(out, k.Key)
+		}
+	}
+	return out
+}
+
+// checkClaims checks the registered claims after the signature verified.
+func (v *JWTValidator) checkClaims(c *jwt.Claims) error {
+	if c.Expiry == nil {
+		return invalid("token has no expiry", nil)
+	}
+	err := c.ValidateWithLeeway(jwt.Expected{Issuer: v.issuer, Time: v.now()}, v.skew)
+	switch {
+	case errors.Is(err, jwt.ErrExpired):
+		return invalid("token expired", err)
+	case errors.Is(err, jwt.ErrNotValidYet):
+		return invalid("token not yet valid", err)
+	case errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return invalid("token issued in the future", err)
+	case errors.Is(err, jwt.ErrInvalidIssuer):
+		return invalid("wrong issuer", err)
+	case err != nil:
+		return invalid("invalid claims", err)
+	}
+	if !slices.ContainsFunc(v.audiences, func(a string) bool { return slices.Contains(c.Audience, a) }) {
+		return invalid("wrong audience", nil)
+	}
+	if c.Subject == "" {
+		return invalid("token has no subject", nil)
+	}
+	return nil
+}
+
+// peekAlg reads the alg of a compact JWS header without trusting it, so a
+// token with a disallowed algorithm gets a precise reason.
+func peekAlg(raw string) (jose.SignatureAlgorithm, error) {
+	if !LooksLikeJWT(raw) {
+		return "", invalid("malformed token", nil)
+	}
+	seg, _, _ := strings.Cut(raw, ".")
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return "", invalid("malformed token", err)
+	}
+	var h header
+	if err := json.Unmarshal(b, &h); err != nil {
+		return "", invalid("malformed token", err)
+	}
+	return jose.SignatureAlgorithm(h.Alg), nil
+}
+
+// LooksLikeJWT reports whether raw has the shape of a compact JWS: three
+// non-empty base64url segments (an unsigned "alg: none" token has an empty
+// third segment and is routed here too, to be rejected).
+func LooksLikeJWT(raw string) bool {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return false
+	}
+	for _, p := range parts {
+		for i := 0; i < len(p); i++ {
+			c := p[i]
+			if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,204 @@
+package bearer
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+)
+
+// ResourceOptions configure a ResourceServer.
+type ResourceOptions struct {
+	// Validator checks tokens (a *JWTValidator, *Introspector or *Chain).
+	// Required.
+	Validator Validator
+	// ResourceMetadataURL returns the absolute URL of the RFC 9728
+	// metadata for r, advertised in every challenge. Required.
+	ResourceMetadataURL func(r *http.Request) string
+	// RequiredScopes must all be granted to the token; they are also
+	// advertised in challenges as scope="...".
+	RequiredScopes []string
+	// Logger defaults to a no-op logger.
+	Logger *zap.Logger
+}
+
+// ResourceServer authenticates MCP clients by bearer token and answers the
+// challenges (RFC 6750, RFC 9728) that start their OAuth flow. Safe for
+// concurrent use.
+type ResourceServer struct {
+	validator   Validator
+	metadataURL func(r *http.Request) string
+	scopes      []string
+	scopeParam  string
+	log         *zap.Logger
+}
+
+// NewResourceServer returns a ResourceServer for opts. It panics when a
+// required option is missing: that is a wiring bug, not a runtime
+// condition.
+func NewResourceServer(opts ResourceOptions) *ResourceServer {
+	if opts.Validator == nil || opts.ResourceMetadataURL == nil {
+		panic("bearer: NewResourceServer needs a Validator and ResourceMetadataURL")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &ResourceServer{
+		validator:   opts.Validator,
+		metadataURL: opts.ResourceMetadataURL,
+		scopes:      slices.Clone(opts.RequiredScopes),
+		scopeParam:  strings.Join(opts.RequiredScopes, " "),
+		log:         opts.Logger,
+	}
+}
+
+// Wrap authenticates requests carrying "Authorization: Bearer" and passes
+// every other request to fallback (the cookie authenticator), so browsers
+// keep working on the same endpoint. A validated caller reaches next with
+// its identity (and token) in the context and without the Authorization
+// header: the client's token is never forwarded upstream.
+func (s *ResourceServer) Wrap(next, fallback http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, present, ok := bearerToken(r)
+		if !present {
+			fallback.ServeHTTP(w, r)
+			return
+		}
+		if !ok {
+			s.invalidToken(w, r, "malformed authorization header")
+			return
+		}
+		tok, err := s.validator.Validate(r.Context(), raw)
+		switch {
+		case errors.Is(err, ErrUnavailable):
+			s.log.Error("bearer token validation unavailable", zap.Error(err))
+			w.Header().Set("Retry-After", "5")
+			apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeUpstreamUnavailable,
+				"the identity provider cannot be reached to validate your token; retry shortly")
+			return
+		case err != nil:
+			s.log.Debug("bearer token rejected", zap.String("reason", Reason(err)))
+			s.invalidToken(w, r, Reason(err))
+			return
+		}
+		if !s.hasScopes(tok) {
+			s.insufficientScope(w, r)
+			return
+		}
+		id := tok.Identity
+		id.Method = Method
+		ctx := identity.NewContext(r.Context(), &id)
+		ctx = NewContext(ctx, tok)
+		r = r.WithContext(ctx)
+		r.Header.Del("Authorization")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Challenge answers a request without credentials: 401 with
+// WWW-Authenticate: Bearer resource_metadata="..." (and scope), which is
+// how MCP clients discover where to log in. Pass it as the cookie
+// authenticator's Unauthenticated handler.
+func (s *ResourceServer) Challenge(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", s.challenge(r))
+	apierror.Write(w, r, http.StatusUnauthorized, apierror.CodeUnauthenticated,
+		"authentication required: send a bearer token, or log in")
+}
+
+func (s *ResourceServer) invalidToken(w http.ResponseWriter, r *http.Request, reason string) {
+	w.Header().Set("WWW-Authenticate", s.challenge(r, "error", "invalid_token", "error_description", reason))
+	apierror.Write(w, r, http.StatusUnauthorized, apierror.CodeUnauthenticated, "invalid bearer token: "+reason)
+}
+
+func (s *ResourceServer) insufficientScope(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", s.challenge(r, "error", "insufficient_scope"))
+	apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden,
+		"the token lacks a required scope: "+s.scopeParam)
+}
+
+// challenge builds a Bearer challenge with params (name, value pairs),
+// then scope and resource_metadata.
+func (s *ResourceServer) challenge(r *http.Request, params ...string) string {
+	if s.scopeParam != "" {
+		params = append(params, "scope", s.scopeParam)
+	}
+	params = append(params, "resource_metadata", s.metadataURL(r))
+	return Challenge(params...)
+}
+
+func (s *ResourceServer) hasScopes(t *Token) bool {
+	for _, want := range s.scopes {
+		if !slices.Contains(t.Scopes, want) {
+			return false
+		}
+	}
+	return true
+}
+
+// Challenge formats a Bearer WWW-Authenticate value from name, value pairs,
+// quoting each value as an RFC 9110 quoted-string.
+func Challenge(params ...string) string {
+	var b strings.Builder
+	b.WriteString("Bearer")
+	for i := 0; i+1 < len(params); i += 2 {
+		if i == 0 {
+			b.WriteByte(' ')
+		} else {
+			b.WriteString(", ")
+		}
+		b.WriteString(params[i])
+		b.WriteByte('=')
+		b.WriteString(quote(params[i+1]))
+	}
+	return b.String()
+}
+
+// quote returns v as a quoted-string: '"' and '\' are escaped and bytes a
+// header may not carry (controls, DEL) are dropped.
+func quote(v string) string {
+	var b strings.Builder
+	b.Grow(len(v) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '\t' || (c >= 0x20 && c != 0x7f):
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// bearerToken extracts the token of "Authorization: Bearer <token>".
+// present is false when the request carries no bearer credentials at all
+// (no header, or another scheme); ok is false for a malformed one.
+func bearerToken(r *http.Request) (token string, present, ok bool) {
+	values := r.Header.Values("Authorization")
+	if len(values) == 0 {
+		return "", false, false
+	}
+	scheme, rest, _ := strings.Cut(values[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		if len(values) == 1 {
+			return "", false, false
+		}
+		return "", true, false
+	}
+	if len(values) != 1 {
+		return "", true, false
+	}
+	token = strings.TrimSpace(rest)
+	if token == "" || strings.ContainsAny(token, " \t,") {
+		return "", true, false
+	}
+	return token, true, true
+}

@@ -1,0 +1,208 @@
+package bearer_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+)
+
+const metadataPath = "/.well-known/oauth-protected-resource/mcp"
+
+type rsFixture struct {
+	kp       keyPair
+	jwks     *jwksServer
+	handler  http.Handler
+	next     chan *http.Request
+	fellBack chan struct{}
+}
+
+func newRSFixture(t *testing.T, scopes []string, trusted []string) *rsFixture {
+	t.Helper()
+	f := &rsFixture{kp: newRSAKey(t, "k1"), next: make(chan *http.Request, 1), fellBack: make(chan struct{}, 1)}
+	f.jwks = newJWKSServer(t, f.kp.pub)
+	v, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: testIssuer, JWKSURL: f.jwks.URL, Audiences: []string{testResource}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := bearer.BaseURL(bearer.BaseURLOptions{TrustedProxies: trusted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := bearer.NewResourceServer(bearer.ResourceOptions{
+		Validator:           v,
+		RequiredScopes:      scopes,
+		ResourceMetadataURL: func(r *http.Request) string { return base(r) + metadataPath },
+	})
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.next <- r
+		w.WriteHeader(http.StatusNoContent)
+	})
+	// The fallback stands in for the cookie authenticator, which answers
+	// unauthenticated requests with the resource server's challenge.
+	fallback := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.fellBack <- struct{}{}
+		rs.Challenge(w, r)
+	})
+	f.handler = rs.Wrap(next, fallback)
+	return f
+}
+
+func (f *rsFixture) do(req *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	f.handler.ServeHTTP(rec, req)
+	return rec
+}
+
+func mcpRequest(auth string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "http://proxy.internal:15080/mcp", strings.NewReader("{}"))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	return req
+}
+
+func errorCode(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error.Message == "" {
+		t.Fatalf("body %q is not the JSON error shape (%v)", rec.Body, err)
+	}
+	return body.Error.Code
+}
+
+func TestResourceServerAcceptsValidToken(t *testing.T) {
+	f := newRSFixture(t, []string{"mcp:tools"}, nil)
+	rec := f.do(mcpRequest("bearer " + sign(t, f.kp, claimsAt(time.Now()))))
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("status = %d: %s", rec.Code, rec.Body)
+	}
+	r := <-f.next
+	id := identity.FromContext(r.Context())
+	if id == nil || id.Subject != "user-1" || id.Method != "bearer" || id.Email != "u@example.com" {
+		t.Fatalf("identity = %+v", id)
+	}
+	if tok := bearer.FromContext(r.Context()); tok == nil || tok.ClientID != "client-1" {
+		t.Fatalf("token in context = %+v", tok)
+	}
+	if r.Header.Get("Authorization") != "" {
+		t.Fatal("the client's token would be forwarded upstream")
+	}
+}
+
+func TestResourceServerChallenges(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name      string
+		scopes    []string
+		trusted   []string
+		remote    string
+		forwarded map[string]string
+		auth      func(f *rsFixture) string
+		status    int
+		code      string
+		challenge string
+		fellBack  bool
+	}{
+		{
+			name: "no credentials: plain challenge", auth: func(*rsFixture) string { return "" },
+			status: 401, code: "unauthenticated", fellBack: true,
+			challenge: `Bearer resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
+		},
+		{
+			name: "other scheme falls back", auth: func(*rsFixture) string { return "Basic dTpw" },
+			status: 401, code: "unauthenticated", fellBack: true,
+			challenge: `Bearer resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
+		},
+		{
+			name: "no credentials, scopes configured", scopes: []string{"mcp:tools", "mcp:read"}, auth: func(*rsFixture) string { return "" },
+			status: 401, code: "unauthenticated", fellBack: true,
+			challenge: `Bearer scope="mcp:tools mcp:read", resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
+		},
+		{
+			name: "trusted proxy sets the external URL", trusted: []string{"10.0.0.0/8"}, remote: "10.1.2.3:5555",
+			forwarded: map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "mcp.example.com"},
+			auth:      func(*rsFixture) string { return "" }, status: 401, code: "unauthenticated", fellBack: true,
+			challenge: `Bearer resource_metadata="https://mcp.example.com` + metadataPath + `"`,
+		},
+		{
+			name: "untrusted peer cannot spoof the external URL", trusted: []string{"10.0.0.0/8"}, remote: "192.0.2.9:5555",
+			forwarded: map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"},
+			auth:      func(*rsFixture) string { return "" }, status: 401, code: "unauthenticated", fellBack: true,
+			challenge: `Bearer resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
+		},
+		{
+			name: "expired token", auth: func(f *rsFixture) string {
+				c := claimsAt(now)
+				c["exp"] = now.Add(-time.Hour).Unix()
+				return "Bearer " + sign(t, f.kp, c)
+			},
+			status: 401, code: "unauthenticated",
+			challenge: `Bearer error="invalid_token", error_description="token expired", resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
+		},
+		{
+			name: "garbage token with scopes", scopes: []string{"mcp:tools"}, auth: func(*rsFixture) string { return "Bearer abc" },
+			status: 401, code: "unauthenticated",
+			challenge: `Bearer error="invalid_token", error_description="malformed token", scope="mcp:tools", resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
+		},
+		{
+			name: "empty bearer", auth: func(*rsFixture) string { return "Bearer " }, status: 401, code: "unauthenticated",
+			challenge: `Bearer error="invalid_token", error_description="malformed authorization header", resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
+		},
+		{
+			name: "missing scope", scopes: []string{"mcp:admin"}, auth: func(f *rsFixture) string { return "Bearer " + sign(t, f.kp, claimsAt(now)) },
+			status: 403, code: "forbidden",
+			challenge: `Bearer error="insufficient_scope", scope="mcp:admin", resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
+		},
+		{
+			name: "JWKS outage", auth: func(f *rsFixture) string {
+				f.jwks.down.Store(true)
+				return "Bearer " + sign(t, f.kp, claimsAt(now))
+			},
+			status: 503, code: "upstream_unavailable",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRSFixture(t, tt.scopes, tt.trusted)
+			req := mcpRequest(tt.auth(f))
+			if tt.remote != "" {
+				req.RemoteAddr = tt.remote
+			}
+			for k, v := range tt.forwarded {
+				req.Header.Set(k, v)
+			}
+			rec := f.do(req)
+			if rec.Code != tt.status {
+				t.Fatalf("status = %d, want %d: %s", rec.Code, tt.status, rec.Body)
+			}
+			if got := errorCode(t, rec); got != tt.code {
+				t.Fatalf("code = %q, want %q", got, tt.code)
+			}
+			if got := rec.Header().Get("WWW-Authenticate"); got != tt.challenge {
+				t.Fatalf("WWW-Authenticate = %s\n                 want %s", got, tt.challenge)
+			}
+			if got := len(f.fellBack) == 1; got != tt.fellBack {
+				t.Fatalf("fell back to cookie auth = %v, want %v", got, tt.fellBack)
+			}
+			if len(f.next) != 0 {
+				t.Fatal("a rejected request reached the upstream")
+			}
+		})
+	}
+}
+
+func TestChallengeQuoting(t *testing.T) {
+	got := bearer.Challenge("error_description", `bad "quote" and \ backslash`+"\r\nX-Injected: 1", "scope", "a b")
+	want := `Bearer error_description="bad \"quote\" and \\ backslash` + `X-Injected: 1", scope="a b"`
+	if got != want {
+		t.Fatalf("Challenge = %s\n         want %s", got, want)
+	}
+}

@@ -1,0 +1,185 @@
+package resource
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+)
+
+// SessionHeader is the Streamable HTTP session header.
+const SessionHeader = "Mcp-Session-Id"
+
+// DefaultSessionBindingTTL is used when NewSessionBinder gets ttl <= 0. A
+// binding should outlive the upstream's sessions; once it expires, the
+// session id is treated as unknown and the upstream decides.
+const DefaultSessionBindingTTL = 24 * time.Hour
+
+// bindingPrefix namespaces bindings in the shared store.
+const bindingPrefix = "mcp-session:"
+
+// BindingStore is what SessionBinder needs from the session store
+// (implemented by session.Store).
+type BindingStore interface {
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Get(ctx context.Context, key string) ([]byte, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// SessionBinder binds MCP session ids to the user who created them, so a
+// leaked or guessed Mcp-Session-Id is useless to anybody else. The binding
+// lives in the shared store, so it holds across replicas.
+type SessionBinder struct {
+	store BindingStore
+	ttl   time.Duration
+	log   *zap.Logger
+}
+
+// NewSessionBinder returns a binder keeping bindings for ttl.
+func NewSessionBinder(store BindingStore, ttl time.Duration) *SessionBinder {
+	if ttl <= 0 {
+		ttl = DefaultSessionBindingTTL
+	}
+	return &SessionBinder{store: store, ttl: ttl, log: zap.NewNop()}
+}
+
+// WithLogger sets the logger and returns b.
+func (b *SessionBinder) WithLogger(l *zap.Logger) *SessionBinder {
+	b.log = l
+	return b
+}
+
+// Wrap enforces bindings around next (the forwarding handler). It must run
+// after authentication: the caller's identity comes from the context.
+//   - a request whose Mcp-Session-Id is bound to another user gets 403 and
+//     never reaches next; an unknown one is forwarded (the upstream answers
+//     404 for sessions it does not know);
+//   - a successful response that carries a new Mcp-Session-Id binds it to
+//     the caller before the client sees it, or becomes a 503 if the binding
+//     cannot be stored (an unbound session would be open to everyone);
+//   - a successful DELETE removes the binding.
+func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := identity.FromContext(r.Context())
+		if id == nil {
+			apierror.Write(w, r, http.StatusUnauthorized, apierror.CodeUnauthenticated, "no authenticated identity")
+			return
+		}
+		owner := ownerKey(id)
+		sid := r.Header.Get(SessionHeader)
+		if sid != "" {
+			bound, err := b.store.Get(r.Context(), bindingKey(sid))
+			switch {
+			case errors.Is(err, session.ErrNotFound):
+			case err != nil:
+				b.log.Error("read MCP session binding", zap.Error(err))
+				w.Header().Set("Retry-After", "2")
+				apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
+					"the session store is temporarily unavailable; retry shortly")
+				return
+			case string(bound) != owner:
+				apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "MCP session belongs to another user")
+				return
+			}
+		}
+		bw := &bindingWriter{ResponseWriter: w, b: b, r: r, owner: owner, requestSID: sid}
+		next.ServeHTTP(bw, r)
+		if !bw.wroteHeader {
+			bw.WriteHeader(http.StatusOK)
+		}
+	})
+}
+
+// bindingKey is the store key for a session id; the id itself is a bearer
+// credential for the upstream session, so only its hash is stored.
+func bindingKey(sid string) string {
+	sum := sha256.Sum256([]byte(sid))
+	return bindingPrefix + hex.EncodeToString(sum[:])
+}
+
+// ownerKey identifies the caller in a binding: a hash of the subject, so
+// the store holds no user identifiers.
+func ownerKey(id *identity.Identity) string {
+	sum := sha256.Sum256([]byte(id.Subject))
+	return hex.EncodeToString(sum[:])
+}
+
+// bindingWriter acts on the upstream's status and headers before they are
+// sent.
+type bindingWriter struct {
+	http.ResponseWriter
+	b           *SessionBinder
+	r           *http.Request
+	owner       string
+	requestSID  string
+	wroteHeader bool
+	failed      bool
+}
+
+func (w *bindingWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code >= 100 && code < 200 {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.wroteHeader = true
+	if code >= 200 && code < 300 {
+		ctx := context.WithoutCancel(w.r.Context())
+		if sid := w.Header().Get(SessionHeader); sid != "" && sid != w.requestSID {
+			if err := w.b.store.Put(ctx, bindingKey(sid), []byte(w.owner), w.b.ttl); err != nil {
+				w.b.log.Error("store MCP session binding", zap.Error(err))
+				w.failed = true
+				h := w.Header()
+				h.Del(SessionHeader)
+				h.Del("Content-Length")
+				h.Set("Retry-After", "2")
+				apierror.Write(w.ResponseWriter, w.r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
+					"the session store is temporarily unavailable; retry shortly")
+				return
+			}
+		}
+		if w.r.Method == http.MethodDelete && w.requestSID != "" {
+			if err := w.b.store.Delete(ctx, bindingKey(w.requestSID)); err != nil {
+				// The binding expires by itself; it only keeps refusing others.
+				w.b.log.Warn("delete MCP session binding", zap.Error(err))
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *bindingWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush keeps streaming (SSE) responses flowing.
+func (w *bindingWriter) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *bindingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var _ http.Flusher = (*bindingWriter)(nil)
