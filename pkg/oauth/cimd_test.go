@@ -1,0 +1,132 @@
+package oauth_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
+)
+
+// fixedResolver answers every name with one address, to model a public
+// looking name that points at a private address (DNS rebinding).
+type fixedResolver struct{ addr netip.Addr }
+
+func (f fixedResolver) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	return []netip.Addr{f.addr}, nil
+}
+
+func TestClientIDMetadataDocuments(t *testing.T) {
+	var fetches atomic.Int32
+	var docs *httptest.Server
+	doc := func(id string) map[string]any {
+		return map[string]any{"client_id": id, "client_name": "Doc Client", "redirect_uris": []string{loopCB}, "token_endpoint_auth_method": "none"}
+	}
+	mux := http.NewServeMux()
+	serve := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			fetches.Add(1)
+			if r.Header.Get("Accept") != "application/json" {
+				http.Error(w, "want Accept: application/json", 406)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(v)
+		}
+	}
+	mux.HandleFunc("/good.json", func(w http.ResponseWriter, r *http.Request) { serve(doc(docs.URL+"/good.json"))(w, r) })
+	mux.HandleFunc("/mismatch.json", func(w http.ResponseWriter, r *http.Request) { serve(doc(docs.URL+"/good.json"))(w, r) })
+	mux.HandleFunc("/big.json", func(w http.ResponseWriter, r *http.Request) {
+		// Valid JSON followed by padding, so only the size limit refuses it.
+		b, _ := json.Marshal(doc(docs.URL + "/big.json"))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(append(b, strings.Repeat(" ", 6<<10)...))
+	})
+	mux.HandleFunc("/redirect.json", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/redirect-target.json", http.StatusFound)
+	})
+	// The redirect target is a valid document for /redirect.json, so only
+	// the no-redirect rule refuses it.
+	mux.HandleFunc("/redirect-target.json", func(w http.ResponseWriter, r *http.Request) { serve(doc(docs.URL+"/redirect.json"))(w, r) })
+	mux.HandleFunc("/gone.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_ = json.NewEncoder(w).Encode(doc(docs.URL + "/gone.json"))
+	})
+	mux.HandleFunc("/secret.json", func(w http.ResponseWriter, r *http.Request) {
+		d := doc(docs.URL + "/secret.json")
+		d["client_secret"] = "s"
+		serve(d)(w, r)
+	})
+	docs = httptest.NewTLSServer(mux)
+	t.Cleanup(docs.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(docs.Certificate())
+	tlsCfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+
+	allow := func(o *oauth.Options) { o.CIMD = oauth.CIMDOptions{AllowPrivateAddresses: true, TLSConfig: tlsCfg} }
+	strict := func(o *oauth.Options) { o.CIMD = oauth.CIMDOptions{TLSConfig: tlsCfg} }
+	rebind := func(o *oauth.Options) {
+		o.CIMD = oauth.CIMDOptions{TLSConfig: tlsCfg, Resolver: fixedResolver{netip.MustParseAddr("10.1.2.3")}}
+	}
+	tests := []struct {
+		name string
+		opt  envOpt
+		path string
+		ok   bool
+	}{
+		{"control: allowed loopback document", allow, "/good.json", true},
+		{"loopback refused by default", strict, "/good.json", false},
+		{"private address after DNS refused", rebind, "/good.json", false},
+		{"redirect refused", allow, "/redirect.json", false},
+		{"oversized refused", allow, "/big.json", false},
+		{"client_id mismatch refused", allow, "/mismatch.json", false},
+		{"client_secret in document refused", allow, "/secret.json", false},
+		{"missing document refused", allow, "/missing.json", false},
+		{"non-200 document refused", allow, "/gone.json", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newMemEnv(t, tc.opt)
+			clientID := docs.URL + tc.path
+			if tc.name == "private address after DNS refused" {
+				clientID = strings.Replace(clientID, "127.0.0.1", "docs.example.com", 1)
+			}
+			resp, body := e.authorize(authParams(clientID, oauth2.GenerateVerifier()))
+			loc := resp.Header.Get("Location")
+			if tc.ok != strings.HasPrefix(loc, issuer+oauth.PathConsent) {
+				t.Fatalf("ok=%v but got %d Location=%q %s", tc.ok, resp.StatusCode, loc, body)
+			}
+			if !tc.ok && (resp.StatusCode != 400 || loc != "") {
+				t.Fatalf("refusal must be an error page, got %d Location=%q", resp.StatusCode, loc)
+			}
+		})
+	}
+
+	t.Run("full flow and cache", func(t *testing.T) {
+		e := newMemEnv(t, allow)
+		id := docs.URL + "/good.json"
+		before := fetches.Load()
+		v := oauth2.GenerateVerifier()
+		code, _ := e.codeWith(authParams(id, v), "alice")
+		resp, m := e.token(codeForm(id, code, v))
+		if resp.StatusCode != 200 {
+			t.Fatalf("token: %d %v", resp.StatusCode, m)
+		}
+		if c := verifyAccess(t, e.srvs[0], m["access_token"].(string)); c.ClientID != id {
+			t.Fatalf("client_id claim %q", c.ClientID)
+		}
+		if n := fetches.Load() - before; n != 1 {
+			t.Fatalf("document fetched %d times, want 1 (cached)", n)
+		}
+	})
+}

@@ -1,0 +1,339 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+)
+
+// Token endpoint authentication methods.
+const (
+	authNone  = "none"
+	authBasic = "client_secret_basic"
+	authPost  = "client_secret_post"
+)
+
+const (
+	grantAuthCode = "authorization_code"
+	grantRefresh  = "refresh_token"
+)
+
+func supportedGrants() []string { return []string{grantAuthCode, grantRefresh} }
+
+// maxRegistrationBytes bounds a registration request body.
+const maxRegistrationBytes = 64 << 10
+
+// Client is a registered (RFC 7591) or metadata-document client.
+type Client struct {
+	ID           string   `json:"client_id"`
+	SecretHash   string   `json:"secret_hash,omitempty"`
+	AuthMethod   string   `json:"token_endpoint_auth_method"`
+	RedirectURIs []string `json:"redirect_uris"`
+	GrantTypes   []string `json:"grant_types"`
+	Name         string   `json:"client_name,omitempty"`
+	URI          string   `json:"client_uri,omitempty"`
+	Scope        string   `json:"scope,omitempty"`
+	IssuedAt     int64    `json:"client_id_issued_at,omitempty"`
+	// FromDocument marks a client ID metadata document client (client_id is
+	// an https URL); such clients are never stored as registrations.
+	FromDocument bool `json:"from_document,omitempty"`
+}
+
+func (c *Client) public() bool { return c.AuthMethod == authNone }
+
+func (c *Client) allows(grant string) bool { return slices.Contains(c.GrantTypes, grant) }
+
+// registrationRequest is the RFC 7591 client metadata we read.
+type registrationRequest struct {
+	RedirectURIs            []string `json:"redirect_uris"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	ClientName              string   `json:"client_name"`
+	ClientURI               string   `json:"client_uri"`
+	Scope                   string   `json:"scope"`
+}
+
+// registrationResponse is the RFC 7591 §3.2.1 answer.
+type registrationResponse struct {
+	ClientID                string   `json:"client_id"`
+	ClientSecret            string   `json:"client_secret,omitempty"`
+	ClientIDIssuedAt        int64    `json:"client_id_issued_at"`
+	ClientSecretExpiresAt   *int64   `json:"client_secret_expires_at,omitempty"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	ClientName              string   `json:"client_name,omitempty"`
+	ClientURI               string   `json:"client_uri,omitempty"`
+	Scope                   string   `json:"scope,omitempty"`
+}
+
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeOAuthError(w, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
+		return
+	}
+	if ok, retry := s.limiter.allow(s.opts.ClientIP(r)); !ok {
+		w.Header().Set("Retry-After", fmt.Sprint(retry))
+		writeOAuthError(w, http.StatusTooManyRequests, errSlowDown, "too many registrations; retry later")
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		writeOAuthError(w, http.StatusBadRequest, errInvalidClientMetadata, "registration must be application/json")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRegistrationBytes))
+	if err != nil {
+		writeOAuthError(w, http.StatusBadRequest, errInvalidClientMetadata, "registration body too large or unreadable")
+		return
+	}
+	var req registrationRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, errInvalidClientMetadata, "registration body is not valid client metadata JSON")
+		return
+	}
+	client, secret, code, err := s.newClient(req)
+	if err != nil {
+		writeOAuthError(w, http.StatusBadRequest, code, err.Error())
+		return
+	}
+	if err := s.putJSON(r.Context(), keyClient+client.ID, client, s.opts.ClientTTL); err != nil {
+		s.storeErr(w, "register client", err)
+		return
+	}
+	s.log.Info("oauth: client registered", zap.String("client_id", client.ID),
+		zap.String("client_name", client.Name), zap.String("auth_method", client.AuthMethod),
+		zap.Strings("redirect_uris", client.RedirectURIs))
+	resp := registrationResponse{
+		ClientID:                client.ID,
+		ClientSecret:            secret,
+		ClientIDIssuedAt:        client.IssuedAt,
+		RedirectURIs:            client.RedirectURIs,
+		TokenEndpointAuthMethod: client.AuthMethod,
+		GrantTypes:              client.GrantTypes,
+		ResponseTypes:           []string{"code"},
+		ClientName:              client.Name,
+		ClientURI:               client.URI,
+		Scope:                   client.Scope,
+	}
+	if secret != "" {
+		never := int64(0)
+		resp.ClientSecretExpiresAt = &never
+	}
+	writeJSON(w, http.StatusCreated, resp)
+}
+
+// newClient validates registration metadata. It returns the client, the
+// plain secret (confidential clients only; returned once, stored hashed) and
+// an RFC 7591 error code with the error.
+func (s *Server) newClient(req registrationRequest) (*Client, string, string, error) {
+	if len(req.RedirectURIs) == 0 {
+		return nil, "", errInvalidRedirectURI, errors.New("redirect_uris is required")
+	}
+	for _, u := range req.RedirectURIs {
+		if err := validateRedirectURI(u); err != nil {
+			return nil, "", errInvalidRedirectURI, err
+		}
+	}
+	method := req.TokenEndpointAuthMethod
+	if method == "" {
+		method = authBasic // RFC 7591 §2 default
+	}
+	if !slices.Contains([]string{authNone, authBasic, authPost}, method) {
+		return nil, "", errInvalidClientMetadata, fmt.Errorf("token_endpoint_auth_method %q is not supported", method)
+	}
+	if len(req.ResponseTypes) > 0 && !slices.Contains(req.ResponseTypes, "code") {
+		return nil, "", errInvalidClientMetadata, errors.New(`response_types must include "code"`)
+	}
+	// Narrow rather than refuse: some clients ask for grants (implicit,
+	// client_credentials, device_code) we do not offer; the response tells
+	// them what they got.
+	grants := []string{}
+	for _, g := range req.GrantTypes {
+		if slices.Contains(supportedGrants(), g) && !slices.Contains(grants, g) {
+			grants = append(grants, g)
+		}
+	}
+	if len(req.GrantTypes) == 0 {
+		grants = supportedGrants()
+	}
+	if !slices.Contains(grants, grantAuthCode) {
+		grants = append([]string{grantAuthCode}, grants...)
+	}
+	c := &Client{
+		ID:           "mcp-" + randomToken()[:32],
+		AuthMethod:   method,
+		RedirectURIs: slices.Clone(req.RedirectURIs),
+		GrantTypes:   grants,
+		Name:         truncate(req.ClientName, 200),
+		URI:          truncate(req.ClientURI, 500),
+		Scope:        strings.Join(s.narrowScopes(req.Scope), " "),
+		IssuedAt:     s.now().Unix(),
+	}
+	var secret string
+	if method != authNone {
+		secret = randomToken()
+		c.SecretHash = hashOf(secret)
+	}
+	return c, secret, "", nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// forbiddenSchemes can never be redirect targets: they execute or read local
+// content in the user agent.
+var forbiddenSchemes = []string{"javascript", "data", "vbscript", "file", "about", "blob", "filesystem"}
+
+// validateRedirectURI applies OAuth 2.1 and RFC 8252: https anywhere, http
+// only on loopback (any port), private-use schemes for native apps
+// (cursor://, vscode://, com.example.app:/cb), never a fragment.
+func validateRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return fmt.Errorf("redirect URI %q is not an absolute URI", raw)
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("redirect URI %q must not contain a fragment", raw)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	switch {
+	case scheme == "https":
+		if u.Host == "" {
+			return fmt.Errorf("redirect URI %q has no host", raw)
+		}
+	case scheme == "http":
+		if !isLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("redirect URI %q: http is only allowed for loopback hosts (RFC 8252)", raw)
+		}
+	case slices.Contains(forbiddenSchemes, scheme):
+		return fmt.Errorf("redirect URI scheme %q is not allowed", u.Scheme)
+	}
+	if u.User != nil {
+		return fmt.Errorf("redirect URI %q must not contain user information", raw)
+	}
+	return nil
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redirectMatches is exact string comparison, except that for http loopback
+// redirect URIs the port may differ (RFC 8252 §7.3: native apps get an
+// ephemeral port at request time).
+func redirectMatches(registered, requested string) bool {
+	if registered == requested {
+		return true
+	}
+	ru, err1 := url.Parse(registered)
+	qu, err2 := url.Parse(requested)
+	if err1 != nil || err2 != nil || ru.Scheme != "http" || qu.Scheme != "http" || !isLoopbackHost(ru.Hostname()) {
+		return false
+	}
+	return ru.Hostname() == qu.Hostname() && ru.EscapedPath() == qu.EscapedPath() &&
+		ru.RawQuery == qu.RawQuery && ru.User == nil && qu.User == nil && qu.Fragment == ""
+}
+
+func (c *Client) redirectAllowed(uri string) bool {
+	for _, reg := range c.RedirectURIs {
+		if redirectMatches(reg, uri) {
+			return true
+		}
+	}
+	return false
+}
+
+// errUnknownClient means the client_id names no registration and no valid
+// metadata document.
+var errUnknownClient = errors.New("oauth: unknown client")
+
+// lookupClient finds a registered client, or fetches the metadata document
+// when the client_id is an https URL.
+func (s *Server) lookupClient(ctx context.Context, id string) (*Client, error) {
+	if id == "" {
+		return nil, errUnknownClient
+	}
+	if strings.HasPrefix(id, "https://") && !s.opts.CIMD.Disabled {
+		return s.cimd.client(ctx, id)
+	}
+	var c Client
+	if err := s.getJSON(ctx, keyClient+id, &c); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			return nil, errUnknownClient
+		}
+		return nil, err
+	}
+	return &c, nil
+}
+
+// touchClient keeps an in-use registration alive for another ClientTTL.
+func (s *Server) touchClient(ctx context.Context, c *Client) {
+	if c.FromDocument {
+		return
+	}
+	if err := s.putJSON(ctx, keyClient+c.ID, c, s.opts.ClientTTL); err != nil {
+		s.log.Warn("oauth: refresh client registration", zap.String("client_id", c.ID), zap.Error(err))
+	}
+}
+
+// errClientAuth is a failed client authentication (invalid_client).
+var errClientAuth = errors.New("oauth: client authentication failed")
+
+// authenticateClient implements the token and revocation endpoints' client
+// authentication: client_secret_basic, client_secret_post, or none for
+// public clients (client_id in the form).
+func (s *Server) authenticateClient(r *http.Request) (*Client, error) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		var err error
+		if id, err = url.QueryUnescape(id); err != nil {
+			return nil, errClientAuth
+		}
+		if secret, err = url.QueryUnescape(secret); err != nil {
+			return nil, errClientAuth
+		}
+	} else {
+		id = r.PostForm.Get("client_id")
+		secret = r.PostForm.Get("client_secret")
+	}
+	c, err := s.lookupClient(r.Context(), id)
+	if err != nil {
+		if errors.Is(err, errUnknownClient) || errors.Is(err, errCIMD) {
+			return nil, fmt.Errorf("%w: %w", errClientAuth, err)
+		}
+		return nil, err
+	}
+	if c.public() {
+		if secret != "" {
+			return nil, fmt.Errorf("%w: public client sent a secret", errClientAuth)
+		}
+		return c, nil
+	}
+	if secret == "" || !equalHash(secret, c.SecretHash) {
+		return nil, fmt.Errorf("%w: bad secret", errClientAuth)
+	}
+	return c, nil
+}

@@ -1,0 +1,46 @@
+package oauth
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// OAuth error codes (RFC 6749 §4.1.2.1 and §5.2, RFC 7591 §3.2.2, RFC 8707).
+const (
+	errInvalidRequest         = "invalid_request"
+	errInvalidClient          = "invalid_client"
+	errInvalidGrant           = "invalid_grant"
+	errUnauthorizedClient     = "unauthorized_client"
+	errUnsupportedGrantType   = "unsupported_grant_type"
+	errUnsupportedRespType    = "unsupported_response_type"
+	errInvalidScope           = "invalid_scope"
+	errInvalidTarget          = "invalid_target"
+	errAccessDenied           = "access_denied"
+	errServerError            = "server_error"
+	errTemporarilyUnavailable = "temporarily_unavailable"
+	errInvalidRedirectURI     = "invalid_redirect_uri"
+	errInvalidClientMetadata  = "invalid_client_metadata"
+	errSlowDown               = "slow_down"
+)
+
+// oauthError is the RFC 6749 §5.2 error body.
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, oauthError{Error: code, Description: description})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-store")
+	}
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

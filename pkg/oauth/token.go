@@ -1,0 +1,331 @@
+package oauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+)
+
+// refreshGrant is what a refresh token stands for. Like codeGrant it stays
+// after use (until it would have expired) so reuse is recognised, with a
+// separate single-use marker for redeemability.
+type refreshGrant struct {
+	ClientID  string             `json:"client_id"`
+	Resource  string             `json:"resource"`
+	Scopes    []string           `json:"scopes"`
+	Identity  *identity.Identity `json:"identity"`
+	FamilyID  string             `json:"family"`
+	ExpiresAt time.Time          `json:"exp"`
+}
+
+// familyRecord remembers the newest access token of a refresh family, so
+// revoking the family can deny it too.
+type familyRecord struct {
+	JTI       string    `json:"jti"`
+	ExpiresAt time.Time `json:"exp"`
+}
+
+// tokenResponse is the RFC 6749 §5.1 answer.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// AccessClaims are the claims of an access token. Identity claims are
+// included so the resource server needs no lookup.
+type AccessClaims struct {
+	Issuer            string   `json:"iss"`
+	Subject           string   `json:"sub"`
+	Audience          string   `json:"aud"`
+	Expiry            int64    `json:"exp"`
+	IssuedAt          int64    `json:"iat"`
+	NotBefore         int64    `json:"nbf"`
+	ID                string   `json:"jti"`
+	ClientID          string   `json:"client_id"`
+	Scope             string   `json:"scope,omitempty"`
+	Email             string   `json:"email,omitempty"`
+	EmailVerified     bool     `json:"email_verified,omitempty"`
+	Name              string   `json:"name,omitempty"`
+	PreferredUsername string   `json:"preferred_username,omitempty"`
+	Groups            []string `json:"groups,omitempty"`
+}
+
+// tokenError is an RFC 6749 §5.2 failure of the token endpoint.
+type tokenError struct {
+	status      int
+	code        string
+	description string
+}
+
+func (e *tokenError) Error() string { return e.code + ": " + e.description }
+
+func grantErr(desc string) *tokenError {
+	return &tokenError{http.StatusBadRequest, errInvalidGrant, desc}
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeOAuthError(w, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, errInvalidRequest, "malformed form body")
+		return
+	}
+	for _, p := range []string{"grant_type", "code", "code_verifier", "redirect_uri", "refresh_token", "client_id", "scope"} {
+		if len(r.PostForm[p]) > 1 {
+			writeOAuthError(w, http.StatusBadRequest, errInvalidRequest, "parameter "+p+" repeated")
+			return
+		}
+	}
+	grant := r.PostForm.Get("grant_type")
+	if grant != grantAuthCode && grant != grantRefresh {
+		writeOAuthError(w, http.StatusBadRequest, errUnsupportedGrantType, "grant_type must be authorization_code or refresh_token")
+		return
+	}
+	client, err := s.authenticateClient(r)
+	if err != nil {
+		s.clientAuthFailed(w, r, err)
+		return
+	}
+	if !client.allows(grant) {
+		writeOAuthError(w, http.StatusBadRequest, errUnauthorizedClient, "client is not registered for this grant type")
+		return
+	}
+	var resp *tokenResponse
+	if grant == grantAuthCode {
+		resp, err = s.redeemCode(r, client)
+	} else {
+		resp, err = s.redeemRefresh(r, client)
+	}
+	var te *tokenError
+	switch {
+	case errors.As(err, &te):
+		s.log.Info("oauth: token request refused", zap.String("client_id", client.ID),
+			zap.String("grant_type", grant), zap.String("error", te.code), zap.String("reason", te.description))
+		writeOAuthError(w, te.status, te.code, te.description)
+		return
+	case err != nil:
+		s.storeErr(w, "token", err)
+		return
+	}
+	s.touchClient(r.Context(), client)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) clientAuthFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if !errors.Is(err, errClientAuth) {
+		s.storeErr(w, "client authentication", err)
+		return
+	}
+	if _, _, basic := r.BasicAuth(); basic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="oauth"`)
+	}
+	writeOAuthError(w, http.StatusUnauthorized, errInvalidClient, "client authentication failed")
+}
+
+// verifyPKCE checks BASE64URL(SHA256(verifier)) == challenge in constant
+// time (RFC 7636 §4.6), after checking the verifier's syntax.
+func verifyPKCE(verifier, challenge string) bool {
+	if !validPKCEChallenge(verifier) { // same alphabet and 43..128 length rule
+		return false
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	got := base64.RawURLEncoding.EncodeToString(sum[:])
+	return subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) == 1
+}
+
+func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, error) {
+	ctx := r.Context()
+	code := r.PostForm.Get("code")
+	if code == "" {
+		return nil, &tokenError{http.StatusBadRequest, errInvalidRequest, "code is required"}
+	}
+	h := hashOf(code)
+	var g codeGrant
+	if err := s.getJSON(ctx, keyCode+h, &g); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			return nil, grantErr("unknown or expired code")
+		}
+		return nil, err
+	}
+	if g.ClientID != client.ID {
+		return nil, grantErr("code was issued to another client")
+	}
+	if !s.now().Before(g.ExpiresAt) {
+		return nil, grantErr("code expired")
+	}
+	if _, err := s.store.TakeOnce(ctx, keyCodeLive+h); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			// A replay: the first redemption may have been by an attacker or
+			// by the client; either way nothing issued from it is trusted.
+			s.log.Warn("oauth: authorization code replayed; revoking its tokens", zap.String("client_id", client.ID))
+			if err := s.revokeFamily(ctx, g.FamilyID); err != nil {
+				return nil, err
+			}
+			return nil, grantErr("code already used")
+		}
+		return nil, err
+	}
+	if r.PostForm.Get("redirect_uri") != g.RedirectURI {
+		return nil, grantErr("redirect_uri does not match the authorization request")
+	}
+	if !verifyPKCE(r.PostForm.Get("code_verifier"), g.CodeChallenge) {
+		return nil, grantErr("PKCE verification failed")
+	}
+	if res, ok := s.pickResource(r, r.PostForm["resource"], g.Resource); !ok || res != g.Resource {
+		return nil, &tokenError{http.StatusBadRequest, errInvalidTarget, "resource does not match the authorization request"}
+	}
+	return s.issue(ctx, r, client, g.Identity, g.Resource, g.Scopes, g.FamilyID)
+}
+
+func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse, error) {
+	ctx := r.Context()
+	tok := r.PostForm.Get("refresh_token")
+	if tok == "" {
+		return nil, &tokenError{http.StatusBadRequest, errInvalidRequest, "refresh_token is required"}
+	}
+	h := hashOf(tok)
+	var g refreshGrant
+	if err := s.getJSON(ctx, keyRefresh+h, &g); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			return nil, grantErr("unknown or expired refresh token")
+		}
+		return nil, err
+	}
+	if g.ClientID != client.ID {
+		return nil, grantErr("refresh token was issued to another client")
+	}
+	if !s.now().Before(g.ExpiresAt) {
+		return nil, grantErr("refresh token expired")
+	}
+	if dead, err := s.familyRevoked(ctx, g.FamilyID); err != nil {
+		return nil, err
+	} else if dead {
+		return nil, grantErr("refresh token revoked")
+	}
+	if _, err := s.store.TakeOnce(ctx, keyRefreshLive+h); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			s.log.Warn("oauth: rotated refresh token reused; revoking its family", zap.String("client_id", client.ID))
+			if err := s.revokeFamily(ctx, g.FamilyID); err != nil {
+				return nil, err
+			}
+			return nil, grantErr("refresh token already used")
+		}
+		return nil, err
+	}
+	// Past this point the old token is spent; a failure below costs the
+	// client a new login, never a second use.
+	resource, ok := s.pickResource(r, r.PostForm["resource"], g.Resource)
+	if !ok {
+		return nil, &tokenError{http.StatusBadRequest, errInvalidTarget, "resource may not be widened on refresh"}
+	}
+	scopes := g.Scopes
+	if sc := r.PostForm.Get("scope"); sc != "" {
+		req := strings.Fields(sc)
+		if !subset(req, g.Scopes) {
+			return nil, &tokenError{http.StatusBadRequest, errInvalidScope, "scope may not be widened on refresh"}
+		}
+		scopes = slices.Compact(req)
+	}
+	return s.issue(ctx, r, client, g.Identity, resource, scopes, g.FamilyID)
+}
+
+// issue signs an access token and, when the client may refresh, stores a
+// new refresh token in the family.
+func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id *identity.Identity, resource string, scopes []string, family string) (*tokenResponse, error) {
+	if id == nil {
+		return nil, errors.New("oauth: grant has no identity")
+	}
+	now := s.now()
+	exp := now.Add(s.opts.AccessTokenTTL)
+	claims := AccessClaims{
+		Issuer:            s.issuer(r),
+		Subject:           id.Subject,
+		Audience:          resource,
+		Expiry:            exp.Unix(),
+		IssuedAt:          now.Unix(),
+		NotBefore:         now.Unix(),
+		ID:                randomToken()[:32],
+		ClientID:          client.ID,
+		Scope:             strings.Join(scopes, " "),
+		Email:             id.Email,
+		EmailVerified:     id.EmailVerified,
+		Name:              id.Name,
+		PreferredUsername: id.Username,
+		Groups:            id.Groups,
+	}
+	at, err := s.keys.signAccess(claims)
+	if err != nil {
+		return nil, err
+	}
+	resp := &tokenResponse{
+		AccessToken: at,
+		TokenType:   "Bearer",
+		ExpiresIn:   int64(s.opts.AccessTokenTTL / time.Second),
+		Scope:       claims.Scope,
+	}
+	if err := s.putJSON(ctx, keyFamily+family, familyRecord{JTI: claims.ID, ExpiresAt: exp}, s.opts.RefreshTokenTTL); err != nil {
+		return nil, err
+	}
+	if !client.allows(grantRefresh) {
+		return resp, nil
+	}
+	rt := randomToken()
+	h := hashOf(rt)
+	g := refreshGrant{ClientID: client.ID, Resource: resource, Scopes: scopes, Identity: id, FamilyID: family,
+		ExpiresAt: now.Add(s.opts.RefreshTokenTTL)}
+	if err := s.putJSON(ctx, keyRefresh+h, g, s.opts.RefreshTokenTTL); err != nil {
+		return nil, err
+	}
+	if err := s.store.PutOnce(ctx, keyRefreshLive+h, []byte{1}, s.opts.RefreshTokenTTL); err != nil {
+		return nil, err
+	}
+	resp.RefreshToken = rt
+	return resp, nil
+}
+
+// revokeFamily marks a refresh family dead (every refresh token in it fails
+// from now on) and denies its newest access token.
+func (s *Server) revokeFamily(ctx context.Context, family string) error {
+	if err := s.store.Put(ctx, keyFamilyDead+family, []byte{1}, s.opts.RefreshTokenTTL); err != nil {
+		return err
+	}
+	var rec familyRecord
+	err := s.getJSON(ctx, keyFamily+family, &rec)
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	return s.denyJTI(ctx, rec.JTI, rec.ExpiresAt)
+}
+
+func (s *Server) familyRevoked(ctx context.Context, family string) (bool, error) {
+	_, err := s.store.Get(ctx, keyFamilyDead+family)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, session.ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
+}
