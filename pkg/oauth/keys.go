@@ -133,6 +133,10 @@ func (s *Server) PublicKeys(context.Context) (*jose.JSONWebKeySet, error) {
 	return s.keys.jwks(), nil
 }
 
+// JWKSHandler serves the public keys on their own, for deployments that
+// only need them to verify the identity assertion (external mode).
+func (s *Server) JWKSHandler() http.Handler { return cors(http.HandlerFunc(s.handleJWKS)) }
+
 func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 )
 
@@ -19,6 +20,7 @@ const (
 	routeLogin   = "login"
 	routeSession = "session"
 	routeBypass  = "bypass"
+	routeOAuth   = "oauth"
 )
 
 // routes builds the protected listener's handler:
@@ -37,7 +39,7 @@ func (s *Server) routes() http.Handler {
 	var protected http.Handler
 	switch {
 	case s.authn != nil:
-		protected = s.authn.Middleware(s.policy.Middleware(s.proxy))
+		protected = s.mcp.wrap(s.proxy, s.authn.Middleware, s.policy.Middleware)
 		protected = wrap(routeMCP, protected)
 	default:
 		protected = wrap(routeBypass, s.bypass(s.proxy))
@@ -49,6 +51,11 @@ func (s *Server) routes() http.Handler {
 		own := s.authn.Handler()
 		mux.Handle("/oauth2/", wrap(routeLogin, own))
 		mux.Handle("/api/v1/session", wrap(routeSession, own))
+		oauthMux := http.NewServeMux()
+		s.mcp.register(oauthMux, s.authn.Middleware)
+		for _, p := range oauthPatterns(s.mcp) {
+			mux.Handle(p, wrap(routeOAuth, oauthMux))
+		}
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.public.Load().match(r.URL.Path) {
@@ -162,4 +169,29 @@ func (s *statusRecorder) code() int {
 		return http.StatusOK
 	}
 	return s.status
+}
+
+// oauthPatterns are the main-mux patterns served by the MCP authorization
+// endpoints (metadata, and in façade mode the authorization server), so they
+// get metrics and logs under their own route kind while every other path,
+// including an app's own /.well-known files, still reaches the upstream.
+func oauthPatterns(a *mcpAuth) []string {
+	wellKnown := []string{"/.well-known/oauth-protected-resource"}
+	if a.facade {
+		wellKnown = append(wellKnown, "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
+	}
+	var out []string
+	for _, w := range wellKnown {
+		out = append(out, w, w+"/")
+		if w != wellKnown[0] {
+			out = append(out, a.mcpPath+w)
+		}
+	}
+	switch {
+	case a.facade:
+		out = append(out, oauth.PathAuthorize, oauth.PathConsent, oauth.PathToken, oauth.PathRegister, oauth.PathRevoke, oauth.PathJWKS)
+	case a.oauth != nil:
+		out = append(out, oauth.PathJWKS)
+	}
+	return out
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authn"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
@@ -61,6 +62,8 @@ type Server struct {
 	proxy   *proxy.Proxy
 	tracer  *tracing.Tracer
 	public  atomic.Pointer[publicPaths]
+	base    bearer.ExternalURL
+	mcp     *mcpAuth
 	health  *health
 	started time.Time
 	handler http.Handler
@@ -80,8 +83,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		opts.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
 	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, started: opts.Now()}
+	var err error
 	s.metrics = metrics.New(opts.Version)
 
+	s.base, err = bearer.BaseURL(bearer.BaseURLOptions{ExternalURL: cfg.ExternalURL, TrustedProxies: cfg.TrustedProxies})
+	if err != nil {
+		return nil, fmt.Errorf("external_url / trusted_proxies: %w", err)
+	}
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
@@ -138,6 +146,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		if err != nil {
 			return nil, fmt.Errorf("session.cookie_secret: %w", err)
 		}
+		s.mcp, err = s.newMCPAuth(cfg, s.base, s.rp.Issuer())
+		if err != nil {
+			return nil, err
+		}
 		s.authn, err = authn.New(authn.Options{
 			Store:                 s.store,
 			Codec:                 codec,
@@ -153,6 +165,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			RefreshBefore:         cfg.Session.RefreshBefore,
 			RedirectURL:           s.redirectURL,
 			PostLogoutRedirectURL: cfg.OIDC.PostLogoutURL,
+			// API callers without a session get the MCP authorization
+			// spec's challenge, which sends MCP clients to the metadata.
+			Unauthenticated: http.HandlerFunc(s.mcp.rs.Challenge),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("building authenticator: %w", err)
@@ -319,28 +334,5 @@ func (s *Server) redirectURL(r *http.Request) string {
 	if s.cfg.OIDC.RedirectURL != "" {
 		return s.cfg.OIDC.RedirectURL
 	}
-	return externalBase(s.cfg.ExternalURL, r) + "/oauth2/callback"
-}
-
-// externalBase is the public origin of this proxy: the configured external
-// URL, or the request's own scheme and Host.
-func externalBase(configured string, r *http.Request) string {
-	if configured != "" {
-		u, err := url.Parse(configured)
-		if err == nil {
-			return u.Scheme + "://" + u.Host + trimSlash(u.Path)
-		}
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
-func trimSlash(p string) string {
-	for len(p) > 0 && p[len(p)-1] == '/' {
-		p = p[:len(p)-1]
-	}
-	return p
+	return s.base(r) + "/oauth2/callback"
 }
