@@ -1,0 +1,111 @@
+package app
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParseOptionsPrecedence(t *testing.T) {
+	o, err := ParseOptions(
+		[]string{"--default-mode=rebind", "--webhook-port=9000"},
+		env(map[string]string{
+			"POD_NAMESPACE":                   "inj",
+			"MCP_OIDC_INJECTOR_SIDECAR_IMAGE": "img:env",
+			"MCP_OIDC_INJECTOR_DEFAULT_MODE":  "redirect", // the flag wins
+			"MCP_OIDC_INJECTOR_CERT_MODE":     "external",
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.SidecarImage != "img:env" || o.DefaultMode != "rebind" || o.WebhookPort != 9000 ||
+		o.CertMode != CertModeExternal || o.Namespace != "inj" || o.MetricsBindAddress != ":8080" ||
+		o.NativeSidecars != "auto" || o.CALifetime != 365*24*time.Hour {
+		t.Errorf("options = %+v", o)
+	}
+	r := o.Resources()
+	if q := r.Requests[corev1.ResourceMemory]; q.Cmp(resource.MustParse("64Mi")) != 0 {
+		t.Errorf("memory request = %v", q.String())
+	}
+	if _, ok := r.Limits[corev1.ResourceCPU]; ok {
+		t.Error("a CPU limit is set by default")
+	}
+}
+
+func TestParseOptionsReportsEveryError(t *testing.T) {
+	_, err := ParseOptions([]string{"--default-mode=nat", "--native-sidecars=maybe", "--proxy-cpu-limit=lots",
+		"--cert-mode=self-managed", "--log-level=loud"}, env(nil))
+	if err == nil {
+		t.Fatal("invalid options accepted")
+	}
+	for _, want := range []string{"--sidecar-image", "--default-mode", "--native-sidecars", "--proxy-cpu-limit", "--namespace", "--log-level"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %s: %v", want, err)
+		}
+	}
+}
+
+func TestCheckProxyDefaults(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		refused    bool
+	}{
+		{"non-secret settings", "oidc:\n  discovery_url: https://idp\n  client_id: x\nredis:\n  url: redis://redis:6379/0\n", false},
+		{"empty", "", false},
+		{"secret file paths are fine", "oidc:\n  client_secret_file: /s/x\n", false},
+		{"client secret", "oidc:\n  client_secret: s3cret\n", true},
+		{"cookie secret", "session:\n  cookie_secret: s3cret\n", true},
+		{"redis password", "redis:\n  password: s3cret\n", true},
+		{"redis url with password", "redis:\n  url: redis://:s3cret@redis:6379\n", true},
+		{"redis url with user and password", "redis:\n  url: rediss://u:s3cret@redis:6379\n", true},
+		{"not a mapping", "- a\n", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckProxyDefaults([]byte(tc.yaml))
+			if (err != nil) != tc.refused {
+				t.Fatalf("err = %v, refused want %v", err, tc.refused)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the error repeats the secret: %v", err)
+			}
+			if tc.refused && tc.name != "not a mapping" && !errors.Is(err, ErrSecretInDefaults) {
+				t.Errorf("err = %v, want ErrSecretInDefaults", err)
+			}
+		})
+	}
+}
+
+func TestLoadProxyDefaultsRefusesAtStartup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "defaults.yaml")
+	if err := os.WriteFile(path, []byte("session:\n  cookie_secret: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := ParseOptions([]string{"--sidecar-image=i", "--native-sidecars=true", "--namespace=n", "--proxy-defaults-file=" + path}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.settings(nil); !errors.Is(err, ErrSecretInDefaults) {
+		t.Errorf("settings err = %v, want ErrSecretInDefaults", err)
+	}
+}
+
+func TestNativeSidecarsFor(t *testing.T) {
+	for v, want := range map[string]bool{"v1.28.9": false, "v1.29.0": true, "v1.36.3": true, "v1.30.1-eks-abc": true} {
+		got, err := NativeSidecarsFor(v)
+		if err != nil || got != want {
+			t.Errorf("NativeSidecarsFor(%s) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	if _, err := NativeSidecarsFor("nonsense"); err == nil {
+		t.Error("unparsable version accepted")
+	}
+}

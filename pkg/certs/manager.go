@@ -1,0 +1,304 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+)
+
+// Config configures the self-managed certificates.
+type Config struct {
+	// Namespace and SecretName locate the Secret shared by every replica.
+	Namespace  string
+	SecretName string
+	// WebhookConfigName is the MutatingWebhookConfiguration whose webhooks
+	// get the caBundle.
+	WebhookConfigName string
+	// ServiceName is the webhook Service; the serving certificate is for
+	// <service>.<namespace>.svc and <service>.<namespace>.svc.cluster.local.
+	ServiceName string
+	// ExtraDNSNames are added to the serving certificate (tests: localhost).
+	ExtraDNSNames []string
+	// CertDir receives CertName and KeyName for the webhook server.
+	CertDir, CertName, KeyName string
+	// CALifetime defaults to one year, ServingLifetime to 90 days,
+	// PublishGrace to 30 seconds, Resync to 10 seconds.
+	CALifetime, ServingLifetime, PublishGrace, Resync time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	Log logr.Logger
+}
+
+// Manager keeps the Secret, the cert dir and the caBundle converged. Every
+// replica runs one; they agree through the Secret's resourceVersion
+// (create-if-absent, update-if-unchanged, re-read and adopt on conflict), so
+// leader election is not needed.
+type Manager struct {
+	cfg    Config
+	pol    Policy
+	client client.Client
+}
+
+var (
+	_ manager.Runnable               = (*Manager)(nil)
+	_ manager.LeaderElectionRunnable = (*Manager)(nil)
+)
+
+// New returns a Manager. c must read from the API server, not a cache
+// (mgr.GetAPIReader semantics), so that conflicting replicas see each
+// other's writes; the injector passes an uncached client.
+func New(c client.Client, cfg Config) (*Manager, error) {
+	var missing []string
+	for name, v := range map[string]string{"namespace": cfg.Namespace, "secret name": cfg.SecretName,
+		"webhook configuration name": cfg.WebhookConfigName, "service name": cfg.ServiceName, "cert dir": cfg.CertDir} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("certs: missing %v", missing)
+	}
+	if cfg.CertName == "" {
+		cfg.CertName = "tls.crt"
+	}
+	if cfg.KeyName == "" {
+		cfg.KeyName = "tls.key"
+	}
+	if cfg.CALifetime <= 0 {
+		cfg.CALifetime = 365 * 24 * time.Hour
+	}
+	if cfg.ServingLifetime <= 0 {
+		cfg.ServingLifetime = 90 * 24 * time.Hour
+	}
+	if cfg.PublishGrace <= 0 {
+		cfg.PublishGrace = 30 * time.Second
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	svc := cfg.ServiceName + "." + cfg.Namespace + ".svc"
+	return &Manager{cfg: cfg, client: c, pol: Policy{
+		CALifetime:      cfg.CALifetime,
+		ServingLifetime: cfg.ServingLifetime,
+		PublishGrace:    cfg.PublishGrace,
+		DNSNames:        append([]string{svc, svc + ".cluster.local"}, cfg.ExtraDNSNames...),
+		CommonName:      "mcp-oidc-injector-ca." + cfg.Namespace,
+	}}, nil
+}
+
+// NeedLeaderElection is false: every replica must write its own cert dir.
+func (m *Manager) NeedLeaderElection() bool { return false }
+
+// Start reconciles every Resync until ctx ends. Errors are logged and retried
+// on the next tick: a transient API error must not stop the injector, which
+// keeps serving its current certificate.
+func (m *Manager) Start(ctx context.Context) error {
+	t := time.NewTicker(m.cfg.Resync)
+	defer t.Stop()
+	for {
+		if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			m.cfg.Log.Error(err, "reconciling webhook certificates")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Reconcile makes one pass: rotate what is due in the Secret, publish the
+// caBundle, and write the serving pair to the cert dir. The injector calls it
+// once before starting the webhook server so the files exist.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	st, err := m.converge(ctx, nil)
+	if err != nil {
+		return err
+	}
+	published, pubErr := m.publish(ctx, st.Bundle())
+	if published && st.CAPublishedAt.IsZero() {
+		if st, err = m.converge(ctx, st.CA.Cert); err != nil {
+			return err
+		}
+	}
+	if err := m.writeFiles(st.Serving); err != nil {
+		return err
+	}
+	return pubErr
+}
+
+// converge reads the Secret, applies what is due, and writes it back with
+// optimistic concurrency; on conflict it re-reads and decides again, adopting
+// whatever another replica wrote. published, when set, is a CA just
+// confirmed in the caBundle; if it is still the current CA, the time is
+// recorded.
+func (m *Manager) converge(ctx context.Context, published *x509.Certificate) (State, error) {
+	key := types.NamespacedName{Namespace: m.cfg.Namespace, Name: m.cfg.SecretName}
+	for attempt := 0; ; attempt++ {
+		if attempt == 5 {
+			return State{}, fmt.Errorf("updating secret %s: too many conflicts", key)
+		}
+		secret := &corev1.Secret{}
+		exists := true
+		if err := m.client.Get(ctx, key, secret); apierrors.IsNotFound(err) {
+			exists = false
+		} else if err != nil {
+			return State{}, fmt.Errorf("reading secret %s: %w", key, err)
+		}
+		st, err := decodeState(secret.Data, secret.Annotations)
+		if err != nil {
+			m.cfg.Log.Error(err, "certificate secret unreadable; issuing new certificates", "secret", key.String())
+			st = State{}
+		}
+		now := m.cfg.Now()
+		plan := decide(now, st, m.pol)
+		next, err := apply(now, st, m.pol, plan)
+		if err != nil {
+			return State{}, err
+		}
+		mark := published != nil && next.CAPublishedAt.IsZero() && next.CA.Cert.Equal(published)
+		if mark {
+			next.CAPublishedAt = now
+		}
+		if !plan.Changed() && !mark {
+			return next, nil
+		}
+		data, ann := next.encode()
+		if secret.Annotations == nil {
+			secret.Annotations = map[string]string{}
+		}
+		delete(secret.Annotations, AnnotationCAPublished)
+		for k, v := range ann {
+			secret.Annotations[k] = v
+		}
+		secret.Data = data
+		if exists {
+			err = m.client.Update(ctx, secret)
+		} else {
+			secret.ObjectMeta = metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Annotations: secret.Annotations,
+				Labels: map[string]string{"app.kubernetes.io/name": "mcp-oidc-injector"}}
+			secret.Type = corev1.SecretTypeOpaque
+			err = m.client.Create(ctx, secret)
+		}
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			continue // another replica won: adopt its state and decide again
+		}
+		if err != nil {
+			return State{}, fmt.Errorf("writing secret %s: %w", key, err)
+		}
+		if plan.Changed() {
+			m.cfg.Log.Info("rotated webhook certificates", "reasons", plan.Reasons,
+				"servingSerial", next.Serving.Cert.SerialNumber.String(), "caSerial", next.CA.Cert.SerialNumber.String())
+		}
+		return next, nil
+	}
+}
+
+// publish writes bundle into the caBundle of every webhook of the
+// configuration (re-applying it if someone overwrote it), and reports
+// whether they all carry it now.
+func (m *Manager) publish(ctx context.Context, bundle []byte) (bool, error) {
+	key := types.NamespacedName{Name: m.cfg.WebhookConfigName}
+	for attempt := 0; attempt < 5; attempt++ {
+		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := m.client.Get(ctx, key, cfg); err != nil {
+			return false, fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", key.Name, err)
+		}
+		if len(cfg.Webhooks) == 0 {
+			return false, fmt.Errorf("MutatingWebhookConfiguration %s has no webhooks", key.Name)
+		}
+		changed := false
+		for i := range cfg.Webhooks {
+			if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, bundle) {
+				cfg.Webhooks[i].ClientConfig.CABundle = bundle
+				changed = true
+			}
+		}
+		if !changed {
+			return true, nil
+		}
+		err := m.client.Update(ctx, cfg)
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("updating caBundle of MutatingWebhookConfiguration %s: %w", key.Name, err)
+		}
+		m.cfg.Log.Info("published caBundle", "webhookConfiguration", key.Name, "webhooks", len(cfg.Webhooks))
+		return true, nil
+	}
+	return false, fmt.Errorf("updating caBundle of MutatingWebhookConfiguration %s: too many conflicts", key.Name)
+}
+
+// writeFiles puts the serving pair where the webhook server's certwatcher
+// reads it, only when it changed. Each file is replaced atomically (the
+// watcher never reads half a file); between the two renames the pair does
+// not match and the watcher keeps serving the previous, still valid pair.
+func (m *Manager) writeFiles(s *KeyPair) error {
+	if err := os.MkdirAll(m.cfg.CertDir, 0o700); err != nil {
+		return fmt.Errorf("creating cert dir: %w", err)
+	}
+	certPath := filepath.Join(m.cfg.CertDir, m.cfg.CertName)
+	keyPath := filepath.Join(m.cfg.CertDir, m.cfg.KeyName)
+	onDisk, err := os.ReadFile(certPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reading serving certificate: %w", err)
+	}
+	if bytes.Equal(onDisk, s.CertPEM) {
+		return nil
+	}
+	if err := writeAtomic(keyPath, s.KeyPEM, 0o600); err != nil {
+		return err
+	}
+	return writeAtomic(certPath, s.CertPEM, 0o644)
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// Current reads the Secret's state (tests and diagnostics).
+func (m *Manager) Current(ctx context.Context) (State, error) {
+	secret := &corev1.Secret{}
+	key := types.NamespacedName{Namespace: m.cfg.Namespace, Name: m.cfg.SecretName}
+	if err := m.client.Get(ctx, key, secret); err != nil {
+		return State{}, fmt.Errorf("reading secret %s: %w", key, err)
+	}
+	return decodeState(secret.Data, secret.Annotations)
+}

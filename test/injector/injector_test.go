@@ -1,0 +1,353 @@
+package injector
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/certs"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
+)
+
+// TestInjector runs the behaviours that share one injector (self-managed
+// certificates with production lifetimes).
+func TestInjector(t *testing.T) {
+	inj := startInjector(t, "mcp-oidc-injector-certs")
+	ctx := context.Background()
+
+	t.Run("webhook registered with the injector's CA", func(t *testing.T) {
+		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := env.client.Get(ctx, types.NamespacedName{Name: webhookConfigName}, mwc); err != nil {
+			t.Fatal(err)
+		}
+		secret := &corev1.Secret{}
+		if err := env.client.Get(ctx, types.NamespacedName{Namespace: injectorNamespace, Name: "mcp-oidc-injector-certs"}, secret); err != nil {
+			t.Fatal(err)
+		}
+		for _, wh := range mwc.Webhooks {
+			if wh.FailurePolicy == nil || *wh.FailurePolicy != admissionregistrationv1.Fail ||
+				wh.SideEffects == nil || *wh.SideEffects != admissionregistrationv1.SideEffectClassNone ||
+				wh.ReinvocationPolicy == nil || *wh.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy ||
+				len(wh.MatchConditions) == 0 {
+				t.Errorf("webhook %s lost its promises: %+v", wh.Name, wh)
+			}
+			if string(wh.ClientConfig.CABundle) != string(secret.Data[certs.KeyBundle]) || len(wh.ClientConfig.CABundle) == 0 {
+				t.Errorf("webhook %s caBundle is not the injector's bundle", wh.Name)
+			}
+		}
+		resp, err := http.Get(inj.metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, name := range []string{"mcp_oidc_injector_admissions_total", "mcp_oidc_injector_admission_duration_seconds"} {
+			if !strings.Contains(string(body), name) {
+				t.Errorf("/metrics lacks %s", name)
+			}
+		}
+	})
+
+	t.Run("annotated pod comes back injected", func(t *testing.T) {
+		ns := newNamespace(t, nil)
+		pod := annotatedPod(ns, nil)
+		if err := env.client.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		got := &corev1.Pod{}
+		if err := env.client.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
+			t.Fatal(err)
+		}
+		c, err := proxyContainer(got)
+		if err != nil {
+			t.Fatalf("stored pod: %v", err)
+		}
+		if c.Image != sidecarImage {
+			t.Errorf("proxy image = %q, want %q", c.Image, sidecarImage)
+		}
+		if _, ok := got.Annotations[inject.AnnotationStatus]; !ok {
+			t.Errorf("no %s annotation: %v", inject.AnnotationStatus, got.Annotations)
+		}
+		if n := counterValue(ns, webhook.ResultInjected); n != 1 {
+			t.Errorf("injected admissions in %s = %v, want 1", ns, n)
+		}
+	})
+
+	t.Run("pods without the annotation never reach the webhook", func(t *testing.T) {
+		ns := newNamespace(t, nil)
+		for _, ann := range []map[string]string{nil, {inject.AnnotationInject: "false"}, {"other": "x"}} {
+			pod := plainPod(ns)
+			pod.Annotations = ann
+			if err := env.client.Create(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+			if len(pod.Spec.Containers) != 1 || len(pod.Spec.InitContainers) != 0 {
+				t.Errorf("pod with annotations %v was changed: %+v", ann, pod.Spec)
+			}
+		}
+		if n := admissions(ns); n != 0 {
+			t.Errorf("the webhook was called %v times for pods that did not opt in", n)
+		}
+	})
+
+	t.Run("invalid annotation refused with its fix", func(t *testing.T) {
+		ns := newNamespace(t, nil)
+		err := env.client.Create(ctx, annotatedPod(ns, map[string]string{inject.AnnotationPort: "nope"}))
+		if err == nil {
+			t.Fatal("pod with port \"nope\" was admitted")
+		}
+		for _, want := range []string{inject.AnnotationPort, "fix:", `"nope"`} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q lacks %q", err, want)
+			}
+		}
+		// A typo in the opt-in value reaches the webhook and is refused.
+		if err := env.client.Create(ctx, annotatedPod(ns, map[string]string{inject.AnnotationInject: "ture"})); err == nil ||
+			!strings.Contains(err.Error(), inject.AnnotationInject) {
+			t.Errorf("inject: ture: err = %v, want a denial naming %s", err, inject.AnnotationInject)
+		}
+		if n := counterValue(ns, webhook.ResultDenied); n != 2 {
+			t.Errorf("denied admissions = %v, want 2", n)
+		}
+	})
+
+	t.Run("restricted namespace refuses redirect with the rebind hint", func(t *testing.T) {
+		ns := newNamespace(t, map[string]string{inject.PodSecurityEnforceLabel: "restricted"})
+		err := env.client.Create(ctx, annotatedPod(ns, nil))
+		if err == nil {
+			t.Fatal("redirect admitted in a restricted namespace")
+		}
+		for _, want := range []string{inject.AnnotationMode, "rebind", "restricted"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q lacks %q", err, want)
+			}
+		}
+		// Rebind is admitted there, and the API server's own Pod Security
+		// admission accepts the injected sidecar as "restricted".
+		pod := annotatedPod(ns, map[string]string{inject.AnnotationMode: "rebind", inject.AnnotationRebindEnv: "PORT"})
+		pod.Spec.SecurityContext = &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr(true),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		}
+		pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		}
+		if err := env.client.Create(ctx, pod); err != nil {
+			t.Fatalf("rebind in a restricted namespace: %v", err)
+		}
+		if _, err := proxyContainer(pod); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("dryRun gets the patch and persists nothing", func(t *testing.T) {
+		ns := newNamespace(t, nil)
+		pod := annotatedPod(ns, nil)
+		pod.GenerateName, pod.Name = "", "dry"
+		if err := env.client.Create(ctx, pod, client.DryRunAll); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := proxyContainer(pod); err != nil {
+			t.Errorf("dry-run result: %v", err)
+		}
+		err := env.client.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("dry-run pod persisted: get err = %v", err)
+		}
+	})
+
+	t.Run("injector down: annotated pods refused, others created", func(t *testing.T) {
+		ns := newNamespace(t, nil)
+		inj.Stop(t)
+		err := env.client.Create(ctx, annotatedPod(ns, nil))
+		if err == nil {
+			t.Fatal("annotated pod admitted while the injector is down")
+		}
+		if !strings.Contains(err.Error(), webhookName) {
+			t.Errorf("error %q does not name the webhook %s", err, webhookName)
+		}
+		pod := plainPod(ns)
+		if err := env.client.Create(ctx, pod); err != nil {
+			t.Errorf("plain pod refused while the injector is down: %v", err)
+		}
+	})
+}
+
+func counterValue(ns, result string) float64 {
+	return testutil.ToFloat64(env.metrics.Admissions(ns, result))
+}
+
+// TestCertificateRotation rotates the serving certificate and the CA within
+// seconds while the API server keeps admitting pods through the webhook;
+// not one admission may fail.
+func TestCertificateRotation(t *testing.T) {
+	const secret = "rotation-certs"
+	startInjector(t, secret,
+		"--cert-ca-lifetime=12s", "--cert-serving-lifetime=4500ms", "--cert-publish-grace=500ms",
+		"--cert-resync=100ms", "--cert-watch-interval=100ms")
+	ctx := context.Background()
+	ns := newNamespace(t, nil)
+
+	var (
+		mu         sync.Mutex
+		served     = map[string]bool{} // serving serials seen on the wire
+		cas        = map[string]bool{} // CA serials seen in the Secret
+		failures   []error
+		ok         atomic.Int64
+		caSwitched atomic.Bool
+		firstCA    string
+		stop       = make(chan struct{})
+		wg         sync.WaitGroup
+	)
+	// The stream: a dry-run annotated pod every ~50ms.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			pod := annotatedPod(ns, nil)
+			err := env.client.Create(ctx, pod, client.DryRunAll)
+			if err == nil {
+				_, err = proxyContainer(pod)
+			}
+			if err != nil {
+				mu.Lock()
+				failures = append(failures, err)
+				mu.Unlock()
+				continue
+			}
+			ok.Add(1)
+		}
+	}()
+
+	addr := "127.0.0.1:" + strconv.Itoa(env.webhookPort)
+	deadline := time.Now().Add(25 * time.Second)
+	for time.Now().Before(deadline) {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reading the served serial only
+		if err == nil {
+			leaf := conn.ConnectionState().PeerCertificates[0]
+			conn.Close()
+			mu.Lock()
+			served[leaf.SerialNumber.String()] = true
+			mu.Unlock()
+		}
+		s := &corev1.Secret{}
+		if err := env.client.Get(ctx, types.NamespacedName{Namespace: injectorNamespace, Name: secret}, s); err == nil {
+			if ca, err := certs.ParseCertificates(s.Data[certs.KeyCACert]); err == nil && len(ca) == 1 {
+				serial := ca[0].SerialNumber.String()
+				mu.Lock()
+				if firstCA == "" {
+					firstCA = serial
+				}
+				cas[serial] = true
+				mu.Unlock()
+				// Done once a serving certificate from the second CA is served.
+				if serial != firstCA {
+					if srv, err := certs.ParseCertificates(s.Data[certs.KeyServingCrt]); err == nil && len(srv) == 1 &&
+						srv[0].CheckSignatureFrom(ca[0]) == nil {
+						caSwitched.Store(true)
+					}
+				}
+			}
+		}
+		mu.Lock()
+		done := caSwitched.Load() && len(served) >= 3
+		mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // sampling interval
+	}
+	// A little more traffic on the new chain, then stop the stream.
+	target := ok.Load() + 10
+	waitFor(t, 5*time.Second, "admissions after the CA switch", func() error {
+		if ok.Load() < target {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	for _, err := range failures {
+		t.Errorf("admission failed during rotation: %v", err)
+	}
+	if len(served) < 2 {
+		t.Errorf("served serving certificates = %d, want a rotation", len(served))
+	}
+	if len(cas) < 2 || !caSwitched.Load() {
+		t.Errorf("CAs seen = %d, switched to the new CA = %v; want a CA rotation", len(cas), caSwitched.Load())
+	}
+	t.Logf("admissions: %d ok, %d failed; serving certs served: %d; CAs: %d", ok.Load(), len(failures), len(served), len(cas))
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestReplicasConvergeOnOneSecret runs several certificate managers (as the
+// replicas do) against one Secret at once: they must agree on one CA and one
+// serving certificate and all write the same files.
+func TestReplicasConvergeOnOneSecret(t *testing.T) {
+	ctx := context.Background()
+	const replicas = 3
+	ms := make([]*certs.Manager, replicas)
+	dirs := make([]string, replicas)
+	for i := range ms {
+		dirs[i] = t.TempDir()
+		m, err := certs.New(env.client, certs.Config{Namespace: injectorNamespace, SecretName: "replicas-certs",
+			WebhookConfigName: webhookConfigName, ServiceName: "mcp-oidc-injector", CertDir: dirs[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms[i] = m
+	}
+	errs := make(chan error, replicas)
+	for _, m := range ms {
+		go func() { errs <- m.Reconcile(ctx) }()
+	}
+	for range ms {
+		if err := <-errs; err != nil {
+			t.Errorf("reconcile: %v", err)
+		}
+	}
+	st, err := ms[0].Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, dir := range dirs {
+		got, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(st.Serving.CertPEM) {
+			t.Errorf("replica %d serves a certificate that is not the Secret's", i)
+		}
+	}
+}

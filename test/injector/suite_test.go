@@ -1,0 +1,321 @@
+// Package injector tests the injector end to end against a real
+// kube-apiserver and etcd (controller-runtime envtest): the webhook
+// configuration under config/webhook is installed as shipped (only its
+// clientConfig points at the in-process injector), and the injector runs
+// through the same app.Run as the binary.
+package injector
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-injector/app"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
+)
+
+const (
+	injectorNamespace = "mcp-oidc-injector"
+	webhookConfigName = "mcp-oidc-injector"
+	webhookName       = "inject.mcp-oidc-proxy.io"
+	sidecarImage      = "example.com/mcp-oidc-proxy:test"
+	manifest          = "../../config/webhook/mutatingwebhookconfiguration.yaml"
+)
+
+// suite is the shared API server; tests start and stop injectors on it one
+// at a time (the webhook configuration points at one port).
+type suite struct {
+	cfg         *rest.Config
+	client      client.Client
+	webhookPort int
+	metrics     *webhook.Metrics
+}
+
+var env suite
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	// controller-runtime components log through the global logger.
+	ctrl.SetLogger(logr.Discard())
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		fmt.Fprintln(os.Stderr, `KUBEBUILDER_ASSETS is not set: export KUBEBUILDER_ASSETS="$(hack/envtest-bins.sh)"`)
+		return 1
+	}
+	te := &envtest.Environment{}
+	cfg, err := te.Start()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "starting envtest: %v\n", err)
+		return 1
+	}
+	defer func() { _ = te.Stop() }()
+	if err := setup(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "setting up the suite: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+func setup(cfg *rest.Config) error {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := admissionregistrationv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	// The same collectors app.Run registers (it adopts these).
+	m, err := webhook.NewMetrics(metrics.Registry)
+	if err != nil {
+		return err
+	}
+	env = suite{cfg: cfg, client: c, webhookPort: port, metrics: m}
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: injectorNamespace}}); err != nil {
+		return err
+	}
+	// Install the shipped webhook configuration; only where it reaches the
+	// injector changes (a URL instead of the in-cluster Service), and its
+	// caBundle is left for the injector to fill in.
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		return err
+	}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := yaml.UnmarshalStrict(data, mwc); err != nil {
+		return fmt.Errorf("parsing %s: %w", manifest, err)
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, webhook.Path)
+	for i := range mwc.Webhooks {
+		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url}
+	}
+	if err := c.Create(ctx, mwc); err != nil {
+		return fmt.Errorf("installing %s: %w", manifest, err)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// injector is one running app.Run.
+type injector struct {
+	once    sync.Once
+	stop    func()
+	done    chan error
+	health  string
+	metrics string
+	logs    *syncBuffer
+}
+
+// startInjector runs the injector with the suite's wiring plus extra flags,
+// waits until /readyz answers and the API server admits an annotated pod
+// through it, and stops it when the test ends.
+func startInjector(t *testing.T, secretName string, extra ...string) *injector {
+	t.Helper()
+	health, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{
+		"--namespace=" + injectorNamespace,
+		"--cert-dir=" + t.TempDir(),
+		"--cert-secret-name=" + secretName,
+		"--cert-extra-names=127.0.0.1",
+		"--cert-resync=200ms",
+		"--cert-watch-interval=200ms",
+		"--webhook-config-name=" + webhookConfigName,
+		"--webhook-host=127.0.0.1",
+		"--webhook-port=" + strconv.Itoa(env.webhookPort),
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(health),
+	}, extra...)
+	// The sidecar image comes from the environment, as in a Deployment.
+	getenv := func(k string) string {
+		if k == app.EnvPrefix+"SIDECAR_IMAGE" {
+			return sidecarImage
+		}
+		return ""
+	}
+	o, err := app.ParseOptions(args, getenv)
+	if err != nil {
+		t.Fatalf("options: %v", err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	inj := &injector{stop: cancel, done: make(chan error, 1), logs: logs,
+		health:  fmt.Sprintf("http://127.0.0.1:%d", health),
+		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)}
+	go func() { inj.done <- app.Run(ctx, o, app.Deps{REST: env.cfg, Log: app.NewLogger("info", logs)}) }()
+	t.Cleanup(func() {
+		inj.Stop(t)
+		if t.Failed() {
+			t.Logf("injector logs:\n%s", logs.String())
+		}
+	})
+	waitFor(t, 20*time.Second, "injector ready", func() error {
+		select {
+		case err := <-inj.done:
+			inj.done <- err
+			return fmt.Errorf("injector exited: %v", err)
+		default:
+		}
+		resp, err := http.Get(inj.health + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz: %s", resp.Status)
+		}
+		return nil
+	})
+	waitFor(t, 20*time.Second, "the API server admitting through the injector", func() error {
+		pod := annotatedPod("default", nil)
+		return env.client.Create(context.Background(), pod, client.DryRunAll)
+	})
+	return inj
+}
+
+// Stop ends the injector and waits for it (once).
+func (i *injector) Stop(t *testing.T) {
+	t.Helper()
+	i.once.Do(func() {
+		i.stop()
+		select {
+		case err := <-i.done:
+			if err != nil {
+				t.Errorf("injector returned %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("injector did not stop")
+		}
+	})
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+func newNamespace(t *testing.T, labels map[string]string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "inject-", Labels: labels}}
+	if err := env.client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+// annotatedPod is an MCP server pod that asks for protection.
+func annotatedPod(ns string, ann map[string]string) *corev1.Pod {
+	pod := plainPod(ns)
+	pod.Annotations = map[string]string{inject.AnnotationInject: "true"}
+	for k, v := range ann {
+		pod.Annotations[k] = v
+	}
+	return pod
+}
+
+func plainPod(ns string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "mcp-", Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: "example.com/mcp-server:1",
+			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+		}}},
+	}
+}
+
+// admissions sums the injector's admission counter for a namespace.
+func admissions(ns string) float64 {
+	var n float64
+	for _, r := range []string{webhook.ResultInjected, webhook.ResultSkipped, webhook.ResultAlreadyInjected,
+		webhook.ResultDenied, webhook.ResultError} {
+		n += testutil.ToFloat64(env.metrics.Admissions(ns, r))
+	}
+	return n
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var errNotInjected = errors.New("no proxy container")
+
+// proxyContainer finds the injected sidecar.
+func proxyContainer(pod *corev1.Pod) (*corev1.Container, error) {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Name == inject.ProxyContainerName {
+				return &cs[i], nil
+			}
+		}
+	}
+	return nil, errNotInjected
+}
