@@ -13,43 +13,69 @@ import (
 	"os"
 	"strings"
 
+	injector "github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-injector/app"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
-const (
-	beginMarker = "<!-- settings:begin"
-	endMarker   = "<!-- settings:end -->"
-)
+// Each generated table sits between a begin marker (a line starting with
+// it) and its end marker.
+var tables = []struct {
+	begin, end string
+	render     func(io.Writer)
+}{
+	{"<!-- settings:begin", "<!-- settings:end -->", render},
+	{"<!-- injector-flags:begin", "<!-- injector-flags:end -->", renderInjector},
+}
 
 func main() {
-	write := flag.String("w", "", "rewrite the table inside this file between the settings markers")
+	write := flag.String("w", "", "rewrite the tables inside this file between their markers")
 	flag.Parse()
-	var table bytes.Buffer
-	render(&table)
 	if *write == "" {
-		_, _ = os.Stdout.Write(table.Bytes())
+		for _, t := range tables {
+			t.render(os.Stdout)
+			fmt.Println()
+		}
 		return
 	}
-	if err := replace(*write, table.String()); err != nil {
+	if err := replace(*write); err != nil {
 		fmt.Fprintln(os.Stderr, "gendoc:", err)
 		os.Exit(1)
 	}
 }
 
-func replace(file, table string) error {
+func replace(file string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
 	s := string(data)
-	b := strings.Index(s, beginMarker)
-	e := strings.Index(s, endMarker)
-	if b < 0 || e < b {
-		return fmt.Errorf("%s has no %q ... %q markers", file, beginMarker, endMarker)
+	for _, t := range tables {
+		b := strings.Index(s, t.begin)
+		e := strings.Index(s, t.end)
+		if b < 0 || e < b {
+			return fmt.Errorf("%s has no %q ... %q markers", file, t.begin, t.end)
+		}
+		var table bytes.Buffer
+		t.render(&table)
+		lineEnd := b + strings.Index(s[b:], "\n") + 1
+		s = s[:lineEnd] + table.String() + s[e:]
 	}
-	lineEnd := b + strings.Index(s[b:], "\n") + 1
-	out := s[:lineEnd] + table + s[e:]
-	return os.WriteFile(file, []byte(out), 0o644)
+	return os.WriteFile(file, []byte(s), 0o644)
+}
+
+// renderInjector documents the injector's flags from its own flag set.
+func renderInjector(w io.Writer) {
+	fmt.Fprintln(w, "| flag | environment | default | meaning |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	fs := (&injector.Options{}).FlagSet(func(string) string { return "" })
+	fs.VisitAll(func(f *flag.Flag) {
+		env := injector.EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			def = "`" + f.DefValue + "`"
+		}
+		fmt.Fprintf(w, "| `--%s` | `%s` | %s | %s |\n", f.Name, env, def, strings.ReplaceAll(f.Usage, "|", "\\|"))
+	})
 }
 
 func render(w io.Writer) {

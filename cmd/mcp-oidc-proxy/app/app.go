@@ -80,6 +80,12 @@ func Main(ctx context.Context, io IO, run RunFunc) int {
 	level, _ := zap.ParseAtomicLevel(loaded.Config.LogLevel)
 	logger := NewLogger(io.Stderr, level)
 	defer func() { _ = logger.Sync() }()
+	// Injected sidecars get their pod's name through the downward API;
+	// put it on every line so logs can be told apart without a collector.
+	env := envMap(io.Env)
+	if pod := env["POD_NAME"]; pod != "" {
+		logger = logger.With(zap.String("pod", pod), zap.String("namespace", env["POD_NAMESPACE"]))
+	}
 
 	if err := run(ctx, Runtime{
 		Config: loaded.Config, Source: src, Loaded: loaded, Logger: logger, Level: level,
@@ -173,4 +179,14 @@ func indent(err error) string {
 		lines[i] = "  - " + l
 	}
 	return strings.Join(lines, "\n")
+}
+
+func envMap(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
 }
