@@ -16,7 +16,7 @@ build: ## build bin/mcp-oidc-proxy and bin/mcp-oidc-injector
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mcp-oidc-proxy ./cmd/mcp-oidc-proxy
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/mcp-oidc-injector ./cmd/mcp-oidc-injector
 
-deps: ## install or check what the tests need (redis-server; kube-apiserver and etcd built into bin/)
+deps: ## install or check what the tests need (redis-server, chromium; kube-apiserver and etcd built into bin/)
 	@hack/ensure-test-deps.sh
 	@hack/envtest-bins.sh >/dev/null
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suites need when it is missing, or says exactly
 # what to install. Idempotent and quick when everything is present.
+#   redis-server  the shared session store (test/redisserver starts its own)
+#   chromium      Debian's headless browser for test/browser (chromedp)
 set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+[[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
 
 if ((${#need_apt[@]} > 0)); then
 	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
@@ -12,13 +15,16 @@ if ((${#need_apt[@]} > 0)); then
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-		# The package starts a system-wide server; the tests start their own
-		# on free ports and do not need it.
-		if command -v service >/dev/null 2>&1; then service redis-server stop >/dev/null 2>&1 || true; fi
+		# The redis package starts a system-wide server; the tests start
+		# their own on free ports and do not need it.
+		if [[ " ${need_apt[*]} " == *" redis-server "* ]] && command -v service >/dev/null 2>&1; then
+			service redis-server stop >/dev/null 2>&1 || true
+		fi
 	else
 		echo "ensure-test-deps: missing ${need_apt[*]}." >&2
-		echo "  install it with: sudo apt-get install -y ${need_apt[*]}" >&2
+		echo "  install with: sudo apt-get install -y ${need_apt[*]}" >&2
 		exit 1
 	fi
 fi
 echo "ensure-test-deps: redis-server $(redis-server --version | awk '{print $3}')"
+echo "ensure-test-deps: $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium (version unknown)')"
