@@ -96,24 +96,14 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Instrument wraps h so its requests are counted under route.
-func (m *Metrics) Instrument(route string, h http.Handler) http.Handler {
-	dur := m.duration.WithLabelValues(route)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m.inFlight.Inc()
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			m.inFlight.Dec()
-			dur.Observe(time.Since(start).Seconds())
-			code := sw.status
-			if code == 0 {
-				code = http.StatusOK
-			}
-			m.requests.WithLabelValues(strconv.Itoa(code/100)+"xx", route).Inc()
-		}()
-		h.ServeHTTP(sw, r)
-	})
+// RequestStarted counts a request in flight; pair it with RequestDone.
+func (m *Metrics) RequestStarted() { m.inFlight.Inc() }
+
+// RequestDone records a finished request under its route kind and status.
+func (m *Metrics) RequestDone(route string, status int, d time.Duration) {
+	m.inFlight.Dec()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	m.requests.WithLabelValues(strconv.Itoa(status/100)+"xx", route).Inc()
 }
 
 // AuthOutcome implements the authentication layer's observer.
@@ -153,37 +143,6 @@ func (m *Metrics) StreamClosed() { m.openStreams.Dec() }
 
 // ConfigReload counts a reload attempt.
 func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result).Inc() }
-
-// statusWriter records the status code while keeping Flush, Hijack and
-// friends reachable through Unwrap (http.ResponseController).
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Flush is forwarded explicitly because httputil.ReverseProxy and SSE
-// handlers assert http.Flusher directly.
-func (s *statusWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // InstrumentStore wraps a session store so every operation is counted.
 func (m *Metrics) InstrumentStore(s session.Store) session.Store {

@@ -33,7 +33,7 @@ func (s *Server) routes() http.Handler {
 		if s.tracer != nil {
 			h = s.tracer.Middleware(route, h)
 		}
-		return s.metrics.Instrument(route, s.accessLog(route, h))
+		return s.observe(route, h)
 	}
 
 	var protected http.Handler
@@ -67,13 +67,15 @@ func (s *Server) routes() http.Handler {
 	return requestid.Middleware(mux)
 }
 
-// accessLog writes one structured line per request. It logs the path but
-// never the query string (it carries codes and state during login) and no
-// headers (they carry cookies and tokens).
-func (s *Server) accessLog(route string, next http.Handler) http.Handler {
+// observe records metrics and writes one structured log line per request.
+// It logs the path but never the query string (it carries codes and state
+// during login) and no headers (they carry cookies and tokens).
+func (s *Server) observe(route string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		s.metrics.RequestStarted()
 		sw := &statusRecorder{ResponseWriter: w}
+		defer func() { s.metrics.RequestDone(route, sw.code(), time.Since(start)) }()
 		next.ServeHTTP(sw, r)
 		fields := []zap.Field{
 			zap.String("request_id", requestid.FromContext(r.Context())),
@@ -137,6 +139,9 @@ func (p *publicPaths) match(urlPath string) bool {
 	return false
 }
 
+// statusRecorder remembers the status code. Flush is forwarded explicitly
+// because httputil.ReverseProxy and SSE handlers assert http.Flusher;
+// Unwrap keeps Hijack reachable for WebSocket upgrades.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
