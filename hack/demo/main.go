@@ -2,7 +2,9 @@
 // OpenID provider with a demo user, an example MCP server built with the
 // official Go SDK, and mcp-oidc-proxy in front of it with the memory store.
 // After start-up it proves the chain works by logging in and calling a tool
-// through the proxy, then waits for Ctrl-C.
+// through the proxy, first with a browser session cookie, then as an MCP
+// client through the whole OAuth flow (registration, login, consent, token),
+// and then waits for Ctrl-C.
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -28,6 +31,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/server"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpserver"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 )
@@ -139,7 +143,11 @@ mcp-oidc-proxy demo is running.
 `, proxyURL, user, pass, issuer, *adminPort)
 
 	if *selfCheck {
-		if err := check(ctx, idp, proxyURL, out); err != nil {
+		err := check(ctx, idp, proxyURL, out)
+		if err == nil {
+			err = oauthCheck(ctx, idp, proxyURL, out)
+		}
+		if err != nil {
 			cancelServe()
 			<-served
 			return fmt.Errorf("self-check failed: %w", err)
@@ -209,6 +217,39 @@ func check(ctx context.Context, idp *oidcprovider.Provider, proxyURL string, out
 	}
 	who, _ := json.Marshal(res.StructuredContent)
 	fmt.Fprintf(out, "self-check: tools/call whoami through the proxy -> %s\n", who)
+	return nil
+}
+
+// oauthCheck runs the official MCP SDK client through the MCP authorization
+// flow against the proxy's authorization server façade, as Claude Code or
+// MCP Inspector would: 401, discovery, dynamic registration, login at the
+// provider with the demo credentials, consent, token, then a tool call with
+// the bearer token.
+func oauthCheck(ctx context.Context, idp *oidcprovider.Provider, proxyURL string, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	fmt.Fprintln(out, "self-check: MCP client (official Go SDK) connecting to /mcp without a token: 401 -> resource metadata -> authorization server metadata -> dynamic registration")
+	c, err := mcpclient.Connect(ctx, mcpclient.Options{
+		Endpoint:   proxyURL + "/mcp",
+		ClientName: "demo-oauth-check",
+		Login:      func(ctx context.Context, authURL string) (*url.URL, error) { return idp.Login(ctx, nil, authURL) },
+		Log:        func(step string) { fmt.Fprintf(out, "self-check:   browser: %s\n", step) },
+	})
+	if err != nil {
+		return fmt.Errorf("MCP client through the OAuth flow: %w", err)
+	}
+	defer c.Close()
+	cfg, err := c.Tokens.Config()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "self-check: MCP client registered as %s, got an access token, initialize done\n", cfg.ClientID)
+	res, err := c.Session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+	if err != nil {
+		return fmt.Errorf("calling whoami with the bearer token: %w", err)
+	}
+	who, _ := json.Marshal(res.StructuredContent)
+	fmt.Fprintf(out, "self-check: MCP client (OAuth) tools/call whoami -> %s\n", who)
 	return nil
 }
 
