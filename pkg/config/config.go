@@ -45,7 +45,7 @@ type Config struct {
 	// advertises; anyone else's forwarded headers are ignored.
 	TrustedProxies []string `yaml:"trusted_proxies" usage:"comma-separated CIDRs of reverse proxies whose X-Forwarded-Proto and X-Forwarded-Host are trusted"`
 	// AllowedOrigins may call the MCP endpoint from a browser.
-	AllowedOrigins []string `yaml:"allowed_origins" reload:"true" usage:"comma-separated browser origins allowed to call the MCP endpoint (the proxy's own origin always is)"`
+	AllowedOrigins []string `yaml:"allowed_origins" usage:"comma-separated browser origins allowed to call the MCP endpoint (the proxy's own origin always is)"`
 	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests and
 	// open streams.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" usage:"how long SIGTERM waits for in-flight requests and open streams"`
@@ -71,7 +71,7 @@ type OAuthConfig struct {
 	// provider directly and the proxy only validates its JWT access tokens.
 	Mode                       string        `yaml:"mode" usage:"facade (the proxy is the authorization server MCP clients see) or external (clients use the OIDC provider; the proxy validates its access tokens)"`
 	Scopes                     []string      `yaml:"scopes" usage:"comma-separated scopes advertised to MCP clients"`
-	RequiredScopes             []string      `yaml:"required_scopes" reload:"true" usage:"comma-separated scopes every bearer token must carry (403 insufficient_scope otherwise)"`
+	RequiredScopes             []string      `yaml:"required_scopes" usage:"comma-separated scopes every bearer token must carry (403 insufficient_scope otherwise)"`
 	AccessTokenTTL             time.Duration `yaml:"access_token_ttl" usage:"lifetime of access tokens the façade issues"`
 	RefreshTokenTTL            time.Duration `yaml:"refresh_token_ttl" usage:"lifetime of refresh tokens the façade issues (each use rotates them)"`
 	SigningKeys                string        `yaml:"signing_keys" secret:"true" usage:"PEM private keys (EC P-256 or RSA) the façade signs tokens with; the first signs, all are published; the same on every replica"`
@@ -156,6 +156,7 @@ type AuthzConfig struct {
 	AllowedEmailDomains []string `yaml:"allowed_email_domains" reload:"true" usage:"comma-separated e-mail domains allowed in (verified e-mail required)"`
 	AllowedEmails       []string `yaml:"allowed_emails" reload:"true" usage:"comma-separated e-mail addresses allowed in"`
 	AllowedGroups       []string `yaml:"allowed_groups" reload:"true" usage:"comma-separated groups; membership in one is required"`
+	RequiredClaims      []string `yaml:"required_claims" reload:"true" usage:"comma-separated claim=value pairs every caller must carry (for list claims: membership); cookie sessions carry the standard claims only"`
 }
 
 // UpstreamConfig tunes how the proxy treats a restarting MCP server.

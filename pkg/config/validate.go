@@ -181,6 +181,11 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	for _, rc := range c.Authz.RequiredClaims {
+		if k, _, ok := strings.Cut(rc, "="); !ok || strings.TrimSpace(k) == "" {
+			bad("authz.required_claims", "%q is not claim=value", rc)
+		}
+	}
 	if c.UpstreamPolicy.RetryAttempts < 1 {
 		bad("upstream_policy.retry_attempts", "must be at least 1 (1 = no retry)")
 	}

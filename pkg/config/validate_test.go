@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // validOIDC is the smallest valid OIDC configuration. The discovery host
@@ -51,6 +52,23 @@ func TestValidate(t *testing.T) {
 			c.ExternalURL, c.OIDC.RedirectURL = "https://mcp.example.com", "https://mcp.example.com/oauth2/callback"
 			c.Tracing.Endpoint = "http://otel:4318"
 		}},
+
+		{name: "mcp auth settings", base: validOIDC, mutate: func(c *Config) {
+			c.MCPPath, c.TrustedProxies, c.AllowedOrigins = "/v1/mcp", []string{"10.0.0.0/8", "192.0.2.7"}, []string{"https://app.example.com"}
+			c.OAuth.Mode, c.Authz.RequiredClaims = "external", []string{"tenant=acme", "roles=mcp"}
+		}},
+		{name: "bad mcp path", base: validOIDC, mutate: func(c *Config) { c.MCPPath = "/oauth2/mcp" },
+			want: []string{"mcp_path"}},
+		{name: "bad trusted proxy", base: validOIDC, mutate: func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/33"} },
+			want: []string{"trusted_proxies"}},
+		{name: "origin with a path", base: validOIDC, mutate: func(c *Config) { c.AllowedOrigins = []string{"https://app.example.com/x"} },
+			want: []string{"allowed_origins"}},
+		{name: "unknown oauth mode", base: validOIDC, mutate: func(c *Config) { c.OAuth.Mode = "proxy" },
+			want: []string{"oauth.mode"}},
+		{name: "long-lived access tokens", base: validOIDC, mutate: func(c *Config) { c.OAuth.AccessTokenTTL = 48 * time.Hour },
+			want: []string{"oauth.access_token_ttl"}},
+		{name: "required claim without value", base: validOIDC, mutate: func(c *Config) { c.Authz.RequiredClaims = []string{"tenant"} },
+			want: []string{"authz.required_claims"}},
 
 		{name: "missing client id", base: validOIDC, mutate: func(c *Config) { c.OIDC.ClientID = "" },
 			want:     []string{"oidc.client_id"},

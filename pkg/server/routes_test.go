@@ -44,3 +44,11 @@ func TestPublicPathsMatchDecodedPathOnly(t *testing.T) {
 		t.Fatalf("encoded dot-dot %q matched a public prefix", r.URL.Path)
 	}
 }
+
+func TestRulesFromParsesRequiredClaims(t *testing.T) {
+	cfg := bypassConfig(t, "http://127.0.0.1:1", "--authz-required-claims", "tenant=acme, roles = mcp")
+	got := rulesFrom(cfg).RequiredClaims
+	if len(got) != 2 || got["tenant"] != "acme" || got["roles"] != "mcp" {
+		t.Fatalf("RequiredClaims = %v, want tenant=acme and roles=mcp", got)
+	}
+}

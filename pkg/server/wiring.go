@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
@@ -83,11 +84,20 @@ func headerNames(h config.HeadersConfig) proxy.HeaderNames {
 }
 
 func rulesFrom(cfg config.Config) authz.Rules {
-	return authz.Rules{
+	r := authz.Rules{
 		AllowedEmailDomains: cfg.Authz.AllowedEmailDomains,
 		AllowedEmails:       cfg.Authz.AllowedEmails,
 		AllowedGroups:       cfg.Authz.AllowedGroups,
 	}
+	for _, rc := range cfg.Authz.RequiredClaims {
+		if k, v, ok := strings.Cut(rc, "="); ok {
+			if r.RequiredClaims == nil {
+				r.RequiredClaims = map[string]string{}
+			}
+			r.RequiredClaims[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return r
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
