@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -514,5 +515,48 @@ func TestObserverOutcomes(t *testing.T) {
 	}
 	if strings.Join(obs.got, ",") != strings.Join(want, ",") {
 		t.Fatalf("outcomes\n got %v\nwant %v", obs.got, want)
+	}
+}
+
+// TestCallbackKeepsLoginInProgress checks that the state cookie of a login
+// in progress survives what is not the end of that login: a store outage
+// while taking the state (the same callback works once the store is back)
+// and a forged callback carrying someone else's state.
+func TestCallbackKeepsLoginInProgress(t *testing.T) {
+	tests := []struct {
+		name    string
+		disturb func(t *testing.T, e *env, fs *faultyStore, state string, sc *http.Cookie)
+	}{
+		{"store outage", func(t *testing.T, e *env, fs *faultyStore, state string, sc *http.Cookie) {
+			down := error(fmt.Errorf("redis: %w", errors.New("dial tcp: connection refused")))
+			fs.takeErr.Store(&down)
+			defer fs.takeErr.Store(nil)
+			resp := do(e.h, http.MethodGet, DefaultCallbackPath+"?"+url.Values{"state": {state}, "code": {"code:" + state}}.Encode(), navHeader, sc)
+			assertAPIError(t, resp, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown)
+			if len(resp.Header.Values("Set-Cookie")) != 0 {
+				t.Fatalf("store outage touched cookies: %v", resp.Header.Values("Set-Cookie"))
+			}
+		}},
+		{"forged callback", func(t *testing.T, e *env, _ *faultyStore, _ string, sc *http.Cookie) {
+			resp := do(e.h, http.MethodGet, DefaultCallbackPath+"?"+url.Values{"state": {"attacker-state"}, "code": {"attacker-code"}}.Encode(), navHeader, sc)
+			assertAPIError(t, resp, http.StatusBadRequest, apierror.CodeBadRequest)
+			if len(resp.Header.Values("Set-Cookie")) != 0 {
+				t.Fatalf("forged callback touched cookies: %v", resp.Header.Values("Set-Cookie"))
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, fs := newFaultyEnv(t, nil)
+			state, sc := startLogin(t, e.h, e.a, "/app")
+			tt.disturb(t, e, fs, state, sc)
+			resp := do(e.h, http.MethodGet, DefaultCallbackPath+"?"+url.Values{"state": {state}, "code": {"code:" + state}}.Encode(), navHeader, sc)
+			if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/app" || cookieNamed(resp, e.a.CookieName()) == nil {
+				t.Fatalf("callback after %s: status %d, location %q", tt.name, resp.StatusCode, resp.Header.Get("Location"))
+			}
+			if c := cookieNamed(resp, e.a.stateCk); c == nil || c.MaxAge >= 0 {
+				t.Fatal("state cookie not cleared after the login finished")
+			}
+		})
 	}
 }

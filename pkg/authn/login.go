@@ -111,10 +111,14 @@ func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, retur
 func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
-	a.clearStateCookie(w)
 	noStore(w)
+	// The state cookie is cleared only once the login it belongs to is
+	// over (consumed or unknown). A forged callback must not break the
+	// login in progress, and a store outage must leave the browser able to
+	// retry the same callback once the store is back.
 
 	if perr := q.Get("error"); perr != "" {
+		a.clearStateCookie(w)
 		// Consume the state so it cannot be retried; ignore the outcome.
 		if state != "" && len(state) <= maxStateParam {
 			if _, err := a.store.TakeOnce(r.Context(), stateKeyPrefix+hashState(state)); err != nil && !errors.Is(err, session.ErrNotFound) {
@@ -149,6 +153,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 	raw, err := a.store.TakeOnce(r.Context(), stateKeyPrefix+h)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
+		a.clearStateCookie(w)
 		a.badState(w, r, "login state is unknown, expired or already used")
 		return
 	case err != nil:
@@ -157,6 +162,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 		writeStoreDown(w, r)
 		return
 	}
+	a.clearStateCookie(w)
 	var ls loginState
 	if err := json.Unmarshal(raw, &ls); err != nil {
 		a.badState(w, r, "login state is unknown, expired or already used")

@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
@@ -36,6 +38,17 @@ func refreshLockName(id string) string { return "refresh:" + id }
 // and can be renewed.
 func (a *Authenticator) needsRefresh(p payload, now time.Time) bool {
 	return p.RefreshToken != "" && !p.Expiry.IsZero() && p.Expiry.Sub(now) <= a.opts.RefreshBefore
+}
+
+// refreshedSince reports whether the stored session holds other tokens than
+// the ones a request loaded, i.e. another request or replica refreshed it
+// meanwhile. This, not needsRefresh, is what makes a waiter skip its own
+// refresh: tokens that live no longer than RefreshBefore are due again
+// right after a refresh, and every waiter would otherwise present the
+// (rotated) refresh token once more.
+func refreshedSince(loaded, stored payload) bool {
+	return subtle.ConstantTimeCompare([]byte(loaded.AccessToken), []byte(stored.AccessToken)) != 1 ||
+		subtle.ConstantTimeCompare([]byte(loaded.RefreshToken), []byte(stored.RefreshToken)) != 1
 }
 
 // refresh renews cur's tokens so that exactly one holder across all replicas
@@ -73,7 +86,7 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 	case err != nil:
 		return nil, fmt.Errorf("reload session before refresh: %w: %w", errStore, err)
 	}
-	if !a.needsRefresh(latest.payload, a.now()) {
+	if refreshedSince(cur.payload, latest.payload) || !a.needsRefresh(latest.payload, a.now()) {
 		a.obs.RefreshOutcome(OutcomeShared)
 		return latest, nil
 	}
@@ -107,7 +120,7 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 		return nil, err
 	}
 	next.rec.Data = data
-	switch err := a.store.UpdateSession(lctx, next.rec); {
+	switch err := a.storeRefreshed(lctx, next.rec); {
 	case errors.Is(err, session.ErrNotFound):
 		// Logged out while we refreshed.
 		return nil, errSessionEnded
@@ -120,8 +133,31 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 	return &next, nil
 }
 
+// storeRefreshed writes the refreshed session, retrying store errors a few
+// times while the lock is still held: the provider may just have rotated
+// the refresh token, and losing the new one to a short store blip would
+// make the next refresh present a retired token and end the session.
+func (a *Authenticator) storeRefreshed(ctx context.Context, rec session.Record) error {
+	err := a.store.UpdateSession(ctx, rec)
+	for _, d := range [...]time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second} {
+		if err == nil || errors.Is(err, session.ErrNotFound) {
+			return err
+		}
+		a.log.Warn("store refreshed tokens; retrying", zap.String("session", shortID(rec.ID)), zap.Error(err))
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		err = a.store.UpdateSession(ctx, rec)
+	}
+	return err
+}
+
 // waitForRefresh waits while another holder refreshes. It returns the
-// session once its tokens are fresh, or the lock if it becomes free while
+// session once its tokens were replaced (or are no longer due), or the lock if it becomes free while
 // the session still needs a refresh (the other holder failed), or an error
 // after RefreshWait.
 func (a *Authenticator) waitForRefresh(ctx context.Context, cur *current) (*current, session.Lock, error) {
@@ -145,7 +181,7 @@ func (a *Authenticator) waitForRefresh(ctx context.Context, cur *current) (*curr
 		case err != nil:
 			return nil, nil, fmt.Errorf("reload session while waiting for refresh: %w: %w", errStore, err)
 		}
-		if !a.needsRefresh(latest.payload, a.now()) {
+		if refreshedSince(cur.payload, latest.payload) || !a.needsRefresh(latest.payload, a.now()) {
 			a.obs.RefreshOutcome(OutcomeShared)
 			return latest, nil, nil
 		}
@@ -174,9 +210,20 @@ func (a *Authenticator) refreshHoldingLock(ctx context.Context, lock session.Loc
 			case <-done:
 				return
 			case <-t.C:
-				if err := lock.Extend(ctx, a.opts.RefreshLockTTL); err != nil {
-					a.log.Warn("extend refresh lock", zap.Error(err))
+				err := lock.Extend(ctx, a.opts.RefreshLockTTL)
+				switch {
+				case err == nil:
+				case errors.Is(err, session.ErrLocked):
+					// Lost for good: the lock expired and may belong to
+					// someone else now; extending cannot win it back.
+					a.log.Warn("refresh lock lost while the provider was called", zap.Error(err))
 					return
+				default:
+					// A store blip: keep trying on the next tick. Giving
+					// up here would let the lock lapse while the token
+					// request runs and a second holder present the same
+					// rotating refresh token.
+					a.log.Warn("extend refresh lock; retrying", zap.Error(err))
 				}
 			}
 		}
@@ -203,9 +250,28 @@ func mergeTokens(p payload, t *oidc.Tokens) payload {
 		p.IDToken = t.IDToken
 	}
 	if t.Identity.Subject != "" {
-		p.Identity = t.Identity
+		p.Identity = mergeIdentity(p.Identity, t.Identity)
 	}
 	return p
+}
+
+// mergeIdentity overlays the identity of a refreshed ID token. A refreshed
+// ID token only has to repeat iss, sub and aud (OIDC Core 12.2), and some
+// providers send just those: profile claims it leaves out keep their login
+// values instead of vanishing mid-session. Groups are taken as sent, even
+// when absent: an omitted claim cannot be told from a user who lost every
+// group, and keeping revoked memberships would fail open.
+func mergeIdentity(old, fresh identity.Identity) identity.Identity {
+	if fresh.Email == "" {
+		fresh.Email, fresh.EmailVerified = old.Email, old.EmailVerified
+	}
+	if fresh.Name == "" {
+		fresh.Name = old.Name
+	}
+	if fresh.Username == "" {
+		fresh.Username = old.Username
+	}
+	return fresh
 }
 
 // refreshFailure decides what a failed (non-final) refresh means for the

@@ -22,8 +22,15 @@ import (
 type faultyStore struct {
 	session.Store
 	getErr  atomic.Pointer[error]
+	takeErr atomic.Pointer[error]
 	deletes atomic.Int32
 	extends atomic.Int32
+	// updateFailures makes that many of the next UpdateSession calls fail
+	// with a transient error.
+	updateFailures atomic.Int32
+	// extendFailures makes that many of the next Extend calls fail with a
+	// transient (non-ErrLocked) error, as during a Redis blip.
+	extendFailures atomic.Int32
 	// lockedSeen counts distinct requests (by request ID) that found the
 	// refresh lock taken, i.e. requests waiting for someone else's refresh.
 	lockedSeen atomic.Int32
@@ -35,6 +42,20 @@ func (f *faultyStore) GetSession(ctx context.Context, id string) (session.Record
 		return session.Record{}, *p
 	}
 	return f.Store.GetSession(ctx, id)
+}
+
+func (f *faultyStore) TakeOnce(ctx context.Context, key string) ([]byte, error) {
+	if p := f.takeErr.Load(); p != nil {
+		return nil, *p
+	}
+	return f.Store.TakeOnce(ctx, key)
+}
+
+func (f *faultyStore) UpdateSession(ctx context.Context, rec session.Record) error {
+	if f.updateFailures.Add(-1) >= 0 {
+		return errors.New("redis: i/o timeout")
+	}
+	return f.Store.UpdateSession(ctx, rec)
 }
 
 func (f *faultyStore) DeleteSession(ctx context.Context, id string) error {
@@ -54,16 +75,20 @@ func (f *faultyStore) TryLock(ctx context.Context, name string, ttl time.Duratio
 	if err != nil {
 		return nil, err
 	}
-	return &countingLock{Lock: l, n: &f.extends}, nil
+	return &countingLock{Lock: l, n: &f.extends, failures: &f.extendFailures}, nil
 }
 
 type countingLock struct {
 	session.Lock
-	n *atomic.Int32
+	n        *atomic.Int32
+	failures *atomic.Int32
 }
 
 func (c *countingLock) Extend(ctx context.Context, ttl time.Duration) error {
 	c.n.Add(1)
+	if c.failures.Add(-1) >= 0 {
+		return errors.New("redis: i/o timeout")
+	}
 	return c.Lock.Extend(ctx, ttl)
 }
 
@@ -118,6 +143,37 @@ func TestRefresh(t *testing.T) {
 		_, p := e.storedPayload(t, c)
 		if p.AccessToken != "at-2" || p.RefreshToken != "rt-2" || p.IDToken != "idt-1" || p.Identity.Email != "new@example.com" {
 			t.Fatalf("stored payload after refresh: %+v", p)
+		}
+	})
+	t.Run("refreshed ID token with only sub keeps the profile claims", func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.rp.refresh = func(context.Context, string) (*oidc.Tokens, error) {
+			return &oidc.Tokens{AccessToken: "at-2", IDToken: "idt-2", Expiry: e.clock.Now().Add(time.Hour),
+				Identity: identity.Identity{Subject: "user-1", Groups: []string{"b"}}}, nil
+		}
+		c := e.sessionCookie(t)
+		setTokenExpiry(t, e.a, e.store, e.codec, c, e.clock.Now().Add(30*time.Second))
+		if r := do(e.h, http.MethodGet, "/x", nil, c); r.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", r.StatusCode)
+		}
+		_, p := e.storedPayload(t, c)
+		want := identity.Identity{Subject: "user-1", Email: "u1@example.com", Name: "User One", Username: "u1", Groups: []string{"b"}}
+		if got := p.Identity; got.Email != want.Email || got.Name != want.Name || got.Username != want.Username ||
+			len(got.Groups) != 1 || got.Groups[0] != "b" || p.IDToken != "idt-2" {
+			t.Fatalf("identity after refresh = %+v, want %+v", got, want)
+		}
+	})
+	t.Run("a store blip while storing rotated tokens does not lose them", func(t *testing.T) {
+		e, fs := newFaultyEnv(t, nil)
+		e.rp.refresh = rotatingRefresh(e.clock)
+		c := e.sessionCookie(t)
+		setTokenExpiry(t, e.a, e.store, e.codec, c, e.clock.Now().Add(30*time.Second))
+		fs.updateFailures.Store(2)
+		if r := do(e.h, http.MethodGet, "/x", nil, c); r.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", r.StatusCode)
+		}
+		if _, p := e.storedPayload(t, c); p.RefreshToken != "rt-2" || p.AccessToken != "at-2" {
+			t.Fatalf("rotated tokens lost: refresh token %q", p.RefreshToken)
 		}
 	})
 	t.Run("not yet due does not refresh", func(t *testing.T) {
@@ -208,41 +264,70 @@ func TestRefresh(t *testing.T) {
 		}
 	})
 	t.Run("lock is extended while the provider is slow", func(t *testing.T) {
-		e, fs := newFaultyEnv(t, func(o *Options) { o.RefreshLockTTL = 30 * time.Millisecond })
-		c := e.sessionCookie(t)
-		tk, _ := e.codec.Decode(c.Value)
-		var heldDuringRefresh error
-		e.rp.refresh = func(ctx context.Context, rt string) (*oidc.Tokens, error) {
-			// Wait for several extensions: without them the 30ms lock would
-			// have lapsed.
-			eventually(t, "lock extensions", func() bool { return fs.extends.Load() >= 3 })
-			_, heldDuringRefresh = fs.Store.TryLock(ctx, refreshLockName(tk.ID()), time.Minute)
-			return rotatingRefresh(e.clock)(ctx, rt)
-		}
-		setTokenExpiry(t, e.a, e.store, e.codec, c, e.clock.Now().Add(30*time.Second))
-		if r := do(e.h, http.MethodGet, "/x", nil, c); r.StatusCode != http.StatusOK {
-			t.Fatalf("status %d", r.StatusCode)
-		}
-		if !errors.Is(heldDuringRefresh, session.ErrLocked) {
-			t.Fatalf("lock was not held during the refresh: %v", heldDuringRefresh)
-		}
-		// And released afterwards.
-		l, err := fs.Store.TryLock(context.Background(), refreshLockName(tk.ID()), time.Minute)
-		if err != nil {
-			t.Fatalf("lock not released: %v", err)
-		}
-		_ = l.Unlock(context.Background())
+		testLockExtendedWhileProviderSlow(t, 0)
+	})
+	t.Run("lock extension survives a transient store error", func(t *testing.T) {
+		testLockExtendedWhileProviderSlow(t, 1)
 	})
 }
 
+// testLockExtendedWhileProviderSlow holds the provider until the refresh
+// lock has been extended several times after extendFailures transient
+// Extend errors, then checks the lock was held throughout and released.
+func testLockExtendedWhileProviderSlow(t *testing.T, extendFailures int32) {
+	t.Helper()
+	e, fs := newFaultyEnv(t, func(o *Options) { o.RefreshLockTTL = 30 * time.Millisecond })
+	fs.extendFailures.Store(extendFailures)
+	c := e.sessionCookie(t)
+	tk, _ := e.codec.Decode(c.Value)
+	var heldDuringRefresh error
+	e.rp.refresh = func(ctx context.Context, rt string) (*oidc.Tokens, error) {
+		// Wait for several extensions: without them the 30ms lock would
+		// have lapsed.
+		eventually(t, "lock extensions", func() bool { return fs.extends.Load() >= 3+extendFailures })
+		_, heldDuringRefresh = fs.Store.TryLock(ctx, refreshLockName(tk.ID()), time.Minute)
+		return rotatingRefresh(e.clock)(ctx, rt)
+	}
+	setTokenExpiry(t, e.a, e.store, e.codec, c, e.clock.Now().Add(30*time.Second))
+	if r := do(e.h, http.MethodGet, "/x", nil, c); r.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", r.StatusCode)
+	}
+	if !errors.Is(heldDuringRefresh, session.ErrLocked) {
+		t.Fatalf("lock was not held during the refresh: %v", heldDuringRefresh)
+	}
+	// And released afterwards.
+	l, err := fs.Store.TryLock(context.Background(), refreshLockName(tk.ID()), time.Minute)
+	if err != nil {
+		t.Fatalf("lock not released: %v", err)
+	}
+	_ = l.Unlock(context.Background())
+}
+
 func TestConcurrentRefreshSingleFlight(t *testing.T) {
+	tests := []struct {
+		name     string
+		lifetime time.Duration // of refreshed access tokens
+	}{
+		{"tokens outlive the refresh margin", time.Hour},
+		// Fresh tokens are due again at once (RefreshBefore is 1m); the
+		// waiters must still see that someone else refreshed.
+		{"tokens shorter-lived than the refresh margin", 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testConcurrentRefreshSingleFlight(t, tt.lifetime) })
+	}
+}
+
+func testConcurrentRefreshSingleFlight(t *testing.T, lifetime time.Duration) {
 	const n = 8
 	e, fs := newFaultyEnv(t, nil)
 	release := make(chan struct{})
-	inner := rotatingRefresh(e.clock)
+	var refreshes atomic.Int32
 	e.rp.refresh = func(ctx context.Context, rt string) (*oidc.Tokens, error) {
 		<-release
-		return inner(ctx, rt)
+		i := refreshes.Add(1) + 1
+		return &oidc.Tokens{AccessToken: fmt.Sprintf("at-%d", i), RefreshToken: fmt.Sprintf("rt-%d", i),
+			Expiry: e.clock.Now().Add(lifetime)}, nil
 	}
 	c := e.sessionCookie(t)
 	setTokenExpiry(t, e.a, e.store, e.codec, c, e.clock.Now().Add(30*time.Second))

@@ -382,3 +382,39 @@ func TestUserinfoEmailVerification(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscoverToleratesTrailingSlash covers providers whose issuer ends in
+// "/" (Auth0) configured without it, or through a discovery URL (which loses
+// it), and the reverse. ID tokens must then carry the provider's spelling.
+func TestDiscoverToleratesTrailingSlash(t *testing.T) {
+	tests := []struct {
+		name       string
+		provider   func(base string) string // the discovery document's issuer
+		configured func(base string) string
+	}{
+		{"provider slash, configured without", func(b string) string { return b + "/" }, func(b string) string { return b }},
+		{"provider slash, discovery URL", func(b string) string { return b + "/" }, func(b string) string { return b + "/.well-known/openid-configuration" }},
+		{"provider without, configured slash", func(b string) string { return b }, func(b string) string { return b + "/" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeOP(t)
+			iss := tt.provider(f.srv.URL)
+			f.discovery["issuer"] = iss
+			f.idClaims["iss"] = iss
+			rp := newRP(t, oidc.Options{Issuer: tt.configured(f.srv.URL)})
+			if err := rp.Discover(context.Background()); err != nil {
+				t.Fatalf("Discover: %v", err)
+			}
+			if _, err := rp.Exchange(context.Background(), "c", "v", "n", redirectURL); err != nil {
+				t.Fatalf("Exchange with the provider's issuer: %v", err)
+			}
+			f.mu.Lock()
+			f.idClaims["iss"] = tt.configured(f.srv.URL)
+			f.mu.Unlock()
+			if _, err := rp.Exchange(context.Background(), "c", "v", "n", redirectURL); !errors.Is(err, oidc.ErrVerification) {
+				t.Fatalf("Exchange with another spelling of the issuer: %v, want ErrVerification", err)
+			}
+		})
+	}
+}

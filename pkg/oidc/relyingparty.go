@@ -201,10 +201,10 @@ func (rp *RelyingParty) clientContext(ctx context.Context) context.Context {
 // ready. It may be called again to pick up a changed document.
 func (rp *RelyingParty) Discover(ctx context.Context) error {
 	cctx := rp.clientContext(ctx)
-	if rp.skipIssuer {
-		cctx = gooidc.InsecureIssuerURLContext(cctx, rp.issuer)
-	}
-	provider, err := gooidc.NewProvider(cctx, rp.issuer)
+	// go-oidc's own issuer check is exact; it is done below instead, so
+	// that a trailing slash the configuration and the provider spell
+	// differently does not fail discovery forever.
+	provider, err := gooidc.NewProvider(gooidc.InsecureIssuerURLContext(cctx, rp.issuer), rp.issuer)
 	if err != nil {
 		return fmt.Errorf("oidc: discovery at %s: %w", rp.issuer, err)
 	}
@@ -217,12 +217,25 @@ func (rp *RelyingParty) Discover(ctx context.Context) error {
 	if err := provider.Claims(&meta); err != nil {
 		return fmt.Errorf("oidc: discovery at %s: %w", rp.issuer, err)
 	}
-	if rp.skipIssuer && meta.IssuerURL != rp.issuer {
+	switch {
+	case meta.IssuerURL == rp.issuer:
+	case strings.TrimSuffix(meta.IssuerURL, "/") == strings.TrimSuffix(rp.issuer, "/"):
+		// Same issuer, other spelling (Auth0's issuers end in "/", and a
+		// discovery URL loses it when its suffix is cut). The document
+		// was fetched from this very URL, so trusting its spelling trusts
+		// nobody new; ID tokens carry that spelling in "iss".
+		rp.log.Info("oidc: the provider spells the issuer with a different trailing slash; using its spelling",
+			zap.String("configured_issuer", rp.issuer), zap.String("discovered_issuer", meta.IssuerURL))
+		provider = meta.ProviderConfig.NewProvider(cctx)
+	case rp.skipIssuer:
 		// Verify ID tokens against the issuer the document names, not the
 		// configured one, so the "iss" check stays meaningful.
 		rp.log.Warn("oidc: discovery issuer differs from the configured issuer; trusting the discovered one",
 			zap.String("configured_issuer", rp.issuer), zap.String("discovered_issuer", meta.IssuerURL))
 		provider = meta.ProviderConfig.NewProvider(cctx)
+	default:
+		return fmt.Errorf("oidc: discovery at %s: %w", rp.issuer,
+			&gooidc.IssuerMismatchError{Provided: rp.issuer, Discovered: meta.IssuerURL})
 	}
 	if meta.AuthURL == "" || meta.TokenURL == "" || meta.JWKSURL == "" {
 		return fmt.Errorf("oidc: discovery at %s: authorization_endpoint, token_endpoint and jwks_uri are required", rp.issuer)
