@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -132,7 +133,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	published, pubErr := m.publish(ctx, st.Bundle())
+	published, pubErr := m.publish(ctx, st, false)
+	if errors.Is(pubErr, errStaleView) {
+		// Another replica rotated and published after this one read the
+		// Secret: adopt its state rather than drop its CA from the bundle.
+		if st, err = m.converge(ctx, nil); err != nil {
+			return err
+		}
+		published, pubErr = m.publish(ctx, st, true)
+	}
 	if published && st.CAPublishedAt.IsZero() {
 		if st, err = m.converge(ctx, st.CA.Cert); err != nil {
 			return err
@@ -211,10 +220,20 @@ func (m *Manager) converge(ctx context.Context, published *x509.Certificate) (St
 	}
 }
 
-// publish writes bundle into the caBundle of every webhook of the
-// configuration (re-applying it if someone overwrote it), and reports
-// whether they all carry it now.
-func (m *Manager) publish(ctx context.Context, bundle []byte) (bool, error) {
+// errStaleView means the caBundle holds a valid CA the Secret as this
+// replica read it does not know: most likely another replica rotated the CA
+// and published it in between, and writing this replica's bundle would
+// remove the new CA just before serving certificates switch to it.
+var errStaleView = errors.New("the caBundle holds a CA unknown to the Secret as read")
+
+// publish writes the state's bundle into the caBundle of every webhook of
+// the configuration (re-applying it if someone overwrote it), and reports
+// whether they all carry it now. Unless force is set it refuses, with
+// errStaleView, to remove an unexpired CA it does not know; the caller
+// re-reads the Secret and publishes again with force (a CA still unknown
+// then is foreign, e.g. from a deleted Secret, and is replaced).
+func (m *Manager) publish(ctx context.Context, st State, force bool) (bool, error) {
+	bundle := st.Bundle()
 	key := types.NamespacedName{Name: m.cfg.WebhookConfigName}
 	for attempt := 0; attempt < 5; attempt++ {
 		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
@@ -223,6 +242,9 @@ func (m *Manager) publish(ctx context.Context, bundle []byte) (bool, error) {
 		}
 		if len(cfg.Webhooks) == 0 {
 			return false, fmt.Errorf("MutatingWebhookConfiguration %s has no webhooks", key.Name)
+		}
+		if !force && m.holdsUnknownCA(cfg, st.Trusted) {
+			return false, errStaleView
 		}
 		changed := false
 		for i := range cfg.Webhooks {
@@ -245,6 +267,24 @@ func (m *Manager) publish(ctx context.Context, bundle []byte) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("updating caBundle of MutatingWebhookConfiguration %s: too many conflicts", key.Name)
+}
+
+// holdsUnknownCA reports whether a webhook's caBundle has an unexpired
+// certificate that is not in trusted.
+func (m *Manager) holdsUnknownCA(cfg *admissionregistrationv1.MutatingWebhookConfiguration, trusted []*x509.Certificate) bool {
+	now := m.cfg.Now()
+	for _, wh := range cfg.Webhooks {
+		certs, err := ParseCertificates(wh.ClientConfig.CABundle)
+		if err != nil {
+			continue // unreadable: nothing worth keeping, replace it
+		}
+		for _, c := range certs {
+			if now.Before(c.NotAfter) && !slices.ContainsFunc(trusted, c.Equal) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // writeFiles puts the serving pair where the webhook server's certwatcher

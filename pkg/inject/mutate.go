@@ -1,7 +1,10 @@
 package inject
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,7 +48,15 @@ func Mutate(pod *corev1.Pod, ns Namespace, s Settings) (Result, error) {
 	if reason := skipReason(pod, ns, s); reason != "" {
 		return Result{Pod: pod, Skipped: reason}, nil
 	}
-	if alreadyInjected(pod) {
+	if _, ok := pod.Annotations[AnnotationStatus]; ok {
+		// Re-admission (reinvocation, or the injected output applied
+		// again) changes nothing, but only when everything the status
+		// records is really there: a copied pod that kept the status but
+		// lost init-redirect would otherwise be admitted with its port
+		// open to the network.
+		if err := checkInjected(pod); err != nil {
+			return Result{}, err
+		}
 		return Result{Pod: pod, AlreadyInjected: true}, nil
 	}
 	req := parse(pod)
@@ -58,6 +69,20 @@ func Mutate(pod *corev1.Pod, ns Namespace, s Settings) (Result, error) {
 		return Result{}, err
 	}
 	return Result{Pod: out}, nil
+}
+
+// Skip says why pod is not ours to inject, or "" when it is, from the pod and
+// its namespace's name alone. The webhook asks it before looking up the
+// namespace's labels, so a failing lookup can only ever refuse pods that
+// asked for protection. Mutate applies the same check.
+func Skip(pod *corev1.Pod, namespace string, s Settings) string {
+	if pod == nil {
+		return ""
+	}
+	if namespace == "" {
+		namespace = pod.Namespace
+	}
+	return skipReason(pod, Namespace{Name: namespace}, s)
 }
 
 // skipReason says why pod is not ours to inject, or "" when it is. An inject
@@ -81,14 +106,41 @@ func skipReason(pod *corev1.Pod, ns Namespace, s Settings) string {
 	return ""
 }
 
-// alreadyInjected is true when a previous admission (or a reinvocation)
-// injected the pod: the status annotation is there and so is the proxy.
-func alreadyInjected(pod *corev1.Pod) bool {
-	if _, ok := pod.Annotations[AnnotationStatus]; !ok {
-		return false
+// checkInjected accepts a pod carrying the status annotation only when the
+// status parses and every container and volume it lists is present, the
+// proxy among them, and init-redirect too in redirect mode. Otherwise the
+// pod is refused: injecting again would duplicate what is there, and
+// admitting it could leave the port unprotected.
+func checkInjected(pod *corev1.Pod) error {
+	const fix = "remove " + AnnotationStatus + " and the containers and volumes it lists from the pod template, so that the injector injects the pod afresh"
+	var st Status
+	if err := json.Unmarshal([]byte(pod.Annotations[AnnotationStatus]), &st); err != nil {
+		return &Denial{Annotation: AnnotationStatus, Problem: "is not the injector's status record (" + err.Error() + "); only the injector writes this annotation", Fix: fix}
 	}
-	return hasContainer(pod.Spec.Containers, ProxyContainerName) ||
-		hasContainer(pod.Spec.InitContainers, ProxyContainerName)
+	var missing []string
+	need := func(what, name string, present bool) {
+		if !present {
+			missing = append(missing, fmt.Sprintf("%s %q", what, name))
+		}
+	}
+	need("container", ProxyContainerName, hasContainer(pod.Spec.Containers, ProxyContainerName) || hasContainer(pod.Spec.InitContainers, ProxyContainerName))
+	if st.Mode != ModeRebind {
+		need("init container", RedirectContainerName, hasContainer(pod.Spec.InitContainers, RedirectContainerName))
+	}
+	for _, name := range st.Containers {
+		need("container", name, hasContainer(pod.Spec.Containers, name))
+	}
+	for _, name := range st.InitContainers {
+		need("init container", name, hasContainer(pod.Spec.InitContainers, name))
+	}
+	for _, name := range st.Volumes {
+		need("volume", name, slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name }))
+	}
+	missing = slices.Compact(missing)
+	if len(missing) > 0 {
+		return &Denial{Annotation: AnnotationStatus, Problem: "records an injection, but the pod lacks " + strings.Join(missing, ", ") + "; only the injector writes this annotation", Fix: fix}
+	}
+	return nil
 }
 
 func hasContainer(cs []corev1.Container, name string) bool {

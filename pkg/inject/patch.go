@@ -40,6 +40,9 @@ type Status struct {
 	Containers     []string         `json:"containers"`
 	InitContainers []string         `json:"initContainers"`
 	Volumes        []string         `json:"volumes"`
+	// Sysctls lists the pod sysctls the injector added (rebind of a port
+	// below 1024).
+	Sysctls []string `json:"sysctls,omitempty"`
 	// Probes are the rewritten probe paths.
 	Probes []string `json:"probes,omitempty"`
 }
@@ -71,6 +74,16 @@ func patch(pod *corev1.Pod, p plan, s Settings) (*corev1.Pod, error) {
 		c := &out.Spec.Containers[p.envTarget]
 		st.RebindEnv = &RebindEnvStatus{Container: c.Name, Name: p.rebindEnv,
 			Replaced: setEnv(c, p.rebindEnv, strconv.Itoa(int(p.appPort)))}
+	}
+	if p.unprivilegedPortStart != nil {
+		// The proxy binds the pod's privileged port itself.
+		if out.Spec.SecurityContext == nil {
+			out.Spec.SecurityContext = &corev1.PodSecurityContext{}
+		}
+		out.Spec.SecurityContext.Sysctls = append(out.Spec.SecurityContext.Sysctls, corev1.Sysctl{
+			Name: UnprivilegedPortStartSysctl, Value: strconv.Itoa(int(*p.unprivilegedPortStart)),
+		})
+		st.Sysctls = append(st.Sysctls, UnprivilegedPortStartSysctl)
 	}
 	if p.configMap != "" {
 		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{

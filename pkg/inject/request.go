@@ -17,7 +17,6 @@ type value struct {
 // fails, validate turns it into a plan or a list of denials.
 type request struct {
 	inject        value
-	status        value
 	port          value
 	config        value
 	secret        value
@@ -61,7 +60,6 @@ func parse(pod *corev1.Pod) request {
 	}
 	r := request{
 		inject:        get(AnnotationInject),
-		status:        get(AnnotationStatus),
 		port:          get(AnnotationPort),
 		config:        get(AnnotationConfig),
 		secret:        get(AnnotationSecret),

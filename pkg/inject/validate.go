@@ -26,10 +26,14 @@ type plan struct {
 	rebindEnv string
 	envTarget int
 	native    bool
-	resources corev1.ResourceRequirements
-	logLevel  string
-	configMap string
-	secret    string
+	// unprivilegedPortStart, when set, is the value of the pod sysctl
+	// UnprivilegedPortStartSysctl that lets the non-root proxy bind a
+	// protected port below 1024 in rebind mode.
+	unprivilegedPortStart *int32
+	resources             corev1.ResourceRequirements
+	logLevel              string
+	configMap             string
+	secret                string
 	// probes are the app's original network probes, keyed by their
 	// rewritten path.
 	probes probe.Set
@@ -59,10 +63,6 @@ func validate(r request, pod *corev1.Pod, ns Namespace, s Settings) (plan, error
 	if !strings.EqualFold(r.inject.v, "true") {
 		d.add(AnnotationInject, fmt.Sprintf("value %q is neither \"true\" nor \"false\"", r.inject.v),
 			`set it to "true" to protect the pod with the proxy, or to "false" to opt out`)
-	}
-	if r.status.set {
-		d.add(AnnotationStatus, "is set but the pod has no "+ProxyContainerName+" container; only the injector writes this annotation",
-			"remove "+AnnotationStatus+" from the pod template")
 	}
 	for _, k := range r.unknown {
 		d.add(k, "is not an annotation the injector knows",
@@ -118,6 +118,10 @@ func validate(r request, pod *corev1.Pod, ns Namespace, s Settings) (plan, error
 			d.add(AnnotationRebindPort, fmt.Sprintf("app port %d is reserved for the proxy", p.appPort),
 				fmt.Sprintf("choose another port, or remove it to use %d", DefaultRebindAppPort))
 		}
+	}
+
+	if modeOK && mode == ModeRebind && portOK {
+		p.unprivilegedPortStart = checkLowPort(&d, pod, p.port)
 	}
 
 	p.native = resolveNative(&d, r.nativeSidecar, s)
@@ -289,6 +293,36 @@ func checkPortUse(d *denials, pod *corev1.Pod, mode Mode) {
 			}
 		}
 	}
+}
+
+// UnprivilegedPortStartSysctl is the namespaced, "safe" sysctl (allowed by
+// every Pod Security level) below which binding a port needs a capability.
+const UnprivilegedPortStartSysctl = "net.ipv4.ip_unprivileged_port_start"
+
+// checkLowPort handles rebind of a port below 1024: the proxy runs as
+// non-root with every capability dropped (and no_new_privs, so even file
+// capabilities do not help), so it can bind the port only when the pod's
+// ip_unprivileged_port_start is at most the port. It returns the value to
+// set, or nil when nothing needs setting; a pod that already sets the sysctl
+// higher is refused.
+func checkLowPort(d *denials, pod *corev1.Pod, port int32) *int32 {
+	if port >= 1024 {
+		return nil
+	}
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		for _, sy := range sc.Sysctls {
+			if sy.Name != UnprivilegedPortStartSysctl {
+				continue
+			}
+			if n, err := strconv.Atoi(strings.TrimSpace(sy.Value)); err == nil && n <= int(port) {
+				return nil
+			}
+			d.add(AnnotationMode, fmt.Sprintf("in rebind mode the non-root proxy binds port %d, but the pod sets the sysctl %s to %q, which keeps that port privileged", port, UnprivilegedPortStartSysctl, sy.Value),
+				fmt.Sprintf("set the sysctl to %d or less, remove it, or use %s: redirect", port, AnnotationMode))
+			return nil
+		}
+	}
+	return ptr(port)
 }
 
 func resolveNative(d *denials, v value, s Settings) bool {

@@ -125,6 +125,13 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if nsName == "" {
 		nsName = pod.Namespace
 	}
+	// Pods that are not ours are allowed before the namespace lookup: when
+	// the API server does not evaluate matchConditions, every pod reaches
+	// this handler, and a lookup failure must not refuse pods that never
+	// asked for protection.
+	if reason := inject.Skip(pod, nsName, h.settings); reason != "" {
+		return admission.Allowed(reason), ResultSkipped, pod
+	}
 	ns, err := h.namespaces.GetNamespace(ctx, nsName)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError,

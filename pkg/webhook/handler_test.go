@@ -119,6 +119,10 @@ func TestHandle(t *testing.T) {
 			wantMsg: []string{"decoding the pod"}, wantCode: http.StatusBadRequest, wantResult: ResultError},
 		{name: "namespace lookup failure is an error", ns: "gone", pod: pod(map[string]string{inject.AnnotationInject: "true"}),
 			wantMsg: []string{`namespace "gone"`}, wantCode: http.StatusInternalServerError, wantResult: ResultError},
+		{name: "plain pod allowed when the namespace lookup fails", ns: "gone", pod: pod(nil),
+			wantAllowed: true, wantResult: ResultSkipped},
+		{name: "opted-out pod allowed when the namespace lookup fails", ns: "gone", pod: pod(map[string]string{inject.AnnotationInject: "false"}),
+			wantAllowed: true, wantResult: ResultSkipped},
 		{name: "mutation failure that is not a denial is an error", ns: "apps", pod: pod(map[string]string{inject.AnnotationInject: "true"}),
 			mutate: func(*corev1.Pod, inject.Namespace, inject.Settings) (inject.Result, error) {
 				return inject.Result{}, errors.New("boom")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -157,6 +159,20 @@ func TestInjector(t *testing.T) {
 		}
 		if _, err := proxyContainer(pod); err != nil {
 			t.Error(err)
+		}
+		// Rebind of a port below 1024: the sysctl that lets the non-root
+		// proxy bind it passes the API server's Pod Security admission.
+		low := pod.DeepCopy()
+		low.ObjectMeta = annotatedPod(ns, map[string]string{inject.AnnotationMode: "rebind", inject.AnnotationRebindEnv: "PORT"}).ObjectMeta
+		low.Spec.InitContainers = nil
+		low.Spec.Containers = low.Spec.Containers[len(low.Spec.Containers)-1:]
+		low.Spec.Containers[0].Env = nil
+		low.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 80}}
+		if err := env.client.Create(ctx, low); err != nil {
+			t.Fatalf("rebind of port 80 in a restricted namespace: %v", err)
+		}
+		if sc := low.Spec.SecurityContext; sc == nil || len(sc.Sysctls) != 1 || sc.Sysctls[0].Value != "80" {
+			t.Errorf("pod sysctls = %+v, want %s=80", sc, inject.UnprivilegedPortStartSysctl)
 		}
 	})
 
@@ -348,6 +364,77 @@ func TestReplicasConvergeOnOneSecret(t *testing.T) {
 		}
 		if string(got) != string(st.Serving.CertPEM) {
 			t.Errorf("replica %d serves a certificate that is not the Secret's", i)
+		}
+	}
+}
+
+// TestStaleReplicaKeepsTheNewCAInTheBundle: replica A reads the Secret, then
+// replica B rotates the CA and publishes it before A writes the caBundle.
+// A must not put back its stale bundle (which lacks the new CA that serving
+// certificates are about to switch to); it adopts B's state instead.
+func TestStaleReplicaKeepsTheNewCAInTheBundle(t *testing.T) {
+	ctx := context.Background()
+	const secret = "stale-replica-certs"
+	lifetime := 24 * time.Hour
+	newManager := func(c client.Client, now func() time.Time) *certs.Manager {
+		m, err := certs.New(c, certs.Config{Namespace: injectorNamespace, SecretName: secret,
+			WebhookConfigName: webhookConfigName, ServiceName: "mcp-oidc-injector", CertDir: t.TempDir(),
+			CALifetime: lifetime, ServingLifetime: time.Hour, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	// B lives late in the CA's life, so its first pass rotates the CA.
+	b := newManager(env.client, func() time.Time { return time.Now().Add(lifetime * 9 / 10) })
+	var armed atomic.Bool
+	var bErr error
+	base, err := client.NewWithWatch(env.cfg, client.Options{Scheme: env.client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aClient := interceptor.NewClient(base, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*admissionregistrationv1.MutatingWebhookConfiguration); ok && armed.CompareAndSwap(true, false) {
+				bErr = b.Reconcile(ctx) // B rotates between A's Secret read and its caBundle write
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	a := newManager(aClient, time.Now)
+	if err := a.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	armed.Store(true)
+	if err := a.Reconcile(ctx); err != nil {
+		t.Fatalf("replica A: %v", err)
+	}
+	if bErr != nil {
+		t.Fatalf("replica B: %v", bErr)
+	}
+	st, err := a.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CA.Cert.Equal(first.CA.Cert) {
+		t.Fatal("replica B did not rotate the CA; the test proves nothing")
+	}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := env.client.Get(ctx, types.NamespacedName{Name: webhookConfigName}, mwc); err != nil {
+		t.Fatal(err)
+	}
+	for _, wh := range mwc.Webhooks {
+		bundle, err := certs.ParseCertificates(wh.ClientConfig.CABundle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(bundle, st.CA.Cert.Equal) || !slices.ContainsFunc(bundle, first.CA.Cert.Equal) {
+			t.Errorf("webhook %s caBundle has %d certificates; want both the new CA and the old one", wh.Name, len(bundle))
 		}
 	}
 }

@@ -151,6 +151,13 @@ type injector struct {
 // through it, and stops it when the test ends.
 func startInjector(t *testing.T, secretName string, extra ...string) *injector {
 	t.Helper()
+	return startInjectorAs(t, env.cfg, secretName, extra...)
+}
+
+// startInjectorAs is startInjector with the injector reaching the API server
+// through cfg (e.g. impersonating its ServiceAccount).
+func startInjectorAs(t *testing.T, cfg *rest.Config, secretName string, extra ...string) *injector {
+	t.Helper()
 	health, err := freePort()
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +195,7 @@ func startInjector(t *testing.T, secretName string, extra ...string) *injector {
 	inj := &injector{stop: cancel, done: make(chan error, 1), logs: logs,
 		health:  fmt.Sprintf("http://127.0.0.1:%d", health),
 		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)}
-	go func() { inj.done <- app.Run(ctx, o, app.Deps{REST: env.cfg, Log: app.NewLogger("info", logs)}) }()
+	go func() { inj.done <- app.Run(ctx, o, app.Deps{REST: cfg, Log: app.NewLogger("info", logs)}) }()
 	t.Cleanup(func() {
 		inj.Stop(t)
 		if t.Failed() {

@@ -35,11 +35,14 @@ import (
 )
 
 const (
-	clientAddr = "192.0.2.1" // TEST-NET-1, only inside our namespaces
-	podAddr    = "192.0.2.2"
-	appPort    = 8080  // the pod port the app listens on
-	proxyPort  = 15080 // the proxy's protected listener
-	adminPort  = 15090 // the proxy's admin listener
+	clientAddr  = "192.0.2.1" // TEST-NET-1, only inside our namespaces
+	podAddr     = "192.0.2.2"
+	clientAddr6 = "2001:db8::1" // documentation prefix, only inside our namespaces
+	podAddr6    = "2001:db8::2"
+	otherPort   = 9090  // another app port, which the redirect must not touch
+	appPort     = 8080  // the pod port the app listens on
+	proxyPort   = 15080 // the proxy's protected listener
+	adminPort   = 15090 // the proxy's admin listener
 )
 
 // netns is one network namespace created by the test.
@@ -116,13 +119,14 @@ type appSeen struct {
 	ForwardedHost string `json:"x_forwarded_host"`
 }
 
-// startApp runs the "MCP server" on 0.0.0.0:appPort inside the pod.
-func startApp(t *testing.T, pod *netns) {
+// startApp runs the "MCP server" on port inside the pod, on every address
+// (IPv4 and IPv6), as apps usually listen.
+func startApp(t *testing.T, pod *netns, port int) {
 	t.Helper()
 	var ln net.Listener
 	if err := pod.do(func() error {
 		var err error
-		ln, err = net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", appPort))
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -247,17 +251,26 @@ func TestRedirectTakesOverThePodPortInANetworkNamespace(t *testing.T) {
 	run(t, "ip", "-n", client.name, "link", "set", vethClient, "up")
 	run(t, "ip", "-n", pod.name, "addr", "add", podAddr+"/24", "dev", vethPod)
 	run(t, "ip", "-n", pod.name, "link", "set", vethPod, "up")
+	// IPv6 too (nodad: usable at once), so the rule is shown to cover both
+	// families.
+	run(t, "ip", "-n", client.name, "addr", "add", clientAddr6+"/64", "dev", vethClient, "nodad")
+	run(t, "ip", "-n", pod.name, "addr", "add", podAddr6+"/64", "dev", vethPod, "nodad")
 
-	startApp(t, pod)
+	startApp(t, pod, appPort)
+	startApp(t, pod, otherPort)
 	fromClient := client.client()
 	fromPod := pod.client()
 	podURL := fmt.Sprintf("http://%s:%d", podAddr, appPort)
+	podURL6 := fmt.Sprintf("http://[%s]:%d", podAddr6, appPort)
 
 	// Control: before the takeover the client reaches the app directly, so
 	// the assertions below can fail.
 	var seen appSeen
 	if code := getJSON(t, fromClient, newRequest(t, http.MethodGet, podURL+"/mcp", nil), &seen); code != http.StatusOK || !seen.App || seen.ForwardedFor != "" {
 		t.Fatalf("before init-redirect: status %d, app saw %+v; want the app answering directly", code, seen)
+	}
+	if code := getJSON(t, fromClient, newRequest(t, http.MethodGet, podURL6+"/mcp", nil), &seen); code != http.StatusOK || !seen.App || seen.ForwardedFor != "" {
+		t.Fatalf("before init-redirect, over IPv6: status %d, app saw %+v; want the app answering directly", code, seen)
 	}
 
 	// The proxy: OIDC mode (its provider is unreachable, which does not
@@ -271,7 +284,7 @@ func TestRedirectTakesOverThePodPortInANetworkNamespace(t *testing.T) {
 	}
 	proxyLog := &syncBuffer{}
 	proxy := exec.Command("ip", "netns", "exec", pod.name, bin,
-		"--listen", fmt.Sprintf("0.0.0.0:%d", proxyPort),
+		"--listen", fmt.Sprintf(":%d", proxyPort), // as injected: every address, both families
 		"--admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort),
 		"--upstream", fmt.Sprintf("http://127.0.0.1:%d", appPort),
 		"--auth-mode", "oidc",
@@ -328,6 +341,27 @@ func TestRedirectTakesOverThePodPortInANetworkNamespace(t *testing.T) {
 		}
 		if code := getJSON(t, fromClient, req, &body); code != http.StatusUnauthorized || body.Error.Code != "unauthenticated" {
 			t.Fatalf("POST %s/mcp from outside: %d %+v, want 401 unauthenticated from the proxy", podURL, code, body)
+		}
+	})
+
+	t.Run("outside caller over IPv6 lands on the proxy and gets 401", func(t *testing.T) {
+		req := newRequest(t, http.MethodGet, podURL6+"/mcp", nil)
+		req.Header.Set("Accept", "application/json")
+		resp, err := fromClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("GET %s/mcp from outside over IPv6: %d, want 401 from the proxy", podURL6, resp.StatusCode)
+		}
+	})
+
+	t.Run("other ports are not redirected", func(t *testing.T) {
+		var seen appSeen
+		url := fmt.Sprintf("http://%s:%d/mcp", podAddr, otherPort)
+		if code := getJSON(t, fromClient, newRequest(t, http.MethodGet, url, nil), &seen); code != http.StatusOK || !seen.App || seen.ForwardedFor != "" {
+			t.Fatalf("GET %s from outside: %d %+v, want the app directly", url, code, seen)
 		}
 	})
 
