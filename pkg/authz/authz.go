@@ -17,8 +17,8 @@ import (
 )
 
 // Rules are allow-lists; an empty list does not restrict. A caller must pass
-// every non-empty list: the e-mail rule (domain OR address), the group rule
-// and every required claim.
+// every non-empty list: the e-mail rule (domain OR address, and the provider
+// must have verified the address), the group rule and every required claim.
 type Rules struct {
 	AllowedEmailDomains []string
 	AllowedEmails       []string
@@ -68,6 +68,11 @@ func (p *Policy) Check(id *identity.Identity) error {
 		return fmt.Errorf("no authenticated identity")
 	}
 	if len(r.AllowedEmailDomains) > 0 || len(r.AllowedEmails) > 0 {
+		// An unverified address proves nothing: many providers let anyone
+		// sign up as alice@example.com without owning that mailbox.
+		if !id.EmailVerified {
+			return fmt.Errorf("your e-mail address is not verified by the identity provider, so it cannot be used to allow you in")
+		}
 		email := strings.ToLower(id.Email)
 		ok := email != "" && slices.Contains(r.AllowedEmails, email)
 		if at := strings.LastIndexByte(email, '@'); !ok && at > 0 {

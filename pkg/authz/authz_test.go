@@ -10,7 +10,8 @@ import (
 )
 
 func TestCheck(t *testing.T) {
-	alice := &identity.Identity{Subject: "a", Email: "Alice@Example.com", Groups: []string{"dev", "ops"}}
+	alice := &identity.Identity{Subject: "a", Email: "Alice@Example.com", EmailVerified: true, Groups: []string{"dev", "ops"}}
+	unverified := &identity.Identity{Subject: "m", Email: "alice@example.com", Groups: []string{"dev", "ops"}}
 	tests := []struct {
 		name  string
 		rules Rules
@@ -26,6 +27,9 @@ func TestCheck(t *testing.T) {
 		{"address match", Rules{AllowedEmails: []string{"alice@example.com"}}, alice, true},
 		{"address or domain", Rules{AllowedEmails: []string{"bob@x.org"}, AllowedEmailDomains: []string{"example.com"}}, alice, true},
 		{"no email with email rule", Rules{AllowedEmailDomains: []string{"example.com"}}, &identity.Identity{Subject: "x"}, false},
+		{"unverified address, domain rule", Rules{AllowedEmailDomains: []string{"example.com"}}, unverified, false},
+		{"unverified address, address rule", Rules{AllowedEmails: []string{"alice@example.com"}}, unverified, false},
+		{"unverified address, no e-mail rule", Rules{AllowedGroups: []string{"ops"}}, unverified, true},
 		{"group match", Rules{AllowedGroups: []string{"ops"}}, alice, true},
 		{"group mismatch", Rules{AllowedGroups: []string{"admins"}}, alice, false},
 		{"both rules must pass", Rules{AllowedGroups: []string{"admins"}, AllowedEmailDomains: []string{"example.com"}}, alice, false},

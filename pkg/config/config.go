@@ -154,7 +154,7 @@ type HeadersConfig struct {
 // allow every authenticated user.
 type AuthzConfig struct {
 	AllowedEmailDomains []string `yaml:"allowed_email_domains" reload:"true" usage:"comma-separated e-mail domains allowed in (verified e-mail required)"`
-	AllowedEmails       []string `yaml:"allowed_emails" reload:"true" usage:"comma-separated e-mail addresses allowed in"`
+	AllowedEmails       []string `yaml:"allowed_emails" reload:"true" usage:"comma-separated e-mail addresses allowed in (verified e-mail required)"`
 	AllowedGroups       []string `yaml:"allowed_groups" reload:"true" usage:"comma-separated groups; membership in one is required"`
 	RequiredClaims      []string `yaml:"required_claims" reload:"true" usage:"comma-separated claim=value pairs every caller must carry (for list claims: membership); cookie sessions carry the standard claims only"`
 }

@@ -47,8 +47,14 @@ type Loaded struct {
 var ErrHelp = flag.ErrHelp
 
 // Load merges defaults, cluster defaults (ClusterDefaultsEnv), the YAML file,
-// the environment and the flags, in increasing precedence, then reads secret files. It does not validate; call
-// Validate on the result.
+// the environment and the flags, in increasing precedence, then reads secret
+// files. It does not validate; call Validate on the result.
+//
+// When only individual settings are wrong (a value that does not parse, an
+// unreadable secret file) Load returns their FieldErrors together with the
+// configuration merged from everything else, so the caller can add
+// Validate's findings and report every problem at once. Other errors (usage,
+// an unreadable or malformed file) return a nil configuration.
 func Load(src Source) (*Loaded, error) {
 	if src.ReadFile == nil {
 		src.ReadFile = os.ReadFile
@@ -110,10 +116,7 @@ func Load(src Source) (*Loaded, error) {
 		}
 	})
 	errs = append(errs, readSecretFiles(cfg, src.ReadFile)...)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // stringFlag records a flag's raw text; conversion happens in Field.set so

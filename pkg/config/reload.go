@@ -21,17 +21,45 @@ type Reloader struct {
 	current Config
 	apply   func(Config)
 	log     *zap.Logger
+	observe func(result string)
 }
+
+// Results of a reload attempt, as passed to the observer set with
+// WithObserver (the config_reloads_total{result} metric).
+const (
+	// ReloadApplied: reloadable settings changed and were applied.
+	ReloadApplied = "applied"
+	// ReloadUnchanged: the new configuration is valid but changes no
+	// reloadable setting.
+	ReloadUnchanged = "unchanged"
+	// ReloadRefused: the new configuration did not load or validate (or the
+	// file was empty); the running one is kept.
+	ReloadRefused = "refused"
+)
 
 // NewReloader starts from the running configuration current, loaded from src.
 // apply is called with the new effective configuration (the running one with
 // its reloadable fields replaced) after each successful reload.
 func NewReloader(src Source, loaded *Loaded, apply func(Config), log *zap.Logger) *Reloader {
-	return &Reloader{src: src, file: loaded.File, current: loaded.Config, apply: apply, log: log}
+	return &Reloader{src: src, file: loaded.File, current: loaded.Config, apply: apply, log: log, observe: func(string) {}}
+}
+
+// WithObserver reports the result of every reload attempt (ReloadApplied,
+// ReloadUnchanged or ReloadRefused) to obs, so a refused configuration is
+// visible in metrics and not only in a log line.
+func (r *Reloader) WithObserver(obs func(result string)) *Reloader {
+	r.observe = obs
+	return r
 }
 
 // Reload performs one reload and reports whether anything was applied.
 func (r *Reloader) Reload() bool {
+	result := r.reload()
+	r.observe(result)
+	return result == ReloadApplied
+}
+
+func (r *Reloader) reload() string {
 	// An in-place rewrite truncates the file before writing it; a reload
 	// in between would see an empty file, i.e. the defaults, and could
 	// briefly drop the allow-lists (fail open). Refuse an empty file.
@@ -51,14 +79,14 @@ func (r *Reloader) Reload() bool {
 	loaded, err := Load(src)
 	if err == nil && empty {
 		r.log.Warn("configuration reload refused: the file is empty (perhaps mid-write); keeping the running configuration", zap.String("file", r.file))
-		return false
+		return ReloadRefused
 	}
 	if err == nil {
 		err = loaded.Config.Validate()
 	}
 	if err != nil {
 		r.log.Error("configuration reload refused; keeping the running configuration", zap.Error(err))
-		return false
+		return ReloadRefused
 	}
 	next := loaded.Config
 	if pending := r.current.RestartRequired(&next); len(pending) > 0 {
@@ -78,12 +106,12 @@ func (r *Reloader) Reload() bool {
 	}
 	if !changed {
 		r.log.Info("configuration reloaded; nothing to apply")
-		return false
+		return ReloadUnchanged
 	}
 	r.current = eff
 	r.apply(eff)
 	r.log.Info("configuration reloaded and applied")
-	return true
+	return ReloadApplied
 }
 
 // Run reloads on every value from signals (SIGHUP) and on every change of the

@@ -286,3 +286,41 @@ func TestReloaderRefusesEmptyFile(t *testing.T) {
 		t.Errorf("applied emails %v", c.Authz.AllowedEmails)
 	}
 }
+
+// Every reload attempt reports its result, so config_reloads_total shows a
+// refused configuration and not only the applied ones.
+func TestReloaderReportsEveryResult(t *testing.T) {
+	var content string
+	src := Source{
+		Args:     []string{"--config", "/config.yaml"},
+		ReadFile: func(string) ([]byte, error) { return []byte(content), nil },
+	}
+	content = configYAML("http://127.0.0.1:8080", "info", "a@x.test")
+	loaded := mustLoad(t, src)
+	var results []string
+	r := NewReloader(src, loaded, func(Config) {}, zaptest.NewLogger(t)).
+		WithObserver(func(result string) { results = append(results, result) })
+
+	steps := []struct {
+		name    string
+		content string
+		want    string
+	}{
+		{"same file", configYAML("http://127.0.0.1:8080", "info", "a@x.test"), ReloadUnchanged},
+		{"restart-only change", configYAML("http://127.0.0.1:9090", "info", "a@x.test"), ReloadUnchanged},
+		{"reloadable change", configYAML("http://127.0.0.1:8080", "debug", "a@x.test"), ReloadApplied},
+		{"invalid value", configYAML("http://127.0.0.1:8080", "loud", "a@x.test"), ReloadRefused},
+		{"unknown key", "bogus: 1\n", ReloadRefused},
+		{"empty file", "", ReloadRefused},
+	}
+	for _, s := range steps {
+		content = s.content
+		applied := r.Reload()
+		if got := results[len(results)-1]; got != s.want || applied != (s.want == ReloadApplied) {
+			t.Errorf("%s: result %q (applied %v), want %q", s.name, got, applied, s.want)
+		}
+	}
+	if len(results) != len(steps) {
+		t.Errorf("observer called %d times for %d reloads", len(results), len(steps))
+	}
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -63,6 +64,11 @@ func (c *Config) Validate() error {
 	}
 	checkURL("upstream", c.Upstream, true)
 	checkURL("external_url", c.ExternalURL, false)
+	if u, err := url.Parse(c.ExternalURL); err == nil && c.ExternalURL != "" && (u.RawQuery != "" || u.Fragment != "" || u.User != nil) {
+		// It prefixes every URL the proxy advertises (callback, resource,
+		// issuer), which a query, fragment or user info would break.
+		bad("external_url", "%q must be a base URL like https://mcp.example.com, without query, fragment or user info", u.Redacted())
+	}
 
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -230,6 +236,12 @@ func (c *Config) Validate() error {
 	}
 	if o.RegistrationsPerMinute < 1 {
 		bad("oauth.registrations_per_minute", "must be at least 1")
+	}
+	if o.SigningKeys != "" {
+		if block, _ := pem.Decode([]byte(o.SigningKeys)); block == nil {
+			// Never echo the value: it is a private key.
+			bad("oauth.signing_keys", "no PEM block found; give PEM private keys (-----BEGIN EC PRIVATE KEY----- …), e.g. from `openssl ecparam -name prime256v1 -genkey -noout`")
+		}
 	}
 	checkURL("oauth.external_issuer", o.ExternalIssuer, false)
 	checkURL("oauth.external_jwks_url", o.ExternalJWKSURL, false)

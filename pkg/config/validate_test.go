@@ -57,6 +57,13 @@ func TestValidate(t *testing.T) {
 			c.MCPPath, c.TrustedProxies, c.AllowedOrigins = "/v1/mcp", []string{"10.0.0.0/8", "192.0.2.7"}, []string{"https://app.example.com"}
 			c.OAuth.Mode, c.Authz.RequiredClaims = "external", []string{"tenant=acme", "roles=mcp"}
 		}},
+		{name: "external url with query", base: validOIDC, mutate: func(c *Config) { c.ExternalURL = "https://mcp.example.com/?x=1" },
+			want: []string{"external_url"}},
+		{name: "external url with user info", base: validOIDC, mutate: func(c *Config) { c.ExternalURL = "https://u:pw@mcp.example.com" },
+			want: []string{"external_url"}},
+		{name: "external url with a path", base: validOIDC, mutate: func(c *Config) { c.ExternalURL = "https://example.com/mcp-proxy/" }},
+		{name: "signing keys not PEM", base: validOIDC, mutate: func(c *Config) { c.OAuth.SigningKeys = "not-a-key-hunter2" },
+			want: []string{"oauth.signing_keys"}},
 		{name: "bad mcp path", base: validOIDC, mutate: func(c *Config) { c.MCPPath = "/oauth2/mcp" },
 			want: []string{"mcp_path"}},
 		{name: "bad trusted proxy", base: validOIDC, mutate: func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/33"} },
@@ -197,5 +204,18 @@ func TestRestartRequired(t *testing.T) {
 	b.Upstream, b.Session.TTL, b.OIDC.Scopes = "http://other:1", a.Session.TTL+1, []string{"openid"}
 	if got, want := a.RestartRequired(&b), []string{"upstream", "oidc.scopes", "session.ttl"}; !slices.Equal(got, want) {
 		t.Errorf("RestartRequired = %v, want %v", got, want)
+	}
+}
+
+func TestValidateNeverEchoesSigningKeysOrURLPasswords(t *testing.T) {
+	const secret = "hunter2-Sup3rSecret"
+	c := validOIDC()
+	c.OAuth.SigningKeys = "garbage " + secret
+	c.ExternalURL = "https://admin:" + secret + "@mcp.example.com"
+	err := c.Validate()
+	mustFieldError(t, err, "oauth.signing_keys")
+	mustFieldError(t, err, "external_url")
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("validation error leaks a secret: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,7 +42,7 @@ func New(version string) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "http_requests_total",
-		Help: "Requests served, by status class (2xx..5xx) and route kind (mcp, public, login, session, bypass).",
+		Help: "Requests served, by status class (2xx..5xx) and route kind (mcp, public, login, session, oauth, bypass).",
 	}, []string{"code_class", "route"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "http_request_duration_seconds",
@@ -52,7 +53,7 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "http_requests_in_flight", Help: "Requests being served now.",
 	})
 	m.openStreams = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "open_streams", Help: "Server-sent event and WebSocket streams held open through the proxy.",
+		Namespace: namespace, Name: "open_streams", Help: "Server-sent event streams held open through the proxy.",
 	})
 	m.authOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "auth_total",
@@ -68,7 +69,7 @@ func New(version string) *Metrics {
 	}, []string{"operation"})
 	m.upstreamErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "upstream_errors_total",
-		Help: "Failed attempts to reach the MCP server, by kind (refused, timeout, circuit_open, other).",
+		Help: "Failed forwards to the MCP server, by kind (connect, timeout, circuit_open, client_canceled, other).",
 	}, []string{"kind"})
 	m.breakerState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "upstream_breaker_state",
@@ -124,8 +125,12 @@ func (m *Metrics) RefreshOutcome(outcome string) {
 // UpstreamError implements the proxy's observer.
 func (m *Metrics) UpstreamError(kind string) { m.upstreamErrs.WithLabelValues(kind).Inc() }
 
-// BreakerStateChanged implements the proxy's observer.
+// BreakerStateChanged implements the proxy's observer. The proxy names the
+// middle state "half-open"; the label is "half_open", the spelling
+// Prometheus users expect, so the name is folded before matching (without
+// that, every state gauge read 0 while the breaker was half-open).
 func (m *Metrics) BreakerStateChanged(state string) {
+	state = strings.ReplaceAll(state, "-", "_")
 	for _, s := range []string{"closed", "half_open", "open"} {
 		v := 0.0
 		if s == state {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
@@ -76,5 +77,34 @@ func TestHandlerExposesNamesWithoutMilliseconds(t *testing.T) {
 		if strings.HasPrefix(line, "mcp_oidc_proxy_") && (strings.Contains(line, "_ms") || strings.Contains(line, "milli")) {
 			t.Errorf("metric names must use seconds: %s", line)
 		}
+	}
+}
+
+// The gauge follows the state names the proxy really reports, including
+// "half-open", and exactly one state reads 1 at any time.
+func TestBreakerStateFollowsTheProxysStateNames(t *testing.T) {
+	var _ proxy.Observer = (*Metrics)(nil)
+	tests := []struct {
+		state string
+		label string
+	}{
+		{proxy.BreakerOpen, "open"},
+		{proxy.BreakerHalfOpen, "half_open"},
+		{proxy.BreakerClosed, "closed"},
+	}
+	m := New("v1")
+	for _, tt := range tests {
+		t.Run(tt.state, func(t *testing.T) {
+			m.BreakerStateChanged(tt.state)
+			for _, l := range []string{"closed", "half_open", "open"} {
+				want := 0.0
+				if l == tt.label {
+					want = 1
+				}
+				if got := testutil.ToFloat64(m.breakerState.WithLabelValues(l)); got != want {
+					t.Errorf("after %q: state=%q gauge = %v, want %v", tt.state, l, got, want)
+				}
+			}
+		})
 	}
 }

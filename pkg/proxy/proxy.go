@@ -254,6 +254,12 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 // modifyResponse counts SSE streams. Statuses and bodies are never touched:
 // the MCP transport gives meaning to the upstream's 202/400/404/405.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
+	// The client already has this request's ID (the request ID middleware
+	// set it on the response); an upstream that echoes it, or invents its
+	// own, would otherwise add a second X-Request-ID value.
+	if resp.Request != nil && requestid.FromContext(resp.Request.Context()) != "" {
+		resp.Header.Del(requestid.Header)
+	}
 	// A 101 body is the raw upgraded connection, which ReverseProxy needs
 	// as an io.ReadWriteCloser: never wrap it.
 	if resp.StatusCode == http.StatusSwitchingProtocols || !isEventStream(resp.Header.Get("Content-Type")) {

@@ -103,7 +103,11 @@ func (s *Server) bypass(next http.Handler) http.Handler {
 }
 
 // publicPaths matches unauthenticated paths. Only clean paths can match, so
-// "/public/../mcp" or "/public/%2e%2e/mcp" never skip authentication.
+// "/public/../mcp" or "/public/%2e%2e/mcp" never skip authentication. Paths
+// that upstream stacks may read differently from us never match either:
+// a ";" (Java servlet containers drop ";params", so "/public/..;/mcp" reaches
+// them as "/mcp"), a "%" left after decoding (an upstream that decodes again
+// turns "%2e%2e" into ".."), a backslash or a control character.
 type publicPaths struct {
 	exact    map[string]bool
 	prefixes []string
@@ -125,7 +129,9 @@ func (p *publicPaths) match(urlPath string) bool {
 	if urlPath == "" || path.Clean(urlPath) != urlPath && path.Clean(urlPath)+"/" != urlPath {
 		return false
 	}
-	if strings.Contains(urlPath, "//") || strings.Contains(urlPath, "\\") {
+	if strings.Contains(urlPath, "//") || strings.ContainsFunc(urlPath, func(r rune) bool {
+		return r == '\\' || r == ';' || r == '%' || r < 0x20 || r == 0x7f
+	}) {
 		return false
 	}
 	if p.exact[urlPath] {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -225,7 +226,6 @@ func (s *Server) Apply(cfg config.Config) {
 	s.proxy.SetHeaders(headerNames(cfg.Headers))
 	s.policy.Set(rulesFrom(cfg))
 	s.public.Store(newPublicPaths(cfg.PublicPaths))
-	s.metrics.ConfigReload("applied")
 }
 
 // Metrics exposes the metrics (for the reloader and tests).
@@ -262,9 +262,24 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 		})
 	}
 
+	// http.Server.Shutdown neither waits for nor closes hijacked
+	// connections, and a proxied WebSocket is one. Counting handlers lets
+	// the shutdown wait for them like for any stream, and cancelling the
+	// base context of every request once the grace period is over makes
+	// ReverseProxy close their upstream side, which ends them.
+	var active sync.WaitGroup
+	forceCtx, force := context.WithCancel(context.WithoutCancel(ctx))
+	defer force()
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		active.Add(1)
+		defer active.Done()
+		s.handler.ServeHTTP(w, r)
+	})
+
 	errLog, _ := zap.NewStdLogAt(s.log.Named("http"), zap.WarnLevel)
 	main := &http.Server{
-		Handler:           s.handler,
+		Handler:           counted,
+		BaseContext:       func(net.Listener) context.Context { return forceCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -291,19 +306,50 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	s.log.Info("shutting down; waiting for in-flight requests and streams", zap.Duration("grace", s.cfg.ShutdownGrace))
 	graceCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
-	if err := main.Shutdown(graceCtx); err != nil {
-		s.log.Warn("grace period over; closing remaining connections", zap.Error(err))
-		_ = main.Close()
+	err := main.Shutdown(graceCtx)
+	if err == nil {
+		err = waitGroup(graceCtx, &active)
 	}
-	_ = admin.Shutdown(graceCtx)
+	if err != nil {
+		s.log.Warn("grace period over; closing remaining connections", zap.Error(err))
+		force()
+		_ = main.Close()
+		// The handlers of the connections just closed return promptly;
+		// wait briefly so nothing is still writing when Serve returns.
+		closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Second)
+		_ = waitGroup(closeCtx, &active)
+		cancelClose()
+	}
+	// The admin listener and the span flush get their own short deadline:
+	// the grace period may already be spent on long streams.
+	finalCtx, cancelFinal := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelFinal()
+	_ = admin.Shutdown(finalCtx)
 	if s.tracer != nil {
-		_ = s.tracer.Shutdown(graceCtx)
+		if err := s.tracer.Shutdown(finalCtx); err != nil {
+			s.log.Warn("flushing trace spans", zap.Error(err))
+		}
 	}
 	if err := s.store.Close(); err != nil {
 		s.log.Warn("closing session store", zap.Error(err))
 	}
 	s.log.Info("stopped")
 	return runErr
+}
+
+// waitGroup waits for wg or ctx, whichever is first.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func serveErr(err error) error {

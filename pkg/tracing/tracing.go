@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -43,7 +44,7 @@ func New(ctx context.Context, opts Options) (*Tracer, error) {
 	if exp == nil {
 		var eopts []otlptracehttp.Option
 		if opts.Endpoint != "" {
-			eopts = append(eopts, otlptracehttp.WithEndpointURL(opts.Endpoint+"/v1/traces"))
+			eopts = append(eopts, otlptracehttp.WithEndpointURL(tracesURL(opts.Endpoint)))
 		}
 		var err error
 		exp, err = otlptracehttp.New(ctx, eopts...)
@@ -62,6 +63,17 @@ func New(ctx context.Context, opts Options) (*Tracer, error) {
 		prop:  propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		trace: tp.Tracer("github.com/mcp-oidc-proxy/mcp-oidc-proxy"),
 	}, nil
+}
+
+// tracesURL turns the configured collector base URL into its OTLP/HTTP
+// traces URL, whether it was written with a trailing slash or already names
+// /v1/traces (as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT does).
+func tracesURL(endpoint string) string {
+	endpoint = strings.TrimRight(endpoint, "/")
+	if strings.HasSuffix(endpoint, "/v1/traces") {
+		return endpoint
+	}
+	return endpoint + "/v1/traces"
 }
 
 // Middleware starts a server span continuing the caller's trace and rewrites

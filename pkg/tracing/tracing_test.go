@@ -66,3 +66,33 @@ func TestMiddlewareStartsTraceWithoutIncomingHeader(t *testing.T) {
 		t.Fatalf("forwarded traceparent = %q, want a sampled W3C traceparent", forwarded)
 	}
 }
+
+// Spans reach an OTLP/HTTP collector at <endpoint>/v1/traces however the
+// endpoint is written.
+func TestExportsToTheConfiguredEndpoint(t *testing.T) {
+	for _, suffix := range []string{"", "/", "/v1/traces"} {
+		t.Run("endpoint"+suffix, func(t *testing.T) {
+			paths := make(chan string, 8)
+			collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				paths <- r.URL.Path
+			}))
+			defer collector.Close()
+			tr, err := New(context.Background(), Options{Endpoint: collector.URL + suffix, SampleRatio: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr.Middleware("mcp", http.NotFoundHandler()).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+			if err := tr.Shutdown(context.Background()); err != nil {
+				t.Fatalf("flushing spans to the collector: %v", err)
+			}
+			select {
+			case p := <-paths:
+				if p != "/v1/traces" {
+					t.Errorf("collector got %s, want /v1/traces", p)
+				}
+			default:
+				t.Fatal("no export reached the collector")
+			}
+		})
+	}
+}

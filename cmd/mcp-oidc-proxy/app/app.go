@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/server"
@@ -65,15 +66,16 @@ func Main(ctx context.Context, io IO, run RunFunc) int {
 	case errors.Is(err, config.ErrHelp):
 		PrintUsage(io.Stdout)
 		return 0
-	case err != nil:
-		fmt.Fprintf(io.Stderr, "mcp-oidc-proxy: invalid configuration:\n%s\n", indent(err))
-		return 2
-	}
-	if loaded.ShowVersion {
+	case err == nil && loaded.ShowVersion:
 		fmt.Fprintln(io.Stdout, "mcp-oidc-proxy", Version)
 		return 0
 	}
-	if err := loaded.Config.Validate(); err != nil {
+	if loaded != nil {
+		// Settings that failed to parse and settings that parse but are
+		// invalid are reported together: one run shows every problem.
+		err = errors.Join(err, loaded.Config.Validate())
+	}
+	if err != nil {
 		fmt.Fprintf(io.Stderr, "mcp-oidc-proxy: invalid configuration:\n%s\n", indent(err))
 		return 2
 	}
@@ -114,6 +116,12 @@ func Serve(ctx context.Context, rt Runtime) error {
 	// go-redis logs pool errors through a process-wide logger; route them
 	// into ours. This is the binary's entry point, so the global is ours to set.
 	redis.SetLogger(session.RedisLogger{Log: rt.Logger.Named("redis")})
+	// OpenTelemetry reports export failures through its own process-wide
+	// handler, which would print plain text to stderr between our JSON lines.
+	otelLog := rt.Logger.Named("otel")
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		otelLog.Warn("OpenTelemetry error", zap.Error(err))
+	}))
 	probes, err := appProbes(rt.Source.Env)
 	if err != nil {
 		return err
@@ -132,7 +140,8 @@ func Serve(ctx context.Context, rt Runtime) error {
 		_ = ln.Close()
 		return fmt.Errorf("admin listen on %s: %w", rt.Config.AdminListen, err)
 	}
-	reloader := config.NewReloader(rt.Source, rt.Loaded, srv.Apply, rt.Logger.Named("config"))
+	reloader := config.NewReloader(rt.Source, rt.Loaded, srv.Apply, rt.Logger.Named("config")).
+		WithObserver(srv.Metrics().ConfigReload)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {

@@ -77,6 +77,8 @@ func TestMainExitCodes(t *testing.T) {
 		{name: "unknown flag", args: []string{"--nope"}, run: ok, wantCode: 2, wantStderr: []string{"invalid configuration", "nope"}},
 		{name: "every validation error at once", env: []string{"SESSION_STORE=redis"}, run: ok, wantCode: 2,
 			wantStderr: []string{"oidc.discovery_url: required", "oidc.client_id: required when auth mode is oidc", "redis.url: required"}},
+		{name: "parse and validation errors together", args: []string{"--session-ttl=abc", "--log-level=loud"}, env: []string{"SESSION_STORE=redis"}, run: ok, wantCode: 2,
+			wantStderr: []string{`session.ttl: flag --session-ttl: "abc" is not a duration`, `log_level: "loud" is not one of`, "oidc.client_id: required", "redis.url: required"}},
 		{name: "run error", env: validEnv, run: failing, wantCode: 1, wantStderr: []string{"listener exploded"}},
 		{name: "clean run", env: validEnv, run: ok, wantCode: 0},
 	}
