@@ -20,9 +20,14 @@ import (
 // every non-empty list: the e-mail rule (domain OR address, and the provider
 // must have verified the address), the group rule and every required claim.
 type Rules struct {
-	AllowedEmailDomains []string
-	AllowedEmails       []string
-	AllowedGroups       []string
+	// AllowUnverifiedEmail lets the e-mail rules match addresses the
+	// provider did not mark verified. Some providers (Entra ID among them)
+	// never send email_verified; enable it only where the provider itself
+	// guarantees the address.
+	AllowUnverifiedEmail bool
+	AllowedEmailDomains  []string
+	AllowedEmails        []string
+	AllowedGroups        []string
 	// RequiredClaims maps a claim name to the value it must have; for an
 	// array claim the value must be one of its elements. Claims are read
 	// from identity.Identity.Claims, which bearer tokens fill; cookie
@@ -46,7 +51,7 @@ func New(r Rules) *Policy {
 
 // Set replaces the rules; requests already past the check are unaffected.
 func (p *Policy) Set(r Rules) {
-	norm := Rules{}
+	norm := Rules{AllowUnverifiedEmail: r.AllowUnverifiedEmail}
 	for _, d := range r.AllowedEmailDomains {
 		norm.AllowedEmailDomains = append(norm.AllowedEmailDomains, strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@")))
 	}
@@ -70,7 +75,7 @@ func (p *Policy) Check(id *identity.Identity) error {
 	if len(r.AllowedEmailDomains) > 0 || len(r.AllowedEmails) > 0 {
 		// An unverified address proves nothing: many providers let anyone
 		// sign up as alice@example.com without owning that mailbox.
-		if !id.EmailVerified {
+		if !id.EmailVerified && !r.AllowUnverifiedEmail {
 			return fmt.Errorf("your e-mail address is not verified by the identity provider, so it cannot be used to allow you in")
 		}
 		email := strings.ToLower(id.Email)

@@ -29,6 +29,7 @@ func TestCheck(t *testing.T) {
 		{"no email with email rule", Rules{AllowedEmailDomains: []string{"example.com"}}, &identity.Identity{Subject: "x"}, false},
 		{"unverified address, domain rule", Rules{AllowedEmailDomains: []string{"example.com"}}, unverified, false},
 		{"unverified address, address rule", Rules{AllowedEmails: []string{"alice@example.com"}}, unverified, false},
+		{"unverified address allowed by switch", Rules{AllowedEmailDomains: []string{"example.com"}, AllowUnverifiedEmail: true}, unverified, true},
 		{"unverified address, no e-mail rule", Rules{AllowedGroups: []string{"ops"}}, unverified, true},
 		{"group match", Rules{AllowedGroups: []string{"ops"}}, alice, true},
 		{"group mismatch", Rules{AllowedGroups: []string{"admins"}}, alice, false},

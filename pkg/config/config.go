@@ -153,10 +153,11 @@ type HeadersConfig struct {
 // AuthzConfig is the allow-list applied after authentication. Empty lists
 // allow every authenticated user.
 type AuthzConfig struct {
-	AllowedEmailDomains []string `yaml:"allowed_email_domains" reload:"true" usage:"comma-separated e-mail domains allowed in (verified e-mail required)"`
-	AllowedEmails       []string `yaml:"allowed_emails" reload:"true" usage:"comma-separated e-mail addresses allowed in (verified e-mail required)"`
-	AllowedGroups       []string `yaml:"allowed_groups" reload:"true" usage:"comma-separated groups; membership in one is required"`
-	RequiredClaims      []string `yaml:"required_claims" reload:"true" usage:"comma-separated claim=value pairs every caller must carry (for list claims: membership); cookie sessions carry the standard claims only"`
+	AllowUnverifiedEmail bool     `yaml:"allow_unverified_email" reload:"true" usage:"let the e-mail rules accept addresses the provider did not mark verified (for providers that never send email_verified, such as Entra ID)"`
+	AllowedEmailDomains  []string `yaml:"allowed_email_domains" reload:"true" usage:"comma-separated e-mail domains allowed in (verified e-mail required)"`
+	AllowedEmails        []string `yaml:"allowed_emails" reload:"true" usage:"comma-separated e-mail addresses allowed in (verified e-mail required)"`
+	AllowedGroups        []string `yaml:"allowed_groups" reload:"true" usage:"comma-separated groups; membership in one is required"`
+	RequiredClaims       []string `yaml:"required_claims" reload:"true" usage:"comma-separated claim=value pairs every caller must carry (for list claims: membership); cookie sessions carry the standard claims only"`
 }
 
 // UpstreamConfig tunes how the proxy treats a restarting MCP server.

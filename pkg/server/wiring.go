@@ -85,9 +85,10 @@ func headerNames(h config.HeadersConfig) proxy.HeaderNames {
 
 func rulesFrom(cfg config.Config) authz.Rules {
 	r := authz.Rules{
-		AllowedEmailDomains: cfg.Authz.AllowedEmailDomains,
-		AllowedEmails:       cfg.Authz.AllowedEmails,
-		AllowedGroups:       cfg.Authz.AllowedGroups,
+		AllowUnverifiedEmail: cfg.Authz.AllowUnverifiedEmail,
+		AllowedEmailDomains:  cfg.Authz.AllowedEmailDomains,
+		AllowedEmails:        cfg.Authz.AllowedEmails,
+		AllowedGroups:        cfg.Authz.AllowedGroups,
 	}
 	for _, rc := range cfg.Authz.RequiredClaims {
 		if k, v, ok := strings.Cut(rc, "="); ok {
