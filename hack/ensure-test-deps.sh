@@ -3,11 +3,14 @@
 # what to install. Idempotent and quick when everything is present.
 #   redis-server  the shared session store (test/redisserver starts its own)
 #   chromium      Debian's headless browser for test/browser (chromedp)
+#   node, npm     the official TypeScript MCP SDK client in test/interop
 set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if ((${#need_apt[@]} > 0)); then
 	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
@@ -28,3 +31,4 @@ if ((${#need_apt[@]} > 0)); then
 fi
 echo "ensure-test-deps: redis-server $(redis-server --version | awk '{print $3}')"
 echo "ensure-test-deps: $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium (version unknown)')"
+echo "ensure-test-deps: node $(node --version), npm $(npm --version)"
