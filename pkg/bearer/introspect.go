@@ -33,8 +33,15 @@ type IntrospectionOptions struct {
 	// (client_secret_basic). ClientID is required.
 	ClientID     string
 	ClientSecret string
-	// Audiences: when the response has aud, it must contain one of these.
+	// Audiences: the response's aud must contain one of these. A response
+	// without aud is refused unless AllowMissingAudience is set, because
+	// the MCP spec requires tokens issued for this resource: any other token
+	// the IdP issued (for another API) would otherwise open it.
 	Audiences []string
+	// AllowMissingAudience accepts active tokens whose introspection
+	// response has no aud, for IdPs that do not report it. A present aud
+	// must still match.
+	AllowMissingAudience bool
 	// Issuer: when set and the response has iss, they must match.
 	Issuer string
 	// CacheTTL is how long an active answer is reused (default 30s, never
@@ -201,9 +208,14 @@ func (in *Introspector) check(claims map[string]any, now time.Time) (*Token, err
 	if nbf, ok := number(claims["nbf"]); ok && now.Before(time.Unix(int64(nbf), 0).Add(-DefaultSkew)) {
 		return nil, invalid("token not yet valid", nil)
 	}
-	if len(tok.Audience) > 0 && len(in.opts.Audiences) > 0 &&
-		!slices.ContainsFunc(in.opts.Audiences, func(a string) bool { return slices.Contains(tok.Audience, a) }) {
-		return nil, invalid("wrong audience", nil)
+	if len(in.opts.Audiences) > 0 {
+		switch {
+		case len(tok.Audience) == 0 && !in.opts.AllowMissingAudience:
+			return nil, invalid("token has no audience", nil)
+		case len(tok.Audience) > 0 &&
+			!slices.ContainsFunc(in.opts.Audiences, func(a string) bool { return slices.Contains(tok.Audience, a) }):
+			return nil, invalid("wrong audience", nil)
+		}
 	}
 	if in.opts.Issuer != "" && tok.Issuer != "" && strings.TrimSuffix(tok.Issuer, "/") != strings.TrimSuffix(in.opts.Issuer, "/") {
 		return nil, invalid("wrong issuer", nil)

@@ -25,6 +25,9 @@ func TestIntrospectionAgainstRealProvider(t *testing.T) {
 	in, err := bearer.NewIntrospector(bearer.IntrospectionOptions{
 		Endpoint: p.Issuer() + "/oauth/introspect", ClientID: "rp", ClientSecret: "rp-secret",
 		Issuer: p.Issuer(), Audiences: []string{"rp"},
+		// zitadel checks the audience against the introspecting client
+		// itself and returns no aud, so the proxy must be told to accept that.
+		AllowMissingAudience: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -84,22 +87,28 @@ func TestIntrospectionRejections(t *testing.T) {
 		name   string
 		resp   map[string]any
 		reason string
+		// allowNoAud sets AllowMissingAudience.
+		allowNoAud bool
 	}{
-		{"active", active(nil), ""},
-		{"aud array", active(map[string]any{"aud": []string{"x", testResource}}), ""},
-		{"no aud", active(map[string]any{"aud": nil}), ""},
-		{"inactive", map[string]any{"active": false}, "token is not active"},
-		{"active as string is not active", active(map[string]any{"active": "true"}), "token is not active"},
-		{"wrong audience", active(map[string]any{"aud": "https://other.example/mcp"}), "wrong audience"},
-		{"expired", active(map[string]any{"exp": now.Add(-time.Second).Unix()}), "token expired"},
-		{"wrong issuer", active(map[string]any{"iss": "https://evil.example"}), "wrong issuer"},
-		{"no subject", active(map[string]any{"sub": nil}), "token has no subject"},
+		{"active", active(nil), "", false},
+		{"aud array", active(map[string]any{"aud": []string{"x", testResource}}), "", false},
+		{"no aud", active(map[string]any{"aud": nil}), "token has no audience", false},
+		{"no aud, explicitly allowed", active(map[string]any{"aud": nil}), "", true},
+		{"wrong aud, missing allowed", active(map[string]any{"aud": "https://other.example/mcp"}), "wrong audience", true},
+		{"inactive", map[string]any{"active": false}, "token is not active", false},
+		{"active as string is not active", active(map[string]any{"active": "true"}), "token is not active", false},
+		{"wrong audience", active(map[string]any{"aud": "https://other.example/mcp"}), "wrong audience", false},
+		{"expired", active(map[string]any{"exp": now.Add(-time.Second).Unix()}), "token expired", false},
+		{"not yet valid", active(map[string]any{"nbf": now.Add(time.Minute).Unix()}), "token not yet valid", false},
+		{"nbf within skew", active(map[string]any{"nbf": now.Add(10 * time.Second).Unix()}), "", false},
+		{"wrong issuer", active(map[string]any{"iss": "https://evil.example"}), "wrong issuer", false},
+		{"no subject", active(map[string]any{"sub": nil}), "token has no subject", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, _ := introspectionServer(t, func(string) map[string]any { return tt.resp })
 			in, err := bearer.NewIntrospector(bearer.IntrospectionOptions{Endpoint: srv.URL, ClientID: "proxy", ClientSecret: "s:cret",
-				Audiences: []string{testResource}, Issuer: testIssuer})
+				Audiences: []string{testResource}, Issuer: testIssuer, AllowMissingAudience: tt.allowNoAud})
 			if err != nil {
 				t.Fatal(err)
 			}

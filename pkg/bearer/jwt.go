@@ -69,6 +69,13 @@ type JWTOptions struct {
 	Now func() time.Time
 	// GroupsClaim defaults to "groups".
 	GroupsClaim string
+	// Types, when set, is the allow-list of the JOSE "typ" header, compared
+	// case-insensitively with an "application/" prefix ignored (RFC 7515
+	// 4.1.9). The façade sets "at+jwt" (RFC 9068) so that other JWTs signed
+	// with the same key, such as the identity assertion handed to the MCP
+	// server, are never accepted as access tokens. Empty accepts any typ,
+	// because IdPs differ ("JWT", "at+jwt" or none).
+	Types []string
 }
 
 // JWTValidator validates JWT access tokens locally against the issuer's
@@ -80,6 +87,7 @@ type JWTValidator struct {
 	skew        time.Duration
 	now         func() time.Time
 	groupsClaim string
+	types       []string
 	keySet      func(ctx context.Context) (*jose.JSONWebKeySet, error)
 	keys        *keyCache
 }
@@ -131,6 +139,9 @@ func NewJWTValidator(opts JWTOptions) (*JWTValidator, error) {
 		now:         opts.Now,
 		groupsClaim: opts.GroupsClaim,
 		keySet:      opts.KeySet,
+	}
+	for _, t := range opts.Types {
+		v.types = append(v.types, normalizeType(t))
 	}
 	if v.keySet == nil {
 		v.keys = newKeyCache(keyCacheOptions{
@@ -186,6 +197,9 @@ func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error)
 		return nil, invalid("malformed token", nil)
 	}
 	hdr := tok.Headers[0]
+	if !v.typeAllowed(hdr) {
+		return nil, invalid("wrong token type", nil)
+	}
 	var registered jwt.Claims
 	var claims map[string]any
 	if err := v.verify(ctx, tok, hdr, &registered, &claims); err != nil {
@@ -263,6 +277,21 @@ func candidateKeys(set *jose.JSONWebKeySet, hdr jose.Header) []any {
 		}
 	}
 	return out
+}
+
+// typeAllowed applies the typ allow-list, if any.
+func (v *JWTValidator) typeAllowed(hdr jose.Header) bool {
+	if len(v.types) == 0 {
+		return true
+	}
+	typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string)
+	return slices.Contains(v.types, normalizeType(typ))
+}
+
+// normalizeType makes "application/at+JWT" and "at+jwt" compare equal.
+func normalizeType(t string) string {
+	t = strings.ToLower(strings.TrimSpace(t))
+	return strings.TrimPrefix(t, "application/")
 }
 
 // checkClaims checks the registered claims after the signature verified.

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
@@ -307,6 +310,51 @@ func TestJWTKeysUnavailable(t *testing.T) {
 	}
 }
 
+// TestJWTKeySelection: only a key published for signatures, with a matching
+// algorithm, may verify a token.
+func TestJWTKeySelection(t *testing.T) {
+	kp := newRSAKey(t, "k1")
+	asEnc := kp.pub
+	asEnc.Use = "enc"
+	psToken := func() string {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.PS256, Key: kp.key},
+			(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kp.kid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := jwt.Signed(s).Claims(claimsAt(time.Now())).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		key    jose.JSONWebKey
+		token  func() string
+		reason string
+	}{
+		{"control", kp.pub, func() string { return sign(t, kp, claimsAt(time.Now())) }, ""},
+		{"encryption key", asEnc, func() string { return sign(t, kp, claimsAt(time.Now())) }, "unknown signing key"},
+		{"key published for RS256, token PS256", kp.pub, psToken, "unknown signing key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: testIssuer, Audiences: []string{testResource},
+				KeySet: func(context.Context) (*jose.JSONWebKeySet, error) {
+					return &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{tt.key}}, nil
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = v.Validate(context.Background(), tt.token())
+			if tt.reason == "" && err != nil || tt.reason != "" && bearer.Reason(err) != tt.reason {
+				t.Fatalf("err = %v, want reason %q", err, tt.reason)
+			}
+		})
+	}
+}
+
 func TestJWTDiscoveryChecksIssuer(t *testing.T) {
 	v, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: "http://127.0.0.1:1", Audiences: []string{testResource}})
 	if err != nil {
@@ -324,6 +372,25 @@ func TestJWTDiscoveryChecksIssuer(t *testing.T) {
 	}
 	if _, err := v.Validate(context.Background(), tok.AccessToken); !errors.Is(err, bearer.ErrUnavailable) {
 		t.Fatalf("discovery for another issuer: err = %v", err)
+	}
+	// A discovery document naming another issuer is refused even when its
+	// jwks_uri would verify the token.
+	kp := newRSAKey(t, "k1")
+	jwks := newJWKSServer(t, kp.pub)
+	var disco *httptest.Server
+	disco = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": "https://evil.example", "jwks_uri": jwks.URL})
+	}))
+	t.Cleanup(disco.Close)
+	v, err = bearer.NewJWTValidator(bearer.JWTOptions{Issuer: disco.URL, Audiences: []string{testResource}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := claimsAt(time.Now())
+	c["iss"] = disco.URL
+	if _, err := v.Validate(context.Background(), sign(t, kp, c)); !errors.Is(err, bearer.ErrUnavailable) {
+		t.Fatalf("discovery naming another issuer: err = %v", err)
 	}
 }
 
@@ -344,5 +411,75 @@ func TestJWTLocalKeySet(t *testing.T) {
 	}
 	if _, err := v.Validate(context.Background(), sign(t, newRSAKey(t, "k2"), claimsAt(time.Now()))); bearer.Reason(err) != "unknown signing key" {
 		t.Fatalf("unknown kid: %v", err)
+	}
+}
+
+// signTyp signs claims with an explicit typ header ("" omits it).
+func signTyp(t *testing.T, kp keyPair, typ string, claims map[string]any) string {
+	t.Helper()
+	opts := (&jose.SignerOptions{}).WithHeader(jose.HeaderKey("kid"), kp.kid)
+	if typ != "" {
+		opts = opts.WithType(jose.ContentType(typ))
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: kp.alg, Key: kp.key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestJWTTypeAllowList: with Types set (the façade uses at+jwt), a JWT of
+// another type signed by the same key, such as the identity assertion the
+// MCP server receives, is not an access token.
+func TestJWTTypeAllowList(t *testing.T) {
+	kp := newRSAKey(t, "k1")
+	keys := func(context.Context) (*jose.JSONWebKeySet, error) {
+		return &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{kp.pub}}, nil
+	}
+	strict, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: testIssuer, Audiences: []string{testResource},
+		KeySet: keys, Types: []string{"at+jwt"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lenient, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: testIssuer, Audiences: []string{testResource}, KeySet: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		typ       string
+		strictOK  bool
+		lenientOK bool
+	}{
+		{"at+jwt", true, true},
+		{"application/at+JWT", true, true},
+		{"JWT", false, true},
+		{"", false, true},
+	}
+	for _, tt := range tests {
+		t.Run("typ "+tt.typ, func(t *testing.T) {
+			tok := signTyp(t, kp, tt.typ, claimsAt(time.Now()))
+			_, err := strict.Validate(context.Background(), tok)
+			if tt.strictOK != (err == nil) {
+				t.Fatalf("with Types: err = %v, want ok=%v", err, tt.strictOK)
+			}
+			if err != nil && bearer.Reason(err) != "wrong token type" {
+				t.Fatalf("reason = %q", bearer.Reason(err))
+			}
+			if _, err := lenient.Validate(context.Background(), tok); tt.lenientOK != (err == nil) {
+				t.Fatalf("without Types: err = %v", err)
+			}
+		})
 	}
 }

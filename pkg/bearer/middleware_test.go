@@ -157,6 +157,10 @@ func TestResourceServerChallenges(t *testing.T) {
 			challenge: `Bearer error="invalid_token", error_description="malformed authorization header", resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
 		},
 		{
+			name: "token with a space", auth: func(*rsFixture) string { return "Bearer abc def" }, status: 401, code: "unauthenticated",
+			challenge: `Bearer error="invalid_token", error_description="malformed authorization header", resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
+		},
+		{
 			name: "missing scope", scopes: []string{"mcp:admin"}, auth: func(f *rsFixture) string { return "Bearer " + sign(t, f.kp, claimsAt(now)) },
 			status: 403, code: "forbidden",
 			challenge: `Bearer error="insufficient_scope", scope="mcp:admin", resource_metadata="http://proxy.internal:15080` + metadataPath + `"`,
@@ -204,5 +208,34 @@ func TestChallengeQuoting(t *testing.T) {
 	want := `Bearer error_description="bad \"quote\" and \\ backslash` + `X-Injected: 1", scope="a b"`
 	if got != want {
 		t.Fatalf("Challenge = %s\n         want %s", got, want)
+	}
+}
+
+// TestResourceServerMultipleAuthorization: a request carrying two
+// Authorization headers is refused rather than authenticated by whichever
+// one the proxy happens to read (or handed to the cookie login).
+func TestResourceServerMultipleAuthorization(t *testing.T) {
+	valid := func(f *rsFixture) string { return "Bearer " + sign(t, f.kp, claimsAt(time.Now())) }
+	tests := []struct {
+		name  string
+		first func(f *rsFixture) string
+		then  func(f *rsFixture) string
+	}{
+		{"two bearer tokens", valid, valid},
+		{"Basic then bearer", func(*rsFixture) string { return "Basic dTpw" }, valid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRSFixture(t, nil, nil)
+			req := mcpRequest(tt.first(f))
+			req.Header.Add("Authorization", tt.then(f))
+			rec := f.do(req)
+			if rec.Code != 401 || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
+				t.Fatalf("got %d %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
+			}
+			if len(f.next) != 0 || len(f.fellBack) != 0 {
+				t.Fatal("the request was passed on")
+			}
+		})
 	}
 }

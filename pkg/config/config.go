@@ -69,23 +69,24 @@ type OAuthConfig struct {
 	// logs users in through the OIDC provider; for providers without
 	// dynamic client registration. "external": clients go to the OIDC
 	// provider directly and the proxy only validates its JWT access tokens.
-	Mode                       string        `yaml:"mode" usage:"facade (the proxy is the authorization server MCP clients see) or external (clients use the OIDC provider; the proxy validates its access tokens)"`
-	Scopes                     []string      `yaml:"scopes" usage:"comma-separated scopes advertised to MCP clients"`
-	RequiredScopes             []string      `yaml:"required_scopes" usage:"comma-separated scopes every bearer token must carry (403 insufficient_scope otherwise)"`
-	AccessTokenTTL             time.Duration `yaml:"access_token_ttl" usage:"lifetime of access tokens the façade issues"`
-	RefreshTokenTTL            time.Duration `yaml:"refresh_token_ttl" usage:"lifetime of refresh tokens the façade issues (each use rotates them)"`
-	SigningKeys                string        `yaml:"signing_keys" secret:"true" usage:"PEM private keys (EC P-256 or RSA) the façade signs tokens with; the first signs, all are published; the same on every replica"`
-	SigningKeysFile            string        `yaml:"signing_keys_file" usage:"file holding the PEM signing keys (a mounted Secret)"`
-	RegistrationsPerMinute     int           `yaml:"registrations_per_minute" usage:"dynamic client registrations allowed per client IP and minute"`
-	AllowPrivateClientMetadata bool          `yaml:"allow_private_client_metadata" usage:"allow client ID metadata documents on private or loopback addresses (testing only)"`
-	ExternalIssuer             string        `yaml:"external_issuer" usage:"issuer of the access tokens in external mode (default: the OIDC provider's issuer)"`
-	ExternalJWKSURL            string        `yaml:"external_jwks_url" usage:"JWKS URL for external mode (default: from the issuer's discovery document)"`
-	IntrospectionURL           string        `yaml:"introspection_url" usage:"RFC 7662 endpoint for opaque access tokens in external mode"`
-	IntrospectionClientID      string        `yaml:"introspection_client_id" usage:"client ID for the introspection endpoint (default: oidc.client_id)"`
-	IntrospectionSecret        string        `yaml:"introspection_secret" secret:"true" usage:"client secret for the introspection endpoint (default: oidc.client_secret)"`
-	IntrospectionSecretFile    string        `yaml:"introspection_secret_file" usage:"file holding the introspection client secret"`
-	IdentityAssertion          bool          `yaml:"identity_assertion" usage:"add X-MCP-Identity-Assertion, a short-lived JWT signed by the proxy, verifiable at /oauth2/jwks"`
-	IdentityAssertionAudience  string        `yaml:"identity_assertion_audience" usage:"aud of the identity assertion (default: the upstream URL)"`
+	Mode                              string        `yaml:"mode" usage:"facade (the proxy is the authorization server MCP clients see) or external (clients use the OIDC provider; the proxy validates its access tokens)"`
+	Scopes                            []string      `yaml:"scopes" usage:"comma-separated scopes advertised to MCP clients"`
+	RequiredScopes                    []string      `yaml:"required_scopes" usage:"comma-separated scopes every bearer token must carry (403 insufficient_scope otherwise)"`
+	AccessTokenTTL                    time.Duration `yaml:"access_token_ttl" usage:"lifetime of access tokens the façade issues"`
+	RefreshTokenTTL                   time.Duration `yaml:"refresh_token_ttl" usage:"lifetime of refresh tokens the façade issues (each use rotates them)"`
+	SigningKeys                       string        `yaml:"signing_keys" secret:"true" usage:"PEM private keys (EC P-256 or RSA) the façade signs tokens with; the first signs, all are published; the same on every replica"`
+	SigningKeysFile                   string        `yaml:"signing_keys_file" usage:"file holding the PEM signing keys (a mounted Secret)"`
+	RegistrationsPerMinute            int           `yaml:"registrations_per_minute" usage:"dynamic client registrations allowed per client IP and minute"`
+	AllowPrivateClientMetadata        bool          `yaml:"allow_private_client_metadata" usage:"allow client ID metadata documents on private or loopback addresses (testing only)"`
+	ExternalIssuer                    string        `yaml:"external_issuer" usage:"issuer of the access tokens in external mode (default: the OIDC provider's issuer)"`
+	ExternalJWKSURL                   string        `yaml:"external_jwks_url" usage:"JWKS URL for external mode (default: from the issuer's discovery document)"`
+	IntrospectionURL                  string        `yaml:"introspection_url" usage:"RFC 7662 endpoint for opaque access tokens in external mode"`
+	IntrospectionClientID             string        `yaml:"introspection_client_id" usage:"client ID for the introspection endpoint (default: oidc.client_id)"`
+	IntrospectionSecret               string        `yaml:"introspection_secret" secret:"true" usage:"client secret for the introspection endpoint (default: oidc.client_secret)"`
+	IntrospectionSecretFile           string        `yaml:"introspection_secret_file" usage:"file holding the introspection client secret"`
+	IntrospectionAllowMissingAudience bool          `yaml:"introspection_allow_missing_audience" usage:"accept introspected tokens without aud (only for providers that check the audience themselves)"`
+	IdentityAssertion                 bool          `yaml:"identity_assertion" usage:"add X-MCP-Identity-Assertion, a short-lived JWT signed by the proxy, verifiable at /oauth2/jwks"`
+	IdentityAssertionAudience         string        `yaml:"identity_assertion_audience" usage:"aud of the identity assertion (default: the upstream URL)"`
 }
 
 // TLSConfig enables TLS on the serving port.

@@ -16,14 +16,18 @@ import (
 // authRequest is a validated /authorize request waiting for the user's
 // consent. It is stored under the hash of its id for RequestTTL.
 type authRequest struct {
-	ClientID      string    `json:"client_id"`
-	RedirectURI   string    `json:"redirect_uri"`
-	State         string    `json:"state,omitempty"`
-	CodeChallenge string    `json:"code_challenge"`
-	Resource      string    `json:"resource"`
-	Scopes        []string  `json:"scopes"`
-	Issuer        string    `json:"iss"`
-	ExpiresAt     time.Time `json:"exp"`
+	ClientID    string `json:"client_id"`
+	RedirectURI string `json:"redirect_uri"`
+	// RedirectURIOmitted records that the client relied on its only
+	// registered redirect URI; the token request then need not repeat it
+	// (RFC 6749 4.1.3).
+	RedirectURIOmitted bool      `json:"redirect_uri_omitted,omitempty"`
+	State              string    `json:"state,omitempty"`
+	CodeChallenge      string    `json:"code_challenge"`
+	Resource           string    `json:"resource"`
+	Scopes             []string  `json:"scopes"`
+	Issuer             string    `json:"iss"`
+	ExpiresAt          time.Time `json:"exp"`
 	// Subject binds the request to the first user who opens the consent
 	// page, so a consent link sent to someone else is useless.
 	Subject string `json:"sub,omitempty"`
@@ -36,14 +40,15 @@ type authRequest struct {
 // and the tokens issued from it revoked; a separate single-use marker says
 // whether it is still redeemable.
 type codeGrant struct {
-	ClientID      string             `json:"client_id"`
-	RedirectURI   string             `json:"redirect_uri"`
-	CodeChallenge string             `json:"code_challenge"`
-	Resource      string             `json:"resource"`
-	Scopes        []string           `json:"scopes"`
-	Identity      *identity.Identity `json:"identity"`
-	FamilyID      string             `json:"family"`
-	ExpiresAt     time.Time          `json:"exp"`
+	ClientID           string             `json:"client_id"`
+	RedirectURI        string             `json:"redirect_uri"`
+	RedirectURIOmitted bool               `json:"redirect_uri_omitted,omitempty"`
+	CodeChallenge      string             `json:"code_challenge"`
+	Resource           string             `json:"resource"`
+	Scopes             []string           `json:"scopes"`
+	Identity           *identity.Identity `json:"identity"`
+	FamilyID           string             `json:"family"`
+	ExpiresAt          time.Time          `json:"exp"`
 }
 
 // errorPage answers errors that must not be redirected because the
@@ -119,7 +124,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	redirectURI := q.Get("redirect_uri")
-	if redirectURI == "" && len(client.RedirectURIs) == 1 {
+	omitted := redirectURI == ""
+	if omitted && len(client.RedirectURIs) == 1 {
 		redirectURI = client.RedirectURIs[0]
 	}
 	if redirectURI == "" || !client.redirectAllowed(redirectURI) {
@@ -153,14 +159,15 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := authRequest{
-		ClientID:      client.ID,
-		RedirectURI:   redirectURI,
-		State:         state,
-		CodeChallenge: challenge,
-		Resource:      resource,
-		Scopes:        s.narrowScopes(q.Get("scope")),
-		Issuer:        iss,
-		ExpiresAt:     s.now().Add(s.opts.RequestTTL),
+		ClientID:           client.ID,
+		RedirectURI:        redirectURI,
+		RedirectURIOmitted: omitted,
+		State:              state,
+		CodeChallenge:      challenge,
+		Resource:           resource,
+		Scopes:             s.narrowScopes(q.Get("scope")),
+		Issuer:             iss,
+		ExpiresAt:          s.now().Add(s.opts.RequestTTL),
 	}
 	id := randomToken()
 	if err := s.putJSON(r.Context(), keyRequest+hashOf(id), req, s.opts.RequestTTL); err != nil {

@@ -112,12 +112,37 @@ func (f *cimdFetcher) addrAllowed(host string, a netip.Addr) bool {
 	return publicAddr(a)
 }
 
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// specialPurpose are ranges (RFC 6890 registries) that netip's predicates
+// do not cover but that never hold a public client's metadata: "this
+// network", shared address space (CGNAT), IETF protocol assignments,
+// benchmarking, reserved, discard-only; and the IPv6 prefixes that embed an
+// IPv4 address a gateway would translate (NAT64, 6to4, Teredo), through
+// which 64:ff9b::10.0.0.1 would reach 10.0.0.1.
+var specialPurpose = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("100::/64"),
+	netip.MustParsePrefix("2001::/32"),
+	netip.MustParsePrefix("2002::/16"),
+}
 
 func publicAddr(a netip.Addr) bool {
 	a = a.Unmap()
-	return a.IsValid() && a.IsGlobalUnicast() && !a.IsPrivate() && !a.IsLoopback() &&
-		!a.IsLinkLocalUnicast() && !a.IsMulticast() && !a.IsUnspecified() && !cgnat.Contains(a)
+	if !a.IsValid() || !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() ||
+		a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() {
+		return false
+	}
+	for _, p := range specialPurpose {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
 }
 
 // dial resolves the host, refuses forbidden addresses, and dials exactly the

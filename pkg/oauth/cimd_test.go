@@ -67,7 +67,39 @@ func TestClientIDMetadataDocuments(t *testing.T) {
 		d["client_secret"] = "s"
 		serve(d)(w, r)
 	})
-	docs = httptest.NewTLSServer(mux)
+	// Each of these is a valid document except for the one rule it breaks,
+	// so only that rule refuses it.
+	mux.HandleFunc("/text.json", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := json.Marshal(doc(docs.URL + "/text.json"))
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("/auth-method.json", func(w http.ResponseWriter, r *http.Request) {
+		d := doc(docs.URL + "/auth-method.json")
+		d["token_endpoint_auth_method"] = "client_secret_basic"
+		serve(d)(w, r)
+	})
+	mux.HandleFunc("/bad-redirect.json", func(w http.ResponseWriter, r *http.Request) {
+		d := doc(docs.URL + "/bad-redirect.json")
+		d["redirect_uris"] = []string{loopCB, "http://evil.example/cb"}
+		serve(d)(w, r)
+	})
+	mux.HandleFunc("/no-redirect.json", func(w http.ResponseWriter, r *http.Request) {
+		d := doc(docs.URL + "/no-redirect.json")
+		d["redirect_uris"] = []string{}
+		serve(d)(w, r)
+	})
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) { serve(doc(docs.URL+"/"))(w, r) })
+	mux.HandleFunc("/userinfo.json", func(w http.ResponseWriter, r *http.Request) {
+		serve(doc(strings.Replace(docs.URL, "https://", "https://u@", 1)+"/userinfo.json"))(w, r)
+	})
+	docs = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/../") { // ServeMux would redirect to the cleaned path
+			serve(doc(docs.URL+r.URL.Path))(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(docs.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(docs.Certificate())
@@ -93,13 +125,23 @@ func TestClientIDMetadataDocuments(t *testing.T) {
 		{"client_secret in document refused", allow, "/secret.json", false},
 		{"missing document refused", allow, "/missing.json", false},
 		{"non-200 document refused", allow, "/gone.json", false},
+		{"non-JSON content type refused", allow, "/text.json", false},
+		{"client authentication method other than none refused", allow, "/auth-method.json", false},
+		{"http non-loopback redirect URI refused", allow, "/bad-redirect.json", false},
+		{"no redirect URIs refused", allow, "/no-redirect.json", false},
+		{"client_id without a path refused", allow, "/", false},
+		{"client_id with dot segments refused", allow, "/x/../good.json", false},
+		{"client_id with user info refused", allow, "/userinfo.json", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newMemEnv(t, tc.opt)
 			clientID := docs.URL + tc.path
-			if tc.name == "private address after DNS refused" {
+			switch tc.name {
+			case "private address after DNS refused":
 				clientID = strings.Replace(clientID, "127.0.0.1", "docs.example.com", 1)
+			case "client_id with user info refused":
+				clientID = strings.Replace(clientID, "https://", "https://u@", 1)
 			}
 			resp, body := e.authorize(authParams(clientID, oauth2.GenerateVerifier()))
 			loc := resp.Header.Get("Location")

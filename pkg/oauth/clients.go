@@ -315,6 +315,14 @@ func (s *Server) authenticateClient(r *http.Request) (*Client, error) {
 		if secret, err = url.QueryUnescape(secret); err != nil {
 			return nil, errClientAuth
 		}
+		// One authentication method per request (RFC 6749 2.3), and a form
+		// client_id, if any, must name the client that authenticated.
+		if r.PostForm.Get("client_secret") != "" {
+			return nil, fmt.Errorf("%w: client_secret_basic and client_secret_post in one request", errClientAuth)
+		}
+		if fid := r.PostForm.Get("client_id"); fid != "" && fid != id {
+			return nil, fmt.Errorf("%w: client_id in the form differs from the authenticated client", errClientAuth)
+		}
 	} else {
 		id = r.PostForm.Get("client_id")
 		secret = r.PostForm.Get("client_secret")

@@ -246,14 +246,15 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, user 
 	}
 	code := randomToken()
 	grant := codeGrant{
-		ClientID:      req.ClientID,
-		RedirectURI:   req.RedirectURI,
-		CodeChallenge: req.CodeChallenge,
-		Resource:      req.Resource,
-		Scopes:        req.Scopes,
-		Identity:      user,
-		FamilyID:      randomToken(),
-		ExpiresAt:     s.now().Add(s.opts.CodeTTL),
+		ClientID:           req.ClientID,
+		RedirectURI:        req.RedirectURI,
+		RedirectURIOmitted: req.RedirectURIOmitted,
+		CodeChallenge:      req.CodeChallenge,
+		Resource:           req.Resource,
+		Scopes:             req.Scopes,
+		Identity:           user,
+		FamilyID:           randomToken(),
+		ExpiresAt:          s.now().Add(s.opts.CodeTTL),
 	}
 	h := hashOf(code)
 	if err := s.putJSON(ctx, keyCode+h, grant, s.opts.CodeTTL+codeReplayWindow); err != nil {

@@ -18,6 +18,12 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
+// AccessTokenType is the JOSE "typ" of the access tokens this server issues
+// (RFC 9068). The resource server should require it (bearer.JWTOptions.Types),
+// so that no other JWT signed with the same keys, such as the identity
+// assertion handed to the MCP server, is accepted as an access token.
+const AccessTokenType = "at+jwt"
+
 // signingKey is one private key with its published identity.
 type signingKey struct {
 	kid    string
@@ -109,7 +115,7 @@ func newSigningKey(k crypto.Signer) (*signingKey, error) {
 	kid := base64.RawURLEncoding.EncodeToString(thumb)
 	signer, err := jose.NewSigner(
 		jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: k, KeyID: kid, Algorithm: string(alg)}},
-		(&jose.SignerOptions{}).WithType("at+jwt"),
+		(&jose.SignerOptions{}).WithType(AccessTokenType),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create signer: %w", err)

@@ -29,6 +29,8 @@ func TestRegistration(t *testing.T) {
 		{"javascript scheme", map[string]any{"redirect_uris": []string{"javascript:alert(1)"}}, 400, "invalid_redirect_uri", ""},
 		{"no redirect uris", map[string]any{"client_name": "x"}, 400, "invalid_redirect_uri", ""},
 		{"unsupported auth method", map[string]any{"redirect_uris": []string{"https://a.example/cb"}, "token_endpoint_auth_method": "private_key_jwt"}, 400, "invalid_client_metadata", ""},
+		{"user info in redirect URI", map[string]any{"redirect_uris": []string{"https://user@app.example.com/cb"}}, 400, "invalid_redirect_uri", ""},
+		{"response_types without code", map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}, "response_types": []string{"token"}}, 400, "invalid_client_metadata", ""},
 	}
 	e := newMemEnv(t, func(o *oauth.Options) { o.RegistrationRateLimit = oauth.RateLimit{PerMinute: -1} })
 	for _, tc := range tests {
@@ -51,6 +53,17 @@ func TestRegistration(t *testing.T) {
 				t.Fatalf("public=%v but secret present=%v", public, hasSecret)
 			}
 		})
+	}
+}
+
+func TestRegistrationNeedsJSON(t *testing.T) {
+	e := newMemEnv(t)
+	req, _ := http.NewRequest(http.MethodPost, e.url()+oauth.PathRegister,
+		strings.NewReader(`{"redirect_uris":["https://app.example.com/cb"]}`))
+	req.Header.Set("Content-Type", "text/plain")
+	resp, body := e.do(req)
+	if resp.StatusCode != 400 || !strings.Contains(string(body), `"invalid_client_metadata"`) {
+		t.Fatalf("text/plain registration: %d %s", resp.StatusCode, body)
 	}
 }
 
@@ -98,6 +111,9 @@ func TestAuthorizeRejections(t *testing.T) {
 		{"redirect other port non-loopback", func(q url.Values) { q.Set("redirect_uri", "https://app.example.com:9443/cb") }, "", "invalid_request"},
 		{"redirect other path", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:45123/other") }, "", "invalid_request"},
 		{"loopback host swap", func(q url.Values) { q.Set("redirect_uri", "http://localhost:45123/callback") }, "", "invalid_request"},
+		{"loopback query differs", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:50999/callback?x=1") }, "", "invalid_request"},
+		{"loopback scheme differs", func(q url.Values) { q.Set("redirect_uri", "https://127.0.0.1:50999/callback") }, "", "invalid_request"},
+		{"repeated client_id", func(q url.Values) { q.Add("client_id", q.Get("client_id")) }, "", "invalid_request"},
 		{"missing PKCE challenge", func(q url.Values) { q.Del("code_challenge") }, "invalid_request", ""},
 		{"short PKCE challenge", func(q url.Values) { q.Set("code_challenge", "abc") }, "invalid_request", ""},
 		{"plain PKCE", func(q url.Values) { q.Set("code_challenge_method", "plain") }, "invalid_request", ""},
@@ -249,6 +265,8 @@ func TestTokenRejections(t *testing.T) {
 		{"expired code", id, func(url.Values) {}, oauth.DefaultCodeTTL + time.Second, 400, "invalid_grant"},
 		{"unknown client", id, func(f url.Values) { f.Set("client_id", "nope") }, 0, 401, "invalid_client"},
 		{"unsupported grant", id, func(f url.Values) { f.Set("grant_type", "password") }, 0, 400, "unsupported_grant_type"},
+		{"repeated code", id, func(f url.Values) { f.Add("code", "other") }, 0, 400, "invalid_request"},
+		{"public client sends a secret", id, func(f url.Values) { f.Set("client_secret", "guess") }, 0, 401, "invalid_client"},
 		{"confidential: control", confID, func(f url.Values) { f.Set("client_secret", confSecret) }, 0, 200, ""},
 		{"confidential: wrong secret", confID, func(f url.Values) { f.Set("client_secret", confSecret+"x") }, 0, 401, "invalid_client"},
 		{"confidential: no secret", confID, func(url.Values) {}, 0, 401, "invalid_client"},
@@ -367,4 +385,212 @@ func TestRevokeUnknownTokenIs200(t *testing.T) {
 	if resp, m := e.postForm(oauth.PathRevoke, url.Values{"client_id": {"nope"}, "token": {"x"}}); resp.StatusCode != 401 {
 		t.Fatalf("unknown client: %d %v", resp.StatusCode, m)
 	}
+}
+
+// TestRedirectURIOmitted: a client with one registered redirect URI may omit
+// it at /authorize, and then need not repeat it at /token (RFC 6749 4.1.3);
+// one that sent it must repeat it.
+func TestRedirectURIOmitted(t *testing.T) {
+	e := newMemEnv(t)
+	id := e.registerPublic()
+	v := oauth2.GenerateVerifier()
+	q := authParams(id, v)
+	q.Del("redirect_uri")
+	code, _ := e.codeWith(q, "alice")
+	f := codeForm(id, code, v)
+	f.Del("redirect_uri")
+	if resp, m := e.token(f); resp.StatusCode != 200 {
+		t.Fatalf("omitted in both: %d %v", resp.StatusCode, m)
+	}
+	v = oauth2.GenerateVerifier()
+	f = codeForm(id, e.code(id, v, "alice"), v)
+	f.Del("redirect_uri")
+	resp, m := e.token(f)
+	wantOAuthError(t, resp, m, 400, "invalid_grant")
+}
+
+// TestClientAuthOneMethod: RFC 6749 2.3 allows one authentication method per
+// request, and the Basic and form identities must not disagree.
+func TestClientAuthOneMethod(t *testing.T) {
+	e := newMemEnv(t)
+	resp, m := e.register(map[string]any{"redirect_uris": []string{loopCB}})
+	if resp.StatusCode != 201 {
+		t.Fatal(m)
+	}
+	confID, secret := m["client_id"].(string), m["client_secret"].(string)
+	other := e.registerPublic()
+	tests := []struct {
+		name   string
+		mutate func(f url.Values)
+		ok     bool
+	}{
+		{"control: Basic only", func(f url.Values) { f.Del("client_id") }, true},
+		{"Basic with the same client_id in the form", func(url.Values) {}, true},
+		{"Basic and client_secret in the form", func(f url.Values) { f.Set("client_secret", secret) }, false},
+		{"Basic and another client_id in the form", func(f url.Values) { f.Set("client_id", other) }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := oauth2.GenerateVerifier()
+			f := codeForm(confID, e.code(confID, v, "alice"), v)
+			tc.mutate(f)
+			resp, m := e.token(f, confID, secret)
+			if tc.ok {
+				if resp.StatusCode != 200 {
+					t.Fatalf("%d %v", resp.StatusCode, m)
+				}
+				return
+			}
+			wantOAuthError(t, resp, m, 401, "invalid_client")
+			if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
+				t.Fatalf("WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}
+
+// TestRevokeOtherClientsTokens: a client cannot revoke tokens issued to
+// another client (RFC 7009 2.1); the endpoint still answers 200.
+func TestRevokeOtherClientsTokens(t *testing.T) {
+	e := newMemEnv(t)
+	id := e.registerPublic()
+	other := e.registerPublic()
+	v := oauth2.GenerateVerifier()
+	resp, m := e.token(codeForm(id, e.code(id, v, "alice"), v))
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %v", resp.StatusCode, m)
+	}
+	at, rt := m["access_token"].(string), m["refresh_token"].(string)
+	for _, tok := range []string{at, rt} {
+		if resp, _ := e.postForm(oauth.PathRevoke, url.Values{"client_id": {other}, "token": {tok}}); resp.StatusCode != 200 {
+			t.Fatalf("revoke by another client: %d", resp.StatusCode)
+		}
+	}
+	if revoked, err := e.srvs[0].IsRevoked(t.Context(), verifyAccess(t, e.srvs[0], at).ID); err != nil || revoked {
+		t.Fatalf("another client revoked the access token: %v %v", revoked, err)
+	}
+	if resp, m := e.token(refreshForm(id, rt)); resp.StatusCode != 200 {
+		t.Fatalf("another client revoked the refresh token: %d %v", resp.StatusCode, m)
+	}
+}
+
+// TestRefreshBadRequestKeepsToken: a refresh refused for its parameters
+// does not spend the refresh token.
+func TestRefreshBadRequestKeepsToken(t *testing.T) {
+	e := newMemEnv(t)
+	id := e.registerPublic()
+	v := oauth2.GenerateVerifier()
+	resp, m := e.token(codeForm(id, e.code(id, v, "alice"), v))
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %v", resp.StatusCode, m)
+	}
+	rt := m["refresh_token"].(string)
+	f := refreshForm(id, rt)
+	f.Set("scope", "mcp:resources") // offered, but not granted
+	resp, m = e.token(f)
+	wantOAuthError(t, resp, m, 400, "invalid_scope")
+	f = refreshForm(id, rt)
+	f.Set("resource", "https://evil.example.com/mcp")
+	resp, m = e.token(f)
+	wantOAuthError(t, resp, m, 400, "invalid_target")
+	f = refreshForm(id, rt)
+	f.Set("scope", "mcp:tools mcp:tools")
+	if resp, m := e.token(f); resp.StatusCode != 200 || m["scope"] != "mcp:tools" {
+		t.Fatalf("refresh after refused requests: %d %v", resp.StatusCode, m)
+	}
+}
+
+// TestConsentExpiryAndWidening: a pending request expires by the server's
+// clock, and remembered consent covers only what was approved.
+func TestConsentExpiryAndWidening(t *testing.T) {
+	e := newMemEnv(t)
+	id := e.registerPublic()
+	start := func(scope string) string {
+		q := authParams(id, oauth2.GenerateVerifier())
+		q.Set("scope", scope)
+		resp, body := e.authorize(q)
+		if resp.StatusCode != 302 {
+			t.Fatalf("authorize: %d %s", resp.StatusCode, body)
+		}
+		return resp.Header.Get("Location")
+	}
+	loc := start("mcp:tools")
+	e.clock.Advance(oauth.DefaultRequestTTL + time.Second)
+	if r, _, _ := e.consentPage(loc, "alice"); r.StatusCode != 400 {
+		t.Fatalf("expired request: %d, want 400", r.StatusCode)
+	}
+	loc = start("mcp:tools")
+	_, csrf, _ := e.consentPage(loc, "alice")
+	u, _ := url.Parse(loc)
+	if cb := callback(t, first(e.consentPost(u.Query().Get("request"), csrf, "approve", "alice"))); cb.Get("code") == "" {
+		t.Fatalf("approve: %v", cb)
+	}
+	if r, csrf, _ := e.consentPage(start("mcp:tools mcp:resources"), "alice"); r.StatusCode != 200 || csrf == "" {
+		t.Fatalf("a wider scope must be asked again: %d", r.StatusCode)
+	}
+}
+
+func first(r *http.Response, _ []byte) *http.Response { return r }
+
+// TestRefreshRepeatsRequestedScope: clients such as mcp-remote repeat the
+// scope they asked for at /authorize on every refresh, including scopes the
+// server does not offer and so never granted. Those are dropped as at
+// /authorize; only an offered scope outside the grant is refused.
+func TestRefreshRepeatsRequestedScope(t *testing.T) {
+	cases := []struct {
+		name       string
+		offered    []string
+		authorize  string
+		refresh    string
+		wantStatus int
+		wantScope  string // granted on refresh; "" means none (no scope in the response)
+	}{
+		{name: "no scopes offered, OIDC scopes repeated", authorize: "openid email profile", refresh: "openid email profile", wantStatus: 200},
+		{name: "original request repeated", offered: []string{"mcp:tools", "mcp:resources"}, authorize: "openid email mcp:tools", refresh: "openid email mcp:tools", wantStatus: 200, wantScope: "mcp:tools"},
+		{name: "unoffered scope with a narrower grant", offered: []string{"mcp:tools", "mcp:resources"}, authorize: "mcp:tools mcp:resources", refresh: "offline_access mcp:tools", wantStatus: 200, wantScope: "mcp:tools"},
+		{name: "whitespace scope keeps the grant", offered: []string{"mcp:tools", "mcp:resources"}, authorize: "mcp:tools", refresh: "  ", wantStatus: 200, wantScope: "mcp:tools"},
+		{name: "offered scope outside the grant", offered: []string{"mcp:tools", "mcp:resources"}, authorize: "openid mcp:tools", refresh: "openid mcp:tools mcp:resources", wantStatus: 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newMemEnv(t, func(o *oauth.Options) { o.Scopes = tc.offered })
+			id := e.registerPublic()
+			v := oauth2.GenerateVerifier()
+			q := authParams(id, v)
+			q.Set("scope", tc.authorize)
+			code, _ := e.codeWith(q, "alice")
+			resp, m := e.token(codeForm(id, code, v))
+			if resp.StatusCode != 200 {
+				t.Fatalf("exchange: %d %v", resp.StatusCode, m)
+			}
+			f := refreshForm(id, m["refresh_token"].(string))
+			f.Set("scope", tc.refresh)
+			resp, m = e.token(f)
+			if tc.wantStatus != 200 {
+				wantOAuthError(t, resp, m, tc.wantStatus, "invalid_scope")
+				return
+			}
+			if resp.StatusCode != 200 {
+				t.Fatalf("refresh: %d %v", resp.StatusCode, m)
+			}
+			if got, _ := m["scope"].(string); got != tc.wantScope {
+				t.Errorf("response scope = %q, want %q", got, tc.wantScope)
+			}
+			if got := verifyAccess(t, e.srvs[0], m["access_token"].(string)).Scope; got != tc.wantScope {
+				t.Errorf("access token scope = %q, want %q", got, tc.wantScope)
+			}
+		})
+	}
+}
+
+// TestShortVerifierRefused: RFC 7636 4.1 verifiers have 43 to 128
+// characters; a client that derived its challenge from a shorter (guessable)
+// one is refused even though the hash matches.
+func TestShortVerifierRefused(t *testing.T) {
+	e := newMemEnv(t)
+	id := e.registerPublic()
+	const short = "abc"
+	code := e.code(id, short, "alice")
+	resp, m := e.token(codeForm(id, code, short))
+	wantOAuthError(t, resp, m, 400, "invalid_grant")
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -183,7 +182,7 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 		}
 		return nil, err
 	}
-	if r.PostForm.Get("redirect_uri") != g.RedirectURI {
+	if got := r.PostForm.Get("redirect_uri"); got != g.RedirectURI && !(got == "" && g.RedirectURIOmitted) {
 		return nil, grantErr("redirect_uri does not match the authorization request")
 	}
 	if !verifyPKCE(r.PostForm.Get("code_verifier"), g.CodeChallenge) {
@@ -220,6 +219,25 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 	} else if dead {
 		return nil, grantErr("refresh token revoked")
 	}
+	// Validate the request before spending the token, so a bad request
+	// does not cost the client its grant.
+	resource, ok := s.pickResource(r, r.PostForm["resource"], g.Resource)
+	if !ok {
+		return nil, &tokenError{http.StatusBadRequest, errInvalidTarget, "resource may not be widened on refresh"}
+	}
+	scopes := g.Scopes
+	if sc := r.PostForm.Get("scope"); strings.TrimSpace(sc) != "" {
+		// Scopes this server does not offer are dropped, as at /authorize:
+		// clients repeat their original request on refresh (mcp-remote
+		// sends "openid email profile", which /authorize narrowed away),
+		// and refusing it would end their session at the first refresh.
+		// Only an offered scope outside the grant widens it.
+		req := s.narrowScopes(sc) // de-duplicated, in request order
+		if !subset(req, g.Scopes) {
+			return nil, &tokenError{http.StatusBadRequest, errInvalidScope, "scope may not be widened on refresh"}
+		}
+		scopes = req
+	}
 	if _, err := s.store.TakeOnce(ctx, keyRefreshLive+h); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			s.log.Warn("oauth: rotated refresh token reused; revoking its family", zap.String("client_id", client.ID))
@@ -232,18 +250,6 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 	}
 	// Past this point the old token is spent; a failure below costs the
 	// client a new login, never a second use.
-	resource, ok := s.pickResource(r, r.PostForm["resource"], g.Resource)
-	if !ok {
-		return nil, &tokenError{http.StatusBadRequest, errInvalidTarget, "resource may not be widened on refresh"}
-	}
-	scopes := g.Scopes
-	if sc := r.PostForm.Get("scope"); sc != "" {
-		req := strings.Fields(sc)
-		if !subset(req, g.Scopes) {
-			return nil, &tokenError{http.StatusBadRequest, errInvalidScope, "scope may not be widened on refresh"}
-		}
-		scopes = slices.Compact(req)
-	}
 	return s.issue(ctx, r, client, g.Identity, resource, scopes, g.FamilyID)
 }
 

@@ -348,6 +348,72 @@ func TestSessionBinding(t *testing.T) {
 	}
 }
 
+// countingStore records the TTL of every Put into a real memory store.
+type countingStore struct {
+	resource.BindingStore
+	puts []time.Duration
+}
+
+func (c *countingStore) Put(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	c.puts = append(c.puts, ttl)
+	return c.BindingStore.Put(ctx, k, v, ttl)
+}
+
+// TestSessionBindingRenewed: a binding in use is renewed once half its TTL
+// has passed, so a long-lived session never becomes unbound while used.
+func TestSessionBindingRenewed(t *testing.T) {
+	mem := session.NewMemory(session.MemoryOptions{})
+	defer mem.Close()
+	store := &countingStore{BindingStore: mem}
+	now := time.Now()
+	h := resource.NewSessionBinder(store, time.Hour).WithClock(func() time.Time { return now }).Wrap(&upstream{})
+	do := func(sub, sid string) int {
+		req := httptest.NewRequest("POST", "/mcp?n=1", nil)
+		if sid != "" {
+			req.Header.Set(resource.SessionHeader, sid)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, as(req, sub))
+		return rec.Code
+	}
+	steps := []struct {
+		advance  time.Duration
+		sub, sid string
+		status   int
+		puts     int
+	}{
+		{0, "alice", "", 200, 1},                      // initialize binds
+		{20 * time.Minute, "alice", "sess-1", 202, 1}, // young binding: no write
+		{20 * time.Minute, "alice", "sess-1", 202, 2}, // past half the TTL: renewed
+		{time.Minute, "alice", "sess-1", 202, 2},
+		{0, "bob", "sess-1", 403, 2},
+	}
+	for i, st := range steps {
+		now = now.Add(st.advance)
+		if got := do(st.sub, st.sid); got != st.status || len(store.puts) != st.puts {
+			t.Fatalf("step %d: status %d, %d puts; want %d, %d", i, got, len(store.puts), st.status, st.puts)
+		}
+	}
+	for _, ttl := range store.puts {
+		if ttl != time.Hour {
+			t.Fatalf("binding stored for %v, want the full TTL", ttl)
+		}
+	}
+}
+
+// TestSessionBindingNeedsIdentity: wired before authentication by mistake,
+// the binder refuses rather than binding sessions to nobody.
+func TestSessionBindingNeedsIdentity(t *testing.T) {
+	store := session.NewMemory(session.MemoryOptions{})
+	defer store.Close()
+	up := &upstream{}
+	rec := httptest.NewRecorder()
+	resource.NewSessionBinder(store, time.Hour).Wrap(up).ServeHTTP(rec, httptest.NewRequest("POST", "/mcp?n=1", nil))
+	if rec.Code != http.StatusUnauthorized || len(up.seen) != 0 {
+		t.Fatalf("no identity: %d, upstream saw %v", rec.Code, up.seen)
+	}
+}
+
 // failingStore fails every call: a Redis outage, which the memory store
 // cannot produce.
 type failingStore struct{}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,9 +20,11 @@ import (
 // SessionHeader is the Streamable HTTP session header.
 const SessionHeader = "Mcp-Session-Id"
 
-// DefaultSessionBindingTTL is used when NewSessionBinder gets ttl <= 0. A
-// binding should outlive the upstream's sessions; once it expires, the
-// session id is treated as unknown and the upstream decides.
+// DefaultSessionBindingTTL is used when NewSessionBinder gets ttl <= 0. The
+// TTL slides: a binding in use is renewed once half of it has passed, so it
+// lapses only after the session has been idle for between TTL/2 and TTL.
+// Once it has lapsed the session id is treated as unknown and the upstream
+// decides.
 const DefaultSessionBindingTTL = 24 * time.Hour
 
 // bindingPrefix namespaces bindings in the shared store.
@@ -41,6 +45,7 @@ type SessionBinder struct {
 	store BindingStore
 	ttl   time.Duration
 	log   *zap.Logger
+	now   func() time.Time
 }
 
 // NewSessionBinder returns a binder keeping bindings for ttl.
@@ -48,7 +53,13 @@ func NewSessionBinder(store BindingStore, ttl time.Duration) *SessionBinder {
 	if ttl <= 0 {
 		ttl = DefaultSessionBindingTTL
 	}
-	return &SessionBinder{store: store, ttl: ttl, log: zap.NewNop()}
+	return &SessionBinder{store: store, ttl: ttl, log: zap.NewNop(), now: time.Now}
+}
+
+// WithClock sets the clock deciding when a binding is renewed and returns b.
+func (b *SessionBinder) WithClock(now func() time.Time) *SessionBinder {
+	b.now = now
+	return b
 }
 
 // WithLogger sets the logger and returns b.
@@ -77,6 +88,7 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 		sid := r.Header.Get(SessionHeader)
 		if sid != "" {
 			bound, err := b.store.Get(r.Context(), bindingKey(sid))
+			boundOwner, renewAt := parseBinding(bound)
 			switch {
 			case errors.Is(err, session.ErrNotFound):
 			case err != nil:
@@ -85,9 +97,15 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 				apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
 					"the session store is temporarily unavailable; retry shortly")
 				return
-			case string(bound) != owner:
+			case boundOwner != owner:
 				apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "MCP session belongs to another user")
 				return
+			case r.Method != http.MethodDelete && !b.now().Before(renewAt):
+				// Without renewal a long-lived session would become unbound,
+				// and so open to anyone holding its id, after the TTL.
+				if err := b.put(r.Context(), sid, owner); err != nil {
+					b.log.Warn("renew MCP session binding", zap.Error(err))
+				}
 			}
 		}
 		bw := &bindingWriter{ResponseWriter: w, b: b, r: r, owner: owner, requestSID: sid}
@@ -103,6 +121,27 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 func bindingKey(sid string) string {
 	sum := sha256.Sum256([]byte(sid))
 	return bindingPrefix + hex.EncodeToString(sum[:])
+}
+
+// put stores the binding of sid to owner for the TTL, with the time after
+// which a request renews it.
+func (b *SessionBinder) put(ctx context.Context, sid, owner string) error {
+	renewAt := b.now().Add(b.ttl / 2).Unix()
+	return b.store.Put(ctx, bindingKey(sid), []byte(owner+" "+strconv.FormatInt(renewAt, 10)), b.ttl)
+}
+
+// parseBinding splits a stored binding into owner and renewal time. A value
+// without a renewal time (written before renewal existed) is due at once.
+func parseBinding(v []byte) (string, time.Time) {
+	owner, at, ok := strings.Cut(string(v), " ")
+	if !ok {
+		return owner, time.Time{}
+	}
+	sec, err := strconv.ParseInt(at, 10, 64)
+	if err != nil {
+		return owner, time.Time{}
+	}
+	return owner, time.Unix(sec, 0)
 }
 
 // ownerKey identifies the caller in a binding: a hash of the subject, so
@@ -136,7 +175,7 @@ func (w *bindingWriter) WriteHeader(code int) {
 	if code >= 200 && code < 300 {
 		ctx := context.WithoutCancel(w.r.Context())
 		if sid := w.Header().Get(SessionHeader); sid != "" && sid != w.requestSID {
-			if err := w.b.store.Put(ctx, bindingKey(sid), []byte(w.owner), w.b.ttl); err != nil {
+			if err := w.b.put(ctx, sid, w.owner); err != nil {
 				w.b.log.Error("store MCP session binding", zap.Error(err))
 				w.failed = true
 				h := w.Header()

@@ -94,6 +94,9 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 		if a.facade {
 			v, err := bearer.NewJWTValidator(bearer.JWTOptions{
 				Issuer: baseURL, KeySet: a.oauth.PublicKeys, Audiences: []string{r},
+				// Only access tokens: the identity assertion is signed
+				// with the same key and must not open the MCP endpoint.
+				Types:       []string{oauth.AccessTokenType},
 				GroupsClaim: cfg.OIDC.GroupsClaim, Now: s.opts.Now,
 			})
 			if err != nil {
@@ -118,6 +121,7 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 		intro, err := bearer.NewIntrospector(bearer.IntrospectionOptions{
 			Endpoint: cfg.OAuth.IntrospectionURL, ClientID: id, ClientSecret: secret,
 			Issuer: extIssuer, Audiences: []string{r}, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
+			AllowMissingAudience: cfg.OAuth.IntrospectionAllowMissingAudience,
 		})
 		if err != nil {
 			return nil, err
