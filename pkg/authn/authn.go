@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
@@ -264,6 +265,14 @@ func (a *Authenticator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	a.Register(mux)
 	return mux
+}
+
+// logFor is the logger for a line about the request whose context is ctx:
+// it carries the request ID, so the line can be matched with the access log
+// and with the error body the client reports. Contexts detached from the
+// request (context.WithoutCancel) keep the ID.
+func (a *Authenticator) logFor(ctx context.Context) *zap.Logger {
+	return a.log.With(zap.String("request_id", requestid.FromContext(ctx)))
 }
 
 func setDefault(d *time.Duration, v time.Duration) {

@@ -83,7 +83,7 @@ func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, retur
 	}
 	authURL, err := a.rp.AuthCodeURL(state, ls.Nonce, ls.Verifier, ls.RedirectURL)
 	if err != nil {
-		a.log.Error("build authorization URL", zap.Error(err))
+		a.logFor(r.Context()).Error("build authorization URL", zap.Error(err))
 		w.Header().Set("Retry-After", "5")
 		apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeUpstreamUnavailable, "the identity provider is not available; retry shortly")
 		return
@@ -95,7 +95,7 @@ func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, retur
 	}
 	h := hashState(state)
 	if err := a.store.PutOnce(r.Context(), stateKeyPrefix+h, value, a.opts.StateTTL); err != nil {
-		a.log.Error("store login state", zap.Error(err))
+		a.logFor(r.Context()).Error("store login state", zap.Error(err))
 		writeStoreDown(w, r)
 		return
 	}
@@ -122,12 +122,12 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 		// Consume the state so it cannot be retried; ignore the outcome.
 		if state != "" && len(state) <= maxStateParam {
 			if _, err := a.store.TakeOnce(r.Context(), stateKeyPrefix+hashState(state)); err != nil && !errors.Is(err, session.ErrNotFound) {
-				a.log.Warn("discard login state after provider error", zap.Error(err))
+				a.logFor(r.Context()).Warn("discard login state after provider error", zap.Error(err))
 			}
 		}
 		a.obs.LoginOutcome(OutcomeProviderErr)
 		code, desc := sanitize(perr, 64), sanitize(q.Get("error_description"), 200)
-		a.log.Info("provider returned a login error", zap.String("error", code), zap.String("description", desc))
+		a.logFor(r.Context()).Info("provider returned a login error", zap.String("error", code), zap.String("description", desc))
 		msg := "the identity provider refused the login: " + code
 		if desc != "" {
 			msg += ": " + desc
@@ -157,7 +157,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 		a.badState(w, r, "login state is unknown, expired or already used")
 		return
 	case err != nil:
-		a.log.Error("take login state", zap.Error(err))
+		a.logFor(r.Context()).Error("take login state", zap.Error(err))
 		a.obs.LoginOutcome(OutcomeStoreError)
 		writeStoreDown(w, r)
 		return
@@ -177,7 +177,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 	tokens, err := a.rp.Exchange(r.Context(), code, ls.Verifier, ls.Nonce, ls.RedirectURL)
 	if err != nil {
 		a.obs.LoginOutcome(OutcomeExchangeErr)
-		a.log.Warn("exchange authorization code", zap.Error(err))
+		a.logFor(r.Context()).Warn("exchange authorization code", zap.Error(err))
 		if errors.Is(err, oidc.ErrInvalidGrant) {
 			apierror.Write(w, r, http.StatusUnauthorized, apierror.CodeLoginFailed, "the authorization code was rejected; start the login again")
 			return
@@ -195,7 +195,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 	// fresh ticket is issued.
 	if old, f := a.ticketFromRequest(r); f == failNone {
 		if err := a.store.DeleteSession(r.Context(), old.ID()); err != nil {
-			a.log.Warn("delete previous session at login", zap.String("session", shortID(old.ID())), zap.Error(err))
+			a.logFor(r.Context()).Warn("delete previous session at login", zap.String("session", shortID(old.ID())), zap.Error(err))
 		}
 	}
 	ticket, err := a.codec.NewTicket()
@@ -233,16 +233,16 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "too many active sessions for this user; log out elsewhere first")
 		return
 	case err != nil:
-		a.log.Error("create session", zap.Error(err))
+		a.logFor(r.Context()).Error("create session", zap.Error(err))
 		a.obs.LoginOutcome(OutcomeStoreError)
 		writeStoreDown(w, r)
 		return
 	}
 	if len(evicted) > 0 {
-		a.log.Info("evicted older sessions of the user", zap.Int("count", len(evicted)))
+		a.logFor(r.Context()).Info("evicted older sessions of the user", zap.Int("count", len(evicted)))
 	}
 	a.obs.LoginOutcome(OutcomeOK)
-	a.log.Info("login", zap.String("session", shortID(ticket.ID())), zap.String("user", shortID(session.UserKey(p.Identity.Subject))))
+	a.logFor(r.Context()).Info("login", zap.String("session", shortID(ticket.ID())), zap.String("user", shortID(session.UserKey(p.Identity.Subject))))
 	a.setSessionCookie(w, a.codec.Encode(ticket))
 	rd, _ := returnurl.Validate(ls.ReturnURL)
 	http.Redirect(w, r, rd, http.StatusFound)
@@ -254,7 +254,7 @@ func (a *Authenticator) badState(w http.ResponseWriter, r *http.Request, msg str
 }
 
 func (a *Authenticator) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
-	a.log.Error(what, zap.Error(err))
+	a.logFor(r.Context()).Error(what, zap.Error(err))
 	apierror.Write(w, r, http.StatusInternalServerError, apierror.CodeInternal, "internal error")
 }
 

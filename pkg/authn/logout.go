@@ -32,16 +32,16 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) {
 			idToken = cur.payload.IDToken
 		case errors.Is(err, session.ErrNotFound), errors.Is(err, errUnusable):
 		default:
-			a.log.Error("load session for logout", zap.Error(err))
+			a.logFor(r.Context()).Error("load session for logout", zap.Error(err))
 			writeStoreDown(w, r)
 			return
 		}
 		if err := a.store.DeleteSession(r.Context(), t.ID()); err != nil {
-			a.log.Error("delete session at logout", zap.String("session", shortID(t.ID())), zap.Error(err))
+			a.logFor(r.Context()).Error("delete session at logout", zap.String("session", shortID(t.ID())), zap.Error(err))
 			writeStoreDown(w, r)
 			return
 		}
-		a.log.Info("logout", zap.String("session", shortID(t.ID())))
+		a.logFor(r.Context()).Info("logout", zap.String("session", shortID(t.ID())))
 	}
 	a.clearSessionCookie(w)
 

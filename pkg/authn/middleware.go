@@ -126,14 +126,14 @@ func (a *Authenticator) authenticate(r *http.Request) (*current, failure) {
 	ctx := r.Context()
 	cur, err := a.load(ctx, ticket)
 	if err != nil {
-		return nil, a.classify(ticket, err)
+		return nil, a.classify(ctx, ticket, err)
 	}
 	now := a.now()
 	if !cur.payload.ExpiresAt.IsZero() && !now.Before(cur.payload.ExpiresAt) {
 		// The store expires it too; this covers clock skew between replicas
 		// and the store, and tests with an injected clock.
 		if err := a.store.DeleteSession(ctx, ticket.ID()); err != nil {
-			a.log.Warn("delete expired session", zap.String("session", shortID(ticket.ID())), zap.Error(err))
+			a.logFor(ctx).Warn("delete expired session", zap.String("session", shortID(ticket.ID())), zap.Error(err))
 		}
 		return nil, failEnded
 	}
@@ -143,7 +143,7 @@ func (a *Authenticator) authenticate(r *http.Request) (*current, failure) {
 		case errors.Is(err, errSessionEnded):
 			return nil, failEnded
 		case err != nil:
-			refreshed, f = a.refreshFailure(cur, err)
+			refreshed, f = a.refreshFailure(ctx, cur, err)
 			if f != failNone {
 				return nil, f
 			}
@@ -192,17 +192,17 @@ var errUnusable = errors.New("authn: stored session is unusable")
 
 // classify maps a load error to a failure. Only ErrNotFound and an
 // unusable record end the session; any other store error is an outage.
-func (a *Authenticator) classify(t session.Ticket, err error) failure {
+func (a *Authenticator) classify(ctx context.Context, t session.Ticket, err error) failure {
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		return failEnded
 	case errors.Is(err, errUnusable):
 		// Not deleted: during a rolling upgrade another replica may still
 		// read it; it expires on its own.
-		a.log.Warn("stored session cannot be opened", zap.String("session", shortID(t.ID())), zap.Error(err))
+		a.logFor(ctx).Warn("stored session cannot be opened", zap.String("session", shortID(t.ID())), zap.Error(err))
 		return failInvalid
 	default:
-		a.log.Error("session store unavailable", zap.String("session", shortID(t.ID())), zap.Error(err))
+		a.logFor(ctx).Error("session store unavailable", zap.String("session", shortID(t.ID())), zap.Error(err))
 		return failStore
 	}
 }

@@ -59,6 +59,7 @@ func refreshedSince(loaded, stored payload) bool {
 // disappeared; any other error leaves the session untouched.
 func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, error) {
 	id := cur.ticket.ID()
+	log := a.logFor(ctx)
 	lock, err := a.store.TryLock(ctx, refreshLockName(id), a.opts.RefreshLockTTL)
 	if errors.Is(err, session.ErrLocked) {
 		var waited *current
@@ -75,7 +76,7 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 	defer cancel()
 	defer func() {
 		if err := lock.Unlock(lctx); err != nil {
-			a.log.Warn("release refresh lock", zap.String("session", shortID(id)), zap.Error(err))
+			log.Warn("release refresh lock", zap.String("session", shortID(id)), zap.Error(err))
 		}
 	}()
 
@@ -94,9 +95,9 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 	tokens, err := a.refreshHoldingLock(lctx, lock, latest.payload.RefreshToken)
 	if errors.Is(err, oidc.ErrInvalidGrant) {
 		a.obs.RefreshOutcome(OutcomeInvalidGrant)
-		a.log.Info("provider refused the refresh token; ending the session", zap.String("session", shortID(id)))
+		log.Info("provider refused the refresh token; ending the session", zap.String("session", shortID(id)))
 		if derr := a.store.DeleteSession(lctx, id); derr != nil {
-			a.log.Warn("delete session after invalid_grant", zap.String("session", shortID(id)), zap.Error(derr))
+			log.Warn("delete session after invalid_grant", zap.String("session", shortID(id)), zap.Error(derr))
 		}
 		return nil, errSessionEnded
 	}
@@ -106,9 +107,9 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 	}
 	if tokens.Identity.Subject != "" && tokens.Identity.Subject != latest.payload.Identity.Subject {
 		// A provider must never do this; do not let the session change hands.
-		a.log.Error("refresh returned a different subject; ending the session", zap.String("session", shortID(id)))
+		log.Error("refresh returned a different subject; ending the session", zap.String("session", shortID(id)))
 		if derr := a.store.DeleteSession(lctx, id); derr != nil {
-			a.log.Warn("delete session after subject change", zap.String("session", shortID(id)), zap.Error(derr))
+			log.Warn("delete session after subject change", zap.String("session", shortID(id)), zap.Error(derr))
 		}
 		return nil, errSessionEnded
 	}
@@ -127,7 +128,7 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 	case err != nil:
 		// The provider may have rotated the refresh token, which we now fail
 		// to keep; still serve this request with the fresh access token.
-		a.log.Error("store refreshed tokens", zap.String("session", shortID(id)), zap.Error(err))
+		log.Error("store refreshed tokens", zap.String("session", shortID(id)), zap.Error(err))
 	}
 	a.obs.RefreshOutcome(OutcomeRefreshed)
 	return &next, nil
@@ -143,7 +144,7 @@ func (a *Authenticator) storeRefreshed(ctx context.Context, rec session.Record) 
 		if err == nil || errors.Is(err, session.ErrNotFound) {
 			return err
 		}
-		a.log.Warn("store refreshed tokens; retrying", zap.String("session", shortID(rec.ID)), zap.Error(err))
+		a.logFor(ctx).Warn("store refreshed tokens; retrying", zap.String("session", shortID(rec.ID)), zap.Error(err))
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -200,6 +201,7 @@ func (a *Authenticator) waitForRefresh(ctx context.Context, cur *current) (*curr
 // the lock, so a slow provider cannot let the lock lapse and a second
 // holder present the same (rotating) refresh token.
 func (a *Authenticator) refreshHoldingLock(ctx context.Context, lock session.Lock, refreshToken string) (*oidc.Tokens, error) {
+	log := a.logFor(ctx)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -216,14 +218,14 @@ func (a *Authenticator) refreshHoldingLock(ctx context.Context, lock session.Loc
 				case errors.Is(err, session.ErrLocked):
 					// Lost for good: the lock expired and may belong to
 					// someone else now; extending cannot win it back.
-					a.log.Warn("refresh lock lost while the provider was called", zap.Error(err))
+					log.Warn("refresh lock lost while the provider was called", zap.Error(err))
 					return
 				default:
 					// A store blip: keep trying on the next tick. Giving
 					// up here would let the lock lapse while the token
 					// request runs and a second holder present the same
 					// rotating refresh token.
-					a.log.Warn("extend refresh lock; retrying", zap.Error(err))
+					log.Warn("extend refresh lock; retrying", zap.Error(err))
 				}
 			}
 		}
@@ -278,13 +280,13 @@ func mergeIdentity(old, fresh identity.Identity) identity.Identity {
 // request: while the current access token is still valid the request goes
 // on with it (the next request retries); once it has expired the caller
 // gets a 503 — the session is kept, nothing is deleted.
-func (a *Authenticator) refreshFailure(cur *current, err error) (*current, failure) {
+func (a *Authenticator) refreshFailure(ctx context.Context, cur *current, err error) (*current, failure) {
 	id := shortID(cur.ticket.ID())
 	if a.now().Before(cur.payload.Expiry) {
-		a.log.Warn("token refresh failed; continuing with the still-valid access token", zap.String("session", id), zap.Error(err))
+		a.logFor(ctx).Warn("token refresh failed; continuing with the still-valid access token", zap.String("session", id), zap.Error(err))
 		return cur, failNone
 	}
-	a.log.Error("token refresh failed and the access token has expired", zap.String("session", id), zap.Error(err))
+	a.logFor(ctx).Error("token refresh failed and the access token has expired", zap.String("session", id), zap.Error(err))
 	if errors.Is(err, errStore) {
 		return nil, failStore
 	}

@@ -38,25 +38,16 @@ func BaseURL(opts BaseURLOptions) (ExternalURL, error) {
 		base := strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.EscapedPath(), "/")
 		return func(*http.Request) string { return base }, nil
 	}
-	var trusted []netip.Prefix
-	for _, s := range opts.TrustedProxies {
-		s = strings.TrimSpace(s)
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, fmt.Errorf("bearer: trusted proxy %q is not a CIDR or IP: %w", s, err)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		trusted = append(trusted, p.Masked())
+	trusted, err := ParseTrustedProxies(opts.TrustedProxies)
+	if err != nil {
+		return nil, err
 	}
 	return func(r *http.Request) string {
 		scheme, host := "http", r.Host
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		if fromTrusted(r.RemoteAddr, trusted) {
+		if trusted.Trusts(r) {
 			if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
 				scheme = p
 			}
@@ -68,20 +59,47 @@ func BaseURL(opts BaseURLOptions) (ExternalURL, error) {
 	}, nil
 }
 
-func fromTrusted(remoteAddr string, trusted []netip.Prefix) bool {
-	if len(trusted) == 0 {
+// TrustedProxies are the reverse proxies (by network) whose forwarding
+// headers are believed. It is the one place that decides this, for the URLs
+// the proxy advertises and for the X-Forwarded-* headers it passes upstream,
+// so the two can never disagree about a peer.
+type TrustedProxies []netip.Prefix
+
+// ParseTrustedProxies parses CIDRs or bare IP addresses. An empty list
+// trusts nobody.
+func ParseTrustedProxies(list []string) (TrustedProxies, error) {
+	var trusted TrustedProxies
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("bearer: trusted proxy %q is not a CIDR or IP: %w", s, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		trusted = append(trusted, p.Masked())
+	}
+	return trusted, nil
+}
+
+// Trusts reports whether r's direct peer (RemoteAddr, never a header) is a
+// trusted proxy.
+func (t TrustedProxies) Trusts(r *http.Request) bool {
+	if len(t) == 0 {
 		return false
 	}
-	host, _, err := net.SplitHostPort(remoteAddr)
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		host = remoteAddr
+		host = r.RemoteAddr
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil {
 		return false
 	}
 	a = a.Unmap()
-	for _, p := range trusted {
+	for _, p := range t {
 		if p.Contains(a) {
 			return true
 		}

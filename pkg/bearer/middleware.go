@@ -1,6 +1,7 @@
 package bearer
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 )
 
 // ResourceOptions configure a ResourceServer.
@@ -76,13 +78,13 @@ func (s *ResourceServer) Wrap(next, fallback http.Handler) http.Handler {
 		tok, err := s.validator.Validate(r.Context(), raw)
 		switch {
 		case errors.Is(err, ErrUnavailable):
-			s.log.Error("bearer token validation unavailable", zap.Error(err))
+			s.logFor(r.Context()).Error("bearer token validation unavailable", zap.Error(err))
 			w.Header().Set("Retry-After", "5")
 			apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeUpstreamUnavailable,
 				"the identity provider cannot be reached to validate your token; retry shortly")
 			return
 		case err != nil:
-			s.log.Debug("bearer token rejected", zap.String("reason", Reason(err)))
+			s.logFor(r.Context()).Debug("bearer token rejected", zap.String("reason", Reason(err)))
 			s.invalidToken(w, r, Reason(err))
 			return
 		}
@@ -98,6 +100,13 @@ func (s *ResourceServer) Wrap(next, fallback http.Handler) http.Handler {
 		r.Header.Del("Authorization")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// logFor is the logger for a line about the request whose context is ctx:
+// it carries the request ID, so the line can be matched with the access log
+// and with the error body the client reports.
+func (s *ResourceServer) logFor(ctx context.Context) *zap.Logger {
+	return s.log.With(zap.String("request_id", requestid.FromContext(ctx)))
 }
 
 // Challenge answers a request without credentials: 401 with

@@ -42,8 +42,10 @@ type Config struct {
 	// protected resource identifier MCP clients bind their tokens to.
 	MCPPath string `yaml:"mcp_path" usage:"path of the MCP endpoint; the protected resource is <external_url><mcp_path>"`
 	// TrustedProxies may set X-Forwarded-Proto/-Host for the URLs the proxy
-	// advertises; anyone else's forwarded headers are ignored.
-	TrustedProxies []string `yaml:"trusted_proxies" usage:"comma-separated CIDRs of reverse proxies whose X-Forwarded-Proto and X-Forwarded-Host are trusted"`
+	// advertises, and their X-Forwarded-For/-Host/-Proto reach the upstream
+	// (the client chain extended by this hop); anyone else's forwarded
+	// headers are ignored and replaced with what this hop saw.
+	TrustedProxies []string `yaml:"trusted_proxies" usage:"comma-separated CIDRs of reverse proxies whose X-Forwarded-Proto/-Host/-For are trusted (for advertised URLs and passed on to the upstream)"`
 	// AllowedOrigins may call the MCP endpoint from a browser.
 	AllowedOrigins []string `yaml:"allowed_origins" usage:"comma-separated browser origins allowed to call the MCP endpoint (the proxy's own origin always is)"`
 	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests and

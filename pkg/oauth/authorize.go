@@ -116,11 +116,11 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadRequest, errInvalidClient, "unknown client_id")
 		return
 	case errors.Is(err, errCIMD):
-		s.log.Info("oauth: client metadata document refused", zap.String("client_id", q.Get("client_id")), zap.Error(err))
+		s.logFor(r.Context()).Info("oauth: client metadata document refused", zap.String("client_id", q.Get("client_id")), zap.Error(err))
 		errorPage(w, http.StatusBadRequest, errInvalidClient, "client metadata document could not be used")
 		return
 	case err != nil:
-		s.storeErr(w, "lookup client", err)
+		s.storeErr(w, r, "lookup client", err)
 		return
 	}
 	redirectURI := q.Get("redirect_uri")
@@ -171,7 +171,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	id := randomToken()
 	if err := s.putJSON(r.Context(), keyRequest+hashOf(id), req, s.opts.RequestTTL); err != nil {
-		s.storeErr(w, "store authorization request", err)
+		s.storeErr(w, r, "store authorization request", err)
 		return
 	}
 	s.touchClient(r.Context(), client)

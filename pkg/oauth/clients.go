@@ -112,10 +112,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.putJSON(r.Context(), keyClient+client.ID, client, s.opts.ClientTTL); err != nil {
-		s.storeErr(w, "register client", err)
+		s.storeErr(w, r, "register client", err)
 		return
 	}
-	s.log.Info("oauth: client registered", zap.String("client_id", client.ID),
+	s.logFor(r.Context()).Info("oauth: client registered", zap.String("client_id", client.ID),
 		zap.String("client_name", client.Name), zap.String("auth_method", client.AuthMethod),
 		zap.Strings("redirect_uris", client.RedirectURIs))
 	resp := registrationResponse{
@@ -295,7 +295,7 @@ func (s *Server) touchClient(ctx context.Context, c *Client) {
 		return
 	}
 	if err := s.putJSON(ctx, keyClient+c.ID, c, s.opts.ClientTTL); err != nil {
-		s.log.Warn("oauth: refresh client registration", zap.String("client_id", c.ID), zap.Error(err))
+		s.logFor(ctx).Warn("oauth: refresh client registration", zap.String("client_id", c.ID), zap.Error(err))
 	}
 }
 

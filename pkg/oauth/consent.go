@@ -76,7 +76,7 @@ func (s *Server) loadRequest(w http.ResponseWriter, r *http.Request, id string, 
 		errorPage(w, http.StatusBadRequest, errInvalidRequest, "authorization request expired or unknown; start again from your application")
 		return nil, false
 	case err != nil:
-		s.storeErr(w, "load authorization request", err)
+		s.storeErr(w, r, "load authorization request", err)
 		return nil, false
 	case !s.now().Before(req.ExpiresAt):
 		errorPage(w, http.StatusBadRequest, errInvalidRequest, "authorization request expired; start again from your application")
@@ -100,7 +100,7 @@ func (s *Server) consentGet(w http.ResponseWriter, r *http.Request, user *identi
 			errorPage(w, http.StatusBadRequest, errInvalidClient, "client is no longer registered")
 			return
 		}
-		s.storeErr(w, "lookup client", err)
+		s.storeErr(w, r, "lookup client", err)
 		return
 	}
 	var rec consentRecord
@@ -110,7 +110,7 @@ func (s *Server) consentGet(w http.ResponseWriter, r *http.Request, user *identi
 		s.finish(w, r, id, user, true, http.StatusFound)
 		return
 	case err != nil && !errors.Is(err, session.ErrNotFound):
-		s.storeErr(w, "load consent", err)
+		s.storeErr(w, r, "load consent", err)
 		return
 	}
 	csrf := randomToken()
@@ -118,7 +118,7 @@ func (s *Server) consentGet(w http.ResponseWriter, r *http.Request, user *identi
 	req.CSRFHash = hashOf(csrf)
 	ttl := req.ExpiresAt.Sub(s.now())
 	if err := s.putJSON(r.Context(), keyRequest+hashOf(id), req, ttl); err != nil {
-		s.storeErr(w, "bind authorization request", err)
+		s.storeErr(w, r, "bind authorization request", err)
 		return
 	}
 	name := client.Name
@@ -148,7 +148,7 @@ func (s *Server) consentGet(w http.ResponseWriter, r *http.Request, user *identi
 		Scopes:       req.Scopes,
 	})
 	if err != nil {
-		s.log.Warn("oauth: render consent page", zap.Error(err))
+		s.logFor(r.Context()).Warn("oauth: render consent page", zap.Error(err))
 	}
 }
 
@@ -209,7 +209,7 @@ func (s *Server) consentPost(w http.ResponseWriter, r *http.Request, user *ident
 			rec.Resources = union(old.Resources, rec.Resources)
 		}
 		if err := s.putJSON(r.Context(), consentKey(user.Subject, req.ClientID), rec, s.opts.ConsentTTL); err != nil {
-			s.storeErr(w, "store consent", err)
+			s.storeErr(w, r, "store consent", err)
 			return
 		}
 	}
@@ -236,11 +236,11 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, user 
 			errorPage(w, http.StatusBadRequest, errInvalidRequest, "authorization request already answered")
 			return
 		}
-		s.storeErr(w, "take authorization request", err)
+		s.storeErr(w, r, "take authorization request", err)
 		return
 	}
 	if !approve {
-		s.log.Info("oauth: consent denied", zap.String("client_id", req.ClientID))
+		s.logFor(r.Context()).Info("oauth: consent denied", zap.String("client_id", req.ClientID))
 		redirectError(w, r, req.RedirectURI, req.State, req.Issuer, errAccessDenied, "the user denied the request")
 		return
 	}
@@ -258,11 +258,11 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, user 
 	}
 	h := hashOf(code)
 	if err := s.putJSON(ctx, keyCode+h, grant, s.opts.CodeTTL+codeReplayWindow); err != nil {
-		s.storeErr(w, "store code", err)
+		s.storeErr(w, r, "store code", err)
 		return
 	}
 	if err := s.store.PutOnce(ctx, keyCodeLive+h, []byte{1}, s.opts.CodeTTL); err != nil {
-		s.storeErr(w, "store code marker", err)
+		s.storeErr(w, r, "store code marker", err)
 		return
 	}
 	v := url.Values{"code": {code}, "iss": {req.Issuer}}

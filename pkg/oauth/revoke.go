@@ -37,7 +37,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.revoke(r.Context(), client, tok); err != nil {
-		s.storeErr(w, "revoke", err)
+		s.storeErr(w, r, "revoke", err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -52,7 +52,7 @@ func (s *Server) revoke(ctx context.Context, client *Client, tok string) error {
 		if g.ClientID != client.ID {
 			return nil
 		}
-		s.log.Info("oauth: refresh token family revoked", zap.String("client_id", client.ID))
+		s.logFor(ctx).Info("oauth: refresh token family revoked", zap.String("client_id", client.ID))
 		return s.revokeFamily(ctx, g.FamilyID)
 	case !errors.Is(err, session.ErrNotFound):
 		return err
@@ -64,7 +64,7 @@ func (s *Server) revoke(ctx context.Context, client *Client, tok string) error {
 	if claims.ClientID != client.ID || claims.ID == "" {
 		return nil
 	}
-	s.log.Info("oauth: access token revoked", zap.String("client_id", client.ID))
+	s.logFor(ctx).Info("oauth: access token revoked", zap.String("client_id", client.ID))
 	return s.denyJTI(ctx, claims.ID, time.Unix(claims.Expiry, 0))
 }
 

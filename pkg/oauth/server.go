@@ -25,6 +25,7 @@
 package oauth
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -33,6 +34,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
@@ -301,9 +303,16 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Metadata(r))
 }
 
+// logFor is the logger for a line about the request whose context is ctx:
+// it carries the request ID, so the line can be matched with the access log
+// and with the error the client reports.
+func (s *Server) logFor(ctx context.Context) *zap.Logger {
+	return s.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+}
+
 // storeErr turns a store failure into a 503 for the caller and a log line;
 // it never leaks the error text.
-func (s *Server) storeErr(w http.ResponseWriter, op string, err error) {
-	s.log.Error("oauth: session store failure", zap.String("op", op), zap.Error(err))
+func (s *Server) storeErr(w http.ResponseWriter, r *http.Request, op string, err error) {
+	s.logFor(r.Context()).Error("oauth: session store failure", zap.String("op", op), zap.Error(err))
 	writeOAuthError(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, "state store temporarily unavailable")
 }

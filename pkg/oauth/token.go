@@ -116,12 +116,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	var te *tokenError
 	switch {
 	case errors.As(err, &te):
-		s.log.Info("oauth: token request refused", zap.String("client_id", client.ID),
+		s.logFor(r.Context()).Info("oauth: token request refused", zap.String("client_id", client.ID),
 			zap.String("grant_type", grant), zap.String("error", te.code), zap.String("reason", te.description))
 		writeOAuthError(w, te.status, te.code, te.description)
 		return
 	case err != nil:
-		s.storeErr(w, "token", err)
+		s.storeErr(w, r, "token", err)
 		return
 	}
 	s.touchClient(r.Context(), client)
@@ -130,7 +130,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) clientAuthFailed(w http.ResponseWriter, r *http.Request, err error) {
 	if !errors.Is(err, errClientAuth) {
-		s.storeErr(w, "client authentication", err)
+		s.storeErr(w, r, "client authentication", err)
 		return
 	}
 	if _, _, basic := r.BasicAuth(); basic {
@@ -174,7 +174,7 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 		if errors.Is(err, session.ErrNotFound) {
 			// A replay: the first redemption may have been by an attacker or
 			// by the client; either way nothing issued from it is trusted.
-			s.log.Warn("oauth: authorization code replayed; revoking its tokens", zap.String("client_id", client.ID))
+			s.logFor(r.Context()).Warn("oauth: authorization code replayed; revoking its tokens", zap.String("client_id", client.ID))
 			if err := s.revokeFamily(ctx, g.FamilyID); err != nil {
 				return nil, err
 			}
@@ -240,7 +240,7 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 	}
 	if _, err := s.store.TakeOnce(ctx, keyRefreshLive+h); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
-			s.log.Warn("oauth: rotated refresh token reused; revoking its family", zap.String("client_id", client.ID))
+			s.logFor(r.Context()).Warn("oauth: rotated refresh token reused; revoking its family", zap.String("client_id", client.ID))
 			if err := s.revokeFamily(ctx, g.FamilyID); err != nil {
 				return nil, err
 			}

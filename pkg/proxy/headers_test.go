@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
 )
@@ -188,27 +189,42 @@ func TestIdentityHeadersReplaceSpoofedOnes(t *testing.T) {
 	}
 }
 
+// TestForwardedHeaders: X-Forwarded-* from a trusted ingress reach the
+// upstream (the client chain extended by this hop's peer); from any other
+// peer they are replaced with what this hop saw. The front server's peer is
+// always 127.0.0.1.
 func TestForwardedHeaders(t *testing.T) {
+	trustLoopback := mustTrusted(t, "127.0.0.1/32")
+	trustOthers := mustTrusted(t, "10.0.0.0/8", "192.0.2.7")
+	ingress := map[string]string{
+		"X-Forwarded-For":   "203.0.113.7",
+		"X-Forwarded-Host":  "public.example",
+		"X-Forwarded-Proto": "https",
+	}
 	tests := []struct {
 		name      string
-		trust     bool
+		trust     func(*http.Request) bool
+		sent      map[string]string
 		wantFor   string
-		wantHost  string
+		wantHost  string // "" means this hop's Host (the front server)
 		wantProto string
 	}{
-		{name: "replace by default", trust: false, wantFor: "127.0.0.1", wantHost: "", wantProto: "http"},
-		{name: "trust appends and keeps", trust: true, wantFor: "203.0.113.7, 127.0.0.1", wantHost: "public.example", wantProto: "https"},
+		{name: "no decision: spoofed values replaced", trust: nil, sent: ingress, wantFor: "127.0.0.1", wantProto: "http"},
+		{name: "untrusted peer: spoofed values replaced", trust: trustOthers.Trusts, sent: ingress, wantFor: "127.0.0.1", wantProto: "http"},
+		{name: "trusted peer: kept, chain extended", trust: trustLoopback.Trusts, sent: ingress,
+			wantFor: "203.0.113.7, 127.0.0.1", wantHost: "public.example", wantProto: "https"},
+		{name: "trusted peer: longer chain extended", trust: trustLoopback.Trusts,
+			sent:    map[string]string{"X-Forwarded-For": "198.51.100.1, 203.0.113.7", "X-Forwarded-Proto": "https"},
+			wantFor: "198.51.100.1, 203.0.113.7, 127.0.0.1", wantProto: "https"},
+		{name: "trusted peer without forwarded headers: this hop's values", trust: trustLoopback.Trusts, sent: nil,
+			wantFor: "127.0.0.1", wantProto: "http"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			up, got := headerCapture(t)
 			p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL), TrustForwarded: tt.trust})
 			front := frontServer(t, withIdentity(p, nil, ""))
-			sendRaw(t, t.Context(), http.MethodGet, front.URL+"/", map[string]string{
-				"X-Forwarded-For":   "203.0.113.7",
-				"X-Forwarded-Host":  "public.example",
-				"X-Forwarded-Proto": "https",
-			})
+			sendRaw(t, t.Context(), http.MethodGet, front.URL+"/", tt.sent)
 			h := receive(t, got)
 			if got := strings.Join(h.Values("X-Forwarded-For"), ", "); got != tt.wantFor {
 				t.Errorf("X-Forwarded-For = %q, want %q", got, tt.wantFor)
@@ -217,14 +233,23 @@ func TestForwardedHeaders(t *testing.T) {
 			if wantHost == "" {
 				wantHost = mustURL(t, front.URL).Host
 			}
-			if got := h.Get("X-Forwarded-Host"); got != wantHost {
-				t.Errorf("X-Forwarded-Host = %q, want %q", got, wantHost)
+			if got := h.Values("X-Forwarded-Host"); len(got) != 1 || got[0] != wantHost {
+				t.Errorf("X-Forwarded-Host = %q, want [%q]", got, wantHost)
 			}
-			if got := h.Get("X-Forwarded-Proto"); got != tt.wantProto {
-				t.Errorf("X-Forwarded-Proto = %q, want %q", got, tt.wantProto)
+			if got := h.Values("X-Forwarded-Proto"); len(got) != 1 || got[0] != tt.wantProto {
+				t.Errorf("X-Forwarded-Proto = %q, want [%q]", got, tt.wantProto)
 			}
 		})
 	}
+}
+
+func mustTrusted(t *testing.T, cidrs ...string) bearer.TrustedProxies {
+	t.Helper()
+	trusted, err := bearer.ParseTrustedProxies(cidrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return trusted
 }
 
 func TestStripCookies(t *testing.T) {

@@ -74,11 +74,14 @@ type Options struct {
 	// forwarding, typically "Authorization": the client's token is for the
 	// proxy, not for the MCP server.
 	StripHeaders []string
-	// TrustForwarded keeps and appends to the incoming X-Forwarded-For and
-	// keeps incoming X-Forwarded-Host/-Proto, for a proxy that sits behind a
-	// trusted ingress. The default replaces them with what this hop saw, so
-	// clients cannot forge their address.
-	TrustForwarded bool
+	// TrustForwarded decides per request whether its direct peer is a
+	// trusted ingress (typically bearer.TrustedProxies.Trusts). For such a
+	// request the incoming X-Forwarded-For is kept and this hop's peer
+	// appended, and the incoming X-Forwarded-Host/-Proto are kept, so the
+	// upstream sees the public scheme and host rather than this hop's. For
+	// every other request (and when nil) they are replaced with what this
+	// hop saw, so clients cannot forge their address or the public URL.
+	TrustForwarded func(r *http.Request) bool
 	// Retry configures retries of idempotent requests while the upstream is
 	// restarting.
 	Retry RetryOptions
@@ -104,7 +107,7 @@ type Options struct {
 // forwarded anonymously, with every identity header removed.
 type Proxy struct {
 	upstream *url.URL
-	trustFwd bool
+	trustFwd func(r *http.Request) bool
 	policy   atomic.Pointer[headerPolicy]
 	strip    []string
 	cookies  *cookieFilter
@@ -229,13 +232,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	policy.stripFrom(out)
 	p.cookies.apply(out)
 
-	if p.trustFwd {
+	trusted := p.trustFwd != nil && p.trustFwd(pr.In)
+	if trusted {
 		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 			out["X-Forwarded-For"] = append([]string(nil), xff...)
 		}
 	}
 	pr.SetXForwarded()
-	if p.trustFwd {
+	if trusted {
 		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
 			out.Set("X-Forwarded-Host", v)
 		}

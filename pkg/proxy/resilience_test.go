@@ -78,11 +78,13 @@ func TestRetryOnlyIdempotent(t *testing.T) {
 					ct.setTarget(mustURL(t, live.URL).Host)
 				}
 			}
+			core, logs := observer.New(zapcore.DebugLevel)
 			p := newProxy(t, proxy.Options{
 				Upstream:  mustURL(t, "http://mcp.invalid:3000"),
 				Transport: ct,
 				Retry:     proxy.RetryOptions{Attempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond},
 				Breaker:   proxy.BreakerOptions{Failures: -1},
+				Logger:    zap.New(core),
 			})
 			front := frontServer(t, withIdentity(p, nil, "rid"))
 			resp, body := do(t, tt.method, front.URL+"/mcp", tt.body)
@@ -91,6 +93,16 @@ func TestRetryOnlyIdempotent(t *testing.T) {
 			}
 			if got := ct.dials.Load(); got != tt.wantDials {
 				t.Errorf("dials = %d, want %d", got, tt.wantDials)
+			}
+			// Every retry is logged with the request's ID (issue 2).
+			retries := logs.FilterMessage("retrying refused upstream connection").All()
+			if len(retries) != int(tt.wantDials)-1 {
+				t.Errorf("%d retry log lines, want %d", len(retries), tt.wantDials-1)
+			}
+			for _, e := range retries {
+				if got := e.ContextMap()["request_id"]; got != "rid" {
+					t.Errorf("retry logged with request_id %v, want rid", got)
+				}
 			}
 		})
 	}

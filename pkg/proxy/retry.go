@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 )
 
 // RetryOptions configure how requests ride out an upstream restart. Only a
@@ -96,7 +98,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			next.Body = body
 		}
 		t.logger.Debug("retrying refused upstream connection",
-			zap.Int("attempt", attempt+1), zap.String("method", req.Method), zap.String("path", req.URL.Path))
+			zap.String("request_id", requestid.FromContext(req.Context())), zap.Int("attempt", attempt+1), zap.String("method", req.Method), zap.String("path", req.URL.Path))
 		resp, err = t.next.RoundTrip(next)
 	}
 	return resp, err

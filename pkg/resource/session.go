@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
@@ -68,6 +69,13 @@ func (b *SessionBinder) WithLogger(l *zap.Logger) *SessionBinder {
 	return b
 }
 
+// logFor is the logger for a line about the request whose context is ctx:
+// it carries the request ID, so the line can be matched with the access log
+// and with the error body the client reports.
+func (b *SessionBinder) logFor(ctx context.Context) *zap.Logger {
+	return b.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+}
+
 // Wrap enforces bindings around next (the forwarding handler). It must run
 // after authentication: the caller's identity comes from the context.
 //   - a request whose Mcp-Session-Id is bound to another user gets 403 and
@@ -92,7 +100,7 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 			switch {
 			case errors.Is(err, session.ErrNotFound):
 			case err != nil:
-				b.log.Error("read MCP session binding", zap.Error(err))
+				b.logFor(r.Context()).Error("read MCP session binding", zap.Error(err))
 				w.Header().Set("Retry-After", "2")
 				apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
 					"the session store is temporarily unavailable; retry shortly")
@@ -104,7 +112,7 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 				// Without renewal a long-lived session would become unbound,
 				// and so open to anyone holding its id, after the TTL.
 				if err := b.put(r.Context(), sid, owner); err != nil {
-					b.log.Warn("renew MCP session binding", zap.Error(err))
+					b.logFor(r.Context()).Warn("renew MCP session binding", zap.Error(err))
 				}
 			}
 		}
@@ -176,7 +184,7 @@ func (w *bindingWriter) WriteHeader(code int) {
 		ctx := context.WithoutCancel(w.r.Context())
 		if sid := w.Header().Get(SessionHeader); sid != "" && sid != w.requestSID {
 			if err := w.b.put(ctx, sid, w.owner); err != nil {
-				w.b.log.Error("store MCP session binding", zap.Error(err))
+				w.b.logFor(ctx).Error("store MCP session binding", zap.Error(err))
 				w.failed = true
 				h := w.Header()
 				h.Del(SessionHeader)
@@ -190,7 +198,7 @@ func (w *bindingWriter) WriteHeader(code int) {
 		if w.r.Method == http.MethodDelete && w.requestSID != "" {
 			if err := w.b.store.Delete(ctx, bindingKey(w.requestSID)); err != nil {
 				// The binding expires by itself; it only keeps refusing others.
-				w.b.log.Warn("delete MCP session binding", zap.Error(err))
+				w.b.logFor(ctx).Warn("delete MCP session binding", zap.Error(err))
 			}
 		}
 	}

@@ -91,6 +91,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("external_url / trusted_proxies: %w", err)
 	}
+	// The same peers whose X-Forwarded-Proto/-Host make the advertised URLs
+	// may pass their X-Forwarded-* on to the upstream.
+	trusted, err := bearer.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted_proxies: %w", err)
+	}
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
@@ -179,11 +185,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		strip = s.authn.CookieNames()
 	}
 	s.proxy, err = proxy.New(proxy.Options{
-		Upstream:     upstream,
-		Headers:      headerNames(cfg.Headers),
-		StripCookies: strip,
-		StripHeaders: []string{"Authorization", "Proxy-Authorization"},
-		Retry:        proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
+		Upstream:       upstream,
+		Headers:        headerNames(cfg.Headers),
+		StripCookies:   strip,
+		StripHeaders:   []string{"Authorization", "Proxy-Authorization"},
+		TrustForwarded: trusted.Trusts,
+		Retry:          proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
 		Breaker: proxy.BreakerOptions{
 			Failures:     cfg.UpstreamPolicy.BreakerFailures,
 			OpenDuration: cfg.UpstreamPolicy.BreakerOpenFor,
