@@ -16,14 +16,7 @@ import (
 // family, access tokens go on a denylist until they expire. Unknown tokens
 // and tokens of other clients get 200, so the endpoint reveals nothing.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeOAuthError(w, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, errInvalidRequest, "malformed form body")
+	if !parsePostForm(w, r) {
 		return
 	}
 	client, err := s.authenticateClient(r)

@@ -76,15 +76,24 @@ func grantErr(desc string) *tokenError {
 	return &tokenError{http.StatusBadRequest, errInvalidGrant, desc}
 }
 
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+// parsePostForm accepts only POSTed, size-bounded form bodies (the token and
+// revocation endpoints) and answers the client itself otherwise.
+func parsePostForm(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST, OPTIONS")
 		writeOAuthError(w, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
-		return
+		return false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		writeOAuthError(w, http.StatusBadRequest, errInvalidRequest, "malformed form body")
+		return false
+	}
+	return true
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	if !parsePostForm(w, r) {
 		return
 	}
 	for _, p := range []string{"grant_type", "code", "code_verifier", "redirect_uri", "refresh_token", "client_id", "scope"} {
