@@ -25,9 +25,13 @@ const (
 
 // routes builds the protected listener's handler:
 //
-//	/oauth2/*, /api/v1/session  the proxy's own login and session endpoints
+//	/oauth2/*, /api/v1/session   the proxy's own login and session endpoints
+//	/.well-known/oauth-*, ...    MCP authorization metadata and, in façade
+//	                             mode, the authorization server (oauthPatterns)
 //	public paths                 forwarded without authentication
-//	everything else              authenticated, authorized, forwarded
+//	everything else              bearer or cookie authentication, Origin
+//	                             check, authorization, session binding,
+//	                             then forwarded
 func (s *Server) routes() http.Handler {
 	wrap := func(route string, h http.Handler) http.Handler {
 		if s.tracer != nil {
