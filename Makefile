@@ -32,7 +32,9 @@ demo: ## local OIDC provider + example MCP server + the proxy, no Kubernetes
 	$(GO) run ./hack/demo
 
 bench: deps ## throughput and overhead benchmarks (ratios against a bare reverse proxy)
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./pkg/proxy/ ./pkg/session/ ./test/...
+	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" $(GO) test -run '^$$' -bench . -benchmem -count=1 ./pkg/proxy/ ./pkg/session/ ./test/...
+	@hack/bench/ensure-bench-deps.sh
+	$(GO) run ./hack/bench $(BENCH_FLAGS)
 
 clean: ## remove build output (keeps the envtest kube-apiserver and etcd, which take minutes to rebuild)
 	rm -f $(BIN)/mcp-oidc-proxy $(BIN)/mcp-oidc-injector
