@@ -2,9 +2,11 @@ package bearer
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -76,6 +78,12 @@ type JWTOptions struct {
 	// server, are never accepted as access tokens. Empty accepts any typ,
 	// because IdPs differ ("JWT", "at+jwt" or none).
 	Types []string
+	// CacheSize bounds the cache of validated tokens (default
+	// DefaultJWTCacheSize; negative disables it). A token seen again is
+	// accepted without a second signature check until it expires (with
+	// Skew), for at most 5 minutes, and only while the key that signed it
+	// is still in the key set.
+	CacheSize int
 }
 
 // JWTValidator validates JWT access tokens locally against the issuer's
@@ -90,6 +98,7 @@ type JWTValidator struct {
 	types       []string
 	keySet      func(ctx context.Context) (*jose.JSONWebKeySet, error)
 	keys        *keyCache
+	cache       *jwtCache // nil when disabled
 }
 
 var _ Validator = (*JWTValidator)(nil)
@@ -140,6 +149,12 @@ func NewJWTValidator(opts JWTOptions) (*JWTValidator, error) {
 		groupsClaim: opts.GroupsClaim,
 		keySet:      opts.KeySet,
 	}
+	switch {
+	case opts.CacheSize == 0:
+		v.cache = newJWTCache(DefaultJWTCacheSize)
+	case opts.CacheSize > 0:
+		v.cache = newJWTCache(opts.CacheSize)
+	}
 	for _, t := range opts.Types {
 		v.types = append(v.types, normalizeType(t))
 	}
@@ -180,44 +195,79 @@ type header struct {
 }
 
 // Validate verifies raw's signature, issuer, audience and lifetime and
-// returns its claims.
+// returns its claims. A token validated before is answered from the cache
+// while it is unexpired and its signing key is still published.
 func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error) {
-	alg, err := peekAlg(raw)
+	if v.cache == nil {
+		tok, _, err := v.validate(ctx, raw)
+		return tok, err
+	}
+	sum := sha256.Sum256([]byte(raw))
+	if e := v.cache.get(sum, v.now(), v.skew); e != nil {
+		set, err := v.currentKeys(ctx, false)
+		if err == nil && keyStillTrusted(set, e.kid, e.alg, e.key) {
+			return cloneToken(e.tok), nil
+		}
+		// The key is gone or the keys are unavailable: validate afresh,
+		// which gives the precise error (or finds a rotated-in key).
+		v.cache.remove(sum, e)
+	}
+	tok, e, err := v.validate(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
+	e.tok = tok
+	v.cache.put(sum, e, v.now(), v.skew)
+	return cloneToken(tok), nil
+}
+
+// validate does the full validation. Besides the token it returns a cache
+// entry (without its token) naming the verifying key and the expiry.
+func (v *JWTValidator) validate(ctx context.Context, raw string) (*Token, *jwtCacheEntry, error) {
+	alg, err := peekAlg(raw)
+	if err != nil {
+		return nil, nil, err
+	}
 	if !slices.Contains(v.algs, alg) {
-		return nil, invalid("unsupported signing algorithm", nil)
+		return nil, nil, invalid("unsupported signing algorithm", nil)
 	}
 	tok, err := jwt.ParseSigned(raw, v.algs)
 	if err != nil {
-		return nil, invalid("malformed token", err)
+		return nil, nil, invalid("malformed token", err)
 	}
 	if len(tok.Headers) != 1 {
-		return nil, invalid("malformed token", nil)
+		return nil, nil, invalid("malformed token", nil)
 	}
 	hdr := tok.Headers[0]
 	if !v.typeAllowed(hdr) {
-		return nil, invalid("wrong token type", nil)
+		return nil, nil, invalid("wrong token type", nil)
 	}
 	var registered jwt.Claims
 	var claims map[string]any
-	if err := v.verify(ctx, tok, hdr, &registered, &claims); err != nil {
-		return nil, err
+	key, err := v.verify(ctx, tok, hdr, &registered, &claims)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := v.checkClaims(&registered); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return tokenFromClaims(claims, v.groupsClaim), nil
+	e := &jwtCacheEntry{
+		exp:   registered.Expiry.Time(),
+		until: v.now().Add(jwtCacheMaxAge),
+		kid:   hdr.KeyID,
+		alg:   hdr.Algorithm,
+		key:   key,
+	}
+	return tokenFromClaims(claims, v.groupsClaim), e, nil
 }
 
 // verify finds the key for hdr (refreshing the cache once for an unknown
-// kid) and decodes the claims with it.
-func (v *JWTValidator) verify(ctx context.Context, tok *jwt.JSONWebToken, hdr jose.Header, out ...any) error {
+// kid), decodes the claims with it and returns the key that verified.
+func (v *JWTValidator) verify(ctx context.Context, tok *jwt.JSONWebToken, hdr jose.Header, out ...any) (crypto.PublicKey, error) {
 	for attempt := 0; attempt < 2; attempt++ {
 		set, err := v.currentKeys(ctx, attempt > 0)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		candidates := candidateKeys(set, hdr)
 		if len(candidates) == 0 {
@@ -225,12 +275,12 @@ func (v *JWTValidator) verify(ctx context.Context, tok *jwt.JSONWebToken, hdr jo
 		}
 		for _, key := range candidates {
 			if err := tok.Claims(key, out...); err == nil {
-				return nil
+				return key, nil
 			}
 		}
-		return invalid("bad signature", nil)
+		return nil, invalid("bad signature", nil)
 	}
-	return invalid("unknown signing key", nil)
+	return nil, invalid("unknown signing key", nil)
 }
 
 func (v *JWTValidator) currentKeys(ctx context.Context, unknownKID bool) (*jose.JSONWebKeySet, error) {
