@@ -403,8 +403,14 @@ func TestDiscoverToleratesTrailingSlash(t *testing.T) {
 			f.discovery["issuer"] = iss
 			f.idClaims["iss"] = iss
 			rp := newRP(t, oidc.Options{Issuer: tt.configured(f.srv.URL)})
+			if got := rp.TokenIssuer(); got != rp.Issuer() {
+				t.Fatalf("TokenIssuer before discovery = %q, want the configured %q", got, rp.Issuer())
+			}
 			if err := rp.Discover(context.Background()); err != nil {
 				t.Fatalf("Discover: %v", err)
+			}
+			if got := rp.TokenIssuer(); got != iss {
+				t.Fatalf("TokenIssuer = %q, want the provider's spelling %q (bearer tokens carry it)", got, iss)
 			}
 			if _, err := rp.Exchange(context.Background(), "c", "v", "n", redirectURL); err != nil {
 				t.Fatalf("Exchange with the provider's issuer: %v", err)

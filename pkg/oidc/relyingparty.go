@@ -103,6 +103,9 @@ type RelyingParty struct {
 // discovery is everything learned from the discovery document, swapped in
 // as one value so readers never see a half-initialised provider.
 type discovery struct {
+	// issuer is the provider's own spelling of its issuer, which is what
+	// its tokens carry in "iss".
+	issuer     string
 	provider   *gooidc.Provider
 	verifier   *gooidc.IDTokenVerifier
 	endpoint   oauth2.Endpoint
@@ -183,6 +186,17 @@ func normalizeScopes(scopes []string) []string {
 // Issuer is the configured issuer (without the discovery suffix).
 func (rp *RelyingParty) Issuer() string { return rp.issuer }
 
+// TokenIssuer is the issuer as the provider spells it in its tokens: the
+// discovered one once discovery succeeded (it may differ from the
+// configuration by a trailing slash, or entirely with SkipIssuerCheck),
+// the configured one before.
+func (rp *RelyingParty) TokenIssuer() string {
+	if d := rp.discovered.Load(); d != nil && d.issuer != "" {
+		return d.issuer
+	}
+	return rp.issuer
+}
+
 // Ready returns nil once discovery has succeeded and ErrNotReady before, so
 // the readiness probe can report it.
 func (rp *RelyingParty) Ready() error {
@@ -258,6 +272,7 @@ func (rp *RelyingParty) Discover(ctx context.Context) error {
 	endpoint := provider.Endpoint()
 	endpoint.AuthStyle = rp.authStyle(meta.TokenAuthMethods)
 	rp.discovered.Store(&discovery{
+		issuer:   meta.IssuerURL,
 		provider: provider,
 		verifier: provider.VerifierContext(cctx, &gooidc.Config{
 			ClientID:             rp.clientID,

@@ -38,9 +38,11 @@ type mcpAuth struct {
 
 func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPath }
 
-// newMCPAuth builds the resource server for cfg. issuer is the upstream
-// OIDC issuer (external mode's default token issuer).
-func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer string) (*mcpAuth, error) {
+// newMCPAuth builds the resource server for cfg. issuer is the configured
+// upstream OIDC issuer (advertised as the authorization server in external
+// mode); tokenIssuerOf returns the issuer spelling its tokens carry, known
+// once discovery has run.
+func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer string, tokenIssuerOf func() string) (*mcpAuth, error) {
 	a := &mcpAuth{base: base, mcpPath: cfg.MCPPath, facade: cfg.OAuth.Mode == "facade"}
 
 	keys, err := signingKeys(cfg, s.log)
@@ -104,8 +106,14 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 			}
 			return &revocationCheck{Validator: v, oauth: a.oauth}, nil
 		}
+		// Built on the first bearer request for this resource, normally
+		// after discovery, so the provider's own issuer spelling is known.
+		tokenIssuer := cfg.OAuth.ExternalIssuer
+		if tokenIssuer == "" {
+			tokenIssuer = tokenIssuerOf()
+		}
 		jwtv, err := bearer.NewJWTValidator(bearer.JWTOptions{
-			Issuer: extIssuer, JWKSURL: cfg.OAuth.ExternalJWKSURL, Audiences: []string{r},
+			Issuer: tokenIssuer, JWKSURL: cfg.OAuth.ExternalJWKSURL, Audiences: []string{r},
 			GroupsClaim: cfg.OIDC.GroupsClaim, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
 		})
 		if err != nil {
@@ -120,7 +128,7 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 		}
 		intro, err := bearer.NewIntrospector(bearer.IntrospectionOptions{
 			Endpoint: cfg.OAuth.IntrospectionURL, ClientID: id, ClientSecret: secret,
-			Issuer: extIssuer, Audiences: []string{r}, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
+			Issuer: tokenIssuer, Audiences: []string{r}, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
 			AllowMissingAudience: cfg.OAuth.IntrospectionAllowMissingAudience,
 		})
 		if err != nil {

@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		if err != nil {
 			return nil, fmt.Errorf("session.cookie_secret: %w", err)
 		}
-		s.mcp, err = s.newMCPAuth(cfg, s.base, s.rp.Issuer())
+		s.mcp, err = s.newMCPAuth(cfg, s.base, s.rp.Issuer(), s.rp.TokenIssuer)
 		if err != nil {
 			return nil, err
 		}
