@@ -41,11 +41,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/server"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpserver"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
 )
 
 // cookieSecret signs session cookies; any 32+ byte value will do on
@@ -155,24 +153,15 @@ func (e *env) close() {
 	}
 }
 
-func listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("listen on loopback: %w", err)
-	}
-	return ln, nil
-}
-
 // serve runs h on a fresh loopback listener and returns its URL.
 func (e *env) serve(h http.Handler) (string, error) {
-	ln, err := listen()
+	ln, err := stack.Listen()
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	e.closers = append(e.closers, func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String(), nil
+	url, stop := stack.Serve(ln, h)
+	e.closers = append(e.closers, stop)
+	return url, nil
 }
 
 func start(ctx context.Context, o options) (_ *env, err error) {
@@ -185,12 +174,11 @@ func start(ctx context.Context, o options) (_ *env, err error) {
 
 	// The upstream: /data is what is measured; /mcp lets the MCP client
 	// complete its initialize handshake while it obtains a bearer token.
-	mux := http.NewServeMux()
+	mux := stack.UpstreamMux()
 	mux.HandleFunc("/data", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, dataBody)
 	})
-	mux.Handle("/mcp", mcpserver.Handler())
 	if e.upstreamURL, err = e.serve(mux); err != nil {
 		return nil, err
 	}
@@ -224,7 +212,7 @@ func start(ctx context.Context, o options) (_ *env, err error) {
 
 	// The OpenID provider. Its access tokens outlive the run, so no session
 	// refresh lands inside a measurement.
-	idpLn, err := listen()
+	idpLn, err := stack.Listen()
 	if err != nil {
 		return nil, err
 	}
@@ -237,55 +225,24 @@ func start(ctx context.Context, o options) (_ *env, err error) {
 	e.closers = append(e.closers, func() { _ = e.idp.Close() })
 
 	// The proxy, configured with flags as a user would.
-	ln, err := listen()
+	proxy, err := stack.StartProxy(ctx, stack.ProxyOptions{
+		Flags: func(listen, admin string) []string {
+			return append(stack.Flags(listen, admin, e.upstreamURL, "http://"+idpLn.Addr().String()),
+				"--session-store", "redis",
+				"--redis-url", redisURL,
+				"--session-cookie-secret", cookieSecret,
+				"--log-level", o.logLevel,
+				"--shutdown-grace", "2s",
+			)
+		},
+		Logger:  func(level zap.AtomicLevel) *zap.Logger { return app.NewLogger(os.Stderr, level) },
+		Version: "bench", Timeout: 30 * time.Second,
+	})
 	if err != nil {
-		return nil, err
-	}
-	adminLn, err := listen()
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	e.proxyURL = "http://" + ln.Addr().String()
-	loaded, err := config.Load(config.Source{Args: []string{
-		"--listen", ln.Addr().String(),
-		"--admin-listen", adminLn.Addr().String(),
-		"--upstream", e.upstreamURL,
-		"--external-url", e.proxyURL,
-		"--oidc-discovery-url", "http://" + idpLn.Addr().String(),
-		"--oidc-client-id", oidcprovider.DefaultClientID,
-		"--oidc-client-secret", oidcprovider.DefaultClientSecret,
-		"--session-store", "redis",
-		"--redis-url", redisURL,
-		"--session-cookie-secret", cookieSecret,
-		"--session-insecure-cookies",
-		"--log-level", o.logLevel,
-		"--shutdown-grace", "2s",
-	}})
-	if err == nil {
-		err = loaded.Config.Validate()
-	}
-	if err != nil {
-		_, _ = ln.Close(), adminLn.Close()
-		return nil, fmt.Errorf("proxy configuration: %w", err)
-	}
-	level, err := zap.ParseAtomicLevel(o.logLevel)
-	if err != nil {
-		_, _ = ln.Close(), adminLn.Close()
-		return nil, fmt.Errorf("log level: %w", err)
-	}
-	srv, err := server.New(ctx, loaded.Config, server.Options{Version: "bench", Logger: app.NewLogger(os.Stderr, level), Level: level})
-	if err != nil {
-		_, _ = ln.Close(), adminLn.Close()
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	serveCtx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(serveCtx, ln, adminLn) }()
-	e.closers = append(e.closers, func() { cancel(); <-served })
-	if err := waitReady(ctx, "http://"+adminLn.Addr().String()+"/readyz"); err != nil {
-		return nil, err
-	}
+	e.proxyURL = proxy.URL
+	e.closers = append(e.closers, func() { _ = proxy.Stop() })
 	return e, nil
 }
 
@@ -295,7 +252,7 @@ func startRedis(ctx context.Context, bin string) (string, func(), error) {
 	// Reserve a free port, then hand it to redis-server. Another process
 	// could take it in between; redis-server then fails to start and the
 	// readiness wait below reports it.
-	ln, err := listen()
+	ln, err := stack.Listen()
 	if err != nil {
 		return "", nil, err
 	}
@@ -356,25 +313,6 @@ func redisPing(addr string) error {
 		return fmt.Errorf("redis answered %q", line)
 	}
 	return nil
-}
-
-func waitReady(ctx context.Context, url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return errors.New("the proxy did not become ready within 30s")
 }
 
 // ---------------------------------------------------------------------------

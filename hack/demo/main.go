@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"html/template"
@@ -29,11 +28,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/server"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpserver"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
 )
 
 func main() {
@@ -77,56 +74,46 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("MCP server port %d: %w (choose another with -mcp-port)", *mcpPort, err)
 	}
-	upstreamMux := http.NewServeMux()
-	upstreamMux.Handle("/mcp", mcpserver.Handler())
+	upstreamMux := stack.UpstreamMux()
 	upstreamMux.HandleFunc("/", welcomePage)
-	upstream := &http.Server{Handler: upstreamMux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = upstream.Serve(mcpLn) }()
-	defer upstream.Close()
+	upstream, stopUpstream := stack.Serve(mcpLn, upstreamMux)
+	defer stopUpstream()
 
 	// 3. The proxy, configured exactly as a user would with flags.
 	proxyURL := fmt.Sprintf("http://%s:%d", *host, *proxyPort)
-	loaded, err := config.Load(config.Source{Args: []string{
-		"--listen", fmt.Sprintf("127.0.0.1:%d", *proxyPort),
-		"--admin-listen", fmt.Sprintf("127.0.0.1:%d", *adminPort),
-		"--upstream", fmt.Sprintf("http://127.0.0.1:%d", *mcpPort),
-		"--external-url", proxyURL,
-		"--oidc-discovery-url", issuer,
-		"--oidc-client-id", oidcprovider.DefaultClientID,
-		"--oidc-client-secret", oidcprovider.DefaultClientSecret,
-		"--session-store", "memory",
-		"--session-insecure-cookies",
-		"--log-level", *logLevel,
-		"--shutdown-grace", "2s",
-	}})
-	if err != nil {
-		return err
-	}
-	if err := loaded.Config.Validate(); err != nil {
-		return err
-	}
-	level, _ := zap.ParseAtomicLevel(*logLevel)
-	logger := app.NewLogger(os.Stderr, level)
-	srv, err := server.New(ctx, loaded.Config, server.Options{Version: "demo", Logger: logger, Level: level})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", loaded.Config.Listen)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *proxyPort))
 	if err != nil {
 		return fmt.Errorf("proxy port %d: %w (choose another with -proxy-port)", *proxyPort, err)
 	}
-	adminLn, err := net.Listen("tcp", loaded.Config.AdminListen)
+	adminLn, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *adminPort))
 	if err != nil {
+		_ = ln.Close()
 		return fmt.Errorf("admin port %d: %w (choose another with -admin-port)", *adminPort, err)
 	}
-	serveCtx, cancelServe := context.WithCancel(ctx)
-	defer cancelServe()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(serveCtx, ln, adminLn) }()
-
-	if err := waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", *adminPort)); err != nil {
+	proxy, err := stack.StartProxy(ctx, stack.ProxyOptions{
+		Listener: ln, AdminListener: adminLn,
+		Flags: func(listen, admin string) []string {
+			return []string{
+				"--listen", listen,
+				"--admin-listen", admin,
+				"--upstream", upstream,
+				"--external-url", proxyURL,
+				"--oidc-discovery-url", issuer,
+				"--oidc-client-id", oidcprovider.DefaultClientID,
+				"--oidc-client-secret", oidcprovider.DefaultClientSecret,
+				"--session-store", "memory",
+				"--session-insecure-cookies",
+				"--log-level", *logLevel,
+				"--shutdown-grace", "2s",
+			}
+		},
+		Logger:  func(level zap.AtomicLevel) *zap.Logger { return app.NewLogger(os.Stderr, level) },
+		Version: "demo", Timeout: 30 * time.Second,
+	})
+	if err != nil {
 		return err
 	}
+	defer proxy.Stop()
 
 	user, pass := idp.DemoUser()
 	fmt.Fprintf(out, `
@@ -148,8 +135,7 @@ mcp-oidc-proxy demo is running.
 			err = oauthCheck(ctx, idp, proxyURL, out)
 		}
 		if err != nil {
-			cancelServe()
-			<-served
+			_ = proxy.Stop()
 			return fmt.Errorf("self-check failed: %w", err)
 		}
 	}
@@ -158,8 +144,7 @@ mcp-oidc-proxy demo is running.
 		<-ctx.Done()
 		fmt.Fprintln(out, "\nstopping...")
 	}
-	cancelServe()
-	return <-served
+	return proxy.Stop()
 }
 
 // check logs the demo user in through the proxy and calls tools with the
@@ -251,25 +236,6 @@ func oauthCheck(ctx context.Context, idp *oidcprovider.Provider, proxyURL string
 	who, _ := json.Marshal(res.StructuredContent)
 	fmt.Fprintf(out, "self-check: MCP client (OAuth) tools/call whoami -> %s\n", who)
 	return nil
-}
-
-func waitReady(ctx context.Context, url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return errors.New("the proxy did not become ready within 30s")
 }
 
 var welcome = template.Must(template.New("w").Parse(`<!doctype html>

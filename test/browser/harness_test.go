@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,10 +19,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/server"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpserver"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
 )
 
 const (
@@ -53,8 +50,7 @@ var welcomePage = template.Must(template.New("welcome").Parse(`<!doctype html>
 // everywhere else.
 func startUpstream(tb testing.TB) string {
 	tb.Helper()
-	mux := http.NewServeMux()
-	mux.Handle("/mcp", mcpserver.Handler())
+	mux := stack.UpstreamMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_ = welcomePage.Execute(w, map[string]string{
@@ -161,89 +157,31 @@ func newEnv(tb testing.TB) *env {
 	e := &env{idp: oidcprovider.Start(tb, oidcprovider.Options{})}
 	upstream := startUpstream(tb)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e.proxy = "http://" + ln.Addr().String()
-	loaded, err := config.Load(config.Source{Args: []string{
-		"--listen", ln.Addr().String(),
-		"--admin-listen", adminLn.Addr().String(),
-		"--upstream", upstream,
-		"--external-url", e.proxy,
-		"--oidc-discovery-url", e.idp.Issuer(),
-		"--oidc-client-id", oidcprovider.DefaultClientID,
-		"--oidc-client-secret", oidcprovider.DefaultClientSecret,
-		"--oauth-mode", "facade",
-		"--session-insecure-cookies",
-		"--shutdown-grace", "5s",
-		"--log-level", "debug",
-	}})
-	if err != nil {
-		tb.Fatalf("config.Load: %v", err)
-	}
-	cfg := loaded.Config
-	if err := cfg.Validate(); err != nil {
-		tb.Fatalf("Validate: %v", err)
-	}
-
 	logs := &syncBuffer{}
 	dumpOnFailure(tb, "proxy log", logs)
-	level, err := zap.ParseAtomicLevel(cfg.LogLevel)
+	p, err := stack.StartProxy(context.Background(), stack.ProxyOptions{
+		Flags: func(listen, admin string) []string {
+			return append(stack.Flags(listen, admin, upstream, e.idp.Issuer()),
+				"--oauth-mode", "facade",
+				"--shutdown-grace", "5s",
+				"--log-level", "debug",
+			)
+		},
+		Logger: func(level zap.AtomicLevel) *zap.Logger {
+			return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, level))
+		},
+		Version: version, Timeout: waitFor,
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, level))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Version: version, Logger: logger, Level: level})
-	if err != nil {
-		cancel()
-		tb.Fatalf("server.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln, adminLn) }()
 	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("Serve returned %v, want nil", err)
-			}
-		case <-time.After(waitFor):
-			tb.Errorf("Serve did not return within %v", waitFor)
+		if err := p.Stop(); err != nil {
+			tb.Errorf("Serve returned %v, want nil", err)
 		}
 	})
-	waitReady(tb, "http://"+adminLn.Addr().String()+"/readyz")
+	e.proxy = p.URL
 	return e
-}
-
-// waitReady polls a readiness endpoint until it answers 200.
-func waitReady(tb testing.TB, u string) {
-	tb.Helper()
-	deadline := time.Now().Add(waitFor)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	last := "no answer"
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(u)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		<-tick.C
-	}
-	tb.Fatalf("%s not ready within %v (last: %s)", u, waitFor, last)
 }
 
 // ---------------------------------------------------------------------------

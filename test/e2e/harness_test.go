@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -21,11 +19,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/server"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpserver"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
 )
 
 // Names and secrets the suite configures. Long and distinctive, so that a
@@ -49,7 +46,7 @@ const (
 // stream the test releases.
 type upstream struct {
 	URL     string
-	server  *http.Server
+	stop    func()
 	release chan struct{}
 	opened  chan struct{}
 	once    sync.Once
@@ -57,13 +54,12 @@ type upstream struct {
 
 func startUpstream(tb testing.TB) *upstream {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := stack.Listen()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	u := &upstream{URL: "http://" + ln.Addr().String(), release: make(chan struct{}), opened: make(chan struct{}, 16)}
-	mux := http.NewServeMux()
-	mux.Handle("/mcp", mcpserver.Handler())
+	u := &upstream{release: make(chan struct{}), opened: make(chan struct{}, 16)}
+	mux := stack.UpstreamMux()
 	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(r.Header)
@@ -87,15 +83,14 @@ func startUpstream(tb testing.TB) *upstream {
 		}
 		_, _ = io.WriteString(w, "data: last\n\n")
 	})
-	u.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = u.server.Serve(ln) }()
+	u.URL, u.stop = stack.Serve(ln, mux)
 	tb.Cleanup(u.Stop)
 	return u
 }
 
 // Stop closes the upstream and every connection to it.
 func (u *upstream) Stop() {
-	u.once.Do(func() { _ = u.server.Close() })
+	u.once.Do(u.stop)
 }
 
 // ---------------------------------------------------------------------------
@@ -177,18 +172,10 @@ type proxyOptions struct {
 	noWait bool
 }
 
-// replica is one running proxy.
+// replica is one running proxy and its logs.
 type replica struct {
-	URL    string
-	Admin  string
-	Srv    *server.Server
-	Logs   *logSink
-	args   []string
-	cancel context.CancelFunc
-	done   chan error
-	// stopped is set once Stop has collected Serve's result.
-	stopped atomic.Bool
-	result  error
+	*stack.Proxy
+	Logs *logSink
 }
 
 // args returns the flags a user would pass to run a replica against e.
@@ -197,18 +184,10 @@ func (e *env) args(listen, admin string, o proxyOptions) []string {
 	if o.discoveryURL != "" {
 		discovery = o.discoveryURL
 	}
-	args := []string{
-		"--listen", listen,
-		"--admin-listen", admin,
-		"--upstream", e.up.URL,
-		"--external-url", "http://" + listen,
-		"--oidc-discovery-url", discovery,
-		"--oidc-client-id", oidcprovider.DefaultClientID,
-		"--oidc-client-secret", oidcprovider.DefaultClientSecret,
-		"--session-insecure-cookies",
+	args := append(stack.Flags(listen, admin, e.up.URL, discovery),
 		"--shutdown-grace", "10s",
 		"--log-level", "debug",
-	}
+	)
 	if e.redis != nil {
 		args = append(args,
 			"--session-store", "redis",
@@ -219,85 +198,36 @@ func (e *env) args(listen, admin string, o proxyOptions) []string {
 	return append(args, o.args...)
 }
 
-// loadConfig loads and validates flags exactly as the binary does.
-func loadConfig(tb testing.TB, args []string) config.Config {
-	tb.Helper()
-	loaded, err := config.Load(config.Source{Args: args})
-	if err != nil {
-		tb.Fatalf("config.Load: %v", err)
-	}
-	if err := loaded.Config.Validate(); err != nil {
-		tb.Fatalf("Validate: %v", err)
-	}
-	return loaded.Config
-}
-
 // start runs a replica on loopback listeners until the test ends.
 func (e *env) start(tb testing.TB, o proxyOptions) *replica {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	args := e.args(ln.Addr().String(), adminLn.Addr().String(), o)
-	cfg := loadConfig(tb, args)
-
 	sink := &logSink{}
-	level, err := zap.ParseAtomicLevel(cfg.LogLevel)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), sink, level))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{
-		Version: version, Logger: logger, Level: level, Now: o.now, HTTPClient: o.httpClient,
+	p, err := stack.StartProxy(context.Background(), stack.ProxyOptions{
+		Flags: func(listen, admin string) []string { return e.args(listen, admin, o) },
+		Logger: func(level zap.AtomicLevel) *zap.Logger {
+			return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), sink, level))
+		},
+		Version: version, Now: o.now, HTTPClient: o.httpClient, NoWait: o.noWait, Timeout: waitFor,
 	})
 	if err != nil {
-		cancel()
-		tb.Fatalf("server.New: %v", err)
+		tb.Fatal(err)
 	}
-	r := &replica{
-		URL: "http://" + ln.Addr().String(), Admin: "http://" + adminLn.Addr().String(),
-		Srv: srv, Logs: sink, args: args, cancel: cancel, done: make(chan error, 1),
-	}
-	go func() { r.done <- srv.Serve(ctx, ln, adminLn) }()
 	tb.Cleanup(func() {
-		if err := r.Stop(); err != nil {
+		if err := p.Stop(); err != nil {
 			tb.Errorf("Serve returned %v, want nil", err)
 		}
 	})
-	if !o.noWait {
-		waitStatus(tb, r.Admin+"/readyz", http.StatusOK)
-	}
-	return r
-}
-
-// Stop cancels the Serve context (what SIGTERM does) and returns Serve's
-// result.
-func (r *replica) Stop() error {
-	if r.stopped.Load() {
-		return r.result
-	}
-	r.cancel()
-	select {
-	case err := <-r.done:
-		r.result = err
-	case <-time.After(waitFor):
-		r.result = errors.New("Serve did not return")
-	}
-	r.stopped.Store(true)
-	return r.result
+	return &replica{Proxy: p, Logs: sink}
 }
 
 // reload loads the replica's flags plus extra ones and applies them.
 func (r *replica) reload(tb testing.TB, extra ...string) {
 	tb.Helper()
-	r.Srv.Apply(loadConfig(tb, append(append([]string(nil), r.args...), extra...)))
+	cfg, err := stack.LoadConfig(append(append([]string(nil), r.Args...), extra...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.Srv.Apply(cfg)
 }
 
 // ---------------------------------------------------------------------------

@@ -109,7 +109,7 @@ func TestShutdownDrainsOpenStreams(t *testing.T) {
 	}
 	<-e.up.opened
 
-	p.cancel() // what SIGTERM does
+	p.Shutdown() // what SIGTERM does
 	addr := strings.TrimPrefix(p.URL, "http://")
 	deadline := time.Now().Add(waitFor)
 	for {
@@ -122,14 +122,14 @@ func TestShutdownDrainsOpenStreams(t *testing.T) {
 			t.Fatal("the proxy still accepts connections after shutdown began")
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 			t.Fatal("Serve returned while a stream was still open")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	select {
-	case err := <-p.done:
-		t.Fatalf("Serve returned (%v) while a stream was still open", err)
+	case <-p.Done():
+		t.Fatalf("Serve returned (%v) while a stream was still open", p.Stop())
 	default:
 	}
 

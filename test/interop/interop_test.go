@@ -3,10 +3,6 @@ package interop
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,10 +13,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/server"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpserver"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
 )
 
 const (
@@ -120,87 +114,31 @@ func npmCI(t *testing.T, npm, dir string) {
 // would, and returns the proxy's base URL once it is ready.
 func startStack(t *testing.T, idp *oidcprovider.Provider) string {
 	t.Helper()
-	upLn := listen(t)
-	mux := http.NewServeMux()
-	mux.Handle("/mcp", mcpserver.Handler())
-	up := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = up.Serve(upLn) }()
-	t.Cleanup(func() { _ = up.Close() })
-
-	ln, adminLn := listen(t), listen(t)
-	proxyURL := "http://" + ln.Addr().String()
-	loaded, err := config.Load(config.Source{Args: []string{
-		"--listen", ln.Addr().String(),
-		"--admin-listen", adminLn.Addr().String(),
-		"--upstream", "http://" + upLn.Addr().String(),
-		"--external-url", proxyURL,
-		"--oidc-discovery-url", idp.Issuer(),
-		"--oidc-client-id", oidcprovider.DefaultClientID,
-		"--oidc-client-secret", oidcprovider.DefaultClientSecret,
-		"--session-store", "memory",
-		"--session-insecure-cookies",
-		"--shutdown-grace", "5s",
-		"--log-level", "info",
-	}})
-	if err != nil {
-		t.Fatalf("config.Load: %v", err)
-	}
-	if err := loaded.Config.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	level := zap.NewAtomicLevelAt(zap.InfoLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, loaded.Config, server.Options{Version: "interop", Logger: zaptest.NewLogger(t, zaptest.Level(level)), Level: level})
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln, adminLn) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	waitReady(t, "http://"+adminLn.Addr().String()+"/readyz", done)
-	return proxyURL
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	upLn, err := stack.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ln
-}
+	upstream, stopUpstream := stack.Serve(upLn, stack.UpstreamMux())
+	t.Cleanup(stopUpstream)
 
-// waitReady polls the readiness probe until it answers 200, Serve fails or
-// the deadline passes.
-func waitReady(t *testing.T, url string, served chan error) {
-	t.Helper()
-	deadline := time.Now().Add(readyTimeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	last := errors.New("no answer")
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = errors.New(resp.Status)
-		}
-		last = err
-		select {
-		case err := <-served:
-			served <- err // for the cleanup that waits for Serve
-			t.Fatalf("proxy stopped before it was ready: %v", err)
-		case <-tick.C:
-		}
+	p, err := stack.StartProxy(context.Background(), stack.ProxyOptions{
+		Flags: func(listen, admin string) []string {
+			return append(stack.Flags(listen, admin, upstream, idp.Issuer()),
+				"--session-store", "memory",
+				"--shutdown-grace", "5s",
+				"--log-level", "info",
+			)
+		},
+		Logger:  func(level zap.AtomicLevel) *zap.Logger { return zaptest.NewLogger(t, zaptest.Level(level)) },
+		Version: "interop", Timeout: readyTimeout,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s not ready within %v: %v", url, readyTimeout, last)
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return p.URL
 }
