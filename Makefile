@@ -16,9 +16,10 @@ build: ## build bin/mcp-oidc-proxy and bin/mcp-oidc-injector
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mcp-oidc-proxy ./cmd/mcp-oidc-proxy
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/mcp-oidc-injector ./cmd/mcp-oidc-injector
 
-deps: ## install or check what the tests need (redis-server, chromium; kube-apiserver and etcd built into bin/)
+deps: ## install or check what the tests need (redis-server, chromium; kube-apiserver, etcd and helm built into bin/)
 	@hack/ensure-test-deps.sh
 	@hack/envtest-bins.sh >/dev/null
+	@hack/helm-bin.sh >/dev/null
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
@@ -26,7 +27,7 @@ lint: ## go vet and gofmt
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 test: deps lint ## every test, with the race detector (installs redis-server when run as root)
-	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" $(GO) test $(TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" HELM="$$(hack/helm-bin.sh)" $(GO) test $(TEST_FLAGS) ./...
 
 demo: ## local OIDC provider + example MCP server + the proxy, no Kubernetes
 	$(GO) run ./hack/demo
