@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -18,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
@@ -39,6 +42,10 @@ type Config struct {
 	// CALifetime defaults to one year, ServingLifetime to 90 days,
 	// PublishGrace to 30 seconds, Resync to 10 seconds.
 	CALifetime, ServingLifetime, PublishGrace, Resync time.Duration
+	// ReadyGrace is how long readiness survives failed passes that leave
+	// the served certificate unchanged (default one minute), so a short API
+	// server blip does not take every replica out of the Service at once.
+	ReadyGrace time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	Log logr.Logger
@@ -52,7 +59,20 @@ type Manager struct {
 	cfg    Config
 	pol    Policy
 	client client.Client
+
+	// mu guards notReady: nil once the last Reconcile made every webhook's
+	// caBundle trust the CA that signed the serving certificate written to
+	// the cert dir, else why not (errNotReconciled before the first pass).
+	mu       sync.Mutex
+	notReady error
+	// confirmed is the serving certificate (DER) last confirmed to be
+	// trusted by the published caBundle, at confirmedAt.
+	confirmed   []byte
+	confirmedAt time.Time
 }
+
+// errNotReconciled is the readiness answer before the first Reconcile.
+var errNotReconciled = errors.New("caBundle not published yet")
 
 var (
 	_ manager.Runnable               = (*Manager)(nil)
@@ -91,11 +111,14 @@ func New(c client.Client, cfg Config) (*Manager, error) {
 	if cfg.Resync <= 0 {
 		cfg.Resync = 10 * time.Second
 	}
+	if cfg.ReadyGrace <= 0 {
+		cfg.ReadyGrace = time.Minute
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	svc := cfg.ServiceName + "." + cfg.Namespace + ".svc"
-	return &Manager{cfg: cfg, client: c, pol: Policy{
+	return &Manager{cfg: cfg, client: c, notReady: errNotReconciled, pol: Policy{
 		CALifetime:      cfg.CALifetime,
 		ServingLifetime: cfg.ServingLifetime,
 		PublishGrace:    cfg.PublishGrace,
@@ -125,32 +148,81 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 }
 
+// PublishedChecker is a readiness check: it fails unless the last Reconcile
+// published a caBundle that trusts the serving certificate. Without it a
+// replica that cannot update the webhook configuration (RBAC, wrong name)
+// looks healthy while the API server rejects every call to it with
+// "certificate signed by unknown authority".
+func (m *Manager) PublishedChecker() healthz.Checker {
+	return func(*http.Request) error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.notReady
+	}
+}
+
 // Reconcile makes one pass: rotate what is due in the Secret, publish the
 // caBundle, and write the serving pair to the cert dir. The injector calls it
-// once before starting the webhook server so the files exist.
+// once before starting the webhook server so the files exist. Its outcome
+// is what PublishedChecker reports.
 func (m *Manager) Reconcile(ctx context.Context) error {
+	bundle, served, err := m.reconcile(ctx)
+	notReady := err
+	if err == nil && !signedBy(served.Cert, bundle) {
+		// The Secret moved on after the bundle was written (another
+		// replica rotated in between); the next pass publishes it.
+		notReady = errors.New("the published caBundle does not hold the serving certificate's CA yet")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case notReady == nil:
+		m.confirmed, m.confirmedAt = served.Cert.Raw, m.cfg.Now()
+	case m.confirmed != nil && (served == nil || bytes.Equal(served.Cert.Raw, m.confirmed)) &&
+		m.cfg.Now().Sub(m.confirmedAt) < m.cfg.ReadyGrace:
+		// A failed pass (an API server blip, a conflict) that left the
+		// served certificate as it was changes nothing for admissions yet:
+		// the bundle confirmed moments ago still trusts it. Staying ready
+		// for a grace period keeps every replica from leaving the Service
+		// at once; a lasting failure still turns readiness off.
+		return err
+	}
+	if notReady != nil {
+		notReady = fmt.Errorf("caBundle not published: %w", notReady)
+	}
+	m.notReady = notReady
+	return err
+}
+
+// reconcile is Reconcile's pass; it returns the CAs it published (nil if
+// publishing failed) and the serving pair it wrote.
+func (m *Manager) reconcile(ctx context.Context) ([]*x509.Certificate, *KeyPair, error) {
 	st, err := m.converge(ctx, nil)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	published, pubErr := m.publish(ctx, st, false)
 	if errors.Is(pubErr, errStaleView) {
 		// Another replica rotated and published after this one read the
 		// Secret: adopt its state rather than drop its CA from the bundle.
 		if st, err = m.converge(ctx, nil); err != nil {
-			return err
+			return nil, nil, err
 		}
 		published, pubErr = m.publish(ctx, st, true)
 	}
+	var bundle []*x509.Certificate
+	if published {
+		bundle = st.Trusted
+	}
 	if published && st.CAPublishedAt.IsZero() {
 		if st, err = m.converge(ctx, st.CA.Cert); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if err := m.writeFiles(st.Serving); err != nil {
-		return err
+		return nil, nil, err
 	}
-	return pubErr
+	return bundle, st.Serving, pubErr
 }
 
 // converge reads the Secret, applies what is due, and writes it back with

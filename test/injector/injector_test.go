@@ -19,6 +19,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -437,4 +438,43 @@ func TestStaleReplicaKeepsTheNewCAInTheBundle(t *testing.T) {
 			t.Errorf("webhook %s caBundle has %d certificates; want both the new CA and the old one", wh.Name, len(bundle))
 		}
 	}
+}
+
+// TestNotReadyUntilTheCABundleIsPublished: an injector that cannot publish
+// its caBundle (here: the configured webhook configuration does not exist)
+// must not report ready, or the Deployment looks healthy while the API
+// server rejects every call with "certificate signed by unknown authority";
+// it becomes ready once it can publish.
+func TestNotReadyUntilTheCABundleIsPublished(t *testing.T) {
+	ctx := context.Background()
+	const name = "readyz-missing-config"
+	inj := launchInjector(t, env.cfg, name, "--webhook-config-name="+name)
+	waitFor(t, 20*time.Second, "the webhook server started", func() error { return inj.probe("/readyz/webhook") })
+	if err := inj.probe("/readyz"); err == nil {
+		t.Fatal("/readyz is OK while the webhook configuration to publish the caBundle into does not exist")
+	}
+	if err := inj.probe("/readyz/ca-bundle"); err == nil {
+		t.Fatal("/readyz/ca-bundle is OK while the webhook configuration does not exist")
+	}
+
+	// Create it with a selector no namespace matches, so it never takes
+	// part in the other tests' admissions.
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := env.client.Get(ctx, types.NamespacedName{Name: webhookConfigName}, mwc); err != nil {
+		t.Fatal(err)
+	}
+	mwc.ObjectMeta = metav1.ObjectMeta{Name: name}
+	for i := range mwc.Webhooks {
+		mwc.Webhooks[i].ClientConfig.CABundle = nil
+		mwc.Webhooks[i].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{name: "never"}}
+	}
+	if err := env.client.Create(ctx, mwc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.client.Delete(context.Background(), mwc); err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, 20*time.Second, "ready after the caBundle is published", func() error { return inj.probe("/readyz") })
 }

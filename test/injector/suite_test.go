@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -158,6 +159,19 @@ func startInjector(t *testing.T, secretName string, extra ...string) *injector {
 // through cfg (e.g. impersonating its ServiceAccount).
 func startInjectorAs(t *testing.T, cfg *rest.Config, secretName string, extra ...string) *injector {
 	t.Helper()
+	inj := launchInjector(t, cfg, secretName, extra...)
+	waitFor(t, 20*time.Second, "injector ready", func() error { return inj.probe("/readyz") })
+	waitFor(t, 20*time.Second, "the API server admitting through the injector", func() error {
+		pod := annotatedPod("default", nil)
+		return env.client.Create(context.Background(), pod, client.DryRunAll)
+	})
+	return inj
+}
+
+// launchInjector runs the injector without waiting for it, and stops it
+// when the test ends.
+func launchInjector(t *testing.T, cfg *rest.Config, secretName string, extra ...string) *injector {
+	t.Helper()
 	health, err := freePort()
 	if err != nil {
 		t.Fatal(err)
@@ -202,28 +216,28 @@ func startInjectorAs(t *testing.T, cfg *rest.Config, secretName string, extra ..
 			t.Logf("injector logs:\n%s", logs.String())
 		}
 	})
-	waitFor(t, 20*time.Second, "injector ready", func() error {
-		select {
-		case err := <-inj.done:
-			inj.done <- err
-			return fmt.Errorf("injector exited: %v", err)
-		default:
-		}
-		resp, err := http.Get(inj.health + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", resp.Status)
-		}
-		return nil
-	})
-	waitFor(t, 20*time.Second, "the API server admitting through the injector", func() error {
-		pod := annotatedPod("default", nil)
-		return env.client.Create(context.Background(), pod, client.DryRunAll)
-	})
 	return inj
+}
+
+// probe GETs a health endpoint and fails unless it answers 200, or if the
+// injector has exited.
+func (i *injector) probe(path string) error {
+	select {
+	case err := <-i.done:
+		i.done <- err
+		return fmt.Errorf("injector exited: %v", err)
+	default:
+	}
+	resp, err := http.Get(i.health + path)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, body)
+	}
+	return nil
 }
 
 // Stop ends the injector and waits for it (once).

@@ -180,6 +180,13 @@ func Run(ctx context.Context, o Options, d Deps) error {
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
+	if certManager != nil {
+		// A started server is not enough: until the caBundle trusts its
+		// certificate the API server rejects every call to it.
+		if err := mgr.AddReadyzCheck("ca-bundle", certManager.PublishedChecker()); err != nil {
+			return fmt.Errorf("adding readiness check: %w", err)
+		}
+	}
 	log.Info("starting injector", "certMode", o.CertMode, "webhookPort", o.WebhookPort,
 		"nativeSidecars", settings.NativeSidecars, "defaultMode", settings.DefaultMode, "namespace", o.Namespace)
 	if err := mgr.Start(ctx); err != nil {
