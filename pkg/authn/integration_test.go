@@ -18,6 +18,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // replica is one proxy instance: its own Authenticator and relying party,
@@ -222,7 +223,7 @@ func TestRealConcurrentRefreshAcrossReplicas(t *testing.T) {
 	}
 	lockedBefore := c.store.lockedSeen.Load()
 	fire(c.a)
-	eventually(t, "A holding the refresh lock", func() bool {
+	waitfor.True(t, 10*time.Second, "A holding the refresh lock", func() bool {
 		tk, _ := c.codec.Decode(ck.Value)
 		l, err := c.store.Store.TryLock(context.Background(), refreshLockName(tk.ID()), time.Second)
 		if err == nil {
@@ -237,7 +238,7 @@ func TestRealConcurrentRefreshAcrossReplicas(t *testing.T) {
 			fire(c.a)
 		}
 	}
-	eventually(t, "all other requests waiting", func() bool { return c.store.lockedSeen.Load()-lockedBefore >= n-1 })
+	waitfor.True(t, 10*time.Second, "all other requests waiting", func() bool { return c.store.lockedSeen.Load()-lockedBefore >= n-1 })
 	close(release)
 	wg.Wait()
 
@@ -300,7 +301,7 @@ func TestRealRedisDown(t *testing.T) {
 	// The client reconnects by itself; the restarted server has no data
 	// (no persistence), so the session is now really gone.
 	c.redis.Restart()
-	eventually(t, "reconnect", func() bool {
+	waitfor.True(t, 10*time.Second, "reconnect", func() bool {
 		return do(c.a.h, http.MethodGet, "/x", nil, ck).StatusCode == http.StatusUnauthorized
 	})
 }

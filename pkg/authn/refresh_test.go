@@ -15,6 +15,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // faultyStore wraps a real store to inject the failures a healthy backend
@@ -99,18 +100,6 @@ func newFaultyEnv(t *testing.T, mod func(*Options)) (*env, *faultyStore) {
 	t.Cleanup(func() { _ = mem.Close() })
 	fs := &faultyStore{Store: mem}
 	return newEnvWith(t, fs, clk, mod), fs
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 func rotatingRefresh(clk *clock) func(context.Context, string) (*oidc.Tokens, error) {
@@ -284,7 +273,7 @@ func testLockExtendedWhileProviderSlow(t *testing.T, extendFailures int32) {
 	e.rp.refresh = func(ctx context.Context, rt string) (*oidc.Tokens, error) {
 		// Wait for several extensions: without them the 30ms lock would
 		// have lapsed.
-		eventually(t, "lock extensions", func() bool { return fs.extends.Load() >= 3+extendFailures })
+		waitfor.True(t, 10*time.Second, "lock extensions", func() bool { return fs.extends.Load() >= 3+extendFailures })
 		_, heldDuringRefresh = fs.Store.TryLock(ctx, refreshLockName(tk.ID()), time.Minute)
 		return rotatingRefresh(e.clock)(ctx, rt)
 	}
@@ -338,7 +327,7 @@ func testConcurrentRefreshSingleFlight(t *testing.T, lifetime time.Duration) {
 		wg.Go(func() { codes <- doAs(e.h, http.MethodGet, "/x", nil, c).StatusCode })
 	}
 	// Everyone but the lock holder has found the lock taken.
-	eventually(t, "waiters", func() bool { return fs.lockedSeen.Load() >= n-1 })
+	waitfor.True(t, 10*time.Second, "waiters", func() bool { return fs.lockedSeen.Load() >= n-1 })
 	close(release)
 	wg.Wait()
 	close(codes)

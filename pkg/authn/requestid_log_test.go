@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // Every log line about a request carries its request ID (issue 2), also the
@@ -58,7 +59,7 @@ func TestLogLinesCarryTheRequestID(t *testing.T) {
 				e.rp.refresh = func(ctx context.Context, rt string) (*oidc.Tokens, error) {
 					// The failed extension is logged before the refresh
 					// returns: refreshHoldingLock waits for the goroutine.
-					eventually(t, "a lock extension", func() bool { return fs.extends.Load() >= 1 })
+					waitfor.True(t, 10*time.Second, "a lock extension", func() bool { return fs.extends.Load() >= 1 })
 					return rotatingRefresh(e.clock)(ctx, rt)
 				}
 				setTokenExpiry(t, e.a, e.store, e.codec, c, e.clock.Now().Add(30*time.Second))

@@ -145,25 +145,6 @@ func (o *recordingObserver) breakerStates() []string {
 	return append([]string(nil), o.states...)
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtimeYield()
-	}
-}
-
-// runtimeYield gives other goroutines a chance between polls without
-// sleeping for synchronisation.
-func runtimeYield() {
-	timer := time.NewTimer(time.Millisecond)
-	<-timer.C
-}
-
 // decodeAPIError reads a proxy-generated JSON error.
 func decodeAPIError(t testing.TB, resp *http.Response) apierror.Body {
 	t.Helper()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 func okUpstream(t *testing.T) *httptest.Server {
@@ -150,7 +151,7 @@ func TestRetryWaitHonoursCancellation(t *testing.T) {
 	if got := ct.dials.Load(); got != 1 {
 		t.Errorf("dials = %d, want 1", got)
 	}
-	eventually(t, "client_canceled reported", func() bool {
+	waitfor.True(t, testTimeout, "client_canceled reported", func() bool {
 		return slices.Contains(obs.errors(), proxy.ErrorKindCanceled)
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // TestStreamingIsUnbuffered: the upstream writes a first part, flushes and
@@ -135,7 +136,7 @@ func TestSSEStreamsCounted(t *testing.T) {
 		_, _ = io.Copy(io.Discard, b)
 		_ = b.Close()
 	}
-	eventually(t, "3 streams closed", func() bool { return obs.closed.Load() == 3 })
+	waitfor.True(t, testTimeout, "3 streams closed", func() bool { return obs.closed.Load() == 3 })
 	if got := obs.opened.Load(); got != 3 {
 		t.Fatalf("opened = %d, want 3 (json response counted?)", got)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // fakeClock is a manually advanced clock for deterministic expiry tests.
@@ -116,13 +118,7 @@ func TestMemoryJanitor(t *testing.T) {
 		t.Fatalf("entries = %d, want 4", got)
 	}
 	clock.Advance(time.Minute)
-	deadline := time.Now().Add(5 * time.Second)
-	for sizes() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("janitor left %d entries", sizes())
-		}
-		<-time.After(time.Millisecond)
-	}
+	waitfor.True(t, 5*time.Second, "the janitor to drop every expired entry", func() bool { return sizes() == 0 })
 }
 
 func TestMemoryCloseStopsJanitor(t *testing.T) {

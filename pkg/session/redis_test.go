@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session/sessiontest"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // uniquePrefix gives each store its own namespace on a shared server, so
@@ -66,20 +68,16 @@ func TestRedisClusterConformance(t *testing.T) {
 	if err := admin.Do(t.Context(), "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
 		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitfor.NoError(t, 10*time.Second, "the one-node cluster", func() error {
 		info, err := admin.ClusterInfo(t.Context()).Result()
 		if err != nil {
-			t.Fatalf("CLUSTER INFO: %v", err)
+			return fmt.Errorf("CLUSTER INFO: %w", err)
 		}
-		if strings.Contains(info, "cluster_state:ok") {
-			break
+		if !strings.Contains(info, "cluster_state:ok") {
+			return fmt.Errorf("cluster not ok: %s", info)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster not ok: %s", info)
-		}
-		<-time.After(20 * time.Millisecond)
-	}
+		return nil
+	})
 	sessiontest.Run(t, func(t *testing.T) session.Store {
 		s := newRedisStore(t, session.RedisOptions{Addrs: []string{srv.Addr()}, Cluster: true, KeyPrefix: uniquePrefix(t)})
 		if !session.TwoStepGet(s) {
@@ -175,13 +173,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	srv.Restart()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Ping(ctx) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("store did not reconnect after restart")
-		}
-		<-time.After(20 * time.Millisecond)
-	}
+	waitfor.NoError(t, 10*time.Second, "the store to reconnect after restart", func() error { return s.Ping(ctx) })
 	// No persistence: the old data is gone, but the same store works again.
 	if _, err := s.CreateSession(ctx, other, session.Limit{Max: 2}); err != nil {
 		t.Fatalf("CreateSession after restart: %v", err)

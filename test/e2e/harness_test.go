@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // Names and secrets the suite configures. Long and distinctive, so that a
@@ -236,25 +238,18 @@ func (r *replica) reload(tb testing.TB, extra ...string) {
 // waitStatus polls url until it answers status or the deadline passes.
 func waitStatus(tb testing.TB, url string, status int) {
 	tb.Helper()
-	deadline := time.Now().Add(waitFor)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	last := "no answer"
-	for time.Now().Before(deadline) {
+	waitfor.NoError(tb, waitFor, fmt.Sprintf("%s to answer %d", url, status), func() error {
 		resp, err := http.Get(url)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == status {
-				return
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
+		if err != nil {
+			return err
 		}
-		<-tick.C
-	}
-	tb.Fatalf("%s did not answer %d within %v (last: %s)", url, status, waitFor, last)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != status {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
 }
 
 // noRedirects is a client that shows redirects instead of following them.

@@ -14,6 +14,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // A whole session (login, MCP calls that each refresh the tokens, a request
@@ -111,22 +112,19 @@ func TestShutdownDrainsOpenStreams(t *testing.T) {
 
 	p.Shutdown() // what SIGTERM does
 	addr := strings.TrimPrefix(p.URL, "http://")
-	deadline := time.Now().Add(waitFor)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			break
-		}
-		_ = conn.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("the proxy still accepts connections after shutdown began")
-		}
+	waitfor.True(t, waitFor, "the proxy to stop accepting connections after shutdown began", func() bool {
 		select {
 		case <-p.Done():
 			t.Fatal("Serve returned while a stream was still open")
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-	}
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return true
+		}
+		_ = conn.Close()
+		return false
+	})
 	select {
 	case <-p.Done():
 		t.Fatalf("Serve returned (%v) while a stream was still open", p.Stop())
@@ -201,13 +199,9 @@ func TestAdminListener(t *testing.T) {
 	}
 
 	e.up.Stop()
-	deadline := time.Now().Add(waitFor)
-	for *health().Upstream.Reachable {
-		if time.Now().After(deadline) {
-			t.Fatal("upstream.reachable stayed true after the upstream stopped")
-		}
-		<-time.After(50 * time.Millisecond)
-	}
+	waitfor.True(t, waitFor, "upstream.reachable to turn false after the upstream stopped", func() bool {
+		return !*health().Upstream.Reachable
+	})
 }
 
 // A replica whose provider cannot be discovered is alive but not ready.

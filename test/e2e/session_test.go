@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // sessionInfo is the JSON of GET /oauth2/session.
@@ -189,17 +190,11 @@ func TestRedisOutage(t *testing.T) {
 	e.redis.Restart()
 	// The restarted Redis is empty: the old session is gone, which is a
 	// plain 401 (not 503) once the proxy has reconnected.
-	deadline := time.Now().Add(waitFor)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	var r response
-	for {
+	waitfor.Poll(waitFor, waitfor.Interval, func() bool {
 		r = do(t, http.MethodGet, p.URL+"/headers", res.Cookie, http.Header{"Accept": {"application/json"}})
-		if r.Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
-			break
-		}
-		<-tick.C
-	}
+		return r.Status != http.StatusServiceUnavailable
+	})
 	if r.Status != http.StatusUnauthorized {
 		t.Fatalf("old cookie after Redis restart = %s, want 401", r)
 	}

@@ -16,11 +16,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-injector/app"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/kube"
 )
 
 const shippedWebhook = "../../config/webhook/mutatingwebhookconfiguration.yaml"
@@ -116,7 +115,7 @@ func TestCertManagerMode(t *testing.T) {
 	}
 
 	c := dep.Spec.Template.Spec.Containers[0]
-	o := parseArgs(t, c.Args, ns)
+	o := kube.InjectorOptions(t, c.Args, ns)
 	if o.CertMode != app.CertModeExternal {
 		t.Errorf("--cert-mode = %q, want %q", o.CertMode, app.CertModeExternal)
 	}
@@ -144,22 +143,6 @@ func TestCertManagerMode(t *testing.T) {
 	}
 }
 
-// parseArgs parses the injector's arguments as the binary does in the
-// rendered Deployment's namespace.
-func parseArgs(t *testing.T, args []string, namespace string) app.Options {
-	t.Helper()
-	o, err := app.ParseOptions(args, func(k string) string {
-		if k == "POD_NAMESPACE" {
-			return namespace
-		}
-		return ""
-	})
-	if err != nil {
-		t.Fatalf("Deployment args %v: %v", args, err)
-	}
-	return o
-}
-
 // volumeAt is the volume mounted at dir in container c.
 func volumeAt(t *testing.T, dep appsv1.Deployment, c corev1.Container, dir string) corev1.Volume {
 	t.Helper()
@@ -184,24 +167,17 @@ func TestRenderedObjectsAgree(t *testing.T) {
 			const ns = "agree"
 			objs := mustTemplate(t, release, ns)
 			var (
-				dep     appsv1.Deployment
-				svc     corev1.Service
-				sa      corev1.ServiceAccount
-				cr      rbacv1.ClusterRole
-				crb     rbacv1.ClusterRoleBinding
-				role    rbacv1.Role
-				rb      rbacv1.RoleBinding
-				mwc     admissionregistrationv1.MutatingWebhookConfiguration
+				in      kube.Install
 				shipped admissionregistrationv1.MutatingWebhookConfiguration
 			)
-			objs.into(t, "Deployment", &dep)
-			objs.into(t, "Service", &svc)
-			objs.into(t, "ServiceAccount", &sa)
-			objs.into(t, "ClusterRole", &cr)
-			objs.into(t, "ClusterRoleBinding", &crb)
-			objs.into(t, "Role", &role)
-			objs.into(t, "RoleBinding", &rb)
-			objs.into(t, "MutatingWebhookConfiguration", &mwc)
+			objs.into(t, "Deployment", &in.Deployment)
+			objs.into(t, "Service", &in.Service)
+			objs.into(t, "ServiceAccount", &in.ServiceAccount)
+			objs.into(t, "ClusterRole", &in.ClusterRole)
+			objs.into(t, "ClusterRoleBinding", &in.ClusterRoleBinding)
+			objs.into(t, "Role", &in.Role)
+			objs.into(t, "RoleBinding", &in.RoleBinding)
+			objs.into(t, "MutatingWebhookConfiguration", &in.Webhook)
 			data, err := os.ReadFile(shippedWebhook)
 			if err != nil {
 				t.Fatal(err)
@@ -210,46 +186,20 @@ func TestRenderedObjectsAgree(t *testing.T) {
 				t.Fatalf("%s: %v", shippedWebhook, err)
 			}
 
+			o := kube.CheckInstall(t, in)
+			dep, mwc := in.Deployment, in.Webhook
 			c := dep.Spec.Template.Spec.Containers[0]
-			o := parseArgs(t, c.Args, dep.Namespace)
-			named := func(what, got, want string) {
-				t.Helper()
-				if got != want {
-					t.Errorf("%s is %q, want %q", what, got, want)
-				}
+			if dep.Namespace != ns {
+				t.Errorf("Deployment namespace is %q, want %q", dep.Namespace, ns)
 			}
-			named("Deployment namespace", dep.Namespace, ns)
-			named("ServiceAccount", dep.Spec.Template.Spec.ServiceAccountName, sa.Name)
-			named("--cert-mode", o.CertMode, app.CertModeSelfManaged)
-			named("--webhook-service-name", o.WebhookServiceName, svc.Name)
-			named("--webhook-config-name", o.WebhookConfigName, mwc.Name)
+			if o.CertMode != app.CertModeSelfManaged {
+				t.Errorf("--cert-mode is %q, want %q", o.CertMode, app.CertModeSelfManaged)
+			}
 			if !strings.HasPrefix(mwc.Name, release) {
 				t.Errorf("webhook configuration %q does not derive from the release %q", mwc.Name, release)
 			}
-			for _, r := range cr.Rules {
-				if slices.Contains(r.Resources, "mutatingwebhookconfigurations") && !slices.Equal(r.ResourceNames, []string{mwc.Name}) {
-					t.Errorf("ClusterRole grants webhook configurations %v, want [%s]", r.ResourceNames, mwc.Name)
-				}
-			}
-			for _, r := range role.Rules {
-				if len(r.ResourceNames) > 0 && !slices.Equal(r.ResourceNames, []string{o.CertSecretName}) {
-					t.Errorf("Role grants secrets %v, want [%s]", r.ResourceNames, o.CertSecretName)
-				}
-			}
-			for what, subj := range map[string][]rbacv1.Subject{"ClusterRoleBinding": crb.Subjects, "RoleBinding": rb.Subjects} {
-				if len(subj) != 1 || subj[0].Name != sa.Name || subj[0].Namespace != sa.Namespace {
-					t.Errorf("%s subjects %+v, want the ServiceAccount %s/%s", what, subj, sa.Namespace, sa.Name)
-				}
-			}
-			named("ClusterRoleBinding role", crb.RoleRef.Name, cr.Name)
-			named("RoleBinding role", rb.RoleRef.Name, role.Name)
 			if v := volumeAt(t, dep, c, o.CertDir); v.EmptyDir == nil {
 				t.Errorf("--cert-dir %s is %+v, want an emptyDir the injector writes", o.CertDir, v.VolumeSource)
-			}
-			for k, v := range svc.Spec.Selector {
-				if dep.Spec.Template.Labels[k] != v {
-					t.Errorf("Service selects %s=%s, the injector pods have %q", k, v, dep.Spec.Template.Labels[k])
-				}
 			}
 
 			if len(mwc.Webhooks) != len(shipped.Webhooks) {
@@ -274,29 +224,6 @@ func TestRenderedObjectsAgree(t *testing.T) {
 				same("admissionReviewVersions", wh.AdmissionReviewVersions, want.AdmissionReviewVersions)
 				same("timeoutSeconds", wh.TimeoutSeconds, want.TimeoutSeconds)
 				same("clientConfig.service.path", wh.ClientConfig.Service.Path, want.ClientConfig.Service.Path)
-
-				s := wh.ClientConfig.Service
-				named("webhook service", s.Name, svc.Name)
-				named("webhook service namespace", s.Namespace, svc.Namespace)
-				if s.Path == nil || *s.Path != webhook.Path {
-					t.Errorf("webhook path %v, want %s", s.Path, webhook.Path)
-				}
-				i := slices.IndexFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return s.Port != nil && p.Port == *s.Port })
-				if i < 0 {
-					t.Fatalf("Service %s has no port %v for the webhook", svc.Name, s.Port)
-				}
-				target := svc.Spec.Ports[i].TargetPort
-				j := slices.IndexFunc(c.Ports, func(p corev1.ContainerPort) bool {
-					return (target.Type == intstr.String && p.Name == target.StrVal) || (target.Type == intstr.Int && p.ContainerPort == target.IntVal)
-				})
-				if j < 0 || int(c.Ports[j].ContainerPort) != o.WebhookPort {
-					t.Errorf("Service targetPort %s does not reach the webhook port %d", target.String(), o.WebhookPort)
-				}
-				// The injector's own pods must never reach its webhook.
-				sel := wh.ObjectSelector
-				if sel == nil || len(sel.MatchExpressions) != 1 || !slices.Contains(sel.MatchExpressions[0].Values, dep.Spec.Template.Labels[sel.MatchExpressions[0].Key]) {
-					t.Errorf("objectSelector %+v does not exclude the injector's pods (labels %v)", sel, dep.Spec.Template.Labels)
-				}
 			}
 		})
 	}
@@ -370,7 +297,7 @@ func TestValuesReachTheInjector(t *testing.T) {
 			objs := mustTemplate(t, "values", "values", args...)
 			var dep appsv1.Deployment
 			objs.into(t, "Deployment", &dep)
-			tc.check(t, objs, parseArgs(t, dep.Spec.Template.Spec.Containers[0].Args, "values"))
+			tc.check(t, objs, kube.InjectorOptions(t, dep.Spec.Template.Spec.Containers[0].Args, "values"))
 		})
 	}
 	// Values the injector would refuse fail at helm time.
@@ -444,7 +371,7 @@ func TestSidecarDefaults(t *testing.T) {
 			rendered.into(t, "Deployment", &dep)
 			rendered.into(t, "ConfigMap", &cm)
 			c := dep.Spec.Template.Spec.Containers[0]
-			o := parseArgs(t, c.Args, "defaults")
+			o := kube.InjectorOptions(t, c.Args, "defaults")
 			v := volumeAt(t, dep, c, filepath.Dir(o.ProxyDefaultsFile))
 			if v.ConfigMap == nil || v.ConfigMap.Name != cm.Name {
 				t.Fatalf("--proxy-defaults-file %s is on volume %+v, want ConfigMap %s", o.ProxyDefaultsFile, v.VolumeSource, cm.Name)

@@ -3,7 +3,6 @@ package helm
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +22,8 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-injector/app"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/kube"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // TestInjectorRunsFromTheRenderedChart installs the rendered chart, runs
@@ -51,7 +52,7 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 	objs.into(t, "ServiceAccount", &sa)
 	objs.into(t, "MutatingWebhookConfiguration", &mwc)
 	c := dep.Spec.Template.Spec.Containers[0]
-	rendered := parseArgs(t, c.Args, ns)
+	rendered := kube.InjectorOptions(t, c.Args, ns)
 
 	// The mounted defaults file, as the kubelet would project it.
 	defaultsFile := filepath.Join(t.TempDir(), filepath.Base(rendered.ProxyDefaultsFile))
@@ -72,7 +73,7 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort),
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(healthPort),
 	)
-	o := parseArgs(t, args, ns)
+	o := kube.InjectorOptions(t, args, ns)
 
 	// The rendered webhook configuration, reaching the injector by URL; its
 	// caBundle is left for the injector to fill in.
@@ -106,7 +107,7 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 			t.Error("injector did not stop")
 		}
 	})
-	waitFor(t, 30*time.Second, "injector ready", func() error {
+	waitfor.NoError(t, 30*time.Second, "injector ready", func() error {
 		select {
 		case err := <-done:
 			done <- err
@@ -140,7 +141,7 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 	}
 	// The caBundle reaches the API server's webhook client shortly after
 	// the injector publishes it.
-	waitFor(t, 30*time.Second, "the API server admitting through the injector", func() error {
+	waitfor.NoError(t, 30*time.Second, "the API server admitting through the injector", func() error {
 		return env.client.Create(ctx, newPod(), client.DryRunAll)
 	})
 	pod := newPod()
@@ -183,27 +184,12 @@ func findArg(t *testing.T, args []string, prefix string) string {
 	return ""
 }
 
+// freePort is kube.FreePort that fails the test.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := kube.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
-	}
+	return port
 }

@@ -25,7 +25,8 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/kube"
 )
 
 const chartDir = "../../charts/mcp-oidc-proxy"
@@ -52,17 +53,12 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, `HELM is not set: export HELM="$(hack/helm-bin.sh)"`)
 		return 1
 	}
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, `KUBEBUILDER_ASSETS is not set: export KUBEBUILDER_ASSETS="$(hack/envtest-bins.sh)"`)
-		return 1
-	}
-	te := &envtest.Environment{}
-	cfg, err := te.Start()
+	cfg, stop, err := kube.StartAPIServer()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting envtest: %v\n", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = te.Stop() }()
+	defer stop()
 	c, err := client.New(cfg, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "API client: %v\n", err)

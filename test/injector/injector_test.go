@@ -29,6 +29,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/certs"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // TestInjector runs the behaviours that share one injector (self-managed
@@ -264,8 +265,10 @@ func TestCertificateRotation(t *testing.T) {
 	}()
 
 	addr := "127.0.0.1:" + strconv.Itoa(env.webhookPort)
-	deadline := time.Now().Add(25 * time.Second)
-	for time.Now().Before(deadline) {
+	// Sample what is served and stored until the CA has switched and
+	// several serving certificates were seen; the final checks below say
+	// what was missing if that never happens.
+	waitfor.Poll(25*time.Second, 100*time.Millisecond, func() bool {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reading the served serial only
 		if err == nil {
 			leaf := conn.ConnectionState().PeerCertificates[0]
@@ -294,16 +297,12 @@ func TestCertificateRotation(t *testing.T) {
 			}
 		}
 		mu.Lock()
-		done := caSwitched.Load() && len(served) >= 3
-		mu.Unlock()
-		if done {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // sampling interval
-	}
+		defer mu.Unlock()
+		return caSwitched.Load() && len(served) >= 3
+	})
 	// A little more traffic on the new chain, then stop the stream.
 	target := ok.Load() + 10
-	waitFor(t, 5*time.Second, "admissions after the CA switch", func() error {
+	waitfor.NoError(t, 5*time.Second, "admissions after the CA switch", func() error {
 		if ok.Load() < target {
 			return errors.New("not yet")
 		}
@@ -449,7 +448,7 @@ func TestNotReadyUntilTheCABundleIsPublished(t *testing.T) {
 	ctx := context.Background()
 	const name = "readyz-missing-config"
 	inj := launchInjector(t, env.cfg, name, "--webhook-config-name="+name)
-	waitFor(t, 20*time.Second, "the webhook server started", func() error { return inj.probe("/readyz/webhook") })
+	waitfor.NoError(t, 20*time.Second, "the webhook server started", func() error { return inj.probe("/readyz/webhook") })
 	if err := inj.probe("/readyz"); err == nil {
 		t.Fatal("/readyz is OK while the webhook configuration to publish the caBundle into does not exist")
 	}
@@ -476,5 +475,5 @@ func TestNotReadyUntilTheCABundleIsPublished(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	waitFor(t, 20*time.Second, "ready after the caBundle is published", func() error { return inj.probe("/readyz") })
+	waitfor.NoError(t, 20*time.Second, "ready after the caBundle is published", func() error { return inj.probe("/readyz") })
 }

@@ -4,23 +4,17 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-injector/app"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/kube"
 )
 
 // decodeAll reads the YAML documents of a manifest into the given objects,
@@ -52,99 +46,24 @@ func decodeAll(t *testing.T, path string, into ...any) {
 // parse: what `kubectl apply -k config/default` installs must find itself.
 func TestShippedManifestsAgree(t *testing.T) {
 	var (
-		dep  appsv1.Deployment
-		pdb  map[string]any
-		svc  corev1.Service
-		sa   corev1.ServiceAccount
-		cr   rbacv1.ClusterRole
-		crb  rbacv1.ClusterRoleBinding
-		role rbacv1.Role
-		rb   rbacv1.RoleBinding
-		mwc  admissionregistrationv1.MutatingWebhookConfiguration
-		ns   corev1.Namespace
+		in  kube.Install
+		pdb map[string]any
+		ns  corev1.Namespace
 	)
-	decodeAll(t, "../../config/manager/deployment.yaml", &dep, &pdb)
-	decodeAll(t, "../../config/manager/service.yaml", &svc)
+	decodeAll(t, "../../config/manager/deployment.yaml", &in.Deployment, &pdb)
+	decodeAll(t, "../../config/manager/service.yaml", &in.Service)
 	decodeAll(t, "../../config/manager/namespace.yaml", &ns)
-	decodeAll(t, "../../config/rbac/service_account.yaml", &sa)
-	decodeAll(t, "../../config/rbac/cluster_role.yaml", &cr, &crb)
-	decodeAll(t, "../../config/rbac/role.yaml", &role, &rb)
-	decodeAll(t, manifest, &mwc)
+	decodeAll(t, "../../config/rbac/service_account.yaml", &in.ServiceAccount)
+	decodeAll(t, "../../config/rbac/cluster_role.yaml", &in.ClusterRole, &in.ClusterRoleBinding)
+	decodeAll(t, "../../config/rbac/role.yaml", &in.Role, &in.RoleBinding)
+	decodeAll(t, manifest, &in.Webhook)
 
-	c := dep.Spec.Template.Spec.Containers[0]
-	getenv := func(k string) string {
-		if k == "POD_NAMESPACE" {
-			return dep.Namespace
-		}
-		return ""
-	}
-	o, err := app.ParseOptions(c.Args, getenv)
-	if err != nil {
-		t.Fatalf("Deployment args %v: %v", c.Args, err)
-	}
-	named := func(what, got, want string) {
-		t.Helper()
-		if got != want {
-			t.Errorf("%s is %q, want %q", what, got, want)
+	kube.CheckInstall(t, in)
+	for what, got := range map[string]string{"namespace": in.Deployment.Namespace, "Service namespace": in.Service.Namespace} {
+		if got != ns.Name {
+			t.Errorf("%s is %q, want %q", what, got, ns.Name)
 		}
 	}
-	named("namespace", dep.Namespace, ns.Name)
-	named("Service namespace", svc.Namespace, ns.Name)
-	named("ServiceAccount", dep.Spec.Template.Spec.ServiceAccountName, sa.Name)
-	named("--webhook-service-name", o.WebhookServiceName, svc.Name)
-	named("--webhook-config-name", o.WebhookConfigName, mwc.Name)
-	for _, wh := range mwc.Webhooks {
-		s := wh.ClientConfig.Service
-		if s == nil {
-			t.Fatalf("webhook %s has no service reference", wh.Name)
-		}
-		named("webhook service", s.Name, svc.Name)
-		named("webhook service namespace", s.Namespace, svc.Namespace)
-		if s.Path == nil || *s.Path != webhook.Path {
-			t.Errorf("webhook path %v, want %s", s.Path, webhook.Path)
-		}
-		var port *corev1.ServicePort
-		for i := range svc.Spec.Ports {
-			if s.Port != nil && svc.Spec.Ports[i].Port == *s.Port {
-				port = &svc.Spec.Ports[i]
-			}
-		}
-		if port == nil {
-			t.Fatalf("Service %s has no port %v for the webhook", svc.Name, s.Port)
-		}
-		target := port.TargetPort
-		idx := slices.IndexFunc(c.Ports, func(p corev1.ContainerPort) bool {
-			return (target.Type == intstr.String && p.Name == target.StrVal) || (target.Type == intstr.Int && p.ContainerPort == target.IntVal)
-		})
-		if idx < 0 || int(c.Ports[idx].ContainerPort) != o.WebhookPort {
-			t.Errorf("Service targetPort %s does not reach the webhook port %d", target.String(), o.WebhookPort)
-		}
-		// The injector's own pods must never reach its webhook.
-		sel := wh.ObjectSelector
-		if sel == nil || len(sel.MatchExpressions) != 1 || !slices.Contains(sel.MatchExpressions[0].Values, dep.Spec.Template.Labels[sel.MatchExpressions[0].Key]) {
-			t.Errorf("objectSelector %+v does not exclude the injector's pods (labels %v)", sel, dep.Spec.Template.Labels)
-		}
-	}
-	if dep.Spec.Template.Labels[inject.InjectorComponentLabel] != inject.InjectorComponentValue {
-		t.Errorf("injector pods lack %s=%s", inject.InjectorComponentLabel, inject.InjectorComponentValue)
-	}
-	for _, r := range cr.Rules {
-		if slices.Contains(r.Resources, "mutatingwebhookconfigurations") && !slices.Equal(r.ResourceNames, []string{mwc.Name}) {
-			t.Errorf("ClusterRole grants webhook configurations %v, want [%s]", r.ResourceNames, mwc.Name)
-		}
-	}
-	for _, r := range role.Rules {
-		if len(r.ResourceNames) > 0 && !slices.Equal(r.ResourceNames, []string{o.CertSecretName}) {
-			t.Errorf("Role grants secrets %v, want [%s]", r.ResourceNames, o.CertSecretName)
-		}
-	}
-	for what, subj := range map[string][]rbacv1.Subject{"ClusterRoleBinding": crb.Subjects, "RoleBinding": rb.Subjects} {
-		if len(subj) != 1 || subj[0].Name != sa.Name || subj[0].Namespace != sa.Namespace {
-			t.Errorf("%s subjects %+v, want the ServiceAccount %s/%s", what, subj, sa.Namespace, sa.Name)
-		}
-	}
-	named("ClusterRoleBinding role", crb.RoleRef.Name, cr.Name)
-	named("RoleBinding role", rb.RoleRef.Name, role.Name)
 }
 
 // TestInjectorRunsWithTheShippedRBAC installs config/rbac and runs the

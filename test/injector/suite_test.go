@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -28,13 +27,14 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-injector/app"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/kube"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 const (
@@ -63,17 +63,12 @@ func TestMain(m *testing.M) {
 func runMain(m *testing.M) int {
 	// controller-runtime components log through the global logger.
 	ctrl.SetLogger(logr.Discard())
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, `KUBEBUILDER_ASSETS is not set: export KUBEBUILDER_ASSETS="$(hack/envtest-bins.sh)"`)
-		return 1
-	}
-	te := &envtest.Environment{}
-	cfg, err := te.Start()
+	cfg, stop, err := kube.StartAPIServer()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting envtest: %v\n", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = te.Stop() }()
+	defer stop()
 	if err := setup(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "setting up the suite: %v\n", err)
 		return 1
@@ -93,7 +88,7 @@ func setup(cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := kube.FreePort()
 	if err != nil {
 		return err
 	}
@@ -128,15 +123,6 @@ func setup(cfg *rest.Config) error {
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // injector is one running app.Run.
 type injector struct {
 	once    sync.Once
@@ -160,8 +146,8 @@ func startInjector(t *testing.T, secretName string, extra ...string) *injector {
 func startInjectorAs(t *testing.T, cfg *rest.Config, secretName string, extra ...string) *injector {
 	t.Helper()
 	inj := launchInjector(t, cfg, secretName, extra...)
-	waitFor(t, 20*time.Second, "injector ready", func() error { return inj.probe("/readyz") })
-	waitFor(t, 20*time.Second, "the API server admitting through the injector", func() error {
+	waitfor.NoError(t, 20*time.Second, "injector ready", func() error { return inj.probe("/readyz") })
+	waitfor.NoError(t, 20*time.Second, "the API server admitting through the injector", func() error {
 		pod := annotatedPod("default", nil)
 		return env.client.Create(context.Background(), pod, client.DryRunAll)
 	})
@@ -172,11 +158,11 @@ func startInjectorAs(t *testing.T, cfg *rest.Config, secretName string, extra ..
 // when the test ends.
 func launchInjector(t *testing.T, cfg *rest.Config, secretName string, extra ...string) *injector {
 	t.Helper()
-	health, err := freePort()
+	health, err := kube.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	metricsPort, err := freePort()
+	metricsPort, err := kube.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,21 +240,6 @@ func (i *injector) Stop(t *testing.T) {
 			t.Error("injector did not stop")
 		}
 	})
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 func newNamespace(t *testing.T, labels map[string]string) string {

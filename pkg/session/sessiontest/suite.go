@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // Short TTLs used for expiry tests: long enough to be observed alive under
@@ -27,7 +28,7 @@ import (
 const (
 	shortTTL    = 250 * time.Millisecond
 	waitTimeout = 10 * time.Second
-	pollEvery   = 10 * time.Millisecond
+	pollEvery   = waitfor.Interval
 	concurrency = 20
 	clockSlack  = 5 * time.Millisecond
 )
@@ -99,20 +100,6 @@ func newRecord(t *testing.T, userKey string, ttl time.Duration) session.Record {
 		Data:      []byte("sealed:" + randomHex(t, 8) + "\x00\xff"),
 		CreatedAt: now,
 		ExpiresAt: now.Add(ttl),
-	}
-}
-
-// eventually polls cond until it is true or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitTimeout, what)
-		}
-		<-tick.C
 	}
 }
 
@@ -282,7 +269,7 @@ func testAbsoluteExpiry(t *testing.T, s session.Store) {
 	if !exists(t, s, rec.ID) {
 		t.Fatal("session missing right after create")
 	}
-	eventually(t, "absolute expiry", func() bool { return !exists(t, s, rec.ID) })
+	waitfor.True(t, waitTimeout, "absolute expiry", func() bool { return !exists(t, s, rec.ID) })
 	if now := time.Now(); now.Before(rec.ExpiresAt.Add(-5 * time.Millisecond)) {
 		t.Fatalf("session expired %s before ExpiresAt", rec.ExpiresAt.Sub(now))
 	}
@@ -297,7 +284,7 @@ func waitPast(t *testing.T, s session.Store, ttl time.Duration) {
 	// millisecond it expires in; the slack covers that, nothing more.
 	probe := newRecord(t, randomHex(t, 32), ttl+clockSlack)
 	mustCreate(t, s, probe, session.Limit{})
-	eventually(t, "probe expiry", func() bool { return !exists(t, s, probe.ID) })
+	waitfor.True(t, waitTimeout, "probe expiry", func() bool { return !exists(t, s, probe.ID) })
 }
 
 func testIdleExpires(t *testing.T, s session.Store) {
@@ -338,13 +325,13 @@ func testIdleCappedByAbsolute(t *testing.T, s session.Store) {
 	rec.IdleTimeout = time.Hour
 	mustCreate(t, s, rec, session.Limit{})
 	// Reading keeps sliding the idle timeout, but never past ExpiresAt.
-	eventually(t, "absolute expiry despite reads", func() bool { return !exists(t, s, rec.ID) })
+	waitfor.True(t, waitTimeout, "absolute expiry despite reads", func() bool { return !exists(t, s, rec.ID) })
 }
 
 func testUpdateAfterExpiry(t *testing.T, s session.Store) {
 	rec := newRecord(t, randomHex(t, 32), shortTTL)
 	mustCreate(t, s, rec, session.Limit{})
-	eventually(t, "expiry", func() bool { return !exists(t, s, rec.ID) })
+	waitfor.True(t, waitTimeout, "expiry", func() bool { return !exists(t, s, rec.ID) })
 	rec.ExpiresAt = time.Now().Add(time.Hour)
 	requireNotFound(t, s.UpdateSession(t.Context(), rec), "UpdateSession(expired)")
 	if exists(t, s, rec.ID) {
@@ -432,7 +419,7 @@ func testLimitIgnoresExpired(t *testing.T, s session.Store) {
 	short := newRecord(t, user, shortTTL)
 	mustCreate(t, s, short, limit)
 	mustCreate(t, s, newRecord(t, user, time.Hour), limit)
-	eventually(t, "expiry of the short session", func() bool { return !exists(t, s, short.ID) })
+	waitfor.True(t, waitTimeout, "expiry of the short session", func() bool { return !exists(t, s, short.ID) })
 	mustCreate(t, s, newRecord(t, user, time.Hour), limit)
 }
 
@@ -604,7 +591,7 @@ func testValueExpires(t *testing.T, s session.Store) {
 	if err := s.Put(t.Context(), key, []byte("v"), shortTTL); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
-	eventually(t, "value expiry", func() bool {
+	waitfor.True(t, waitTimeout, "value expiry", func() bool {
 		_, err := s.Get(t.Context(), key)
 		if err != nil && !errors.Is(err, session.ErrNotFound) {
 			t.Fatalf("Get: %v", err)
@@ -627,7 +614,7 @@ func testOnceExpires(t *testing.T, s session.Store) {
 		}
 	}
 	next := 0
-	eventually(t, "once expiry", func() bool {
+	waitfor.True(t, waitTimeout, "once expiry", func() bool {
 		if next == probes {
 			t.Fatal("ran out of probes")
 		}
@@ -744,7 +731,7 @@ func testLockExtend(t *testing.T, s session.Store) {
 	if err := l.Extend(t.Context(), time.Minute); err != nil {
 		t.Fatalf("Extend: %v", err)
 	}
-	eventually(t, "probe lock expiry", func() bool {
+	waitfor.True(t, waitTimeout, "probe lock expiry", func() bool {
 		p, err := s.TryLock(t.Context(), name+":probe", time.Minute)
 		if err != nil && !errors.Is(err, session.ErrLocked) {
 			t.Fatalf("TryLock probe: %v", err)
@@ -766,7 +753,7 @@ func testLockExpiry(t *testing.T, s session.Store) {
 		t.Fatalf("TryLock: %v", err)
 	}
 	var second session.Lock
-	eventually(t, "lock expiry", func() bool {
+	waitfor.True(t, waitTimeout, "lock expiry", func() bool {
 		second, err = s.TryLock(t.Context(), name, time.Minute)
 		if err != nil && !errors.Is(err, session.ErrLocked) {
 			t.Fatalf("TryLock: %v", err)
