@@ -97,14 +97,34 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// RequestStarted counts a request in flight; pair it with RequestDone.
-func (m *Metrics) RequestStarted() { m.inFlight.Inc() }
+// Route is the request series of one route kind, resolved once so that
+// recording a request does no label lookups on the hot path.
+type Route struct {
+	inFlight prometheus.Gauge
+	duration prometheus.Observer
+	// byClass[n] counts responses with status n00..n99 (index 0 is unused).
+	byClass [6]prometheus.Counter
+}
 
-// RequestDone records a finished request under its route kind and status.
-func (m *Metrics) RequestDone(route string, status int, d time.Duration) {
-	m.inFlight.Dec()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
-	m.requests.WithLabelValues(strconv.Itoa(status/100)+"xx", route).Inc()
+// Route returns the series for route.
+func (m *Metrics) Route(route string) *Route {
+	r := &Route{inFlight: m.inFlight, duration: m.duration.WithLabelValues(route)}
+	for class := 1; class < len(r.byClass); class++ {
+		r.byClass[class] = m.requests.WithLabelValues(strconv.Itoa(class)+"xx", route)
+	}
+	return r
+}
+
+// Started counts a request in flight; pair it with Done.
+func (r *Route) Started() { r.inFlight.Inc() }
+
+// Done records a finished request with its status and duration.
+func (r *Route) Done(status int, d time.Duration) {
+	r.inFlight.Dec()
+	r.duration.Observe(d.Seconds())
+	if class := status / 100; class >= 1 && class < len(r.byClass) {
+		r.byClass[class].Inc()
+	}
 }
 
 // AuthOutcome implements the authentication layer's observer.

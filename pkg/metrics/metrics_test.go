@@ -17,9 +17,10 @@ import (
 
 func TestRequestDoneCountsByStatusClassAndRoute(t *testing.T) {
 	m := New("v1")
+	route := m.Route("mcp")
 	for _, code := range []int{200, 204, 404} {
-		m.RequestStarted()
-		m.RequestDone("mcp", code, time.Millisecond)
+		route.Started()
+		route.Done(code, time.Millisecond)
 	}
 	if got := testutil.ToFloat64(m.requests.WithLabelValues("2xx", "mcp")); got != 2 {
 		t.Errorf("2xx count = %v, want 2", got)

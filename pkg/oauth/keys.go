@@ -26,16 +26,22 @@ const AccessTokenType = "at+jwt"
 
 // signingKey is one private key with its published identity.
 type signingKey struct {
-	kid    string
-	alg    string
-	key    crypto.Signer
-	signer jose.Signer
+	kid string
+	alg string
+	key crypto.Signer
+	// signer issues access tokens (typ at+jwt); jwtSigner everything else
+	// (typ JWT). Both are built once: a jose.Signer is safe to reuse.
+	signer    jose.Signer
+	jwtSigner jose.Signer
 }
 
 // keySet holds the active signer and every key published for verification.
 type keySet struct {
 	active *signingKey
 	all    []*signingKey
+	// public is the published JWKS, built once: the keys never change
+	// after loading, and the resource server reads it on every request.
+	public *jose.JSONWebKeySet
 }
 
 func loadKeys(pems [][]byte) (*keySet, error) {
@@ -63,6 +69,10 @@ func loadKeys(pems [][]byte) (*keySet, error) {
 		ks.all = append(ks.all, sk)
 	}
 	ks.active = ks.all[0]
+	ks.public = &jose.JSONWebKeySet{}
+	for _, k := range ks.all {
+		ks.public.Keys = append(ks.public.Keys, jose.JSONWebKey{Key: k.key.Public(), KeyID: k.kid, Algorithm: k.alg, Use: "sig"})
+	}
 	return ks, nil
 }
 
@@ -113,28 +123,25 @@ func newSigningKey(k crypto.Signer) (*signingKey, error) {
 		return nil, fmt.Errorf("key thumbprint: %w", err)
 	}
 	kid := base64.RawURLEncoding.EncodeToString(thumb)
-	signer, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: k, KeyID: kid, Algorithm: string(alg)}},
-		(&jose.SignerOptions{}).WithType(AccessTokenType),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("create signer: %w", err)
+	sk := &signingKey{kid: kid, alg: string(alg), key: k}
+	for typ, dst := range map[jose.ContentType]*jose.Signer{AccessTokenType: &sk.signer, "JWT": &sk.jwtSigner} {
+		*dst, err = jose.NewSigner(
+			jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: k, KeyID: kid, Algorithm: string(alg)}},
+			(&jose.SignerOptions{}).WithType(typ),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("create signer: %w", err)
+		}
 	}
-	return &signingKey{kid: kid, alg: string(alg), key: k, signer: signer}, nil
+	return sk, nil
 }
 
-// jwks is the public half of every key.
-func (ks *keySet) jwks() *jose.JSONWebKeySet {
-	set := &jose.JSONWebKeySet{}
-	for _, k := range ks.all {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.key.Public(), KeyID: k.kid, Algorithm: k.alg, Use: "sig"})
-	}
-	return set
-}
+// jwks is the public half of every key. Callers must not modify it.
+func (ks *keySet) jwks() *jose.JSONWebKeySet { return ks.public }
 
 // PublicKeys returns the key set the resource server verifies access tokens
 // with. It is the same set served at /oauth2/jwks, so an in-process resource
-// server needs no HTTP round trip.
+// server needs no HTTP round trip. It is shared: callers must not modify it.
 func (s *Server) PublicKeys(context.Context) (*jose.JSONWebKeySet, error) {
 	return s.keys.jwks(), nil
 }
@@ -165,14 +172,7 @@ func (s *Server) Signer() *Signer { return &Signer{key: s.keys.active} }
 
 // Sign returns a compact JWS (typ JWT) over claims.
 func (g *Signer) Sign(claims map[string]any) (string, error) {
-	signer, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(g.key.alg), Key: jose.JSONWebKey{Key: g.key.key, KeyID: g.key.kid}},
-		(&jose.SignerOptions{}).WithType("JWT"),
-	)
-	if err != nil {
-		return "", fmt.Errorf("oauth: create signer: %w", err)
-	}
-	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
+	tok, err := jwt.Signed(g.key.jwtSigner).Claims(claims).Serialize()
 	if err != nil {
 		return "", fmt.Errorf("oauth: sign claims: %w", err)
 	}

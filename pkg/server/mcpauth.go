@@ -204,13 +204,21 @@ func (a *mcpAuth) withResource(next http.Handler) http.Handler {
 // growing memory or fetching keys for every invented host name.
 type validatorCache struct {
 	build func(resource, base string) (bearer.Validator, error)
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	byKey map[string]bearer.Validator
 }
 
 const maxValidators = 32
 
 func (c *validatorCache) get(resource, base string) (bearer.Validator, error) {
+	// Every bearer request looks its validator up; only the first one per
+	// resource builds it.
+	c.mu.RLock()
+	v, ok := c.byKey[resource]
+	c.mu.RUnlock()
+	if ok {
+		return v, nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if v, ok := c.byKey[resource]; ok {

@@ -75,21 +75,25 @@ func (s *Server) routes() http.Handler {
 // It logs the path but never the query string (it carries codes and state
 // during login) and no headers (they carry cookies and tokens).
 func (s *Server) observe(route string, next http.Handler) http.Handler {
+	m := s.metrics.Route(route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		s.metrics.RequestStarted()
+		m.Started()
 		sw := &statusRecorder{ResponseWriter: w}
-		defer func() { s.metrics.RequestDone(route, sw.code(), time.Since(start)) }()
+		defer func() { m.Done(sw.code(), time.Since(start)) }()
 		next.ServeHTTP(sw, r)
-		fields := []zap.Field{
-			zap.String("request_id", requestid.FromContext(r.Context())),
-			zap.String("route", route),
-			zap.String("method", r.Method),
-			zap.String("path", r.URL.Path),
-			zap.Int("status", sw.code()),
-			zap.Duration("duration", time.Since(start)),
+		// The access log is at debug level: build its fields only when it
+		// is written, not on every proxied request.
+		if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
+			ce.Write(
+				zap.String("request_id", requestid.FromContext(r.Context())),
+				zap.String("route", route),
+				zap.String("method", r.Method),
+				zap.String("path", r.URL.Path),
+				zap.Int("status", sw.code()),
+				zap.Duration("duration", time.Since(start)),
+			)
 		}
-		s.log.Debug("request", fields...)
 	})
 }
 
