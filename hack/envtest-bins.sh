@@ -24,24 +24,10 @@ BIN_DIR=${ENVTEST_BIN_DIR:-$repo_root/bin}
 STAMP=$BIN_DIR/.envtest-versions
 # Bump when the way the binaries are built changes, so old builds are redone.
 RECIPE=1
-
-log() { echo "envtest-bins: $*" >&2; }
-die() {
-	log "ERROR: $*"
-	exit 1
-}
-
-force=0
-for arg in "$@"; do
-	case $arg in
-	--force) force=1 ;;
-	-h | --help)
-		sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-		exit 0
-		;;
-	*) die "unknown argument: $arg (try --help)" ;;
-	esac
-done
+TOOL=envtest-bins
+# shellcheck source=hack/lib/toolbuild.sh
+. "$repo_root/hack/lib/toolbuild.sh"
+parse_flags "$@"
 
 [[ $KUBE_VERSION =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] ||
 	die "ENVTEST_KUBE_VERSION must look like v1.36.3, got '$KUBE_VERSION'"
@@ -54,53 +40,18 @@ STAGING_VERSION="v0.${KUBE_VERSION#v1.}"
 want_kube="kube-apiserver $KUBE_VERSION recipe $RECIPE"
 want_etcd="etcd $ETCD_VERSION recipe $RECIPE"
 
-# current NAME WANT: the binary exists and the stamp records the wanted build.
-current() {
-	[[ $force -eq 0 && -x $BIN_DIR/$1 && -f $STAMP ]] && grep -qxF "$2" "$STAMP"
-}
-
 if current kube-apiserver "$want_kube" && current etcd "$want_etcd"; then
 	log "kube-apiserver $KUBE_VERSION and etcd $ETCD_VERSION already in $BIN_DIR"
 	echo "$BIN_DIR"
 	exit 0
 fi
 
-command -v go >/dev/null 2>&1 || die "go is not on PATH; install Go 1.26 or newer"
-mkdir -p "$BIN_DIR"
-
-# Two runs at once (two make targets, two shells) would race on the same
-# files; the second waits for the first and then finds the binaries current.
-if command -v flock >/dev/null 2>&1; then
-	exec 9>"$BIN_DIR/.envtest.lock"
-	if ! flock -n 9; then
-		log "another envtest-bins.sh is building; waiting for it"
-		flock 9
-	fi
-	if current kube-apiserver "$want_kube" && current etcd "$want_etcd"; then
-		log "built by the other run: kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION"
-		echo "$BIN_DIR"
-		exit 0
-	fi
+prepare_build .envtest.lock
+if current kube-apiserver "$want_kube" && current etcd "$want_etcd"; then
+	log "built by the other run: kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION"
+	echo "$BIN_DIR"
+	exit 0
 fi
-
-# The build modules live outside any go.work and must not pick one up.
-export GOWORK=off
-# Static binaries need no C compiler on the machine; upstream builds them so too.
-export CGO_ENABLED=0
-BUILD_ROOT=$BIN_DIR/.build
-mkdir -p "$BUILD_ROOT"
-
-# set_stamp NAME LINE: replace NAME's line in the stamp file.
-set_stamp() {
-	local tmp
-	tmp=$(mktemp "$BIN_DIR/.envtest-versions.XXXXXX")
-	{
-		if [[ -f $STAMP ]]; then grep -v "^$1 " "$STAMP" || true; fi
-		echo "$2"
-	} >"$tmp"
-	chmod 644 "$tmp"
-	mv -f "$tmp" "$STAMP"
-}
 
 # elapsed START: seconds since START, for the log.
 elapsed() { echo "$((SECONDS - $1))s"; }

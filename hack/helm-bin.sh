@@ -22,64 +22,28 @@ BIN_DIR=${HELM_BIN_DIR:-$repo_root/bin}
 STAMP=$BIN_DIR/.helm-version
 # Bump when the way the binary is built changes, so old builds are redone.
 RECIPE=1
-
-log() { echo "helm-bin: $*" >&2; }
-die() {
-	log "ERROR: $*"
-	exit 1
-}
-
-force=0
-for arg in "$@"; do
-	case $arg in
-	--force) force=1 ;;
-	-h | --help)
-		sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-		exit 0
-		;;
-	*) die "unknown argument: $arg (try --help)" ;;
-	esac
-done
+TOOL=helm-bin
+# shellcheck source=hack/lib/toolbuild.sh
+. "$repo_root/hack/lib/toolbuild.sh"
+parse_flags "$@"
 
 [[ $HELM_VERSION =~ ^v3\.[0-9]+\.[0-9]+$ ]] ||
 	die "HELM_VERSION must look like v3.22.0, got '$HELM_VERSION'"
 
 want="helm $HELM_VERSION recipe $RECIPE"
 
-# current: the binary exists and the stamp records the wanted build.
-current() {
-	[[ $force -eq 0 && -x $BIN_DIR/helm && -f $STAMP ]] && grep -qxF "$want" "$STAMP"
-}
-
-if current; then
+if current helm "$want"; then
 	log "helm $HELM_VERSION already in $BIN_DIR"
 	echo "$BIN_DIR/helm"
 	exit 0
 fi
 
-command -v go >/dev/null 2>&1 || die "go is not on PATH; install Go 1.26 or newer"
-mkdir -p "$BIN_DIR"
-
-# Two runs at once would race on the same files; the second waits for the
-# first and then finds the binary current.
-if command -v flock >/dev/null 2>&1; then
-	exec 9>"$BIN_DIR/.helm.lock"
-	if ! flock -n 9; then
-		log "another helm-bin.sh is building; waiting for it"
-		flock 9
-	fi
-	if current; then
-		log "built by the other run: helm $HELM_VERSION"
-		echo "$BIN_DIR/helm"
-		exit 0
-	fi
+prepare_build .helm.lock
+if current helm "$want"; then
+	log "built by the other run: helm $HELM_VERSION"
+	echo "$BIN_DIR/helm"
+	exit 0
 fi
-
-# The build module lives outside any go.work and must not pick one up.
-export GOWORK=off
-# A static binary needs no C compiler on the machine; upstream builds it so too.
-export CGO_ENABLED=0
-BUILD_ROOT=$BIN_DIR/.build
 start=$SECONDS
 dir="$BUILD_ROOT/helm-$HELM_VERSION"
 log "using $(go version) GOPROXY=$(go env GOPROXY) GOFLAGS=$(go env GOFLAGS)"
@@ -124,9 +88,6 @@ mv -f "$BIN_DIR/helm.new" "$BIN_DIR/helm"
 # Only a failed build's module is kept, for looking into.
 rm -rf "$BUILD_ROOT"/helm-*
 rmdir "$BUILD_ROOT" 2>/dev/null || true
-tmp=$(mktemp "$BIN_DIR/.helm-version.XXXXXX")
-echo "$want" >"$tmp"
-chmod 644 "$tmp"
-mv -f "$tmp" "$STAMP"
+set_stamp helm "$want"
 log "built $BIN_DIR/helm ($got) in $((SECONDS - start))s"
 echo "$BIN_DIR/helm"
