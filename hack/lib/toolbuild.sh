@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by hack/envtest-bins.sh and hack/helm-bin.sh: what every "build a
 # tool from its Go module into bin/, cached by a stamp file" script shares.
 # The sourcing script sets TOOL (the log prefix), BIN_DIR and STAMP first.
