@@ -216,16 +216,13 @@ func validateCIMDURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// cimdDocument is the part of a client metadata document we use.
+// cimdDocument is a client ID metadata document: RFC 7591 client metadata,
+// as a registration request carries it, plus the client's own ID (and a
+// secret, which such a document must not have).
 type cimdDocument struct {
-	ClientID                string   `json:"client_id"`
-	ClientName              string   `json:"client_name"`
-	ClientURI               string   `json:"client_uri"`
-	RedirectURIs            []string `json:"redirect_uris"`
-	GrantTypes              []string `json:"grant_types"`
-	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
-	ClientSecret            string   `json:"client_secret"`
-	Scope                   string   `json:"scope"`
+	registrationRequest
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
 }
 
 // client returns the client described by the document at id, from the
