@@ -19,31 +19,11 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 )
 
 // testSecret is a fixed cookie secret for tests.
 var testSecret = []byte("0123456789abcdef0123456789abcdef-test-secret")
-
-// clock is an injectable clock shared by the Authenticator and the memory
-// store, so both agree on expiry.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // authCall is what AuthCodeURL received for one state.
 type authCall struct{ nonce, verifier, redirect string }
@@ -118,19 +98,19 @@ type env struct {
 	store session.Store
 	codec *session.Codec
 	rp    *fakeRP
-	clock *clock
+	clock *fakeclock.Clock
 	h     http.Handler
 }
 
 func newEnv(t *testing.T, mod func(*Options)) *env {
 	t.Helper()
-	clk := newClock()
+	clk := fakeclock.New(time.Now())
 	mem := session.NewMemory(session.MemoryOptions{Now: clk.Now})
 	t.Cleanup(func() { _ = mem.Close() })
 	return newEnvWith(t, mem, clk, mod)
 }
 
-func newEnvWith(t *testing.T, store session.Store, clk *clock, mod func(*Options)) *env {
+func newEnvWith(t *testing.T, store session.Store, clk *fakeclock.Clock, mod func(*Options)) *env {
 	t.Helper()
 	codec, err := session.NewCodec(testSecret)
 	if err != nil {

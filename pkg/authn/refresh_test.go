@@ -15,6 +15,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
@@ -95,14 +96,14 @@ func (c *countingLock) Extend(ctx context.Context, ttl time.Duration) error {
 
 func newFaultyEnv(t *testing.T, mod func(*Options)) (*env, *faultyStore) {
 	t.Helper()
-	clk := newClock()
+	clk := fakeclock.New(time.Now())
 	mem := session.NewMemory(session.MemoryOptions{Now: clk.Now})
 	t.Cleanup(func() { _ = mem.Close() })
 	fs := &faultyStore{Store: mem}
 	return newEnvWith(t, fs, clk, mod), fs
 }
 
-func rotatingRefresh(clk *clock) func(context.Context, string) (*oidc.Tokens, error) {
+func rotatingRefresh(clk *fakeclock.Clock) func(context.Context, string) (*oidc.Tokens, error) {
 	var n atomic.Int32
 	return func(_ context.Context, rt string) (*oidc.Tokens, error) {
 		i := n.Add(1) + 1

@@ -59,24 +59,7 @@ func newECKey(t *testing.T, kid string) keyPair {
 // sign signs claims with kp, kid in the header.
 func sign(t *testing.T, kp keyPair, claims map[string]any) string {
 	t.Helper()
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: kp.alg, Key: kp.key},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), kp.kid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := obj.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return signTyp(t, kp, "JWT", claims)
 }
 
 // jwksServer serves a replaceable key set and counts fetches.
@@ -111,26 +94,6 @@ func (s *jwksServer) setKeys(keys ...jose.JSONWebKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.keys = keys
-}
-
-// clock is an injectable, advanceable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 // claimsAt returns valid claims for the test issuer and resource at now.

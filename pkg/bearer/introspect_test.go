@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 )
 
@@ -127,7 +128,7 @@ func TestIntrospectionRejections(t *testing.T) {
 }
 
 func TestIntrospectionCache(t *testing.T) {
-	clk := newClock()
+	clk := fakeclock.New(time.Now())
 	exp := clk.Now().Add(45 * time.Second)
 	isActive := atomic.Bool{}
 	isActive.Store(true)
@@ -180,7 +181,7 @@ func TestIntrospectionCache(t *testing.T) {
 }
 
 func TestIntrospectionNegativeCacheCapped(t *testing.T) {
-	clk := newClock()
+	clk := fakeclock.New(time.Now())
 	srv, calls := introspectionServer(t, func(string) map[string]any { return map[string]any{"active": false} })
 	in, err := bearer.NewIntrospector(bearer.IntrospectionOptions{Endpoint: srv.URL, ClientID: "proxy", ClientSecret: "s:cret",
 		Now: clk.Now, NegativeCacheTTL: time.Hour})

@@ -18,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 )
 
@@ -79,7 +80,7 @@ func TestJWTRejections(t *testing.T) {
 	ec := newECKey(t, "e1")
 	attacker := newRSAKey(t, "k1") // same kid, other key
 	srv := newJWKSServer(t, kp.pub, ec.pub)
-	clk := newClock()
+	clk := fakeclock.New(time.Now())
 	now := clk.Now()
 	v, err := bearer.NewJWTValidator(bearer.JWTOptions{
 		Issuer: testIssuer, JWKSURL: srv.URL, Audiences: []string{testResource}, Now: clk.Now,
@@ -218,7 +219,7 @@ func TestJWTScopes(t *testing.T) {
 func TestJWTKeyRotation(t *testing.T) {
 	old, next := newRSAKey(t, "old"), newRSAKey(t, "new")
 	srv := newJWKSServer(t, old.pub)
-	clk := newClock()
+	clk := fakeclock.New(time.Now())
 	v, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: testIssuer, JWKSURL: srv.URL, Audiences: []string{testResource}, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +249,7 @@ func TestJWTKeyRotation(t *testing.T) {
 func TestJWTUnknownKIDStorm(t *testing.T) {
 	kp := newRSAKey(t, "k1")
 	srv := newJWKSServer(t, kp.pub)
-	clk := newClock()
+	clk := fakeclock.New(time.Now())
 	v, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: testIssuer, JWKSURL: srv.URL, Audiences: []string{testResource}, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +289,7 @@ func TestJWTKeysUnavailable(t *testing.T) {
 	kp := newRSAKey(t, "k1")
 	srv := newJWKSServer(t, kp.pub)
 	srv.down.Store(true)
-	clk := newClock()
+	clk := fakeclock.New(time.Now())
 	v, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: testIssuer, JWKSURL: srv.URL, Audiences: []string{testResource}, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 )
 
 const (
@@ -34,14 +36,15 @@ type cacheFixture struct {
 	kid   string
 	calls atomic.Int64
 
+	*fakeclock.Clock
+
 	mu   sync.Mutex
-	now  time.Time
 	keys []jose.JSONWebKey
 }
 
 func newCacheFixture(t *testing.T, size int) *cacheFixture {
 	t.Helper()
-	f := &cacheFixture{t: t, kid: "k1", now: time.Unix(1_800_000_000, 0)}
+	f := &cacheFixture{t: t, kid: "k1", Clock: fakeclock.New(time.Unix(1_800_000_000, 0))}
 	f.key = newP256(t)
 	f.keys = []jose.JSONWebKey{{Key: &f.key.PublicKey, KeyID: f.kid, Algorithm: string(jose.ES256), Use: "sig"}}
 	v, err := NewJWTValidator(JWTOptions{
@@ -68,18 +71,6 @@ func newP256(t *testing.T) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
-}
-
-func (f *cacheFixture) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *cacheFixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
 }
 
 func (f *cacheFixture) setKeys(keys ...jose.JSONWebKey) {
@@ -180,7 +171,7 @@ func TestJWTCacheLifetime(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.mark(raw)
-			f.advance(tt.advance)
+			f.Advance(tt.advance)
 			got, err := f.v.Validate(ctx, raw)
 			switch {
 			case tt.reason != "":
@@ -314,7 +305,7 @@ func TestJWTCacheEvictsExpiredFirst(t *testing.T) {
 	if _, err := f.v.Validate(ctx, long); err != nil {
 		t.Fatal(err)
 	}
-	f.advance(2 * time.Minute) // the short tokens are past exp plus skew
+	f.Advance(2 * time.Minute) // the short tokens are past exp plus skew
 	if _, err := f.v.Validate(ctx, f.token(time.Hour, nil, func(c map[string]any) { c["jti"] = "new" })); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +406,7 @@ func TestJWTCacheJWKSKeyRemoved(t *testing.T) {
 	mu.Lock()
 	published = nil
 	mu.Unlock()
-	f.advance(2 * time.Minute) // keys are past KeysMaxAge; the entry is not past its max age
+	f.Advance(2 * time.Minute) // keys are past KeysMaxAge; the entry is not past its max age
 	if _, err := v.Validate(ctx, raw); Reason(err) != "unknown signing key" {
 		t.Fatalf("err = %v, want unknown signing key", err)
 	}

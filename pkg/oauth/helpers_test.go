@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 )
 
 const (
@@ -32,18 +32,6 @@ const (
 	resource = "https://mcp.example.com/mcp"
 	loopCB   = "http://127.0.0.1:45123/callback"
 )
-
-// clock is an injectable, race-safe clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now()} }
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // testUserWrapper stands in for the cookie login (authn.Middleware): it puts
 // the identity named by X-Test-User into the context.
@@ -88,7 +76,7 @@ func pemKeys(t *testing.T) [][]byte {
 // one load balancer).
 type env struct {
 	t     *testing.T
-	clock *clock
+	clock *fakeclock.Clock
 	store session.Store
 	srvs  []*oauth.Server
 	urls  []string
@@ -99,7 +87,7 @@ type envOpt func(*oauth.Options)
 
 func newEnv(t *testing.T, store session.Store, replicas int, opts ...envOpt) *env {
 	t.Helper()
-	e := &env{t: t, clock: newClock(), store: store}
+	e := &env{t: t, clock: fakeclock.New(time.Now()), store: store}
 	keys := pemKeys(t)
 	for range replicas {
 		o := oauth.Options{

@@ -158,25 +158,5 @@ func decodeAPIError(t testing.TB, resp *http.Response) apierror.Body {
 	return body
 }
 
-// fakeClock is a manually advanced clock for the circuit breaker.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // isCanceled reports a client-side context cancellation.
 func isCanceled(err error) bool { return errors.Is(err, context.Canceled) }

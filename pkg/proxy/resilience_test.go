@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
@@ -161,7 +162,7 @@ func TestRetryWaitHonoursCancellation(t *testing.T) {
 func TestCircuitBreaker(t *testing.T) {
 	live := okUpstream(t)
 	ct := newCountingTransport(deadAddr(t))
-	clock := newFakeClock()
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
 	obs := &recordingObserver{}
 	p := newProxy(t, proxy.Options{
 		Upstream:  mustURL(t, "http://mcp.invalid"),

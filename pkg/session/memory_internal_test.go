@@ -3,34 +3,16 @@ package session
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
-// fakeClock is a manually advanced clock for deterministic expiry tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newFakeMemory(t *testing.T, interval time.Duration) (*Memory, *fakeClock) {
+func newFakeMemory(t *testing.T, interval time.Duration) (*Memory, *fakeclock.Clock) {
 	t.Helper()
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	m := NewMemory(MemoryOptions{Now: clock.Now, CleanupInterval: interval})
 	t.Cleanup(func() { _ = m.Close() })
 	return m, clock
