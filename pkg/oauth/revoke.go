@@ -78,13 +78,9 @@ func (s *Server) denyJTI(ctx context.Context, jti string, exp time.Time) error {
 // validating a token from this server. A store error is returned as is, so
 // the caller decides between failing open and closed.
 func (s *Server) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	_, err := s.store.Get(ctx, keyJTIRevoked+jti)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, session.ErrNotFound):
-		return false, nil
-	default:
+	revoked, err := s.exists(ctx, keyJTIRevoked+jti)
+	if err != nil {
 		return false, fmt.Errorf("oauth: check access token revocation: %w", err)
 	}
+	return revoked, nil
 }

@@ -7,8 +7,11 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
 // Store key prefixes. Every key starts with "oauth:"; keys derived from a
@@ -55,6 +58,20 @@ func (s *Server) putJSON(ctx context.Context, key string, v any, ttl time.Durati
 		return fmt.Errorf("oauth: store %T: %w", v, err)
 	}
 	return nil
+}
+
+// exists reports whether a marker key (a revoked jti, a dead family) is set.
+// A store error is returned, never taken as "absent".
+func (s *Server) exists(ctx context.Context, key string) (bool, error) {
+	_, err := s.store.Get(ctx, key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, session.ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // getJSON reads key into v. session.ErrNotFound is returned wrapped, so

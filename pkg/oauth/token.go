@@ -334,13 +334,5 @@ func (s *Server) revokeFamily(ctx context.Context, family string) error {
 }
 
 func (s *Server) familyRevoked(ctx context.Context, family string) (bool, error) {
-	_, err := s.store.Get(ctx, keyFamilyDead+family)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, session.ErrNotFound):
-		return false, nil
-	default:
-		return false, err
-	}
+	return s.exists(ctx, keyFamilyDead+family)
 }
