@@ -300,6 +300,12 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
+	// Without an external URL every URL in the document comes from the
+	// request's Host and (from a trusted proxy) X-Forwarded-Host/-Proto: a
+	// shared cache must key on them, or one host's document (or a spoofed
+	// one) is served for every host. With an external URL the values never
+	// change, so the Vary costs nothing but a few cache entries.
+	w.Header().Set("Vary", "Host, X-Forwarded-Host, X-Forwarded-Proto")
 	writeJSON(w, http.StatusOK, s.Metadata(r))
 }
 
