@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -74,6 +75,31 @@ func redirectWith(w http.ResponseWriter, r *http.Request, redirectURI string, v 
 	http.Redirect(w, r, redirectURI+sep+v.Encode(), status)
 }
 
+// maxParamLen caps each /authorize parameter. The request is stored for an
+// unauthenticated caller, so nothing in it may be unbounded: state is
+// echoed back and stored verbatim (clients use 32-64 characters; some
+// encode a little JSON), a client_id is a short registration ID or a
+// metadata document URL, a redirect URI must equal a registered one.
+func maxParamLen(param string) int {
+	switch param {
+	case "client_id":
+		return maxClientIDLen
+	case "redirect_uri":
+		return maxRedirectURILen
+	case "state":
+		return MaxStateLen
+	case "code_challenge":
+		return 128
+	case "scope":
+		return maxScopeLen
+	default: // response_type, code_challenge_method
+		return 64
+	}
+}
+
+// MaxStateLen is the longest state parameter /authorize accepts.
+const MaxStateLen = 1024
+
 // validPKCEChallenge accepts the 43-character base64url S256 output (and,
 // leniently, up to 128 unreserved characters as RFC 7636 allows).
 func validPKCEChallenge(c string) bool {
@@ -94,6 +120,12 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, r, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
 		return
 	}
+	// Every request that gets past here may store a pending request (and
+	// fetch and cache a client metadata document) for someone who has not
+	// logged in: limit it per client address first.
+	if s.limited(w, r, s.opts.RequestLimiter, "authorization requests") {
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		errorPage(w, r, http.StatusBadRequest, errInvalidRequest, "malformed request")
@@ -103,6 +135,10 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	for _, p := range []string{"client_id", "redirect_uri", "response_type", "state", "code_challenge", "code_challenge_method", "scope"} {
 		if len(q[p]) > 1 {
 			errorPage(w, r, http.StatusBadRequest, errInvalidRequest, "parameter "+p+" repeated")
+			return
+		}
+		if limit := maxParamLen(p); len(q.Get(p)) > limit {
+			errorPage(w, r, http.StatusBadRequest, errInvalidRequest, fmt.Sprintf("parameter %s is longer than %d characters", p, limit))
 			return
 		}
 	}
@@ -172,7 +208,6 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.storeErr(w, r, "store authorization request", err)
 		return
 	}
-	s.touchClient(r.Context(), client)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, iss+PathConsent+"?"+url.Values{"request": {id}}.Encode(), http.StatusFound)
 }

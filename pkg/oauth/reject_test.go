@@ -11,6 +11,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 )
 
 func TestRegistration(t *testing.T) {
@@ -32,7 +33,7 @@ func TestRegistration(t *testing.T) {
 		{"user info in redirect URI", map[string]any{"redirect_uris": []string{"https://user@app.example.com/cb"}}, 400, "invalid_redirect_uri", ""},
 		{"response_types without code", map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}, "response_types": []string{"token"}}, 400, "invalid_client_metadata", ""},
 	}
-	e := newMemEnv(t, func(o *oauth.Options) { o.RegistrationRateLimit = oauth.RateLimit{PerMinute: -1} })
+	e := newMemEnv(t, withRegistrationRate(ratelimit.Rate{PerMinute: 1000, Burst: 1000}))
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, m := e.register(tc.body)
@@ -68,7 +69,7 @@ func TestRegistrationNeedsJSON(t *testing.T) {
 }
 
 func TestRegistrationRateLimit(t *testing.T) {
-	e := newMemEnv(t, func(o *oauth.Options) { o.RegistrationRateLimit = oauth.RateLimit{PerMinute: 6, Burst: 2} })
+	e := newMemEnv(t, withRegistrationRate(ratelimit.Rate{PerMinute: 6, Burst: 2}))
 	body := map[string]any{"redirect_uris": []string{loopCB}, "token_endpoint_auth_method": "none"}
 	for i := range 2 {
 		if resp, m := e.register(body); resp.StatusCode != 201 {
