@@ -138,12 +138,12 @@ type Options struct {
 
 // Server is the authorization server. Create it with New.
 type Server struct {
-	opts    Options
-	store   session.Store
-	log     *zap.Logger
-	now     func() time.Time
-	keys    *keySet
-	cimd    *cimdFetcher
+	opts  Options
+	store session.Store
+	log   *zap.Logger
+	now   func() time.Time
+	keys  *keySet
+	cimd  *cimdFetcher
 }
 
 // New validates opts, loads the signing keys and returns a Server. It does no
@@ -200,12 +200,12 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		opts:    opts,
-		store:   opts.Store,
-		log:     opts.Logger,
-		now:     opts.Now,
-		keys:    keys,
-		cimd:    cimd,
+		opts:  opts,
+		store: opts.Store,
+		log:   opts.Logger,
+		now:   opts.Now,
+		keys:  keys,
+		cimd:  cimd,
 	}, nil
 }
 
