@@ -80,7 +80,8 @@ func (a *Authenticator) handleStart(w http.ResponseWriter, r *http.Request) {
 // any other unusable one).
 func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
 	if ok, wait := a.opts.Limiter.Allow(a.opts.ClientAddr(r)); !ok {
-		a.logFor(r.Context()).Info("login rate limited", zap.Stringer("client_addr", a.opts.ClientAddr(r)))
+		// Debug: every refused request of a flood would otherwise add a line.
+		a.logFor(r.Context()).Debug("login rate limited", zap.Stringer("client_addr", a.opts.ClientAddr(r)))
 		ratelimit.SetRetryAfter(w.Header(), wait)
 		apierror.Write(w, r, http.StatusTooManyRequests, apierror.CodeRateLimited, "too many logins started from your address; retry later")
 		return
