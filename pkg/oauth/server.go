@@ -248,7 +248,7 @@ func (s *Server) limited(w http.ResponseWriter, r *http.Request, limiter *rateli
 	// Debug: every refused request of a flood would otherwise add a line.
 	s.logFor(r.Context()).Debug("oauth: rate limited", zap.String("endpoint", r.URL.Path), zap.Stringer("client_addr", s.opts.ClientAddr(r)))
 	ratelimit.SetRetryAfter(w.Header(), wait)
-	writeOAuthError(w, http.StatusTooManyRequests, errSlowDown, "too many "+what+" from your address; retry later")
+	errorPage(w, r, http.StatusTooManyRequests, errSlowDown, "too many "+what+" from your address; retry later")
 	return true
 }
 
