@@ -35,6 +35,7 @@ const (
 	CodeSessionStoreDown    = "session_store_unavailable"
 	CodeLoginFailed         = "login_failed"
 	CodeInternal            = "internal_error"
+	CodeRateLimited         = "rate_limited"
 )
 
 // Write sends status with the JSON body. The request ID is taken from the

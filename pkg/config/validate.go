@@ -205,6 +205,15 @@ func (c *Config) Validate() error {
 		bad("tracing.sample_ratio", "must be between 0 and 1")
 	}
 	checkURL("tracing.endpoint", c.Tracing.Endpoint, false)
+	if c.RateLimit.LoginsPerMinute < 1 {
+		bad("rate_limit.logins_per_minute", "must be at least 1")
+	}
+	if c.RateLimit.LoginBurst < 1 {
+		bad("rate_limit.login_burst", "must be at least 1")
+	}
+	if c.RateLimit.MaxAddresses < 100 {
+		bad("rate_limit.max_addresses", "must be at least 100")
+	}
 
 	if !strings.HasPrefix(c.MCPPath, "/") || strings.HasPrefix(c.MCPPath, "/oauth2") || strings.HasPrefix(c.MCPPath, "/.well-known") {
 		bad("mcp_path", "%q must start with / and not be under /oauth2 or /.well-known", c.MCPPath)

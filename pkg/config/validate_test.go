@@ -141,6 +141,9 @@ func TestValidate(t *testing.T) {
 			want: []string{"headers.preset"}},
 		{name: "sample ratio", base: validOIDC, mutate: func(c *Config) { c.Tracing.SampleRatio = 1.5 },
 			want: []string{"tracing.sample_ratio"}},
+		{name: "rate limits", base: validOIDC, mutate: func(c *Config) {
+			c.RateLimit = RateLimitConfig{LoginsPerMinute: 0, LoginBurst: -1, MaxAddresses: 10}
+		}, want: []string{"rate_limit.login_burst", "rate_limit.logins_per_minute", "rate_limit.max_addresses"}},
 		{name: "many at once", base: validOIDC, mutate: func(c *Config) {
 			c.OIDC.ClientID, c.LogLevel, c.Session.TTL, c.UpstreamPolicy.RetryAttempts = "", "loud", 0, 0
 			c.Session.LimitPolicy, c.Session.MaxPerUser = "drop", -1

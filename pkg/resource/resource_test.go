@@ -55,6 +55,11 @@ func TestMetadataAtBothPaths(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 			t.Fatalf("%s: status %d, err %v, headers %v", p, resp.StatusCode, err, resp.Header)
 		}
+		// The document is built from Host / X-Forwarded-*: shared caches
+		// must key on them.
+		if v := resp.Header.Get("Vary"); !strings.Contains(v, "Host") || !strings.Contains(v, "X-Forwarded-Host") || !strings.Contains(v, "X-Forwarded-Proto") {
+			t.Fatalf("%s: Vary = %q", p, v)
+		}
 		if doc["resource"] != srv.URL+"/mcp" || doc["resource_name"] != "Demo MCP" {
 			t.Fatalf("%s: doc = %v", p, doc)
 		}

@@ -66,6 +66,7 @@ type Server struct {
 	base    bearer.ExternalURL
 	mcp     *mcpAuth
 	health  *health
+	limits  *clientLimits
 	started time.Time
 	handler http.Handler
 }
@@ -96,6 +97,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	trusted, err := bearer.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("trusted_proxies: %w", err)
+	}
+	s.limits, err = newClientLimits(cfg, trusted, opts.Now)
+	if err != nil {
+		return nil, err
 	}
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
@@ -175,6 +180,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			// API callers without a session get the MCP authorization
 			// spec's challenge, which sends MCP clients to the metadata.
 			Unauthenticated: http.HandlerFunc(s.mcp.rs.Challenge),
+			Limiter:         s.limits.login,
+			ClientAddr:      s.limits.addr,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("building authenticator: %w", err)
