@@ -222,12 +222,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // rewrite is the ReverseProxy Rewrite hook. ReverseProxy has already
-// removed hop-by-hop headers (keeping Connection/Upgrade for WebSocket) and
-// the canonical forwarding headers.
+// removed hop-by-hop headers (keeping Connection/Upgrade for any requested
+// protocol upgrade) and the canonical forwarding headers.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.upstream)
 	policy := p.policy.Load()
 	out := pr.Out.Header
+	onlyWebSocketUpgrade(out)
 	// First remove every spelling of every header we manage, then set ours.
 	policy.stripFrom(out)
 	p.cookies.apply(out)
