@@ -374,7 +374,7 @@ func TestClientForwardingHeaders(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(peer.name+"/"+tt.key, func(t *testing.T) {
 				up, got := headerCapture(t)
-				p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL), TrustForwarded: peer.trust})
+				p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL), TrustForwarded: peer.trust, AssertionHeader: assertionHeader})
 				front := frontServer(t, withIdentity(p, &identity.Identity{Subject: "alice"}, ""))
 				sendRaw(t, t.Context(), http.MethodGet, front.URL+"/mcp", map[string]string{tt.key: "203.0.113.9"})
 				h := receive(t, got)
@@ -391,5 +391,51 @@ func TestClientForwardingHeaders(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// assertionHeader is resource.AssertionHeader (not imported: the proxy does
+// not depend on the resource package either).
+const assertionHeader = "X-MCP-Identity-Assertion"
+
+// TestAssertionOnlyFromTheAuthenticationLayer: the upstream gets exactly
+// the assertion the authentication layer put into the context, never one
+// of the client's, whatever the spelling or the peer.
+func TestAssertionOnlyFromTheAuthenticationLayer(t *testing.T) {
+	forged := map[string]string{
+		"X-MCP-Identity-Assertion": "forged-1", "X-MCP_Identity-Assertion": "forged-2",
+		"x_mcp_identity_assertion": "forged-3", "X-MCP-IDENTITY-ASSERTION": "forged-4",
+	}
+	tests := []struct {
+		name      string
+		assertion string // what the authentication layer hands over
+		trust     func(*http.Request) bool
+	}{
+		{name: "signed assertion replaces forged ones", assertion: "signed.jws.value"},
+		{name: "signed assertion, trusted ingress", assertion: "signed.jws.value", trust: mustTrusted(t, "127.0.0.1/32").Trusts},
+		{name: "no assertion: forged ones removed", assertion: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up, got := headerCapture(t)
+			p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL), AssertionHeader: assertionHeader, TrustForwarded: tt.trust})
+			h := withIdentity(p, &identity.Identity{Subject: "alice"}, "")
+			if tt.assertion != "" {
+				inner := h
+				h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					inner.ServeHTTP(w, r.WithContext(identity.NewAssertionContext(r.Context(), tt.assertion)))
+				})
+			}
+			front := frontServer(t, h)
+			sendRaw(t, t.Context(), http.MethodGet, front.URL+"/mcp", forged)
+			vs := normalisedValues(receive(t, got), assertionHeader)
+			var want []string
+			if tt.assertion != "" {
+				want = []string{tt.assertion}
+			}
+			if strings.Join(vs, "|") != strings.Join(want, "|") {
+				t.Fatalf("upstream %s = %q, want %q", assertionHeader, vs, want)
+			}
+		})
 	}
 }
