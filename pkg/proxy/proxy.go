@@ -5,7 +5,8 @@
 // restarting is ridden out with retries and a circuit breaker.
 //
 // It is a thin policy layer over net/http/httputil.ReverseProxy, which does
-// the forwarding, hop-by-hop handling, protocol upgrades and flushing.
+// the forwarding, hop-by-hop handling, protocol upgrades (WebSocket only:
+// see onlyWebSocketUpgrade) and flushing.
 package proxy
 
 import (
