@@ -28,6 +28,8 @@ const (
 	CodeUnauthenticated     = "unauthenticated"
 	CodeForbidden           = "forbidden"
 	CodeBadRequest          = "bad_request"
+	CodeRequestTimeout      = "request_timeout"
+	CodeRequestTooLarge     = "request_too_large"
 	CodeUpstreamUnavailable = "upstream_unavailable"
 	CodeUpstreamTimeout     = "upstream_timeout"
 	CodeBadGateway          = "bad_gateway"

@@ -42,15 +42,21 @@ type Config struct {
 	// protected resource identifier MCP clients bind their tokens to.
 	MCPPath string `yaml:"mcp_path" usage:"path of the MCP endpoint; the protected resource is <external_url><mcp_path>"`
 	// TrustedProxies may set X-Forwarded-Proto/-Host for the URLs the proxy
-	// advertises, and their X-Forwarded-For/-Host/-Proto reach the upstream
-	// (the client chain extended by this hop); anyone else's forwarded
-	// headers are ignored and replaced with what this hop saw.
-	TrustedProxies []string `yaml:"trusted_proxies" usage:"comma-separated CIDRs of reverse proxies whose X-Forwarded-Proto/-Host/-For are trusted (for advertised URLs and passed on to the upstream)"`
+	// advertises, and their X-Forwarded-For/-Host/-Proto/-Port/-Prefix and
+	// X-Real-IP reach the upstream (the client chain extended by this hop);
+	// anyone else's forwarded headers are removed or replaced with what this
+	// hop saw. Other forwarding headers never reach the upstream.
+	TrustedProxies []string `yaml:"trusted_proxies" usage:"comma-separated CIDRs of reverse proxies whose X-Forwarded-Proto/-Host/-For are trusted (for advertised URLs and, with X-Forwarded-Port/-Prefix and X-Real-IP, passed on to the upstream)"`
 	// AllowedOrigins may call the MCP endpoint from a browser.
 	AllowedOrigins []string `yaml:"allowed_origins" usage:"comma-separated browser origins allowed to call the MCP endpoint (the proxy's own origin always is)"`
 	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests and
 	// open streams.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" usage:"how long SIGTERM waits for in-flight requests and open streams"`
+	// RequestBodyTimeout bounds how long the endpoints the proxy parses
+	// itself wait for a request body, so a client trickling one byte at a
+	// time cannot hold connections open. Proxied requests are not limited:
+	// uploads to the MCP server may legitimately be slow.
+	RequestBodyTimeout time.Duration `yaml:"request_body_timeout" usage:"how long the proxy's own endpoints (/oauth2/*, /api/v1/session, OAuth metadata) wait for a request body before answering 408; requests forwarded to the upstream are not limited"`
 
 	TLS            TLSConfig       `yaml:"tls"`
 	OIDC           OIDCConfig      `yaml:"oidc"`
@@ -195,12 +201,13 @@ type TracingConfig struct {
 // Defaults returns the configuration used where nothing else is set.
 func Defaults() Config {
 	return Config{
-		Listen:        ":15080",
-		AdminListen:   ":15090",
-		Upstream:      "http://127.0.0.1:8080",
-		AuthMode:      "oidc",
-		LogLevel:      "info",
-		ShutdownGrace: 30 * time.Second,
+		Listen:             ":15080",
+		AdminListen:        ":15090",
+		Upstream:           "http://127.0.0.1:8080",
+		AuthMode:           "oidc",
+		LogLevel:           "info",
+		ShutdownGrace:      30 * time.Second,
+		RequestBodyTimeout: 10 * time.Second,
 		OIDC: OIDCConfig{
 			Scopes:         []string{"openid", "profile", "email"},
 			GroupsClaim:    "groups",

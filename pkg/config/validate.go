@@ -89,6 +89,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative")
 	}
+	if c.RequestBodyTimeout <= 0 {
+		bad("request_body_timeout", "must be positive")
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls", "cert_file and key_file must be given together")
 	}

@@ -70,6 +70,8 @@ func TestValidate(t *testing.T) {
 			want: []string{"trusted_proxies"}},
 		{name: "origin with a path", base: validOIDC, mutate: func(c *Config) { c.AllowedOrigins = []string{"https://app.example.com/x"} },
 			want: []string{"allowed_origins"}},
+		{name: "no request body timeout", base: validOIDC, mutate: func(c *Config) { c.RequestBodyTimeout = 0 },
+			want: []string{"request_body_timeout"}},
 		{name: "unknown oauth mode", base: validOIDC, mutate: func(c *Config) { c.OAuth.Mode = "proxy" },
 			want: []string{"oauth.mode"}},
 		{name: "long-lived access tokens", base: validOIDC, mutate: func(c *Config) { c.OAuth.AccessTokenTTL = 48 * time.Hour },

@@ -28,6 +28,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tracing"
 )
@@ -192,12 +193,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		strip = s.authn.CookieNames()
 	}
 	s.proxy, err = proxy.New(proxy.Options{
-		Upstream:       upstream,
-		Headers:        headerNames(cfg.Headers),
-		StripCookies:   strip,
-		StripHeaders:   []string{"Authorization", "Proxy-Authorization"},
-		TrustForwarded: trusted.Trusts,
-		Retry:          proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
+		Upstream:        upstream,
+		Headers:         headerNames(cfg.Headers),
+		StripCookies:    strip,
+		StripHeaders:    []string{"Authorization", "Proxy-Authorization"},
+		AssertionHeader: resource.AssertionHeader,
+		TrustForwarded:  trusted.Trusts,
+		Retry:           proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
 		Breaker: proxy.BreakerOptions{
 			Failures:     cfg.UpstreamPolicy.BreakerFailures,
 			OpenDuration: cfg.UpstreamPolicy.BreakerOpenFor,
