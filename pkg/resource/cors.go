@@ -96,6 +96,21 @@ func (g *OriginGuard) Wrap(next http.Handler) http.Handler {
 	})
 }
 
+// Check refuses, with 403, browser requests from origins not allowed, and
+// passes everything else unchanged without CORS headers: for the proxy's
+// other routes (login, logout, session, public paths), where a foreign page
+// has no business and the app answers CORS itself. Requests without Origin
+// (navigations, non-browser clients) pass.
+func (g *OriginGuard) Check(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" && !g.Allowed(r, origin) {
+			apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "origin not allowed")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // Allowed reports whether origin may call the MCP endpoint for r.
 func (g *OriginGuard) Allowed(r *http.Request, origin string) bool {
 	n := normalizeOrigin(origin)

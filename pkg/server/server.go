@@ -28,6 +28,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tracing"
 )
@@ -64,6 +65,8 @@ type Server struct {
 	tracer  *tracing.Tracer
 	public  atomic.Pointer[publicPaths]
 	base    bearer.ExternalURL
+	hosts   *resource.HostGuard   // refuses hosts the operator does not expect
+	origins *resource.OriginGuard // refuses foreign browser origins off the MCP route
 	mcp     *mcpAuth
 	health  *health
 	started time.Time
@@ -97,6 +100,19 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("trusted_proxies: %w", err)
 	}
+	s.hosts, err = resource.NewHostGuard(resource.HostOptions{
+		ExternalURL:  cfg.ExternalURL,
+		AllowedHosts: cfg.AllowedHosts,
+		Host:         func(r *http.Request) string { return bearer.ClientHost(r, trusted) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("allowed_hosts: %w", err)
+	}
+	if cfg.ExternalURL == "" {
+		s.log.Warn("external_url is not set: the advertised URLs, the OIDC callback and the accepted token audience follow each request's Host; production needs external_url",
+			zap.Strings("allowed_hosts", cfg.AllowedHosts), zap.Strings("always_allowed", resource.LoopbackHosts))
+	}
+	s.origins = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: s.base})
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
