@@ -187,6 +187,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			Limit:                 session.Limit{Max: cfg.Session.MaxPerUser, Policy: session.LimitPolicy(cfg.Session.LimitPolicy)},
 			RefreshBefore:         cfg.Session.RefreshBefore,
 			RedirectURL:           s.redirectURL,
+			BaseURL:               s.base,
 			PostLogoutRedirectURL: cfg.OIDC.PostLogoutURL,
 			// API callers without a session get the MCP authorization
 			// spec's challenge, which sends MCP clients to the metadata.
