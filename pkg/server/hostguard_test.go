@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
@@ -200,5 +201,29 @@ func TestManyAllowedHostsShareOneValidator(t *testing.T) {
 	}
 	if n := h.reached.Load(); n != 41 {
 		t.Fatalf("upstream reached %d times, want 41", n)
+	}
+}
+
+// Without external_url the operator is told at start-up that production
+// needs it; with it, not.
+func TestWarnsWithoutExternalURL(t *testing.T) {
+	for _, tc := range []struct {
+		extra []string
+		warn  bool
+	}{{nil, true}, {[]string{"--external-url", "https://mcp.example.com"}, false}} {
+		core, logs := observer.New(zap.WarnLevel)
+		cfg := bypassConfig(t, "http://127.0.0.1:9", tc.extra...)
+		if _, err := New(context.Background(), cfg, Options{Logger: zap.New(core), Level: zap.NewAtomicLevel()}); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range logs.All() {
+			if strings.Contains(e.Message, "external_url is not set") && strings.Contains(e.Message, "production needs external_url") {
+				n++
+			}
+		}
+		if (n == 1) != tc.warn || n > 1 {
+			t.Errorf("args %v: %d start-up warnings about external_url, want warn=%v", tc.extra, n, tc.warn)
+		}
 	}
 }
