@@ -97,7 +97,8 @@ const (
 //     pages) or none (typed, bookmarked). Anything else, including no Fetch
 //     Metadata at all (old browsers, curl, an <img> in an old browser), gets
 //     the confirmation page, which costs a legitimate user one click.
-//   - POST: an Origin must be the proxy's own origin ("null" never is);
+//   - POST: an Origin must be the proxy's own origin ("null" only with
+//     Sec-Fetch-Site same-origin);
 //     without Origin, Sec-Fetch-Site must be same-origin when present. A
 //     POST with neither comes from a non-browser client (curl, scripts
 //     holding the cookie themselves) and is accepted: every browser in
@@ -113,6 +114,11 @@ func (a *Authenticator) logoutAllowed(r *http.Request) logoutVerdict {
 	}
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if own := originOf(a.ownBaseURL(r)); own != "" && originOf(origin) == own {
+			return logoutProceed
+		}
+		// Browsers send "null" from a page with Referrer-Policy:
+		// no-referrer; Fetch Metadata still tells where it came from.
+		if origin == "null" && site == "same-origin" {
 			return logoutProceed
 		}
 		return logoutRefuse
@@ -179,7 +185,9 @@ func writeLogoutConfirmation(w http.ResponseWriter) {
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: the confirming POST then carries the
+	// proxy's real Origin.
+	h.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(http.StatusOK)
 	_, _ = io.WriteString(w, logoutConfirmationPage)
 }

@@ -31,6 +31,8 @@ func TestCrossSiteLogoutNeedsConfirmation(t *testing.T) {
 		{"cross-site form POST", "POST", http.Header{"Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}}, false, http.StatusForbidden},
 		{"POST with a foreign origin only", "POST", http.Header{"Origin": {"https://evil.example"}}, false, http.StatusForbidden},
 		{"POST with a null origin", "POST", http.Header{"Origin": {"null"}}, false, http.StatusForbidden},
+		{"cross-site POST with a null origin", "POST", http.Header{"Origin": {"null"}, "Sec-Fetch-Site": {"cross-site"}}, false, http.StatusForbidden},
+		{"same-origin POST with a null origin (no-referrer page)", "POST", http.Header{"Origin": {"null"}, "Sec-Fetch-Site": {"same-origin"}}, false, 0},
 		{"POST, same-site sibling without origin", "POST", http.Header{"Sec-Fetch-Site": {"same-site"}}, false, http.StatusForbidden},
 		{"same-origin navigation logs out", "GET", http.Header{"Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Site": {"same-origin"}}, false, 0},
 		{"typed into the address bar logs out", "GET", http.Header{"Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Site": {"none"}}, false, 0},

@@ -87,3 +87,38 @@ func TestHostGuardWrapUsesTheClientHost(t *testing.T) {
 		}
 	}
 }
+
+// Check guards the proxy's non-MCP routes: foreign origins get 403, the
+// proxy's own and allowed ones pass without CORS headers, and "null" (a
+// no-referrer page's form) passes only when Fetch Metadata says same-origin.
+func TestOriginGuardCheck(t *testing.T) {
+	g := resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: []string{"https://app.example.com"},
+		BaseURL: func(*http.Request) string { return "https://mcp.example.com" }})
+	h := g.Check(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	for _, tc := range []struct {
+		origin, site string
+		want         int
+	}{
+		{"", "", http.StatusTeapot},
+		{"https://mcp.example.com", "same-origin", http.StatusTeapot},
+		{"https://app.example.com", "cross-site", http.StatusTeapot},
+		{"https://evil.example.com", "cross-site", http.StatusForbidden},
+		{"https://evil.example.com", "same-origin", http.StatusForbidden}, // Origin wins when real
+		{"null", "same-origin", http.StatusTeapot},
+		{"null", "cross-site", http.StatusForbidden},
+		{"null", "", http.StatusForbidden},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "https://mcp.example.com/oauth2/consent", nil)
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		if tc.site != "" {
+			req.Header.Set("Sec-Fetch-Site", tc.site)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want || rec.Header().Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("Origin %q, Sec-Fetch-Site %q: %d (CORS %q), want %d without CORS headers", tc.origin, tc.site, rec.Code, rec.Header().Get("Access-Control-Allow-Origin"), tc.want)
+		}
+	}
+}
