@@ -8,17 +8,19 @@ import (
 
 // DefaultAllowedHosts are the host names an injected sidecar accepts when
 // the cluster defaults name neither external_url nor allowed_hosts: the
-// names of the pod's Services ("<svc>.<namespace>", "<svc>.<namespace>.svc",
+// names of the pod's Services ("<svc>.<namespace>.svc",
 // "<svc>.<namespace>.svc.cluster.local") and the pod IP, which is how a pod
 // without a public URL is reached. Any other Host gets 421, the DNS
 // rebinding protection of the MCP transport spec. The kubelet expands
 // $(POD_NAMESPACE) and $(POD_IP) from the downward-API variables the
 // injector defines before the defaults. A pod ConfigMap that sets
 // allowed_hosts replaces this list; one that sets external_url adds its host
-// to it. Bare service names ("http://svc:8080" from the same namespace) and
-// other cluster domains need an allowed_hosts entry.
+// to it. Bare and short service names ("svc", "svc.<namespace>") and other
+// cluster domains need an allowed_hosts entry: "*.<namespace>" is not a
+// default because a namespace named like a public top-level domain ("dev",
+// "app") would then admit every domain under it, which is exactly what a
+// DNS rebinding page uses.
 var DefaultAllowedHosts = []string{
-	"*.$(POD_NAMESPACE)",
 	"*.$(POD_NAMESPACE).svc",
 	"*.$(POD_NAMESPACE).svc.cluster.local",
 	"$(POD_IP)",

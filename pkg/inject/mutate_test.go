@@ -304,8 +304,8 @@ func TestDefaultAllowedHostsReachTheSidecar(t *testing.T) {
 		name, defaults string
 		want           []string
 	}{
-		{"no defaults", "", []string{"*.team-a", "*.team-a.svc", "*.team-a.svc.cluster.local", "10.1.2.3"}},
-		{"other defaults kept", "oidc:\n  discovery_url: https://login.example.com\n", []string{"*.team-a", "*.team-a.svc", "*.team-a.svc.cluster.local", "10.1.2.3"}},
+		{"no defaults", "", []string{"*.team-a.svc", "*.team-a.svc.cluster.local", "10.1.2.3"}},
+		{"other defaults kept", "oidc:\n  discovery_url: https://login.example.com\n", []string{"*.team-a.svc", "*.team-a.svc.cluster.local", "10.1.2.3"}},
 		{"operator's allowed_hosts win", "allowed_hosts: [mcp.internal.example]\n", []string{"mcp.internal.example"}},
 		{"operator's external_url: only its host", "external_url: https://mcp.example.com\n", nil},
 	} {
