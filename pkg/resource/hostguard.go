@@ -22,7 +22,7 @@ const CodeHostNotAllowed = "host_not_allowed"
 // server's own health checks). Allowing them does not help a DNS rebinding
 // page, whose requests carry its own host name; the Origin check stops a
 // rebinding browser that reaches a loopback name from another site.
-var LoopbackHosts = []string{"localhost", "127.0.0.1", "[::1]"}
+func LoopbackHosts() []string { return []string{"localhost", "127.0.0.1", "[::1]"} }
 
 // HostOptions configure a HostGuard.
 type HostOptions struct {
@@ -76,7 +76,7 @@ func NewHostGuard(opts HostOptions) (*HostGuard, error) {
 		}
 		g.rules = append(g.rules, rule)
 	}
-	for _, h := range LoopbackHosts {
+	for _, h := range LoopbackHosts() {
 		add(h)
 	}
 	if opts.ExternalURL != "" {

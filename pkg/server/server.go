@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	}
 	if cfg.ExternalURL == "" {
 		s.log.Warn("external_url is not set: the advertised URLs, the OIDC callback and the accepted token audience follow each request's Host; production needs external_url",
-			zap.Strings("allowed_hosts", cfg.AllowedHosts), zap.Strings("always_allowed", resource.LoopbackHosts))
+			zap.Strings("allowed_hosts", cfg.AllowedHosts), zap.Strings("always_allowed", resource.LoopbackHosts()))
 	}
 	s.origins = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: s.base})
 	upstream, err := url.Parse(cfg.Upstream)
