@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,7 +44,16 @@ func TestWebSocketThroughTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := httptest.NewServer(srv.Handler())
+	// httptest.Server.Close does not wait for hijacked connections, so the
+	// test waits for the proxy's handler itself: it logs when the tunnel
+	// ends, and must not log into a finished test.
+	var handlers sync.WaitGroup
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handlers.Add(1)
+		defer handlers.Done()
+		srv.Handler().ServeHTTP(w, r)
+	}))
+	defer handlers.Wait()
 	defer front.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
