@@ -179,6 +179,18 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 	if !s.now().Before(g.ExpiresAt) {
 		return nil, grantErr("code expired")
 	}
+	// Check the request before spending the code (as the refresh path
+	// does): a wrong verifier or redirect_uri must not cost the client its
+	// code, and a caller without the verifier cannot burn it either.
+	if got := r.PostForm.Get("redirect_uri"); got != g.RedirectURI && !(got == "" && g.RedirectURIOmitted) {
+		return nil, grantErr("redirect_uri does not match the authorization request")
+	}
+	if !verifyPKCE(r.PostForm.Get("code_verifier"), g.CodeChallenge) {
+		return nil, grantErr("PKCE verification failed")
+	}
+	if res, ok := s.pickResource(r, r.PostForm["resource"], g.Resource); !ok || res != g.Resource {
+		return nil, &tokenError{http.StatusBadRequest, errInvalidTarget, "resource does not match the authorization request"}
+	}
 	if _, err := s.store.TakeOnce(ctx, keyCodeLive+h); err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			// A replay: the first redemption may have been by an attacker or
@@ -190,15 +202,6 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 			return nil, grantErr("code already used")
 		}
 		return nil, err
-	}
-	if got := r.PostForm.Get("redirect_uri"); got != g.RedirectURI && !(got == "" && g.RedirectURIOmitted) {
-		return nil, grantErr("redirect_uri does not match the authorization request")
-	}
-	if !verifyPKCE(r.PostForm.Get("code_verifier"), g.CodeChallenge) {
-		return nil, grantErr("PKCE verification failed")
-	}
-	if res, ok := s.pickResource(r, r.PostForm["resource"], g.Resource); !ok || res != g.Resource {
-		return nil, &tokenError{http.StatusBadRequest, errInvalidTarget, "resource does not match the authorization request"}
 	}
 	return s.issue(ctx, r, client, g.Identity, g.Resource, g.Scopes, g.FamilyID)
 }
