@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -26,13 +27,6 @@ type refreshGrant struct {
 	Identity  *identity.Identity `json:"identity"`
 	FamilyID  string             `json:"family"`
 	ExpiresAt time.Time          `json:"exp"`
-}
-
-// familyRecord remembers the newest access token of a refresh family, so
-// revoking the family can deny it too.
-type familyRecord struct {
-	JTI       string    `json:"jti"`
-	ExpiresAt time.Time `json:"exp"`
 }
 
 // tokenResponse is the RFC 6749 §5.1 answer.
@@ -61,6 +55,11 @@ type AccessClaims struct {
 	Name              string   `json:"name,omitempty"`
 	PreferredUsername string   `json:"preferred_username,omitempty"`
 	Groups            []string `json:"groups,omitempty"`
+	// FamilyID names the refresh family (one authorization) the token was
+	// issued in, so revoking the family denies every access token it ever
+	// issued, including one a racing refresh issued while it was revoked.
+	// It is a random value with no meaning outside this server.
+	FamilyID string `json:"fid,omitempty"`
 }
 
 // tokenError is an RFC 6749 §5.2 failure of the token endpoint.
@@ -288,6 +287,7 @@ func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id 
 		Name:              id.Name,
 		PreferredUsername: id.Username,
 		Groups:            id.Groups,
+		FamilyID:          family,
 	}
 	at, err := s.keys.signAccess(claims)
 	if err != nil {
@@ -298,9 +298,6 @@ func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id 
 		TokenType:   "Bearer",
 		ExpiresIn:   int64(s.opts.AccessTokenTTL / time.Second),
 		Scope:       claims.Scope,
-	}
-	if err := s.putJSON(ctx, keyFamily+family, familyRecord{JTI: claims.ID, ExpiresAt: exp}, s.opts.RefreshTokenTTL); err != nil {
-		return nil, err
 	}
 	if !client.allows(grantRefresh) {
 		return resp, nil
@@ -319,21 +316,16 @@ func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id 
 	return resp, nil
 }
 
-// revokeFamily marks a refresh family dead (every refresh token in it fails
-// from now on) and denies its newest access token.
+// revokeFamily marks a refresh family dead: every refresh token in it fails
+// from now on, and so does every access token it issued, because the
+// resource server checks their fid claim against the same marker. The
+// marker outlives every token of the family.
 func (s *Server) revokeFamily(ctx context.Context, family string) error {
-	if err := s.store.Put(ctx, keyFamilyDead+family, []byte{1}, s.opts.RefreshTokenTTL); err != nil {
-		return err
+	ttl := max(s.opts.RefreshTokenTTL, s.opts.AccessTokenTTL) + time.Minute // verifiers' clock skew
+	if err := s.store.Put(ctx, keyFamilyDead+family, []byte{1}, ttl); err != nil {
+		return fmt.Errorf("oauth: revoke refresh family: %w", err)
 	}
-	var rec familyRecord
-	err := s.getJSON(ctx, keyFamily+family, &rec)
-	switch {
-	case errors.Is(err, session.ErrNotFound):
-		return nil
-	case err != nil:
-		return err
-	}
-	return s.denyJTI(ctx, rec.JTI, rec.ExpiresAt)
+	return nil
 }
 
 func (s *Server) familyRevoked(ctx context.Context, family string) (bool, error) {

@@ -254,7 +254,8 @@ func (v *requestValidator) Validate(ctx context.Context, raw string) (*bearer.To
 }
 
 // revocationCheck refuses façade access tokens revoked through /oauth2/revoke
-// (or a refresh-token family revoked on reuse) before they expire.
+// or with their refresh family (revoked on reuse, on revocation of a refresh
+// token, or when the user no longer passes upstream) before they expire.
 type revocationCheck struct {
 	bearer.Validator
 	oauth *oauth.Server
@@ -266,7 +267,8 @@ func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Tok
 		return nil, err
 	}
 	jti, _ := t.Claims["jti"].(string)
-	revoked, err := c.oauth.IsRevoked(ctx, jti)
+	family, _ := t.Claims["fid"].(string)
+	revoked, err := c.oauth.IsRevoked(ctx, jti, family)
 	if err != nil {
 		return nil, fmt.Errorf("%w: checking revocation: %v", bearer.ErrUnavailable, err)
 	}
