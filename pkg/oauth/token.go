@@ -164,6 +164,9 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 	if code == "" {
 		return nil, &tokenError{http.StatusBadRequest, errInvalidRequest, "code is required"}
 	}
+	if !s.wellFormed(code) {
+		return nil, grantErr("unknown or expired code")
+	}
 	h := hashOf(code)
 	var g codeGrant
 	if err := s.getJSON(ctx, keyCode+h, &g); err != nil {
@@ -190,7 +193,8 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 	if res, ok := s.pickResource(r, r.PostForm["resource"], g.Resource); !ok || res != g.Resource {
 		return nil, &tokenError{http.StatusBadRequest, errInvalidTarget, "resource does not match the authorization request"}
 	}
-	if _, err := s.store.TakeOnce(ctx, keyCodeLive+h); err != nil {
+	marker, err := s.store.TakeOnce(ctx, keyCodeLive+h)
+	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			// A replay: the first redemption may have been by an attacker or
 			// by the client; either way nothing issued from it is trusted.
@@ -202,7 +206,11 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 		}
 		return nil, err
 	}
-	return s.issue(ctx, r, client, g.Identity, g.Resource, g.Scopes, g.FamilyID)
+	st, err := s.openFamily(code, marker, s.now().Add(s.opts.RefreshTokenTTL))
+	if err != nil {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, err, grantErr("code unusable"))
+	}
+	return s.issue(ctx, r, client, g.Identity, g.Resource, g.Scopes, g.FamilyID, st)
 }
 
 func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse, error) {
@@ -210,6 +218,9 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 	tok := r.PostForm.Get("refresh_token")
 	if tok == "" {
 		return nil, &tokenError{http.StatusBadRequest, errInvalidRequest, "refresh_token is required"}
+	}
+	if !s.wellFormed(tok) {
+		return nil, grantErr("unknown or expired refresh token")
 	}
 	h := hashOf(tok)
 	var g refreshGrant
@@ -223,6 +234,7 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 		return nil, grantErr("refresh token was issued to another client")
 	}
 	if !s.now().Before(g.ExpiresAt) {
+		// ExpiresAt never passes the family's absolute end.
 		return nil, grantErr("refresh token expired")
 	}
 	if dead, err := s.familyRevoked(ctx, g.FamilyID); err != nil {
@@ -247,9 +259,13 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 		if !subset(req, g.Scopes) {
 			return nil, &tokenError{http.StatusBadRequest, errInvalidScope, "scope may not be widened on refresh"}
 		}
+		if subset(s.opts.RequiredScopes, g.Scopes) && !subset(s.opts.RequiredScopes, req) {
+			return nil, &tokenError{http.StatusBadRequest, errInvalidScope, "scope may not drop a scope this server requires"}
+		}
 		scopes = req
 	}
-	if _, err := s.store.TakeOnce(ctx, keyRefreshLive+h); err != nil {
+	marker, err := s.store.TakeOnce(ctx, keyRefreshLive+h)
+	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			s.logFor(r.Context()).Warn("oauth: rotated refresh token reused; revoking its family", zap.String("client_id", client.ID))
 			if err := s.revokeFamily(ctx, g.FamilyID); err != nil {
@@ -260,13 +276,53 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 		return nil, err
 	}
 	// Past this point the old token is spent; a failure below costs the
-	// client a new login, never a second use.
-	return s.issue(ctx, r, client, g.Identity, resource, scopes, g.FamilyID)
+	// client a new login, never a second use (except a temporary upstream
+	// failure, which puts the token back).
+	st, err := s.openFamily(tok, marker, g.ExpiresAt)
+	if err != nil {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, err, grantErr("refresh token unusable"))
+	}
+	if !s.now().Before(st.EndsAt) {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, nil, grantErr("refresh token family expired"))
+	}
+	id, err := s.recheck(ctx, &st, g.Identity, client.ID)
+	if errors.Is(err, errUpstreamDown) {
+		if rerr := s.rearm(ctx, keyRefreshLive+h, marker, g.ExpiresAt); rerr != nil {
+			return nil, rerr
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, nil, err)
+	}
+	if err := s.authorize(id, g.Scopes); err != nil {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, nil, grantErr("no longer authorized: "+err.Error()))
+	}
+	return s.issue(ctx, r, client, id, resource, scopes, g.FamilyID, st)
+}
+
+// endFamily revokes a family whose refresh cannot go on and returns answer
+// (or the store error that kept it from being revoked).
+func (s *Server) endFamily(ctx context.Context, r *http.Request, client *Client, family string, cause, answer error) error {
+	log := s.logFor(r.Context())
+	if cause != nil {
+		log = log.With(zap.Error(cause))
+	}
+	var te *tokenError
+	if errors.As(answer, &te) {
+		log = log.With(zap.String("reason", te.description))
+	}
+	log.Info("oauth: refresh family ended", zap.String("client_id", client.ID))
+	if err := s.revokeFamily(ctx, family); err != nil {
+		return err
+	}
+	return answer
 }
 
 // issue signs an access token and, when the client may refresh, stores a
-// new refresh token in the family.
-func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id *identity.Identity, resource string, scopes []string, family string) (*tokenResponse, error) {
+// new refresh token in the family. st is the family's state, carried into
+// the new refresh token.
+func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id *identity.Identity, resource string, scopes []string, family string, st familyState) (*tokenResponse, error) {
 	if id == nil {
 		return nil, errors.New("oauth: grant has no identity")
 	}
@@ -302,14 +358,23 @@ func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id 
 	if !client.allows(grantRefresh) {
 		return resp, nil
 	}
-	rt := randomToken()
-	h := hashOf(rt)
-	g := refreshGrant{ClientID: client.ID, Resource: resource, Scopes: scopes, Identity: id, FamilyID: family,
-		ExpiresAt: now.Add(s.opts.RefreshTokenTTL)}
-	if err := s.putJSON(ctx, keyRefresh+h, g, s.opts.RefreshTokenTTL); err != nil {
+	// Each refresh token lives refresh_token_ttl, but never past the
+	// family's absolute end.
+	rtExp := minTime(now.Add(s.opts.RefreshTokenTTL), st.EndsAt)
+	ttl := rtExp.Sub(now)
+	if ttl <= 0 {
+		return resp, nil
+	}
+	rt, marker, err := s.newCredential(st)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.store.PutOnce(ctx, keyRefreshLive+h, []byte{1}, s.opts.RefreshTokenTTL); err != nil {
+	h := hashOf(rt)
+	g := refreshGrant{ClientID: client.ID, Resource: resource, Scopes: scopes, Identity: id, FamilyID: family, ExpiresAt: rtExp}
+	if err := s.putJSON(ctx, keyRefresh+h, g, ttl); err != nil {
+		return nil, err
+	}
+	if err := s.store.PutOnce(ctx, keyRefreshLive+h, marker, ttl); err != nil {
 		return nil, err
 	}
 	resp.RefreshToken = rt

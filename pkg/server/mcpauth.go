@@ -19,6 +19,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
 // mcpAuth is the MCP-client side of authentication: protected resource
@@ -42,7 +43,12 @@ func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPat
 // upstream OIDC issuer (advertised as the authorization server in external
 // mode); tokenIssuerOf returns the issuer spelling its tokens carry, known
 // once discovery has run.
-func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer string, tokenIssuerOf func() string) (*mcpAuth, error) {
+//
+// The façade holds its refresh families to the user's standing upstream: it
+// keeps the browser login's upstream refresh token (sealed with codec, the
+// cookie codec), renews it through the same relying party and applies the
+// live authorization policy on every refresh.
+func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer string, tokenIssuerOf func() string, codec *session.Codec) (*mcpAuth, error) {
 	a := &mcpAuth{base: base, mcpPath: cfg.MCPPath, facade: cfg.OAuth.Mode == "facade"}
 
 	keys, err := signingKeys(cfg, s.log)
@@ -63,9 +69,17 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 				PerMinute: float64(cfg.OAuth.RegistrationsPerMinute),
 				Burst:     cfg.OAuth.RegistrationsPerMinute,
 			},
-			CIMD:   oauth.CIMDOptions{AllowPrivateAddresses: cfg.OAuth.AllowPrivateClientMetadata},
-			Logger: s.log.Named("oauth"),
-			Now:    s.opts.Now,
+			CIMD:               oauth.CIMDOptions{AllowPrivateAddresses: cfg.OAuth.AllowPrivateClientMetadata},
+			Logger:             s.log.Named("oauth"),
+			Now:                s.opts.Now,
+			RefreshMaxLifetime: cfg.OAuth.RefreshTokenMaxLifetime,
+			UpstreamRecheck:    cfg.OAuth.UpstreamRecheckInterval,
+			SessionTTL:         cfg.Session.TTL,
+			Logins:             s.authn,
+			Upstream:           s.rp,
+			Authorizer:         s.policy,
+			RequiredScopes:     cfg.OAuth.RequiredScopes,
+			Codec:              codec,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("building the authorization server: %w", err)

@@ -3,16 +3,21 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 )
 
 // facadeClient is an MCP client that went through the façade's
@@ -174,4 +179,142 @@ func TestOAuthFacadeRefreshRaceRevokesWholeFamily(t *testing.T) {
 	if r := c.refresh(t, winners[0].RefreshToken); r.Status != http.StatusBadRequest || oauthErrorCode(t, r) != "invalid_grant" {
 		t.Errorf("race winner's refresh token = %s, want 400 invalid_grant", r)
 	}
+}
+
+// failingTransport fails every request while fail is set, as an unreachable
+// identity provider does, and passes them on otherwise.
+type failingTransport struct {
+	base http.RoundTripper
+	fail atomic.Bool
+}
+
+func (f *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if f.fail.Load() {
+		return nil, errors.New("e2e: identity provider unreachable")
+	}
+	return f.base.RoundTrip(r)
+}
+
+// The façade's refresh families are held to the user's standing at the
+// identity provider: a real provider (test/oidcprovider) disables the user
+// or changes their groups, and after the recheck interval (default 1h, the
+// replica's clock moved forward) the next refresh fails with invalid_grant
+// and the family's access tokens stop working. Families end at their
+// absolute lifetime (default 30 days) however often they are refreshed, and
+// without an upstream refresh token at the browser session's end
+// (session.ttl, default 12h). Authorization rules apply on every refresh,
+// also right after a reload. An unreachable provider answers 503 and keeps
+// the refresh token usable.
+func TestOAuthFacadeRefreshFollowsUpstream(t *testing.T) {
+	offline := []string{"--oidc-scopes", "openid,profile,email,offline_access"}
+	for _, tc := range []struct {
+		name string
+		// args are extra replica flags; the façade's access tokens live 2h
+		// so that a refused family is told apart from an expired token.
+		args []string
+		run  func(t *testing.T, s *refreshScenario)
+	}{
+		{name: "user disabled at the provider", args: offline, run: func(t *testing.T, s *refreshScenario) {
+			before := s.idp.RefreshRequests()
+			tok := s.refreshOK(t, s.tok.RefreshToken) // within the interval: no upstream call
+			if got := s.idp.RefreshRequests() - before; got != 0 {
+				t.Fatalf("refresh within the recheck interval reached the provider %d times, want 0", got)
+			}
+			s.clock.Set(61 * time.Minute)
+			tok = s.refreshOK(t, tok.RefreshToken) // rechecked upstream: still fine
+			if got := s.idp.RefreshRequests() - before; got != 1 {
+				t.Fatalf("refresh past the recheck interval reached the provider %d times, want 1", got)
+			}
+			s.idp.DisableUser(oidcprovider.DemoUserID)
+			s.clock.Set(123 * time.Minute)
+			s.refreshRefused(t, tok.RefreshToken)
+			s.accessRefused(t, tok.AccessToken)
+		}},
+		{name: "user removed from the allowed group", args: append(slices.Clone(offline), "--authz-allowed-groups", "mcp-users"), run: func(t *testing.T, s *refreshScenario) {
+			s.idp.SetGroups(oidcprovider.DemoUserID, []string{"contractors"})
+			tok := s.refreshOK(t, s.tok.RefreshToken) // the family's claims are an hour old at most
+			s.clock.Set(61 * time.Minute)
+			s.refreshRefused(t, tok.RefreshToken)
+			s.accessRefused(t, tok.AccessToken)
+		}},
+		{name: "authorization rules reloaded", args: offline, run: func(t *testing.T, s *refreshScenario) {
+			tok := s.refreshOK(t, s.tok.RefreshToken)
+			s.rep.reload(t, "--authz-allowed-groups", "nobody-has-this-group")
+			s.refreshRefused(t, tok.RefreshToken)
+		}},
+		{name: "absolute lifetime", args: offline, run: func(t *testing.T, s *refreshScenario) {
+			s.clock.Set(20 * 24 * time.Hour)
+			tok := s.refreshOK(t, s.tok.RefreshToken)
+			s.clock.Set(30*24*time.Hour + time.Minute)
+			s.refreshRefused(t, tok.RefreshToken)
+		}},
+		{name: "no upstream refresh token: ends with the browser session", run: func(t *testing.T, s *refreshScenario) {
+			s.clock.Set(11 * time.Hour)
+			tok := s.refreshOK(t, s.tok.RefreshToken)
+			if got := s.idp.RefreshRequests(); got != 0 {
+				t.Fatalf("provider saw %d refreshes, want 0 (it issued no refresh token)", got)
+			}
+			s.clock.Set(12*time.Hour + time.Minute)
+			s.refreshRefused(t, tok.RefreshToken)
+		}},
+		{name: "provider unreachable", args: offline, run: func(t *testing.T, s *refreshScenario) {
+			s.clock.Set(61 * time.Minute)
+			s.down.fail.Store(true)
+			r := s.client.refresh(t, s.tok.RefreshToken)
+			if r.Status != http.StatusServiceUnavailable || oauthErrorCode(t, r) != "temporarily_unavailable" {
+				t.Fatalf("refresh while the provider is unreachable = %s, want 503 temporarily_unavailable", r)
+			}
+			s.down.fail.Store(false)
+			tok := s.refreshOK(t, s.tok.RefreshToken) // the same token, retried
+			s.clock.Set(61*time.Minute + 10*time.Second)
+			s.refreshOK(t, tok.RefreshToken)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{idp: oidcprovider.Options{IDTokenLifetime: 60 * 24 * time.Hour}})
+			clock := &shiftedClock{}
+			down := &failingTransport{base: http.DefaultTransport}
+			args := append([]string{"--oauth-scopes", "mcp:tools,offline_access", "--oauth-access-token-ttl", "2h"}, tc.args...)
+			rep := e.start(t, proxyOptions{args: args, now: clock.Now, httpClient: &http.Client{Transport: down, Timeout: waitFor}})
+			c := facadeAuthorize(t, e, rep.URL, rep)
+			tc.run(t, &refreshScenario{idp: e.idp, rep: rep, clock: clock, down: down, client: c, tok: c.tok})
+		})
+	}
+}
+
+// refreshScenario is one façade client against one replica whose clock and
+// path to the provider the test controls.
+type refreshScenario struct {
+	idp    *oidcprovider.Provider
+	rep    *replica
+	clock  *shiftedClock
+	down   *failingTransport
+	client *facadeClient
+	tok    *oauth2.Token
+}
+
+func (s *refreshScenario) refreshOK(t *testing.T, rt string) oauth2.Token {
+	t.Helper()
+	tok := tokens(t, s.client.refresh(t, rt))
+	if r := mcpPost(t, http.DefaultClient, s.rep.URL+"/mcp", tok.AccessToken, nil); r.Status != http.StatusOK {
+		t.Fatalf("refreshed access token at /mcp = %s, want 200", r)
+	}
+	return tok
+}
+
+func (s *refreshScenario) refreshRefused(t *testing.T, rt string) {
+	t.Helper()
+	if r := s.client.refresh(t, rt); r.Status != http.StatusBadRequest || oauthErrorCode(t, r) != "invalid_grant" {
+		t.Fatalf("refresh = %s, want 400 invalid_grant", r)
+	}
+	// The family is over: retrying does not help either.
+	if r := s.client.refresh(t, rt); r.Status != http.StatusBadRequest || oauthErrorCode(t, r) != "invalid_grant" {
+		t.Fatalf("second refresh = %s, want 400 invalid_grant", r)
+	}
+}
+
+func (s *refreshScenario) accessRefused(t *testing.T, at string) {
+	t.Helper()
+	r := mcpPost(t, http.DefaultClient, s.rep.URL+"/mcp", at, nil)
+	assertChallenge(t, r, http.StatusUnauthorized, "invalid_token", s.rep.URL+"/.well-known/oauth-protected-resource/mcp")
 }
