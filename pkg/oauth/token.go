@@ -123,6 +123,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var te *tokenError
 	switch {
+	case errors.As(err, &te) && te.status == http.StatusServiceUnavailable:
+		s.logFor(r.Context()).Warn("oauth: token request deferred", zap.String("client_id", client.ID),
+			zap.String("grant_type", grant), zap.String("reason", te.description))
+		w.Header().Set("Retry-After", "5")
+		writeOAuthError(w, te.status, te.code, te.description)
+		return
 	case errors.As(err, &te):
 		s.logFor(r.Context()).Info("oauth: token request refused", zap.String("client_id", client.ID),
 			zap.String("grant_type", grant), zap.String("error", te.code), zap.String("reason", te.description))
@@ -163,9 +169,6 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 	code := r.PostForm.Get("code")
 	if code == "" {
 		return nil, &tokenError{http.StatusBadRequest, errInvalidRequest, "code is required"}
-	}
-	if !s.wellFormed(code) {
-		return nil, grantErr("unknown or expired code")
 	}
 	h := hashOf(code)
 	var g codeGrant
@@ -218,9 +221,6 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 	tok := r.PostForm.Get("refresh_token")
 	if tok == "" {
 		return nil, &tokenError{http.StatusBadRequest, errInvalidRequest, "refresh_token is required"}
-	}
-	if !s.wellFormed(tok) {
-		return nil, grantErr("unknown or expired refresh token")
 	}
 	h := hashOf(tok)
 	var g refreshGrant

@@ -158,13 +158,6 @@ func (s *Server) openFamily(credential string, marker []byte, grantExpires time.
 	return st, nil
 }
 
-// wellFormed reports whether a presented code or refresh token can be one
-// of ours, before any store work.
-func (s *Server) wellFormed(credential string) bool {
-	_, err := s.codec.Decode(credential)
-	return err == nil
-}
-
 // recheck re-establishes the user upstream when the family's last check is
 // older than the recheck interval, and returns the identity to issue to.
 // A *tokenError ends (or, when temporary, pauses) the refresh.
