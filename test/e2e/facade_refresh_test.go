@@ -116,15 +116,24 @@ func tokens(t *testing.T, r response) oauth2.Token {
 // afterwards every access token the family ever issued (the first one, the
 // one before the race and the race winner's) is refused at the MCP endpoint
 // of both replicas, as is the winner's refresh token.
+//
+// The race happens past the upstream recheck interval, so each successful
+// refresh renews the login at the provider: exactly one call reaches it.
 func TestOAuthFacadeRefreshRaceRevokesWholeFamily(t *testing.T) {
-	e := newEnv(t, envOptions{redis: true})
-	args := []string{"--oauth-scopes", "mcp:tools,offline_access"}
-	a := e.start(t, proxyOptions{args: args})
-	b := e.start(t, proxyOptions{args: append(append([]string(nil), args...), "--external-url", a.URL)})
+	e := newEnv(t, envOptions{redis: true, idp: oidcprovider.Options{IDTokenLifetime: 24 * time.Hour}})
+	// Access tokens outlive the clock shift, so a refusal below is the
+	// revocation, not expiry.
+	args := []string{"--oauth-scopes", "mcp:tools,offline_access", "--oauth-access-token-ttl", "3h",
+		"--oidc-scopes", "openid,profile,email,offline_access"}
+	clock := &shiftedClock{}
+	a := e.start(t, proxyOptions{args: args, now: clock.Now})
+	b := e.start(t, proxyOptions{args: append(append([]string(nil), args...), "--external-url", a.URL), now: clock.Now})
 	c := facadeAuthorize(t, e, a.URL, a, b)
 
 	first := c.tok
 	before := tokens(t, c.refresh(t, first.RefreshToken))
+	clock.Set(61 * time.Minute)
+	upstreamBefore := e.idp.RefreshRequests()
 
 	const racers = 8 // bounded: four per replica
 	results := make([]response, racers)
@@ -161,6 +170,9 @@ func TestOAuthFacadeRefreshRaceRevokesWholeFamily(t *testing.T) {
 	}
 	if len(winners) != 1 {
 		t.Fatalf("%d concurrent refreshes of one token succeeded, want exactly 1", len(winners))
+	}
+	if got := e.idp.RefreshRequests() - upstreamBefore; got != 1 {
+		t.Errorf("the race sent %d refreshes to the provider, want exactly 1", got)
 	}
 
 	access := map[string]string{
