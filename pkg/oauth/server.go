@@ -21,6 +21,11 @@
 //   - Codes and refresh tokens are stored under their SHA-256 as a grant
 //     record plus a separate single-use marker (PutOnce/TakeOnce); the record
 //     outlives the marker so a replay is recognised and the family revoked.
+//     They are encoded session tickets, and the marker holds the family's
+//     state (upstream refresh token, absolute end, last upstream check)
+//     sealed with the ticket's key (see upstream.go).
+//   - Access tokens carry their family's id (fid), so revoking a family
+//     denies every access token it issued with one marker.
 //   - The registration rate limit is per replica (in memory).
 package oauth
 

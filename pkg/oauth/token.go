@@ -259,9 +259,6 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 		if !subset(req, g.Scopes) {
 			return nil, &tokenError{http.StatusBadRequest, errInvalidScope, "scope may not be widened on refresh"}
 		}
-		if subset(s.opts.RequiredScopes, g.Scopes) && !subset(s.opts.RequiredScopes, req) {
-			return nil, &tokenError{http.StatusBadRequest, errInvalidScope, "scope may not drop a scope this server requires"}
-		}
 		scopes = req
 	}
 	marker, err := s.store.TakeOnce(ctx, keyRefreshLive+h)

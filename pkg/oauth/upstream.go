@@ -162,6 +162,9 @@ func (s *Server) openFamily(credential string, marker []byte, grantExpires time.
 // older than the recheck interval, and returns the identity to issue to.
 // A *tokenError ends (or, when temporary, pauses) the refresh.
 func (s *Server) recheck(ctx context.Context, st *familyState, id *identity.Identity, clientID string) (*identity.Identity, error) {
+	if id == nil {
+		return nil, errors.New("oauth: grant has no identity")
+	}
 	now := s.now()
 	if st.Upstream == "" || s.opts.Upstream == nil || now.Sub(st.CheckedAt) < s.opts.UpstreamRecheck {
 		return id, nil
