@@ -71,7 +71,9 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		a.obs.AuthOutcome(Method, OutcomeOK)
 		id := cur.payload.Identity
 		id.Method = Method
-		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), &id)))
+		ctx := identity.NewContext(r.Context(), &id)
+		ctx = context.WithValue(ctx, loginKey{}, upstreamLogin{refreshToken: cur.payload.RefreshToken, sessionEnds: cur.payload.ExpiresAt})
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

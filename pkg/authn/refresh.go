@@ -252,28 +252,9 @@ func mergeTokens(p payload, t *oidc.Tokens) payload {
 		p.IDToken = t.IDToken
 	}
 	if t.Identity.Subject != "" {
-		p.Identity = mergeIdentity(p.Identity, t.Identity)
+		p.Identity = identity.Refreshed(p.Identity, t.Identity)
 	}
 	return p
-}
-
-// mergeIdentity overlays the identity of a refreshed ID token. A refreshed
-// ID token only has to repeat iss, sub and aud (OIDC Core 12.2), and some
-// providers send just those: profile claims it leaves out keep their login
-// values instead of vanishing mid-session. Groups are taken as sent, even
-// when absent: an omitted claim cannot be told from a user who lost every
-// group, and keeping revoked memberships would fail open.
-func mergeIdentity(old, fresh identity.Identity) identity.Identity {
-	if fresh.Email == "" {
-		fresh.Email, fresh.EmailVerified = old.Email, old.EmailVerified
-	}
-	if fresh.Name == "" {
-		fresh.Name = old.Name
-	}
-	if fresh.Username == "" {
-		fresh.Username = old.Username
-	}
-	return fresh
 }
 
 // refreshFailure decides what a failed (non-final) refresh means for the

@@ -90,6 +90,8 @@ type OAuthConfig struct {
 	RequiredScopes                    []string      `yaml:"required_scopes" usage:"comma-separated scopes every bearer token must carry (403 insufficient_scope otherwise)"`
 	AccessTokenTTL                    time.Duration `yaml:"access_token_ttl" usage:"lifetime of access tokens the façade issues"`
 	RefreshTokenTTL                   time.Duration `yaml:"refresh_token_ttl" usage:"lifetime of refresh tokens the façade issues (each use rotates them)"`
+	RefreshTokenMaxLifetime           time.Duration `yaml:"refresh_token_max_lifetime" usage:"absolute lifetime of a façade refresh token family, fixed at consent and never extended by refreshing; then the user authorizes again"`
+	UpstreamRecheckInterval           time.Duration `yaml:"upstream_recheck_interval" usage:"a façade refresh at least this long after the last check renews the user's login at the OIDC provider and re-reads their claims; refused there ends the family, unreachable answers 503"`
 	SigningKeys                       string        `yaml:"signing_keys" secret:"true" usage:"PEM private keys (EC P-256 or RSA) the façade signs tokens with; the first signs, all are published; the same on every replica"`
 	SigningKeysFile                   string        `yaml:"signing_keys_file" usage:"file holding the PEM signing keys (a mounted Secret)"`
 	RegistrationsPerMinute            int           `yaml:"registrations_per_minute" usage:"dynamic client registrations allowed per client address and minute (the address a trusted proxy reports in X-Forwarded-For, else the peer's)"`
@@ -243,10 +245,12 @@ func Defaults() Config {
 		},
 		MCPPath: "/mcp",
 		OAuth: OAuthConfig{
-			Mode:                   "facade",
-			AccessTokenTTL:         10 * time.Minute,
-			RefreshTokenTTL:        30 * 24 * time.Hour,
-			RegistrationsPerMinute: 10,
+			Mode:                    "facade",
+			AccessTokenTTL:          10 * time.Minute,
+			RefreshTokenTTL:         30 * 24 * time.Hour,
+			RefreshTokenMaxLifetime: 30 * 24 * time.Hour,
+			UpstreamRecheckInterval: time.Hour,
+			RegistrationsPerMinute:  10,
 		},
 	}
 }

@@ -252,6 +252,12 @@ func (c *Config) Validate() error {
 	if o.RefreshTokenTTL <= 0 {
 		bad("oauth.refresh_token_ttl", "must be positive")
 	}
+	if o.RefreshTokenMaxLifetime <= 0 {
+		bad("oauth.refresh_token_max_lifetime", "must be positive")
+	}
+	if o.UpstreamRecheckInterval < time.Minute {
+		bad("oauth.upstream_recheck_interval", "must be at least 1m (every refresh would call the OIDC provider)")
+	}
 	if o.RegistrationsPerMinute < 1 {
 		bad("oauth.registrations_per_minute", "must be at least 1")
 	}

@@ -85,6 +85,10 @@ func TestValidate(t *testing.T) {
 			want: []string{"oauth.mode"}},
 		{name: "long-lived access tokens", base: validOIDC, mutate: func(c *Config) { c.OAuth.AccessTokenTTL = 48 * time.Hour },
 			want: []string{"oauth.access_token_ttl"}},
+		{name: "refresh family without an end", base: validOIDC, mutate: func(c *Config) { c.OAuth.RefreshTokenMaxLifetime = 0 },
+			want: []string{"oauth.refresh_token_max_lifetime"}},
+		{name: "upstream recheck on every refresh", base: validOIDC, mutate: func(c *Config) { c.OAuth.UpstreamRecheckInterval = time.Second },
+			want: []string{"oauth.upstream_recheck_interval"}},
 		{name: "required claim without value", base: validOIDC, mutate: func(c *Config) { c.Authz.RequiredClaims = []string{"tenant"} },
 			want: []string{"authz.required_claims"}},
 

@@ -28,6 +28,25 @@ type Identity struct {
 	Claims map[string]any `json:"-"`
 }
 
+// Refreshed overlays the identity of a refreshed ID token on the one from
+// the login. A refreshed ID token only has to repeat iss, sub and aud (OIDC
+// Core 12.2), and some providers send just those: profile claims it leaves
+// out keep their login values instead of vanishing. Groups are taken as
+// sent, even when absent: an omitted claim cannot be told from a user who
+// lost every group, and keeping revoked memberships would fail open.
+func Refreshed(old, fresh Identity) Identity {
+	if fresh.Email == "" {
+		fresh.Email, fresh.EmailVerified = old.Email, old.EmailVerified
+	}
+	if fresh.Name == "" {
+		fresh.Name = old.Name
+	}
+	if fresh.Username == "" {
+		fresh.Username = old.Username
+	}
+	return fresh
+}
+
 type ctxKey struct{}
 
 // NewContext returns a context carrying id. The proxy reads it to set the

@@ -247,6 +247,12 @@ func (s *instrumentedStore) Delete(ctx context.Context, key string) error {
 	return err
 }
 
+func (s *instrumentedStore) AnyExists(ctx context.Context, keys ...string) (bool, error) {
+	ok, err := s.Store.AnyExists(ctx, keys...)
+	s.observe("exists", err)
+	return ok, err
+}
+
 func (s *instrumentedStore) TryLock(ctx context.Context, name string, ttl time.Duration) (session.Lock, error) {
 	l, err := s.Store.TryLock(ctx, name, ttl)
 	if isLocked(err) {

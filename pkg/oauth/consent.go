@@ -244,7 +244,12 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, user 
 		redirectError(w, r, req.RedirectURI, req.State, req.Issuer, errAccessDenied, "the user denied the request")
 		return
 	}
-	code := randomToken()
+	code, marker, err := s.newCredential(s.newFamily(ctx))
+	if err != nil {
+		s.logFor(ctx).Error("oauth: new authorization code", zap.Error(err))
+		errorPage(w, r, http.StatusInternalServerError, errServerError, "could not issue an authorization code")
+		return
+	}
 	grant := codeGrant{
 		ClientID:           req.ClientID,
 		RedirectURI:        req.RedirectURI,
@@ -261,7 +266,7 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, user 
 		s.storeErr(w, r, "store code", err)
 		return
 	}
-	if err := s.store.PutOnce(ctx, keyCodeLive+h, []byte{1}, s.opts.CodeTTL); err != nil {
+	if err := s.store.PutOnce(ctx, keyCodeLive+h, marker, s.opts.CodeTTL); err != nil {
 		s.storeErr(w, r, "store code marker", err)
 		return
 	}

@@ -134,7 +134,7 @@ func runFlow(t *testing.T, e *env) []string {
 		t.Fatalf("revoke access token: %d", resp3.StatusCode)
 	}
 	for i, s := range e.srvs {
-		if revoked, err := s.IsRevoked(ctx, verifyAccess(t, s, newAT).ID); err != nil || !revoked {
+		if revoked, err := s.IsRevoked(ctx, verifyAccess(t, s, newAT).ID, verifyAccess(t, s, newAT).FamilyID); err != nil || !revoked {
 			t.Fatalf("replica %d: IsRevoked = %v, %v", i, revoked, err)
 		}
 	}

@@ -303,8 +303,8 @@ func TestCodeReplayRevokesIssuedTokens(t *testing.T) {
 	}
 	resp, m := e.token(codeForm(id, code, v))
 	wantOAuthError(t, resp, m, 400, "invalid_grant")
-	jti := verifyAccess(t, e.srvs[0], first["access_token"].(string)).ID
-	if revoked, err := e.srvs[0].IsRevoked(t.Context(), jti); err != nil || !revoked {
+	c := verifyAccess(t, e.srvs[0], first["access_token"].(string))
+	if revoked, err := e.srvs[0].IsRevoked(t.Context(), c.ID, c.FamilyID); err != nil || !revoked {
 		t.Fatalf("access token from replayed code not revoked: %v %v", revoked, err)
 	}
 	resp, m = e.token(refreshForm(id, first["refresh_token"].(string)))
@@ -336,7 +336,7 @@ func TestRefreshRejections(t *testing.T) {
 		wantOAuthError(t, resp, m, 400, "invalid_grant")
 		resp, m = e.token(refreshForm(id, rt2))
 		wantOAuthError(t, resp, m, 400, "invalid_grant")
-		if revoked, _ := e.srvs[0].IsRevoked(t.Context(), verifyAccess(t, e.srvs[0], at2).ID); !revoked {
+		if revoked, _ := e.srvs[0].IsRevoked(t.Context(), verifyAccess(t, e.srvs[0], at2).ID, verifyAccess(t, e.srvs[0], at2).FamilyID); !revoked {
 			t.Fatal("newest access token of the family not revoked")
 		}
 	})
@@ -468,7 +468,7 @@ func TestRevokeOtherClientsTokens(t *testing.T) {
 			t.Fatalf("revoke by another client: %d", resp.StatusCode)
 		}
 	}
-	if revoked, err := e.srvs[0].IsRevoked(t.Context(), verifyAccess(t, e.srvs[0], at).ID); err != nil || revoked {
+	if revoked, err := e.srvs[0].IsRevoked(t.Context(), verifyAccess(t, e.srvs[0], at).ID, verifyAccess(t, e.srvs[0], at).FamilyID); err != nil || revoked {
 		t.Fatalf("another client revoked the access token: %v %v", revoked, err)
 	}
 	if resp, m := e.token(refreshForm(id, rt)); resp.StatusCode != 200 {

@@ -73,12 +73,20 @@ func (s *Server) denyJTI(ctx context.Context, jti string, exp time.Time) error {
 	return nil
 }
 
-// IsRevoked reports whether the access token with this jti was revoked
-// (directly, or with its refresh family). The resource server calls it after
-// validating a token from this server. A store error is returned as is, so
-// the caller decides between failing open and closed.
-func (s *Server) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	revoked, err := s.exists(ctx, keyJTIRevoked+jti)
+// IsRevoked reports whether an access token from this server was revoked:
+// directly (its jti) or with its refresh family (its fid claim). The
+// resource server calls it after validating the token; both markers are
+// checked in one store round trip. A store error is returned as is, so the
+// caller decides between failing open and closed.
+func (s *Server) IsRevoked(ctx context.Context, jti, family string) (bool, error) {
+	keys := make([]string, 0, 2)
+	if jti != "" {
+		keys = append(keys, keyJTIRevoked+jti)
+	}
+	if family != "" {
+		keys = append(keys, keyFamilyDead+family)
+	}
+	revoked, err := s.store.AnyExists(ctx, keys...)
 	if err != nil {
 		return false, fmt.Errorf("oauth: check access token revocation: %w", err)
 	}

@@ -21,6 +21,11 @@
 //   - Codes and refresh tokens are stored under their SHA-256 as a grant
 //     record plus a separate single-use marker (PutOnce/TakeOnce); the record
 //     outlives the marker so a replay is recognised and the family revoked.
+//     They are encoded session tickets, and the marker holds the family's
+//     state (upstream refresh token, absolute end, last upstream check)
+//     sealed with the ticket's key (see upstream.go).
+//   - Access tokens carry their family's id (fid), so revoking a family
+//     denies every access token it issued with one marker.
 //   - Registration and authorization requests are rate-limited per client
 //     address, per replica (in memory; package ratelimit).
 //   - Errors at /authorize are shown on a page of the proxy, never
@@ -69,6 +74,14 @@ const (
 	// occupying the store for ClientTTL.
 	DefaultUnusedClientTTL = 24 * time.Hour
 	DefaultConsentTTL      = 90 * 24 * time.Hour
+	// DefaultRefreshMaxLifetime is the absolute lifetime of a refresh
+	// family: a month of unattended use, then the user authorizes again.
+	DefaultRefreshMaxLifetime = 30 * 24 * time.Hour
+	// DefaultUpstreamRecheck bounds how long a disabled user, or one who
+	// lost a group, keeps getting façade tokens.
+	DefaultUpstreamRecheck = time.Hour
+	// DefaultSessionTTL matches the browser session's default lifetime.
+	DefaultSessionTTL = 12 * time.Hour
 	// codeReplayWindow is how long a redeemed code is remembered so that a
 	// replay can be detected and the tokens issued from it revoked.
 	codeReplayWindow = 10 * time.Minute
@@ -104,6 +117,32 @@ type Options struct {
 	ClientTTL time.Duration
 	// ConsentTTL is how long a user's consent to a client is remembered.
 	ConsentTTL time.Duration
+	// RefreshMaxLifetime is the absolute lifetime of a refresh family,
+	// fixed at consent and never extended by refreshing.
+	RefreshMaxLifetime time.Duration
+	// UpstreamRecheck is how often, at most, a refresh renews the user's
+	// login at the identity provider.
+	UpstreamRecheck time.Duration
+	// SessionTTL is the browser session lifetime; a family without an
+	// upstream refresh token ends with its session (or SessionTTL after
+	// consent when the session's end is unknown).
+	SessionTTL time.Duration
+
+	// Logins gives the consent step the browser session's upstream
+	// login. Nil: families have no upstream refresh token.
+	Logins LoginSource
+	// Upstream renews logins at the identity provider. Nil: no rechecks,
+	// families end with their browser session.
+	Upstream Upstream
+	// Authorizer holds the authorization rules applied again on every
+	// refresh. Nil allows everyone.
+	Authorizer Authorizer
+	// RequiredScopes must all be in a grant for it to be refreshed.
+	RequiredScopes []string
+	// Codec encodes codes and refresh tokens as session tickets and seals
+	// the family state with them; it must be the same on every replica
+	// (the cookie codec). Nil derives one from SigningKeys.
+	Codec *session.Codec
 
 	// SigningKeys are PEM private keys (EC P-256/P-384 or RSA); the first
 	// signs, all are published so tokens survive a rotation. Empty means an
@@ -144,6 +183,7 @@ type Server struct {
 	now   func() time.Time
 	keys  *keySet
 	cimd  *cimdFetcher
+	codec *session.Codec
 }
 
 // New validates opts, loads the signing keys and returns a Server. It does no
@@ -187,6 +227,16 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.UnusedClientTTL, DefaultUnusedClientTTL)
 	opts.UnusedClientTTL = min(opts.UnusedClientTTL, opts.ClientTTL)
 	setDefault(&opts.ConsentTTL, DefaultConsentTTL)
+	setDefault(&opts.RefreshMaxLifetime, DefaultRefreshMaxLifetime)
+	setDefault(&opts.UpstreamRecheck, DefaultUpstreamRecheck)
+	setDefault(&opts.SessionTTL, DefaultSessionTTL)
+	if opts.Codec == nil {
+		c, err := defaultCodec(opts.SigningKeys)
+		if err != nil {
+			return nil, err
+		}
+		opts.Codec = c
+	}
 	keys, err := loadKeys(opts.SigningKeys)
 	if err != nil {
 		return nil, err
@@ -206,6 +256,7 @@ func New(opts Options) (*Server, error) {
 		now:   opts.Now,
 		keys:  keys,
 		cimd:  cimd,
+		codec: opts.Codec,
 	}, nil
 }
 

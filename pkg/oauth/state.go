@@ -25,7 +25,6 @@ const (
 	keyCodeLive    = "oauth:code-live:"   // sha(code) -> single-use marker (PutOnce/TakeOnce)
 	keyRefresh     = "oauth:rt:"          // sha(refresh token) -> refresh grant (kept after use)
 	keyRefreshLive = "oauth:rt-live:"     // sha(refresh token) -> single-use marker
-	keyFamily      = "oauth:family:"      // family id -> last access token of the family
 	keyFamilyDead  = "oauth:family-dead:" // family id -> revoked marker
 	keyJTIRevoked  = "oauth:jti-revoked:" // jti -> revoked access token marker
 	keyConsent     = "oauth:consent:"     // sha(sub) ":" sha(client_id) -> consent

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -26,13 +27,6 @@ type refreshGrant struct {
 	Identity  *identity.Identity `json:"identity"`
 	FamilyID  string             `json:"family"`
 	ExpiresAt time.Time          `json:"exp"`
-}
-
-// familyRecord remembers the newest access token of a refresh family, so
-// revoking the family can deny it too.
-type familyRecord struct {
-	JTI       string    `json:"jti"`
-	ExpiresAt time.Time `json:"exp"`
 }
 
 // tokenResponse is the RFC 6749 §5.1 answer.
@@ -61,6 +55,11 @@ type AccessClaims struct {
 	Name              string   `json:"name,omitempty"`
 	PreferredUsername string   `json:"preferred_username,omitempty"`
 	Groups            []string `json:"groups,omitempty"`
+	// FamilyID names the refresh family (one authorization) the token was
+	// issued in, so revoking the family denies every access token it ever
+	// issued, including one a racing refresh issued while it was revoked.
+	// It is a random value with no meaning outside this server.
+	FamilyID string `json:"fid,omitempty"`
 }
 
 // tokenError is an RFC 6749 §5.2 failure of the token endpoint.
@@ -124,6 +123,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var te *tokenError
 	switch {
+	case errors.As(err, &te) && te.status == http.StatusServiceUnavailable:
+		s.logFor(r.Context()).Warn("oauth: token request deferred", zap.String("client_id", client.ID),
+			zap.String("grant_type", grant), zap.String("reason", te.description))
+		w.Header().Set("Retry-After", "5")
+		writeOAuthError(w, te.status, te.code, te.description)
+		return
 	case errors.As(err, &te):
 		s.logFor(r.Context()).Info("oauth: token request refused", zap.String("client_id", client.ID),
 			zap.String("grant_type", grant), zap.String("error", te.code), zap.String("reason", te.description))
@@ -179,7 +184,20 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 	if !s.now().Before(g.ExpiresAt) {
 		return nil, grantErr("code expired")
 	}
-	if _, err := s.store.TakeOnce(ctx, keyCodeLive+h); err != nil {
+	// Check the request before spending the code (as the refresh path
+	// does): a wrong verifier or redirect_uri must not cost the client its
+	// code, and a caller without the verifier cannot burn it either.
+	if got := r.PostForm.Get("redirect_uri"); got != g.RedirectURI && !(got == "" && g.RedirectURIOmitted) {
+		return nil, grantErr("redirect_uri does not match the authorization request")
+	}
+	if !verifyPKCE(r.PostForm.Get("code_verifier"), g.CodeChallenge) {
+		return nil, grantErr("PKCE verification failed")
+	}
+	if res, ok := s.pickResource(r, r.PostForm["resource"], g.Resource); !ok || res != g.Resource {
+		return nil, &tokenError{http.StatusBadRequest, errInvalidTarget, "resource does not match the authorization request"}
+	}
+	marker, err := s.store.TakeOnce(ctx, keyCodeLive+h)
+	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			// A replay: the first redemption may have been by an attacker or
 			// by the client; either way nothing issued from it is trusted.
@@ -191,16 +209,11 @@ func (s *Server) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 		}
 		return nil, err
 	}
-	if got := r.PostForm.Get("redirect_uri"); got != g.RedirectURI && !(got == "" && g.RedirectURIOmitted) {
-		return nil, grantErr("redirect_uri does not match the authorization request")
+	st, err := s.openFamily(code, marker, s.now().Add(s.opts.RefreshTokenTTL))
+	if err != nil {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, err, grantErr("code unusable"))
 	}
-	if !verifyPKCE(r.PostForm.Get("code_verifier"), g.CodeChallenge) {
-		return nil, grantErr("PKCE verification failed")
-	}
-	if res, ok := s.pickResource(r, r.PostForm["resource"], g.Resource); !ok || res != g.Resource {
-		return nil, &tokenError{http.StatusBadRequest, errInvalidTarget, "resource does not match the authorization request"}
-	}
-	return s.issue(ctx, r, client, g.Identity, g.Resource, g.Scopes, g.FamilyID)
+	return s.issue(ctx, r, client, g.Identity, g.Resource, g.Scopes, g.FamilyID, st)
 }
 
 func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse, error) {
@@ -221,6 +234,7 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 		return nil, grantErr("refresh token was issued to another client")
 	}
 	if !s.now().Before(g.ExpiresAt) {
+		// ExpiresAt never passes the family's absolute end.
 		return nil, grantErr("refresh token expired")
 	}
 	if dead, err := s.familyRevoked(ctx, g.FamilyID); err != nil {
@@ -247,7 +261,8 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 		}
 		scopes = req
 	}
-	if _, err := s.store.TakeOnce(ctx, keyRefreshLive+h); err != nil {
+	marker, err := s.store.TakeOnce(ctx, keyRefreshLive+h)
+	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			s.logFor(r.Context()).Warn("oauth: rotated refresh token reused; revoking its family", zap.String("client_id", client.ID))
 			if err := s.revokeFamily(ctx, g.FamilyID); err != nil {
@@ -258,13 +273,53 @@ func (s *Server) redeemRefresh(r *http.Request, client *Client) (*tokenResponse,
 		return nil, err
 	}
 	// Past this point the old token is spent; a failure below costs the
-	// client a new login, never a second use.
-	return s.issue(ctx, r, client, g.Identity, resource, scopes, g.FamilyID)
+	// client a new login, never a second use (except a temporary upstream
+	// failure, which puts the token back).
+	st, err := s.openFamily(tok, marker, g.ExpiresAt)
+	if err != nil {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, err, grantErr("refresh token unusable"))
+	}
+	if !s.now().Before(st.EndsAt) {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, nil, grantErr("refresh token family expired"))
+	}
+	id, err := s.recheck(ctx, &st, g.Identity, client.ID)
+	if errors.Is(err, errUpstreamDown) {
+		if rerr := s.rearm(ctx, keyRefreshLive+h, marker, g.ExpiresAt); rerr != nil {
+			return nil, rerr
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, nil, err)
+	}
+	if err := s.authorize(id, g.Scopes); err != nil {
+		return nil, s.endFamily(ctx, r, client, g.FamilyID, nil, grantErr("no longer authorized: "+err.Error()))
+	}
+	return s.issue(ctx, r, client, id, resource, scopes, g.FamilyID, st)
+}
+
+// endFamily revokes a family whose refresh cannot go on and returns answer
+// (or the store error that kept it from being revoked).
+func (s *Server) endFamily(ctx context.Context, r *http.Request, client *Client, family string, cause, answer error) error {
+	log := s.logFor(r.Context())
+	if cause != nil {
+		log = log.With(zap.Error(cause))
+	}
+	var te *tokenError
+	if errors.As(answer, &te) {
+		log = log.With(zap.String("reason", te.description))
+	}
+	log.Info("oauth: refresh family ended", zap.String("client_id", client.ID))
+	if err := s.revokeFamily(ctx, family); err != nil {
+		return err
+	}
+	return answer
 }
 
 // issue signs an access token and, when the client may refresh, stores a
-// new refresh token in the family.
-func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id *identity.Identity, resource string, scopes []string, family string) (*tokenResponse, error) {
+// new refresh token in the family. st is the family's state, carried into
+// the new refresh token.
+func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id *identity.Identity, resource string, scopes []string, family string, st familyState) (*tokenResponse, error) {
 	if id == nil {
 		return nil, errors.New("oauth: grant has no identity")
 	}
@@ -285,6 +340,7 @@ func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id 
 		Name:              id.Name,
 		PreferredUsername: id.Username,
 		Groups:            id.Groups,
+		FamilyID:          family,
 	}
 	at, err := s.keys.signAccess(claims)
 	if err != nil {
@@ -296,41 +352,42 @@ func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id 
 		ExpiresIn:   int64(s.opts.AccessTokenTTL / time.Second),
 		Scope:       claims.Scope,
 	}
-	if err := s.putJSON(ctx, keyFamily+family, familyRecord{JTI: claims.ID, ExpiresAt: exp}, s.opts.RefreshTokenTTL); err != nil {
-		return nil, err
-	}
 	if !client.allows(grantRefresh) {
 		return resp, nil
 	}
-	rt := randomToken()
-	h := hashOf(rt)
-	g := refreshGrant{ClientID: client.ID, Resource: resource, Scopes: scopes, Identity: id, FamilyID: family,
-		ExpiresAt: now.Add(s.opts.RefreshTokenTTL)}
-	if err := s.putJSON(ctx, keyRefresh+h, g, s.opts.RefreshTokenTTL); err != nil {
+	// Each refresh token lives refresh_token_ttl, but never past the
+	// family's absolute end.
+	rtExp := minTime(now.Add(s.opts.RefreshTokenTTL), st.EndsAt)
+	ttl := rtExp.Sub(now)
+	if ttl <= 0 {
+		return resp, nil
+	}
+	rt, marker, err := s.newCredential(st)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.store.PutOnce(ctx, keyRefreshLive+h, []byte{1}, s.opts.RefreshTokenTTL); err != nil {
+	h := hashOf(rt)
+	g := refreshGrant{ClientID: client.ID, Resource: resource, Scopes: scopes, Identity: id, FamilyID: family, ExpiresAt: rtExp}
+	if err := s.putJSON(ctx, keyRefresh+h, g, ttl); err != nil {
+		return nil, err
+	}
+	if err := s.store.PutOnce(ctx, keyRefreshLive+h, marker, ttl); err != nil {
 		return nil, err
 	}
 	resp.RefreshToken = rt
 	return resp, nil
 }
 
-// revokeFamily marks a refresh family dead (every refresh token in it fails
-// from now on) and denies its newest access token.
+// revokeFamily marks a refresh family dead: every refresh token in it fails
+// from now on, and so does every access token it issued, because the
+// resource server checks their fid claim against the same marker. The
+// marker outlives every token of the family.
 func (s *Server) revokeFamily(ctx context.Context, family string) error {
-	if err := s.store.Put(ctx, keyFamilyDead+family, []byte{1}, s.opts.RefreshTokenTTL); err != nil {
-		return err
+	ttl := max(s.opts.RefreshTokenTTL, s.opts.AccessTokenTTL) + time.Minute // verifiers' clock skew
+	if err := s.store.Put(ctx, keyFamilyDead+family, []byte{1}, ttl); err != nil {
+		return fmt.Errorf("oauth: revoke refresh family: %w", err)
 	}
-	var rec familyRecord
-	err := s.getJSON(ctx, keyFamily+family, &rec)
-	switch {
-	case errors.Is(err, session.ErrNotFound):
-		return nil
-	case err != nil:
-		return err
-	}
-	return s.denyJTI(ctx, rec.JTI, rec.ExpiresAt)
+	return nil
 }
 
 func (s *Server) familyRevoked(ctx context.Context, family string) (bool, error) {

@@ -20,6 +20,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
 // mcpAuth is the MCP-client side of authentication: protected resource
@@ -43,7 +44,12 @@ func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPat
 // upstream OIDC issuer (advertised as the authorization server in external
 // mode); tokenIssuerOf returns the issuer spelling its tokens carry, known
 // once discovery has run.
-func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer string, tokenIssuerOf func() string) (*mcpAuth, error) {
+//
+// The façade holds its refresh families to the user's standing upstream: it
+// keeps the browser login's upstream refresh token (sealed with codec, the
+// cookie codec), renews it through the same relying party and applies the
+// live authorization policy on every refresh.
+func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer string, tokenIssuerOf func() string, codec *session.Codec) (*mcpAuth, error) {
 	a := &mcpAuth{base: base, mcpPath: cfg.MCPPath, facade: cfg.OAuth.Mode == "facade"}
 
 	keys, err := signingKeys(cfg, s.log)
@@ -52,22 +58,29 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 	}
 	if a.facade || cfg.OAuth.IdentityAssertion {
 		a.oauth, err = oauth.New(oauth.Options{
-			Store:           s.store,
-			BaseURL:         base,
-			Resources:       func(r *http.Request) []string { return []string{a.resource(r)} },
-			Scopes:          cfg.OAuth.Scopes,
-			MetadataPaths:   []string{cfg.MCPPath},
-			AccessTokenTTL:  cfg.OAuth.AccessTokenTTL,
-			RefreshTokenTTL: cfg.OAuth.RefreshTokenTTL,
-			SigningKeys:     keys,
-
+			Store:               s.store,
+			BaseURL:             base,
+			Resources:           func(r *http.Request) []string { return []string{a.resource(r)} },
+			Scopes:              cfg.OAuth.Scopes,
+			MetadataPaths:       []string{cfg.MCPPath},
+			AccessTokenTTL:      cfg.OAuth.AccessTokenTTL,
+			RefreshTokenTTL:     cfg.OAuth.RefreshTokenTTL,
+			SigningKeys:         keys,
 			RegistrationLimiter: s.limits.register,
 			RequestLimiter:      s.limits.login,
 			ClientAddr:          s.limits.addr,
 
-			CIMD:   oauth.CIMDOptions{AllowPrivateAddresses: cfg.OAuth.AllowPrivateClientMetadata},
-			Logger: s.log.Named("oauth"),
-			Now:    s.opts.Now,
+			CIMD:               oauth.CIMDOptions{AllowPrivateAddresses: cfg.OAuth.AllowPrivateClientMetadata},
+			Logger:             s.log.Named("oauth"),
+			Now:                s.opts.Now,
+			RefreshMaxLifetime: cfg.OAuth.RefreshTokenMaxLifetime,
+			UpstreamRecheck:    cfg.OAuth.UpstreamRecheckInterval,
+			SessionTTL:         cfg.Session.TTL,
+			Logins:             s.authn,
+			Upstream:           s.rp,
+			Authorizer:         s.policy,
+			RequiredScopes:     cfg.OAuth.RequiredScopes,
+			Codec:              codec,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("building the authorization server: %w", err)
@@ -240,7 +253,8 @@ func (l *lazyValidator) Validate(ctx context.Context, raw string) (*bearer.Token
 }
 
 // revocationCheck refuses façade access tokens revoked through /oauth2/revoke
-// (or a refresh-token family revoked on reuse) before they expire.
+// or with their refresh family (revoked on reuse, on revocation of a refresh
+// token, or when the user no longer passes upstream) before they expire.
 type revocationCheck struct {
 	bearer.Validator
 	oauth *oauth.Server
@@ -252,7 +266,8 @@ func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Tok
 		return nil, err
 	}
 	jti, _ := t.Claims["jti"].(string)
-	revoked, err := c.oauth.IsRevoked(ctx, jti)
+	family, _ := t.Claims["fid"].(string)
+	revoked, err := c.oauth.IsRevoked(ctx, jti, family)
 	if err != nil {
 		return nil, fmt.Errorf("%w: checking revocation: %v", bearer.ErrUnavailable, err)
 	}

@@ -174,10 +174,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		if err != nil {
 			return nil, fmt.Errorf("session.cookie_secret: %w", err)
 		}
-		s.mcp, err = s.newMCPAuth(cfg, s.base, s.rp.Issuer(), s.rp.TokenIssuer)
-		if err != nil {
-			return nil, err
-		}
 		s.authn, err = authn.New(authn.Options{
 			Store:                 s.store,
 			Codec:                 codec,
@@ -196,12 +192,18 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			PostLogoutRedirectURL: cfg.OIDC.PostLogoutURL,
 			// API callers without a session get the MCP authorization
 			// spec's challenge, which sends MCP clients to the metadata.
-			Unauthenticated: http.HandlerFunc(s.mcp.rs.Challenge),
+			// (s.mcp is built next: the façade keeps the logins authn
+			// makes, and nothing is served before New returns.)
+			Unauthenticated: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.mcp.rs.Challenge(w, r) }),
 			Limiter:         s.limits.login,
 			ClientAddr:      s.limits.addr,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("building authenticator: %w", err)
+		}
+		s.mcp, err = s.newMCPAuth(cfg, s.base, s.rp.Issuer(), s.rp.TokenIssuer, codec)
+		if err != nil {
+			return nil, err
 		}
 	}
 	var strip []string

@@ -295,6 +295,19 @@ func (m *Memory) Get(_ context.Context, key string) ([]byte, error) {
 	return slices.Clone(o.value), nil
 }
 
+// AnyExists implements Store.
+func (m *Memory) AnyExists(_ context.Context, keys ...string) (bool, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range keys {
+		if o, ok := m.onces[k]; ok && now.Before(o.deadline) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Delete implements Store.
 func (m *Memory) Delete(_ context.Context, key string) error {
 	m.mu.Lock()

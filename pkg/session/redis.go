@@ -538,6 +538,31 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 	return v, nil
 }
 
+// AnyExists implements Store. One EXISTS per key, pipelined: a single
+// round trip, and no CROSSSLOT error in Cluster mode where the keys live in
+// different slots.
+func (r *Redis) AnyExists(ctx context.Context, keys ...string) (bool, error) {
+	if len(keys) == 0 {
+		return false, nil
+	}
+	cmds := make([]*redis.IntCmd, len(keys))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Exists(ctx, r.onceKey(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("session: redis exists: %w", err)
+	}
+	for _, c := range cmds {
+		if c.Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Delete implements Store.
 func (r *Redis) Delete(ctx context.Context, key string) error {
 	if err := r.client.Del(ctx, r.onceKey(key)).Err(); err != nil {

@@ -103,6 +103,10 @@ type Store interface {
 	// Delete removes a value stored by Put or PutOnce. Deleting a missing
 	// value is not an error.
 	Delete(ctx context.Context, key string) error
+	// AnyExists reports whether at least one of keys (values stored by Put
+	// or PutOnce) exists, in one round trip: the bearer path checks an
+	// access token against several revocation markers on every request.
+	AnyExists(ctx context.Context, keys ...string) (bool, error)
 
 	// TryLock takes the named lock for ttl, or returns ErrLocked.
 	TryLock(ctx context.Context, name string, ttl time.Duration) (Lock, error)

@@ -301,6 +301,24 @@ func (p *Provider) RevokeRefreshTokens() {
 	}
 }
 
+// DisableUser deactivates the user with this ID, as an administrator does
+// at the IdP: from now on the provider refuses their refresh tokens with
+// invalid_grant and their logins.
+func (p *Provider) DisableUser(id string) {
+	p.serialize.Lock()
+	defer p.serialize.Unlock()
+	p.storage.users.disabled[id] = true
+}
+
+// SetGroups replaces the group memberships of the user with this ID. Tokens
+// and userinfo answers issued from now on (including ID tokens returned by
+// a refresh) carry the new groups.
+func (p *Provider) SetGroups(id string, groups []string) {
+	p.serialize.Lock()
+	defer p.serialize.Unlock()
+	p.storage.users.groups[id] = slices.Clone(groups)
+}
+
 // observe counts requests and serializes them (see Provider.serialize).
 func (p *Provider) observe(next http.Handler) http.Handler {
 	tokenPath := "/" + strings.TrimPrefix(p.op.TokenEndpoint().Relative(), "/")

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -274,5 +275,39 @@ func TestConcurrentRefreshWithOneTokenOnlyOneWins(t *testing.T) {
 	}
 	if p.RefreshRequests() != n {
 		t.Fatalf("RefreshRequests = %d, want %d", p.RefreshRequests(), n)
+	}
+}
+
+// TestDisableUserAndSetGroups: the knobs tests use to change a user's
+// standing. New groups appear in the ID token a refresh returns; a disabled
+// user's refresh token is refused with invalid_grant and they cannot log
+// in again.
+func TestDisableUserAndSetGroups(t *testing.T) {
+	p := oidcprovider.Start(t, oidcprovider.Options{
+		Clients: []oidcprovider.Client{{ID: "rp", Secret: "s3cret", RedirectURIs: []string{callback}}},
+	})
+	cfg := config(discover(t, p), "s3cret")
+	tok := login(t, p, cfg)
+	refresh := func(rt string) (*oauth2.Token, error) {
+		return cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: rt}).Token()
+	}
+
+	p.SetGroups(oidcprovider.DemoUserID, []string{"contractors"})
+	tok, err := refresh(tok.RefreshToken)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	idt, _ := tok.Extra("id_token").(string)
+	if got := fmt.Sprint(claims(t, idt)["groups"]); got != "[contractors]" {
+		t.Fatalf("groups in the refreshed ID token = %s, want [contractors]", got)
+	}
+
+	p.DisableUser(oidcprovider.DemoUserID)
+	if _, err := refresh(tok.RefreshToken); !isInvalidGrant(err) {
+		t.Fatalf("refresh for a disabled user: %v, want invalid_grant", err)
+	}
+	authURL := cfg.AuthCodeURL("st4te", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
+	if _, err := p.Login(context.Background(), nil, authURL); !errors.Is(err, oidcprovider.ErrLoginFailed) {
+		t.Fatalf("login of a disabled user: %v, want ErrLoginFailed", err)
 	}
 }

@@ -2,6 +2,7 @@ package oidcprovider
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -23,12 +24,15 @@ const groupsClaim = "groups"
 type userStore struct {
 	byID   map[string]*storage.User
 	groups map[string][]string
+	// disabled users cannot log in and their refresh tokens are refused
+	// (see Provider.DisableUser).
+	disabled map[string]bool
 }
 
 var _ storage.UserStore = (*userStore)(nil)
 
 func newUserStore(users []User) *userStore {
-	s := &userStore{byID: map[string]*storage.User{}, groups: map[string][]string{}}
+	s := &userStore{byID: map[string]*storage.User{}, groups: map[string][]string{}, disabled: map[string]bool{}}
 	for _, u := range users {
 		s.byID[u.ID] = &storage.User{
 			ID:                u.ID,
@@ -49,7 +53,7 @@ func (s *userStore) GetUserByID(id string) *storage.User { return s.byID[id] }
 
 func (s *userStore) GetUserByUsername(username string) *storage.User {
 	for _, u := range s.byID {
-		if u.Username == username {
+		if u.Username == username && !s.disabled[u.ID] {
 			return u
 		}
 	}
@@ -115,9 +119,14 @@ func (s *opStorage) AuthRequestByCode(ctx context.Context, code string) (op.Auth
 	return &audienceAuthRequest{AuthRequest: req, extra: s.accessTokenAudience}, nil
 }
 
-// TokenRequestByRefreshToken does the same for refreshed access tokens.
+// TokenRequestByRefreshToken does the same for refreshed access tokens,
+// and refuses the refresh tokens of disabled users (the OP answers
+// invalid_grant), as an IdP does for a deactivated account.
 func (s *opStorage) TokenRequestByRefreshToken(ctx context.Context, refreshToken string) (op.RefreshTokenRequest, error) {
 	req, err := s.Storage.TokenRequestByRefreshToken(ctx, refreshToken)
+	if err == nil && s.users.disabled[req.GetSubject()] {
+		return nil, errors.New("user is disabled")
+	}
 	if err != nil || len(s.accessTokenAudience) == 0 {
 		return req, err
 	}

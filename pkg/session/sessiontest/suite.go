@@ -65,6 +65,7 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 		{"OnceExpires", testOnceExpires},
 		{"OnceConcurrentTake", testOnceConcurrentTake},
 		{"PutGetDelete", testPutGetDelete},
+		{"AnyExists", testAnyExists},
 		{"ValueExpires", testValueExpires},
 		{"TryLockExclusive", testTryLockExclusive},
 		{"TryLockConcurrent", testTryLockConcurrent},
@@ -584,6 +585,47 @@ func testPutGetDelete(t *testing.T, s session.Store) {
 	if err := s.Put(t.Context(), key, []byte("v"), 0); err == nil {
 		t.Fatal("Put with zero ttl succeeded")
 	}
+}
+
+func testAnyExists(t *testing.T, s session.Store) {
+	a, b, once := "marker:"+randomHex(t, 16), "marker:"+randomHex(t, 16), "marker:"+randomHex(t, 16)
+	check := func(want bool, keys ...string) {
+		t.Helper()
+		got, err := s.AnyExists(t.Context(), keys...)
+		if err != nil || got != want {
+			t.Fatalf("AnyExists(%d keys) = %v, %v; want %v", len(keys), got, err, want)
+		}
+	}
+	check(false)
+	check(false, a, b)
+	if err := s.Put(t.Context(), b, []byte{1}, time.Minute); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	check(true, a, b)
+	check(true, b, a)
+	check(false, a)
+	if err := s.PutOnce(t.Context(), once, []byte{1}, time.Minute); err != nil {
+		t.Fatalf("PutOnce: %v", err)
+	}
+	check(true, once)
+	if _, err := s.TakeOnce(t.Context(), once); err != nil {
+		t.Fatalf("TakeOnce: %v", err)
+	}
+	check(false, once, a)
+	if err := s.Delete(t.Context(), b); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	check(false, a, b)
+	if err := s.Put(t.Context(), a, []byte{1}, shortTTL); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	waitfor.True(t, waitTimeout, "marker expiry", func() bool {
+		ok, err := s.AnyExists(t.Context(), a, b)
+		if err != nil {
+			t.Fatalf("AnyExists: %v", err)
+		}
+		return !ok
+	})
 }
 
 func testValueExpires(t *testing.T, s session.Store) {
