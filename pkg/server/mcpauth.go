@@ -18,6 +18,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 )
 
@@ -104,7 +105,7 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 			if err != nil {
 				return nil, err
 			}
-			return &revocationCheck{Validator: v, oauth: a.oauth}, nil
+			return &revocationCheck{Validator: v, oauth: a.oauth, log: s.log.Named("bearer")}, nil
 		}
 		// Built on the first bearer request for this resource, normally
 		// after discovery, so the provider's own issuer spelling is known.
@@ -255,9 +256,17 @@ func (v *requestValidator) Validate(ctx context.Context, raw string) (*bearer.To
 
 // revocationCheck refuses façade access tokens revoked through /oauth2/revoke
 // (or a refresh-token family revoked on reuse) before they expire.
+//
+// When the store cannot answer, the token is accepted: DESIGN.md promises
+// that bearer requests keep working while Redis is down, and the token has
+// already passed every check that needs no store (signature, issuer,
+// audience, type, expiry). What is given up is only a revocation made
+// before the outage, for at most the remaining lifetime of a short-lived
+// access token; each such acceptance is logged.
 type revocationCheck struct {
 	bearer.Validator
 	oauth *oauth.Server
+	log   *zap.Logger
 }
 
 func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
@@ -268,7 +277,9 @@ func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Tok
 	jti, _ := t.Claims["jti"].(string)
 	revoked, err := c.oauth.IsRevoked(ctx, jti)
 	if err != nil {
-		return nil, fmt.Errorf("%w: checking revocation: %v", bearer.ErrUnavailable, err)
+		c.log.Warn("session store unavailable; accepting a valid access token without its revocation check",
+			zap.String("request_id", requestid.FromContext(ctx)), zap.Error(err))
+		return t, nil
 	}
 	if revoked {
 		return nil, fmt.Errorf("%w: token revoked", bearer.ErrInvalidToken)
