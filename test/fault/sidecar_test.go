@@ -3,6 +3,7 @@ package fault
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
@@ -27,17 +32,46 @@ type sidecar struct {
 	err    error // Wait's result
 }
 
-// buildSidecar compiles ./cmd/mcp-oidc-proxy into a temporary directory,
-// as a user would build it (no race detector: this is the shipped binary).
+// built is the sidecar binary, compiled once per test process.
+var built struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// buildSidecar compiles ./cmd/mcp-oidc-proxy once into a temporary
+// directory (removed by TestMain), as a user would build it: no race
+// detector, this is the shipped binary.
 func buildSidecar(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "mcp-oidc-proxy")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/mcp-oidc-proxy")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build ./cmd/mcp-oidc-proxy: %v\n%s", err, out)
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "fault-sidecar-")
+		if built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "mcp-oidc-proxy")
+		cmd := exec.Command("go", "build", "-o", built.path, "./cmd/mcp-oidc-proxy")
+		cmd.Dir = filepath.Join("..", "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build ./cmd/mcp-oidc-proxy: %w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		tb.Fatal(built.err)
 	}
-	return bin
+	return built.path
+}
+
+// TestMain removes the built binary and keeps go-redis' process-wide pool
+// logger (connection refused while Redis is down, by design) off stderr.
+func TestMain(m *testing.M) {
+	redis.SetLogger(session.RedisLogger{Log: zap.NewNop()})
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // freeAddr returns a loopback address nothing listens on right now.
