@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,22 +26,6 @@ const (
 	// long while Redis is frozen or dead.
 	bearerDuringOutage = 5 * time.Second
 )
-
-// outage phases, recorded with every request of the background load.
-const (
-	phaseBefore int32 = iota
-	phaseDown
-	phaseRecovered
-)
-
-// loadResult is one request of the background load.
-type loadResult struct {
-	kind    string // "cookie" or "bearer"
-	replica string
-	phase   int32 // when the request started
-	endedIn int32 // when it ended
-	res     result
-}
 
 // Redis frozen (SIGSTOP), then killed (SIGKILL) and restarted on the same
 // port and data directory, while two replicas sharing it serve cookie and
@@ -84,43 +66,8 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 		}
 	}
 
-	// Background load: one cookie and one bearer client per replica, each
-	// sending requests back to back; bounded by count and by ctx.
-	var phase atomic.Int32
-	stop := make(chan struct{})
-	var mu sync.Mutex
-	var results []loadResult
-	var wg sync.WaitGroup
-	const maxPerWorker = 2000
-	for _, r := range replicas {
-		for kind, c := range map[string]credential{"cookie": {cookie: cookie}, "bearer": bearer} {
-			wg.Go(func() {
-				for range maxPerWorker {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					p := phase.Load()
-					res := r.get(ctx, "/data", c, jsonAPI)
-					mu.Lock()
-					results = append(results, loadResult{kind: kind, replica: r.name, phase: p, endedIn: phase.Load(), res: res})
-					mu.Unlock()
-				}
-			})
-		}
-	}
-	stopLoad := func() {
-		close(stop)
-		wg.Wait()
-	}
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			stopLoad()
-		}
-	}()
+	load := startLoad(ctx, replicas, map[string]credential{"cookie": {cookie: cookie}, "bearer": bearer})
+	defer load.stop()
 
 	// During the outage (frozen, then dead) assert the promises directly.
 	checkDown := func(state string) {
@@ -158,7 +105,8 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 		}
 	}
 
-	phase.Store(phaseDown)
+	load.waitEach(t, phaseBefore, 20)
+	load.phase.Store(phaseDown)
 	e.redis.Pause()
 	checkDown("frozen (SIGSTOP)")
 	e.redis.Stop() // SIGKILL while frozen: no chance to save anything more
@@ -178,49 +126,11 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 	}
 	recovery := time.Since(back)
 	t.Logf("measured: recovery on both replicas %s after Redis answered again (bound %s)", recovery.Round(time.Millisecond), redisRecovery)
-	phase.Store(phaseRecovered)
+	load.phase.Store(phaseRecovered)
 	if _, err := callWhoami(ctx, facade.Session); err != nil {
 		t.Errorf("MCP session after the outage: %v", err)
 	}
-	// Let the load run on the recovered store until every worker has been
-	// seen succeeding there, then stop it.
-	waitfor.True(t, setupTimeout, "each load worker to succeed after recovery", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		seen := map[string]bool{}
-		for _, l := range results {
-			if l.phase == phaseRecovered && l.res.Status == http.StatusOK {
-				seen[l.kind+l.replica] = true
-			}
-		}
-		return len(seen) == 4
-	})
-	stopLoad()
-
-	counts := map[string]map[int]int{}
-	for _, l := range results {
-		key := l.kind + " " + l.replica
-		if counts[key] == nil {
-			counts[key] = map[int]int{}
-		}
-		counts[key][l.res.Status]++
-		touchedOutage := l.phase == phaseDown || l.endedIn == phaseDown
-		switch {
-		case l.res.Err != nil:
-			t.Errorf("load %s request on %s: %v", l.kind, l.replica, l.res.Err)
-		case l.kind == "bearer" && l.res.Status != http.StatusOK:
-			t.Errorf("load bearer request on %s = %s; promised 200 throughout the outage", l.replica, l.res)
-		case l.kind == "bearer" && l.res.Took > bearerDuringOutage:
-			t.Errorf("load bearer request on %s took %s; promised within %s", l.replica, l.res.Took, bearerDuringOutage)
-		case l.kind == "cookie" && l.res.Status == http.StatusServiceUnavailable && !touchedOutage && l.phase != phaseRecovered:
-			t.Errorf("load cookie request on %s got 503 outside the outage", l.replica)
-		case l.kind == "cookie" && l.res.Status != http.StatusOK && l.res.Status != http.StatusServiceUnavailable:
-			t.Errorf("load cookie request on %s = %s; promised 200, or 503 while Redis is down (never 401 or a redirect)", l.replica, l.res)
-		case l.kind == "cookie" && l.res.Took > storeDownAnswer:
-			t.Errorf("load cookie request on %s took %s; promised an answer within %s", l.replica, l.res.Took, storeDownAnswer)
-		}
-	}
-	t.Logf("measured: load status counts %v", counts)
+	load.checkAfter(t, map[string]int{"bearer": http.StatusOK}, storeDownAnswer)
 
 	// No session lost: the pre-outage cookie on both replicas, and the
 	// session info still names the user.
