@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"sync"
@@ -292,4 +293,21 @@ func (s *logSink) tail(n int) string {
 		out = out[len(out)-n:]
 	}
 	return out
+}
+
+// newJar is an empty cookie jar.
+func newJar(tb testing.TB) http.CookieJar {
+	tb.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return jar
+}
+
+// readResult reads resp, started at start, into a result.
+func readResult(tb testing.TB, resp *http.Response, start time.Time) result {
+	tb.Helper()
+	body, err := io.ReadAll(resp.Body)
+	return result{Status: resp.StatusCode, Header: resp.Header, Body: body, Err: err, Took: time.Since(start)}
 }
