@@ -52,13 +52,13 @@ func (s *Server) routes() http.Handler {
 
 	mux := http.NewServeMux()
 	if s.authn != nil {
-		own := limitOwnBody(s.authn.Handler())
+		own := s.authn.Handler()
 		mux.Handle("/oauth2/", wrap(routeLogin, own))
 		mux.Handle("/api/v1/session", wrap(routeSession, own))
 		oauthMux := http.NewServeMux()
 		s.mcp.register(oauthMux, s.authn.Middleware)
 		for _, p := range oauthPatterns(s.mcp) {
-			mux.Handle(p, wrap(routeOAuth, limitOwnBody(oauthMux)))
+			mux.Handle(p, wrap(routeOAuth, oauthMux))
 		}
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
