@@ -28,6 +28,8 @@ const (
 	CodeUnauthenticated     = "unauthenticated"
 	CodeForbidden           = "forbidden"
 	CodeBadRequest          = "bad_request"
+	CodeRequestTimeout      = "request_timeout"
+	CodeRequestTooLarge     = "request_too_large"
 	CodeUpstreamUnavailable = "upstream_unavailable"
 	CodeUpstreamTimeout     = "upstream_timeout"
 	CodeBadGateway          = "bad_gateway"
@@ -35,6 +37,7 @@ const (
 	CodeSessionStoreDown    = "session_store_unavailable"
 	CodeLoginFailed         = "login_failed"
 	CodeInternal            = "internal_error"
+	CodeRateLimited         = "rate_limited"
 )
 
 // Write sends status with the JSON body. The request ID is taken from the

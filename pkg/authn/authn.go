@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
@@ -157,7 +159,20 @@ type Options struct {
 	// Unauthenticated, when set, answers non-navigation requests without a
 	// session (for example to add WWW-Authenticate). Default: 401 JSON.
 	Unauthenticated http.Handler
+	// Limiter limits, per client address, the logins started (each stores
+	// a login state for someone who has not logged in yet). Share it with
+	// the OAuth authorization endpoint so an address has one budget. Nil
+	// means DefaultLoginRate.
+	Limiter *ratelimit.Limiter
+	// ClientAddr returns the caller's address for Limiter (normally
+	// bearer.TrustedProxies.ClientAddr). Default: r.RemoteAddr.
+	ClientAddr func(r *http.Request) netip.Addr
 }
+
+// DefaultLoginRate allows a client address 60 login starts a minute (a
+// burst of 60): a login state lives StateTTL, so one address holds at most
+// 60 + 60 x 10 of them. Offices behind one NAT address may need more.
+var DefaultLoginRate = ratelimit.Rate{PerMinute: 60, Burst: 60}
 
 // Authenticator serves the browser login endpoints and authenticates
 // requests carrying a session cookie. Safe for concurrent use.
@@ -218,6 +233,16 @@ func New(opts Options) (*Authenticator, error) {
 	if opts.MaxCookieSize <= 0 {
 		opts.MaxCookieSize = DefaultMaxCookieSize
 	}
+	if opts.ClientAddr == nil {
+		opts.ClientAddr = remoteAddr
+	}
+	if opts.Limiter == nil {
+		l, err := ratelimit.New(DefaultLoginRate, ratelimit.Options{Now: opts.Now})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("authn: login limit: %w", err))
+		}
+		opts.Limiter = l
+	}
 	if opts.CallbackPath == "" {
 		opts.CallbackPath = DefaultCallbackPath
 	}
@@ -276,6 +301,17 @@ func (a *Authenticator) Handler() http.Handler {
 // request (context.WithoutCancel) keep the ID.
 func (a *Authenticator) logFor(ctx context.Context) *zap.Logger {
 	return a.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+}
+
+// remoteAddr is the direct peer's address (the zero Addr when RemoteAddr
+// is not an IP address).
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		a, _ := netip.ParseAddr(r.RemoteAddr)
+		return a
+	}
+	return ap.Addr()
 }
 
 func setDefault(d *time.Duration, v time.Duration) {

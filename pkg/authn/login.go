@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/returnurl"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
@@ -28,6 +29,13 @@ const stateKeyPrefix = "oauth-state:"
 
 // maxStateParam bounds the state parameter we hash; ours are 43 bytes.
 const maxStateParam = 256
+
+// maxReturnURL and maxCallbackURL bound what a login state stores for a
+// caller who has not logged in yet.
+const (
+	maxReturnURL   = 2048
+	maxCallbackURL = 2048
+)
 
 // loginState is what a started login leaves server-side, keyed by the hash
 // of the state, so the callback can land on any replica and be used once.
@@ -56,13 +64,33 @@ func randomToken() (string, error) {
 
 // handleStart begins a login explicitly: GET /oauth2/start?rd=/path.
 func (a *Authenticator) handleStart(w http.ResponseWriter, r *http.Request) {
-	a.startLogin(w, r, r.URL.Query().Get("rd"))
+	rd := r.URL.Query().Get("rd")
+	if len(rd) > maxReturnURL {
+		apierror.Write(w, r, http.StatusBadRequest, apierror.CodeBadRequest, fmt.Sprintf("rd is longer than %d characters", maxReturnURL))
+		return
+	}
+	a.startLogin(w, r, rd)
 }
 
 // startLogin stores state, nonce, PKCE verifier and the validated return URL
 // server-side, binds the login to this browser with a state cookie and
-// redirects to the provider.
+// redirects to the provider. Logins are limited per client address: each
+// one stores state for someone who has not logged in, and every stored
+// field is bounded (a return URL that is too long falls back to "/", like
+// any other unusable one).
 func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
+	if ok, wait := a.opts.Limiter.Allow(a.opts.ClientAddr(r)); !ok {
+		// Debug: every refused request of a flood would otherwise add a line.
+		a.logFor(r.Context()).Debug("login rate limited", zap.Stringer("client_addr", a.opts.ClientAddr(r)))
+		ratelimit.SetRetryAfter(w.Header(), wait)
+		apierror.Write(w, r, http.StatusTooManyRequests, apierror.CodeRateLimited, "too many logins started from your address; retry later")
+		return
+	}
+	callback := a.opts.RedirectURL(r)
+	if len(callback) > maxCallbackURL {
+		apierror.Write(w, r, http.StatusBadRequest, apierror.CodeBadRequest, "the request's host is too long to build the login callback URL")
+		return
+	}
 	if err := a.rp.Reachable(r.Context()); err != nil {
 		// Sending the browser to a provider that cannot answer strands
 		// the user on a browser error page, and the code could not be
@@ -86,7 +114,7 @@ func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, retur
 		Nonce:       nonce,
 		Verifier:    oauth2.GenerateVerifier(),
 		ReturnURL:   rd,
-		RedirectURL: a.opts.RedirectURL(r),
+		RedirectURL: callback,
 		CreatedAt:   a.now(),
 	}
 	authURL, err := a.rp.AuthCodeURL(state, ls.Nonce, ls.Verifier, ls.RedirectURL)

@@ -87,24 +87,74 @@ func ParseTrustedProxies(list []string) (TrustedProxies, error) {
 // Trusts reports whether r's direct peer (RemoteAddr, never a header) is a
 // trusted proxy.
 func (t TrustedProxies) Trusts(r *http.Request) bool {
-	if len(t) == 0 {
+	return t.contains(remoteAddr(r))
+}
+
+func (t TrustedProxies) contains(a netip.Addr) bool {
+	if !a.IsValid() {
 		return false
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
 	for _, p := range t {
 		if p.Contains(a) {
 			return true
 		}
 	}
 	return false
+}
+
+// maxForwardedHops bounds the X-Forwarded-For entries ClientAddr walks.
+const maxForwardedHops = 32
+
+// ClientAddr is the address of the client behind r, for per-client limits:
+// the direct peer, or, while that hop is a trusted proxy, the address it
+// says it received the request from (X-Forwarded-For, read right to left).
+// It stops at the first address that is not a trusted proxy, so entries a
+// client wrote itself (on the left) are never believed, and a peer that is
+// not trusted cannot choose its address at all. An entry that does not
+// parse ends the walk at the trusted hop that passed it on.
+func (t TrustedProxies) ClientAddr(r *http.Request) netip.Addr {
+	cur := remoteAddr(r)
+	if !t.contains(cur) {
+		return cur
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i, n := len(hops)-1, 0; i >= 0 && n < maxForwardedHops && t.contains(cur); i, n = i-1, n+1 {
+		a, ok := parseForwardedAddr(strings.TrimSpace(hops[i]))
+		if !ok {
+			break
+		}
+		cur = a
+	}
+	return cur
+}
+
+// parseForwardedAddr accepts an X-Forwarded-For entry: an address, or an
+// address with a port (some load balancers add one).
+func parseForwardedAddr(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().WithZone(""), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
+	}
+	return netip.Addr{}, false
+}
+
+// remoteAddr is r's direct peer; the zero Addr when RemoteAddr is not an
+// IP address (a Unix socket).
+func remoteAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap().WithZone("")
 }
 
 // firstValue is the first element of a comma-separated header (the value

@@ -77,3 +77,43 @@ func TestBaseURLRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestClientAddr(t *testing.T) {
+	trusted, err := bearer.ParseTrustedProxies([]string{"10.0.0.0/8", "fd00::/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		trust  bearer.TrustedProxies
+		remote string
+		xff    []string
+		want   string
+	}{
+		{"no proxy", trusted, "203.0.113.9:5000", nil, "203.0.113.9"},
+		{"untrusted peer cannot spoof", trusted, "203.0.113.9:5000", []string{"198.51.100.1"}, "203.0.113.9"},
+		{"nobody trusted", nil, "10.0.0.1:5000", []string{"198.51.100.1"}, "10.0.0.1"},
+		{"trusted proxy", trusted, "10.0.0.1:5000", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"client-written entries on the left are ignored", trusted, "10.0.0.1:5000", []string{"1.2.3.4, 5.6.7.8, 198.51.100.1"}, "198.51.100.1"},
+		{"chain of trusted proxies", trusted, "10.0.0.1:5000", []string{"1.2.3.4, 198.51.100.1, 10.2.2.2, fd00::7"}, "198.51.100.1"},
+		{"several header lines", trusted, "10.0.0.1:5000", []string{"1.2.3.4", "198.51.100.1, 10.2.2.2"}, "198.51.100.1"},
+		{"entry with port", trusted, "10.0.0.1:5000", []string{"198.51.100.1:4444"}, "198.51.100.1"},
+		{"IPv6 entry", trusted, "[fd00::1]:5000", []string{"[2001:db8::1]:443"}, "2001:db8::1"},
+		{"mapped IPv4 peer", trusted, "[::ffff:10.0.0.1]:5000", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"garbage stops at the trusted hop", trusted, "10.0.0.1:5000", []string{"198.51.100.1, not-an-ip"}, "10.0.0.1"},
+		{"only trusted hops", trusted, "10.0.0.1:5000", []string{"10.3.3.3"}, "10.3.3.3"},
+		{"no header from a trusted proxy", trusted, "10.0.0.1:5000", nil, "10.0.0.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := tc.trust.ClientAddr(r); got.String() != tc.want {
+				t.Fatalf("ClientAddr = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

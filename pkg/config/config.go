@@ -42,25 +42,32 @@ type Config struct {
 	// protected resource identifier MCP clients bind their tokens to.
 	MCPPath string `yaml:"mcp_path" usage:"path of the MCP endpoint; the protected resource is <external_url><mcp_path>"`
 	// TrustedProxies may set X-Forwarded-Proto/-Host for the URLs the proxy
-	// advertises, and their X-Forwarded-For/-Host/-Proto reach the upstream
-	// (the client chain extended by this hop); anyone else's forwarded
-	// headers are ignored and replaced with what this hop saw.
-	TrustedProxies []string `yaml:"trusted_proxies" usage:"comma-separated CIDRs of reverse proxies whose X-Forwarded-Proto/-Host/-For are trusted (for advertised URLs and passed on to the upstream)"`
+	// advertises, and their X-Forwarded-For/-Host/-Proto/-Port/-Prefix and
+	// X-Real-IP reach the upstream (the client chain extended by this hop);
+	// anyone else's forwarded headers are removed or replaced with what this
+	// hop saw. Other forwarding headers never reach the upstream.
+	TrustedProxies []string `yaml:"trusted_proxies" usage:"comma-separated CIDRs of reverse proxies whose X-Forwarded-Proto/-Host/-For are trusted (for advertised URLs and, with X-Forwarded-Port/-Prefix and X-Real-IP, passed on to the upstream)"`
 	// AllowedOrigins may call the MCP endpoint from a browser.
 	AllowedOrigins []string `yaml:"allowed_origins" usage:"comma-separated browser origins allowed to call the MCP endpoint (the proxy's own origin always is)"`
 	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests and
 	// open streams.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" usage:"how long SIGTERM waits for in-flight requests and open streams"`
+	// RequestBodyTimeout bounds how long the endpoints the proxy parses
+	// itself wait for a request body, so a client trickling one byte at a
+	// time cannot hold connections open. Proxied requests are not limited:
+	// uploads to the MCP server may legitimately be slow.
+	RequestBodyTimeout time.Duration `yaml:"request_body_timeout" usage:"how long the proxy's own endpoints (/oauth2/*, /api/v1/session, OAuth metadata) wait for a request body before answering 408; requests forwarded to the upstream are not limited"`
 
-	TLS            TLSConfig      `yaml:"tls"`
-	OIDC           OIDCConfig     `yaml:"oidc"`
-	Session        SessionConfig  `yaml:"session"`
-	Redis          RedisConfig    `yaml:"redis"`
-	Headers        HeadersConfig  `yaml:"headers"`
-	Authz          AuthzConfig    `yaml:"authz"`
-	UpstreamPolicy UpstreamConfig `yaml:"upstream_policy"`
-	Tracing        TracingConfig  `yaml:"tracing"`
-	OAuth          OAuthConfig    `yaml:"oauth"`
+	TLS            TLSConfig       `yaml:"tls"`
+	OIDC           OIDCConfig      `yaml:"oidc"`
+	Session        SessionConfig   `yaml:"session"`
+	Redis          RedisConfig     `yaml:"redis"`
+	Headers        HeadersConfig   `yaml:"headers"`
+	Authz          AuthzConfig     `yaml:"authz"`
+	UpstreamPolicy UpstreamConfig  `yaml:"upstream_policy"`
+	Tracing        TracingConfig   `yaml:"tracing"`
+	RateLimit      RateLimitConfig `yaml:"rate_limit"`
+	OAuth          OAuthConfig     `yaml:"oauth"`
 }
 
 // OAuthConfig configures how MCP clients obtain bearer tokens (the MCP
@@ -78,7 +85,7 @@ type OAuthConfig struct {
 	RefreshTokenTTL                   time.Duration `yaml:"refresh_token_ttl" usage:"lifetime of refresh tokens the façade issues (each use rotates them)"`
 	SigningKeys                       string        `yaml:"signing_keys" secret:"true" usage:"PEM private keys (EC P-256 or RSA) the façade signs tokens with; the first signs, all are published; the same on every replica"`
 	SigningKeysFile                   string        `yaml:"signing_keys_file" usage:"file holding the PEM signing keys (a mounted Secret)"`
-	RegistrationsPerMinute            int           `yaml:"registrations_per_minute" usage:"dynamic client registrations allowed per client IP and minute"`
+	RegistrationsPerMinute            int           `yaml:"registrations_per_minute" usage:"dynamic client registrations allowed per client address and minute (the address a trusted proxy reports in X-Forwarded-For, else the peer's)"`
 	AllowPrivateClientMetadata        bool          `yaml:"allow_private_client_metadata" usage:"allow client ID metadata documents on private or loopback addresses (testing only)"`
 	ExternalIssuer                    string        `yaml:"external_issuer" usage:"issuer of the access tokens in external mode (default: the OIDC provider's issuer)"`
 	ExternalJWKSURL                   string        `yaml:"external_jwks_url" usage:"JWKS URL for external mode (default: from the issuer's discovery document)"`
@@ -171,6 +178,19 @@ type UpstreamConfig struct {
 	ResponseTimeout time.Duration `yaml:"response_header_timeout" usage:"maximum wait for the upstream's response headers (0 = none; streams are unaffected once started)"`
 }
 
+// RateLimitConfig limits, per client address, the requests with which a
+// caller who has not logged in makes the proxy store state: browser login
+// starts and OAuth authorization requests share one budget per address.
+// The client address is the peer's, or the X-Forwarded-For address a
+// trusted proxy (trusted_proxies) reports. Limits are per replica. Dynamic
+// client registration has its own limit, oauth.registrations_per_minute,
+// on the same client address.
+type RateLimitConfig struct {
+	LoginsPerMinute int `yaml:"logins_per_minute" usage:"browser logins and OAuth authorization requests a client address may start per minute and replica (each stores state until it completes or expires); raise it for many users behind one NAT address"`
+	LoginBurst      int `yaml:"login_burst" usage:"logins and authorization requests a client address may start at once before logins_per_minute applies"`
+	MaxAddresses    int `yaml:"max_addresses" usage:"client addresses each rate limiter remembers; bounds its memory (about 100 bytes each); when full, the addresses furthest from their limit are forgotten first"`
+}
+
 // TracingConfig turns on OpenTelemetry tracing (off by default).
 type TracingConfig struct {
 	Enabled     bool    `yaml:"enabled" usage:"export OpenTelemetry traces and propagate W3C traceparent to the upstream"`
@@ -181,12 +201,13 @@ type TracingConfig struct {
 // Defaults returns the configuration used where nothing else is set.
 func Defaults() Config {
 	return Config{
-		Listen:        ":15080",
-		AdminListen:   ":15090",
-		Upstream:      "http://127.0.0.1:8080",
-		AuthMode:      "oidc",
-		LogLevel:      "info",
-		ShutdownGrace: 30 * time.Second,
+		Listen:             ":15080",
+		AdminListen:        ":15090",
+		Upstream:           "http://127.0.0.1:8080",
+		AuthMode:           "oidc",
+		LogLevel:           "info",
+		ShutdownGrace:      30 * time.Second,
+		RequestBodyTimeout: 10 * time.Second,
 		OIDC: OIDCConfig{
 			Scopes:         []string{"openid", "profile", "email"},
 			GroupsClaim:    "groups",
@@ -208,6 +229,11 @@ func Defaults() Config {
 			BreakerOpenFor:  5 * time.Second,
 		},
 		Tracing: TracingConfig{SampleRatio: 1},
+		RateLimit: RateLimitConfig{
+			LoginsPerMinute: 60,
+			LoginBurst:      60,
+			MaxAddresses:    10000,
+		},
 		MCPPath: "/mcp",
 		OAuth: OAuthConfig{
 			Mode:                   "facade",

@@ -89,6 +89,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative")
 	}
+	if c.RequestBodyTimeout <= 0 {
+		bad("request_body_timeout", "must be positive")
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls", "cert_file and key_file must be given together")
 	}
@@ -205,6 +208,15 @@ func (c *Config) Validate() error {
 		bad("tracing.sample_ratio", "must be between 0 and 1")
 	}
 	checkURL("tracing.endpoint", c.Tracing.Endpoint, false)
+	if c.RateLimit.LoginsPerMinute < 1 {
+		bad("rate_limit.logins_per_minute", "must be at least 1")
+	}
+	if c.RateLimit.LoginBurst < 1 {
+		bad("rate_limit.login_burst", "must be at least 1")
+	}
+	if c.RateLimit.MaxAddresses < 100 {
+		bad("rate_limit.max_addresses", "must be at least 100")
+	}
 
 	if !strings.HasPrefix(c.MCPPath, "/") || strings.HasPrefix(c.MCPPath, "/oauth2") || strings.HasPrefix(c.MCPPath, "/.well-known") {
 		bad("mcp_path", "%q must start with / and not be under /oauth2 or /.well-known", c.MCPPath)

@@ -70,6 +70,8 @@ func TestValidate(t *testing.T) {
 			want: []string{"trusted_proxies"}},
 		{name: "origin with a path", base: validOIDC, mutate: func(c *Config) { c.AllowedOrigins = []string{"https://app.example.com/x"} },
 			want: []string{"allowed_origins"}},
+		{name: "no request body timeout", base: validOIDC, mutate: func(c *Config) { c.RequestBodyTimeout = 0 },
+			want: []string{"request_body_timeout"}},
 		{name: "unknown oauth mode", base: validOIDC, mutate: func(c *Config) { c.OAuth.Mode = "proxy" },
 			want: []string{"oauth.mode"}},
 		{name: "long-lived access tokens", base: validOIDC, mutate: func(c *Config) { c.OAuth.AccessTokenTTL = 48 * time.Hour },
@@ -141,6 +143,9 @@ func TestValidate(t *testing.T) {
 			want: []string{"headers.preset"}},
 		{name: "sample ratio", base: validOIDC, mutate: func(c *Config) { c.Tracing.SampleRatio = 1.5 },
 			want: []string{"tracing.sample_ratio"}},
+		{name: "rate limits", base: validOIDC, mutate: func(c *Config) {
+			c.RateLimit = RateLimitConfig{LoginsPerMinute: 0, LoginBurst: -1, MaxAddresses: 10}
+		}, want: []string{"rate_limit.login_burst", "rate_limit.logins_per_minute", "rate_limit.max_addresses"}},
 		{name: "many at once", base: validOIDC, mutate: func(c *Config) {
 			c.OIDC.ClientID, c.LogLevel, c.Session.TTL, c.UpstreamPolicy.RetryAttempts = "", "loud", 0, 0
 			c.Session.LimitPolicy, c.Session.MaxPerUser = "drop", -1

@@ -41,3 +41,21 @@ func FromContext(ctx context.Context) *Identity {
 	id, _ := ctx.Value(ctxKey{}).(*Identity)
 	return id
 }
+
+type assertionKey struct{}
+
+// NewAssertionContext returns a context carrying jws, the signed identity
+// assertion for this request. The proxy sends it upstream under its
+// assertion header after removing every client-supplied spelling of that
+// header; handing it over in the context rather than in the request's
+// headers keeps the proxy the only writer of that header.
+func NewAssertionContext(ctx context.Context, jws string) context.Context {
+	return context.WithValue(ctx, assertionKey{}, jws)
+}
+
+// AssertionFromContext returns the assertion stored by NewAssertionContext,
+// or "".
+func AssertionFromContext(ctx context.Context) string {
+	jws, _ := ctx.Value(assertionKey{}).(string)
+	return jws
+}

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -51,13 +52,9 @@ type codeGrant struct {
 	ExpiresAt          time.Time          `json:"exp"`
 }
 
-// errorPage answers errors that must not be redirected because the
-// redirect URI is not (yet) trusted.
-func errorPage(w http.ResponseWriter, status int, code, description string) {
-	writeOAuthError(w, status, code, description)
-}
-
-// redirectError sends an RFC 6749 §4.1.2.1 error to a validated redirect URI.
+// redirectError sends an RFC 6749 §4.1.2.1 error to a validated redirect
+// URI. Only for answers the user gave on the consent page: by then the user
+// has logged in and seen which client, and which redirect host, asks.
 func redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state, iss, code, description string) {
 	v := url.Values{"error": {code}, "iss": {iss}}
 	if description != "" {
@@ -78,6 +75,31 @@ func redirectWith(w http.ResponseWriter, r *http.Request, redirectURI string, v 
 	http.Redirect(w, r, redirectURI+sep+v.Encode(), status)
 }
 
+// maxParamLen caps each /authorize parameter. The request is stored for an
+// unauthenticated caller, so nothing in it may be unbounded: state is
+// echoed back and stored verbatim (clients use 32-64 characters; some
+// encode a little JSON), a client_id is a short registration ID or a
+// metadata document URL, a redirect URI must equal a registered one.
+func maxParamLen(param string) int {
+	switch param {
+	case "client_id":
+		return maxClientIDLen
+	case "redirect_uri":
+		return maxRedirectURILen
+	case "state":
+		return MaxStateLen
+	case "code_challenge":
+		return 128
+	case "scope":
+		return maxScopeLen
+	default: // response_type, code_challenge_method
+		return 64
+	}
+}
+
+// MaxStateLen is the longest state parameter /authorize accepts.
+const MaxStateLen = 1024
+
 // validPKCEChallenge accepts the 43-character base64url S256 output (and,
 // leniently, up to 128 unreserved characters as RFC 7636 allows).
 func validPKCEChallenge(c string) bool {
@@ -95,29 +117,39 @@ func validPKCEChallenge(c string) bool {
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		errorPage(w, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
+		errorPage(w, r, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
+		return
+	}
+	// Every request that gets past here may store a pending request (and
+	// fetch and cache a client metadata document) for someone who has not
+	// logged in: limit it per client address first.
+	if s.limited(w, r, s.opts.RequestLimiter, "authorization requests") {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		errorPage(w, http.StatusBadRequest, errInvalidRequest, "malformed request")
+		errorPage(w, r, http.StatusBadRequest, errInvalidRequest, "malformed request")
 		return
 	}
 	q := r.Form
 	for _, p := range []string{"client_id", "redirect_uri", "response_type", "state", "code_challenge", "code_challenge_method", "scope"} {
 		if len(q[p]) > 1 {
-			errorPage(w, http.StatusBadRequest, errInvalidRequest, "parameter "+p+" repeated")
+			errorPage(w, r, http.StatusBadRequest, errInvalidRequest, "parameter "+p+" repeated")
+			return
+		}
+		if limit := maxParamLen(p); len(q.Get(p)) > limit {
+			errorPage(w, r, http.StatusBadRequest, errInvalidRequest, fmt.Sprintf("parameter %s is longer than %d characters", p, limit))
 			return
 		}
 	}
 	client, err := s.lookupClient(r.Context(), q.Get("client_id"))
 	switch {
 	case errors.Is(err, errUnknownClient):
-		errorPage(w, http.StatusBadRequest, errInvalidClient, "unknown client_id")
+		errorPage(w, r, http.StatusBadRequest, errInvalidClient, "unknown client_id")
 		return
 	case errors.Is(err, errCIMD):
 		s.logFor(r.Context()).Info("oauth: client metadata document refused", zap.String("client_id", q.Get("client_id")), zap.Error(err))
-		errorPage(w, http.StatusBadRequest, errInvalidClient, "client metadata document could not be used")
+		errorPage(w, r, http.StatusBadRequest, errInvalidClient, "client metadata document could not be used")
 		return
 	case err != nil:
 		s.storeErr(w, r, "lookup client", err)
@@ -129,13 +161,15 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		redirectURI = client.RedirectURIs[0]
 	}
 	if redirectURI == "" || !client.redirectAllowed(redirectURI) {
-		errorPage(w, http.StatusBadRequest, errInvalidRequest, "redirect_uri is not registered for this client")
+		errorPage(w, r, http.StatusBadRequest, errInvalidRequest, "redirect_uri is not registered for this client")
 		return
 	}
-	// From here on errors go back to the (now trusted) redirect URI.
+	// The redirect URI is registered, but anyone may register one: errors
+	// stay on the proxy's page until the user has logged in and approved
+	// the client (RFC 9700 §4.11.2). Only the consent step redirects.
 	iss := s.issuer(r)
 	state := q.Get("state")
-	fail := func(code, desc string) { redirectError(w, r, redirectURI, state, iss, code, desc) }
+	fail := func(code, desc string) { errorPage(w, r, http.StatusBadRequest, code, desc) }
 	if q.Get("response_type") != "code" {
 		fail(errUnsupportedRespType, "only response_type=code is supported")
 		return
@@ -174,7 +208,6 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.storeErr(w, r, "store authorization request", err)
 		return
 	}
-	s.touchClient(r.Context(), client)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, iss+PathConsent+"?"+url.Values{"request": {id}}.Encode(), http.StatusFound)
 }

@@ -192,6 +192,10 @@ func (f *cimdFetcher) dial(ctx context.Context, network, addr string) (net.Conn,
 	return nil, fmt.Errorf("oauth: dial %s: %w", host, lastErr)
 }
 
+// maxClientIDLen bounds a metadata document URL (it is stored as the
+// client_id of every request and grant).
+const maxClientIDLen = 512
+
 // validateCIMDURL applies the draft's rules to a client_id URL.
 func validateCIMDURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
@@ -205,6 +209,8 @@ func validateCIMDURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: client_id must not contain credentials", errCIMD)
 	case u.Fragment != "" || strings.Contains(raw, "#"):
 		return nil, fmt.Errorf("%w: client_id must not contain a fragment", errCIMD)
+	case len(raw) > maxClientIDLen:
+		return nil, fmt.Errorf("%w: client_id may be at most %d characters", errCIMD, maxClientIDLen)
 	case u.Path == "" || u.Path == "/":
 		return nil, fmt.Errorf("%w: client_id must contain a path", errCIMD)
 	}
@@ -293,13 +299,11 @@ func (f *cimdFetcher) fetch(ctx context.Context, id string) (*Client, error) {
 	if doc.TokenEndpointAuthMethod != "" && doc.TokenEndpointAuthMethod != authNone {
 		return nil, fmt.Errorf("%w: token_endpoint_auth_method %q is not supported (only none)", errCIMD, doc.TokenEndpointAuthMethod)
 	}
-	if len(doc.RedirectURIs) == 0 {
-		return nil, fmt.Errorf("%w: redirect_uris is required", errCIMD)
+	if err := validateRedirectURIs(doc.RedirectURIs); err != nil {
+		return nil, fmt.Errorf("%w: %w", errCIMD, err)
 	}
-	for _, u := range doc.RedirectURIs {
-		if err := validateRedirectURI(u); err != nil {
-			return nil, fmt.Errorf("%w: %w", errCIMD, err)
-		}
+	if err := validateMetadataSizes(doc.registrationRequest); err != nil {
+		return nil, fmt.Errorf("%w: %w", errCIMD, err)
 	}
 	grants := []string{grantAuthCode}
 	if len(doc.GrantTypes) == 0 || slices.Contains(doc.GrantTypes, grantRefresh) {
@@ -310,8 +314,8 @@ func (f *cimdFetcher) fetch(ctx context.Context, id string) (*Client, error) {
 		AuthMethod:   authNone,
 		RedirectURIs: doc.RedirectURIs,
 		GrantTypes:   grants,
-		Name:         truncate(doc.ClientName, 200),
-		URI:          truncate(doc.ClientURI, 500),
+		Name:         doc.ClientName,
+		URI:          doc.ClientURI,
 		Scope:        doc.Scope,
 		FromDocument: true,
 	}, nil

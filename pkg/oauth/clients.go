@@ -32,8 +32,23 @@ const (
 
 func supportedGrants() []string { return []string{grantAuthCode, grantRefresh} }
 
-// maxRegistrationBytes bounds a registration request body.
-const maxRegistrationBytes = 64 << 10
+// Bounds on client metadata (registrations and metadata documents).
+// Registration is anonymous, so everything a registration stores is capped
+// and over-long values are refused rather than cut: a client learns what
+// is wrong instead of getting a registration that differs from its request.
+const (
+	// maxRegistrationBytes bounds a registration request body.
+	maxRegistrationBytes = 16 << 10
+	// maxRedirectURIs: real clients register one to three.
+	maxRedirectURIs = 10
+	// maxRedirectURILen bounds one redirect URI.
+	maxRedirectURILen = 1024
+	maxClientNameLen  = 200
+	maxClientURILen   = 500
+	maxScopeLen       = 1024
+	// maxListLen bounds grant_types and response_types.
+	maxListLen = 10
+)
 
 // Client is a registered (RFC 7591) or metadata-document client.
 type Client struct {
@@ -87,9 +102,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
 		return
 	}
-	if ok, retry := s.limiter.allow(s.opts.ClientIP(r)); !ok {
-		w.Header().Set("Retry-After", fmt.Sprint(retry))
-		writeOAuthError(w, http.StatusTooManyRequests, errSlowDown, "too many registrations; retry later")
+	if s.limited(w, r, s.opts.RegistrationLimiter, "registrations") {
 		return
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
@@ -111,7 +124,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, code, err.Error())
 		return
 	}
-	if err := s.putJSON(r.Context(), keyClient+client.ID, client, s.opts.ClientTTL); err != nil {
+	// Until a token is issued to it (touchClient), a registration lives
+	// only UnusedClientTTL: anonymous registrations nobody uses must not
+	// fill the store for months.
+	if err := s.putJSON(r.Context(), keyClient+client.ID, client, s.opts.UnusedClientTTL); err != nil {
 		s.storeErr(w, r, "register client", err)
 		return
 	}
@@ -141,13 +157,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 // plain secret (confidential clients only; returned once, stored hashed) and
 // an RFC 7591 error code with the error.
 func (s *Server) newClient(req registrationRequest) (*Client, string, string, error) {
-	if len(req.RedirectURIs) == 0 {
-		return nil, "", errInvalidRedirectURI, errors.New("redirect_uris is required")
+	if err := validateRedirectURIs(req.RedirectURIs); err != nil {
+		return nil, "", errInvalidRedirectURI, err
 	}
-	for _, u := range req.RedirectURIs {
-		if err := validateRedirectURI(u); err != nil {
-			return nil, "", errInvalidRedirectURI, err
-		}
+	if err := validateMetadataSizes(req); err != nil {
+		return nil, "", errInvalidClientMetadata, err
 	}
 	method := req.TokenEndpointAuthMethod
 	if method == "" {
@@ -179,8 +193,8 @@ func (s *Server) newClient(req registrationRequest) (*Client, string, string, er
 		AuthMethod:   method,
 		RedirectURIs: slices.Clone(req.RedirectURIs),
 		GrantTypes:   grants,
-		Name:         truncate(req.ClientName, 200),
-		URI:          truncate(req.ClientURI, 500),
+		Name:         req.ClientName,
+		URI:          req.ClientURI,
 		Scope:        strings.Join(s.narrowScopes(req.Scope), " "),
 		IssuedAt:     s.now().Unix(),
 	}
@@ -192,11 +206,46 @@ func (s *Server) newClient(req registrationRequest) (*Client, string, string, er
 	return c, secret, "", nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// validateRedirectURIs checks the list a client registers: present, at
+// most maxRedirectURIs, each valid and at most maxRedirectURILen long.
+func validateRedirectURIs(list []string) error {
+	switch {
+	case len(list) == 0:
+		return errors.New("redirect_uris is required")
+	case len(list) > maxRedirectURIs:
+		return fmt.Errorf("at most %d redirect_uris may be registered", maxRedirectURIs)
 	}
-	return s
+	for _, u := range list {
+		if len(u) > maxRedirectURILen {
+			return fmt.Errorf("a redirect URI may be at most %d characters", maxRedirectURILen)
+		}
+		if err := validateRedirectURI(u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateMetadataSizes bounds every other field a client's metadata
+// stores or we iterate over.
+func validateMetadataSizes(req registrationRequest) error {
+	for _, f := range []struct {
+		name string
+		val  string
+		max  int
+	}{
+		{"client_name", req.ClientName, maxClientNameLen},
+		{"client_uri", req.ClientURI, maxClientURILen},
+		{"scope", req.Scope, maxScopeLen},
+	} {
+		if len(f.val) > f.max {
+			return fmt.Errorf("%s may be at most %d characters", f.name, f.max)
+		}
+	}
+	if len(req.GrantTypes) > maxListLen || len(req.ResponseTypes) > maxListLen {
+		return fmt.Errorf("grant_types and response_types may have at most %d entries", maxListLen)
+	}
+	return nil
 }
 
 // forbiddenSchemes can never be redirect targets: they execute or read local
@@ -289,7 +338,9 @@ func (s *Server) lookupClient(ctx context.Context, id string) (*Client, error) {
 	return &c, nil
 }
 
-// touchClient keeps an in-use registration alive for another ClientTTL.
+// touchClient keeps an in-use registration alive for another ClientTTL. It
+// is called when a token is issued, so only a registration a user has
+// actually authorized is kept beyond UnusedClientTTL.
 func (s *Server) touchClient(ctx context.Context, c *Client) {
 	if c.FromDocument {
 		return

@@ -53,7 +53,7 @@ type consentView struct {
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	user := identity.FromContext(r.Context())
 	if user == nil || user.Subject == "" {
-		errorPage(w, http.StatusUnauthorized, errAccessDenied, "login required")
+		errorPage(w, r, http.StatusUnauthorized, errAccessDenied, "login required")
 		return
 	}
 	switch r.Method {
@@ -63,7 +63,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		s.consentPost(w, r, user)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		errorPage(w, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
+		errorPage(w, r, http.StatusMethodNotAllowed, errInvalidRequest, "method not allowed")
 	}
 }
 
@@ -73,16 +73,16 @@ func (s *Server) loadRequest(w http.ResponseWriter, r *http.Request, id string, 
 	err := s.getJSON(r.Context(), keyRequest+hashOf(id), &req)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
-		errorPage(w, http.StatusBadRequest, errInvalidRequest, "authorization request expired or unknown; start again from your application")
+		errorPage(w, r, http.StatusBadRequest, errInvalidRequest, "authorization request expired or unknown; start again from your application")
 		return nil, false
 	case err != nil:
 		s.storeErr(w, r, "load authorization request", err)
 		return nil, false
 	case !s.now().Before(req.ExpiresAt):
-		errorPage(w, http.StatusBadRequest, errInvalidRequest, "authorization request expired; start again from your application")
+		errorPage(w, r, http.StatusBadRequest, errInvalidRequest, "authorization request expired; start again from your application")
 		return nil, false
 	case req.Subject != "" && req.Subject != user.Subject:
-		errorPage(w, http.StatusForbidden, errAccessDenied, "this authorization request belongs to another user")
+		errorPage(w, r, http.StatusForbidden, errAccessDenied, "this authorization request belongs to another user")
 		return nil, false
 	}
 	return &req, true
@@ -97,7 +97,7 @@ func (s *Server) consentGet(w http.ResponseWriter, r *http.Request, user *identi
 	client, err := s.lookupClient(r.Context(), req.ClientID)
 	if err != nil {
 		if errors.Is(err, errUnknownClient) || errors.Is(err, errCIMD) {
-			errorPage(w, http.StatusBadRequest, errInvalidClient, "client is no longer registered")
+			errorPage(w, r, http.StatusBadRequest, errInvalidClient, "client is no longer registered")
 			return
 		}
 		s.storeErr(w, r, "lookup client", err)
@@ -188,7 +188,7 @@ func subset(a, b []string) bool {
 func (s *Server) consentPost(w http.ResponseWriter, r *http.Request, user *identity.Identity) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
-		errorPage(w, http.StatusBadRequest, errInvalidRequest, "malformed form")
+		errorPage(w, r, http.StatusBadRequest, errInvalidRequest, "malformed form")
 		return
 	}
 	id := r.PostForm.Get("request")
@@ -197,7 +197,7 @@ func (s *Server) consentPost(w http.ResponseWriter, r *http.Request, user *ident
 		return
 	}
 	if req.CSRFHash == "" || req.Subject != user.Subject || !equalHash(r.PostForm.Get("csrf"), req.CSRFHash) {
-		errorPage(w, http.StatusForbidden, errAccessDenied, "invalid consent form token; reload the page")
+		errorPage(w, r, http.StatusForbidden, errAccessDenied, "invalid consent form token; reload the page")
 		return
 	}
 	approve := r.PostForm.Get("action") == "approve"
@@ -233,7 +233,7 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, user 
 	req, err := s.takeRequest(ctx, id)
 	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
-			errorPage(w, http.StatusBadRequest, errInvalidRequest, "authorization request already answered")
+			errorPage(w, r, http.StatusBadRequest, errInvalidRequest, "authorization request already answered")
 			return
 		}
 		s.storeErr(w, r, "take authorization request", err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 )
@@ -313,4 +314,26 @@ func verifyAccess(t *testing.T, s *oauth.Server, raw string) oauth.AccessClaims 
 		t.Fatalf("verify access token: %v", err)
 	}
 	return c
+}
+
+// withRegistrationRate sets the registration limit, on the env's clock.
+func withRegistrationRate(rate ratelimit.Rate) envOpt {
+	return func(o *oauth.Options) {
+		l, err := ratelimit.New(rate, ratelimit.Options{Now: o.Now})
+		if err != nil {
+			panic(err)
+		}
+		o.RegistrationLimiter = l
+	}
+}
+
+// withRequestRate sets the /authorize limit, on the env's clock.
+func withRequestRate(rate ratelimit.Rate) envOpt {
+	return func(o *oauth.Options) {
+		l, err := ratelimit.New(rate, ratelimit.Options{Now: o.Now})
+		if err != nil {
+			panic(err)
+		}
+		o.RequestLimiter = l
+	}
 }

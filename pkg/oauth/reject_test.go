@@ -11,6 +11,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 )
 
 func TestRegistration(t *testing.T) {
@@ -32,7 +33,7 @@ func TestRegistration(t *testing.T) {
 		{"user info in redirect URI", map[string]any{"redirect_uris": []string{"https://user@app.example.com/cb"}}, 400, "invalid_redirect_uri", ""},
 		{"response_types without code", map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}, "response_types": []string{"token"}}, 400, "invalid_client_metadata", ""},
 	}
-	e := newMemEnv(t, func(o *oauth.Options) { o.RegistrationRateLimit = oauth.RateLimit{PerMinute: -1} })
+	e := newMemEnv(t, withRegistrationRate(ratelimit.Rate{PerMinute: 1000, Burst: 1000}))
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, m := e.register(tc.body)
@@ -68,7 +69,7 @@ func TestRegistrationNeedsJSON(t *testing.T) {
 }
 
 func TestRegistrationRateLimit(t *testing.T) {
-	e := newMemEnv(t, func(o *oauth.Options) { o.RegistrationRateLimit = oauth.RateLimit{PerMinute: 6, Burst: 2} })
+	e := newMemEnv(t, withRegistrationRate(ratelimit.Rate{PerMinute: 6, Burst: 2}))
 	body := map[string]any{"redirect_uris": []string{loopCB}, "token_endpoint_auth_method": "none"}
 	for i := range 2 {
 		if resp, m := e.register(body); resp.StatusCode != 201 {
@@ -100,7 +101,8 @@ func TestAuthorizeRejections(t *testing.T) {
 		name   string
 		mutate func(q url.Values)
 		// redirectErr is the error sent to the client; "" means an error
-		// page (no redirect) with pageErr.
+		// page (no redirect) with pageErr. /authorize never redirects an
+		// error (RFC 9700 §4.11.2; see TestAuthorizeErrorsStayOnTheProxy).
 		redirectErr string
 		pageErr     string
 	}{
@@ -114,13 +116,13 @@ func TestAuthorizeRejections(t *testing.T) {
 		{"loopback query differs", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:50999/callback?x=1") }, "", "invalid_request"},
 		{"loopback scheme differs", func(q url.Values) { q.Set("redirect_uri", "https://127.0.0.1:50999/callback") }, "", "invalid_request"},
 		{"repeated client_id", func(q url.Values) { q.Add("client_id", q.Get("client_id")) }, "", "invalid_request"},
-		{"missing PKCE challenge", func(q url.Values) { q.Del("code_challenge") }, "invalid_request", ""},
-		{"short PKCE challenge", func(q url.Values) { q.Set("code_challenge", "abc") }, "invalid_request", ""},
-		{"plain PKCE", func(q url.Values) { q.Set("code_challenge_method", "plain") }, "invalid_request", ""},
-		{"PKCE method omitted (defaults to plain)", func(q url.Values) { q.Del("code_challenge_method") }, "invalid_request", ""},
-		{"resource mismatch", func(q url.Values) { q.Set("resource", "https://evil.example.com/mcp") }, "invalid_target", ""},
-		{"two resources", func(q url.Values) { q.Add("resource", resource+"/other") }, "invalid_target", ""},
-		{"response_type token", func(q url.Values) { q.Set("response_type", "token") }, "unsupported_response_type", ""},
+		{"missing PKCE challenge", func(q url.Values) { q.Del("code_challenge") }, "", "invalid_request"},
+		{"short PKCE challenge", func(q url.Values) { q.Set("code_challenge", "abc") }, "", "invalid_request"},
+		{"plain PKCE", func(q url.Values) { q.Set("code_challenge_method", "plain") }, "", "invalid_request"},
+		{"PKCE method omitted (defaults to plain)", func(q url.Values) { q.Del("code_challenge_method") }, "", "invalid_request"},
+		{"resource mismatch", func(q url.Values) { q.Set("resource", "https://evil.example.com/mcp") }, "", "invalid_target"},
+		{"two resources", func(q url.Values) { q.Add("resource", resource+"/other") }, "", "invalid_target"},
+		{"response_type token", func(q url.Values) { q.Set("response_type", "token") }, "", "unsupported_response_type"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

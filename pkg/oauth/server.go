@@ -21,19 +21,24 @@
 //   - Codes and refresh tokens are stored under their SHA-256 as a grant
 //     record plus a separate single-use marker (PutOnce/TakeOnce); the record
 //     outlives the marker so a replay is recognised and the family revoked.
-//   - The registration rate limit is per replica (in memory).
+//   - Registration and authorization requests are rate-limited per client
+//     address, per replica (in memory; package ratelimit).
+//   - Errors at /authorize are shown on a page of the proxy, never
+//     redirected: anyone can register a redirect URI (RFC 9700 §4.11.2).
 package oauth
 
 import (
 	"context"
 	"errors"
-	"net"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
@@ -59,6 +64,10 @@ const (
 	DefaultCodeTTL         = 60 * time.Second
 	DefaultRequestTTL      = 10 * time.Minute
 	DefaultClientTTL       = 90 * 24 * time.Hour
+	// DefaultUnusedClientTTL: registering is anonymous, so a registration
+	// nobody completes a login with is dropped after a day instead of
+	// occupying the store for ClientTTL.
+	DefaultUnusedClientTTL = 24 * time.Hour
 	DefaultConsentTTL      = 90 * 24 * time.Hour
 	// codeReplayWindow is how long a redeemed code is remembered so that a
 	// replay can be detected and the tokens issued from it revoked.
@@ -102,11 +111,21 @@ type Options struct {
 	// replicas; a warning is logged).
 	SigningKeys [][]byte
 
-	// RegistrationRateLimit limits /oauth2/register per client IP.
-	RegistrationRateLimit RateLimit
-	// ClientIP returns the caller's IP for rate limiting. Default: the host
-	// of r.RemoteAddr.
-	ClientIP func(r *http.Request) string
+	// RegistrationLimiter limits /oauth2/register per client address.
+	// Nil means DefaultRegistrationRate.
+	RegistrationLimiter *ratelimit.Limiter
+	// RequestLimiter limits /oauth2/authorize, which stores a pending
+	// request for an unauthenticated caller, per client address. Share it
+	// with the browser login so one address has one budget for both. Nil
+	// means DefaultRequestRate.
+	RequestLimiter *ratelimit.Limiter
+	// ClientAddr returns the caller's address for the limits (normally
+	// bearer.TrustedProxies.ClientAddr). Default: r.RemoteAddr.
+	ClientAddr func(r *http.Request) netip.Addr
+	// UnusedClientTTL is how long a dynamic registration lives until a
+	// token is first issued to it; from then on each token request keeps
+	// it for ClientTTL. Default DefaultUnusedClientTTL.
+	UnusedClientTTL time.Duration
 
 	// CIMD configures client ID metadata documents.
 	CIMD CIMDOptions
@@ -119,13 +138,12 @@ type Options struct {
 
 // Server is the authorization server. Create it with New.
 type Server struct {
-	opts    Options
-	store   session.Store
-	log     *zap.Logger
-	now     func() time.Time
-	keys    *keySet
-	limiter *ipLimiter
-	cimd    *cimdFetcher
+	opts  Options
+	store session.Store
+	log   *zap.Logger
+	now   func() time.Time
+	keys  *keySet
+	cimd  *cimdFetcher
 }
 
 // New validates opts, loads the signing keys and returns a Server. It does no
@@ -147,14 +165,27 @@ func New(opts Options) (*Server, error) {
 		base := opts.BaseURL
 		opts.Resources = func(r *http.Request) []string { return []string{base(r)} }
 	}
-	if opts.ClientIP == nil {
-		opts.ClientIP = remoteIP
+	if opts.ClientAddr == nil {
+		opts.ClientAddr = remoteAddr
+	}
+	var err error
+	if opts.RegistrationLimiter == nil {
+		if opts.RegistrationLimiter, err = ratelimit.New(DefaultRegistrationRate, ratelimit.Options{Now: opts.Now}); err != nil {
+			return nil, fmt.Errorf("oauth: registration limit: %w", err)
+		}
+	}
+	if opts.RequestLimiter == nil {
+		if opts.RequestLimiter, err = ratelimit.New(DefaultRequestRate, ratelimit.Options{Now: opts.Now}); err != nil {
+			return nil, fmt.Errorf("oauth: authorization request limit: %w", err)
+		}
 	}
 	setDefault(&opts.AccessTokenTTL, DefaultAccessTokenTTL)
 	setDefault(&opts.RefreshTokenTTL, DefaultRefreshTokenTTL)
 	setDefault(&opts.CodeTTL, DefaultCodeTTL)
 	setDefault(&opts.RequestTTL, DefaultRequestTTL)
 	setDefault(&opts.ClientTTL, DefaultClientTTL)
+	setDefault(&opts.UnusedClientTTL, DefaultUnusedClientTTL)
+	opts.UnusedClientTTL = min(opts.UnusedClientTTL, opts.ClientTTL)
 	setDefault(&opts.ConsentTTL, DefaultConsentTTL)
 	keys, err := loadKeys(opts.SigningKeys)
 	if err != nil {
@@ -169,13 +200,12 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		opts:    opts,
-		store:   opts.Store,
-		log:     opts.Logger,
-		now:     opts.Now,
-		keys:    keys,
-		limiter: newIPLimiter(opts.RegistrationRateLimit, opts.Now),
-		cimd:    cimd,
+		opts:  opts,
+		store: opts.Store,
+		log:   opts.Logger,
+		now:   opts.Now,
+		keys:  keys,
+		cimd:  cimd,
 	}, nil
 }
 
@@ -185,12 +215,41 @@ func setDefault(d *time.Duration, v time.Duration) {
 	}
 }
 
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// Default limits for Options left nil.
+var (
+	// DefaultRegistrationRate allows a client address a burst of 10
+	// registrations, then one every 6 seconds: generous for real clients
+	// (one registration per install), tight for someone filling the store.
+	DefaultRegistrationRate = ratelimit.Rate{PerMinute: 10, Burst: 10}
+	// DefaultRequestRate allows a client address 60 authorization requests
+	// a minute: each is stored for RequestTTL, so one address can hold at
+	// most Burst + 60 x 10 of them (a few KiB each) at any time.
+	DefaultRequestRate = ratelimit.Rate{PerMinute: 60, Burst: 60}
+)
+
+// remoteAddr is the direct peer's address (the zero Addr when RemoteAddr
+// is not an IP address).
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		a, _ := netip.ParseAddr(r.RemoteAddr)
+		return a
 	}
-	return host
+	return ap.Addr()
+}
+
+// limited answers 429 with Retry-After when limiter has no token left for
+// r's client address, and reports whether it did.
+func (s *Server) limited(w http.ResponseWriter, r *http.Request, limiter *ratelimit.Limiter, what string) bool {
+	ok, wait := limiter.Allow(s.opts.ClientAddr(r))
+	if ok {
+		return false
+	}
+	// Debug: every refused request of a flood would otherwise add a line.
+	s.logFor(r.Context()).Debug("oauth: rate limited", zap.String("endpoint", r.URL.Path), zap.Stringer("client_addr", s.opts.ClientAddr(r)))
+	ratelimit.SetRetryAfter(w.Header(), wait)
+	errorPage(w, r, http.StatusTooManyRequests, errSlowDown, "too many "+what+" from your address; retry later")
+	return true
 }
 
 // Register mounts every endpoint on mux. consentWrapper wraps the consent
@@ -300,6 +359,12 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
+	// Without an external URL every URL in the document comes from the
+	// request's Host and (from a trusted proxy) X-Forwarded-Host/-Proto: a
+	// shared cache must key on them, or one host's document (or a spoofed
+	// one) is served for every host. With an external URL the values never
+	// change, so the Vary costs nothing but a few cache entries.
+	w.Header().Set("Vary", "Host, X-Forwarded-Host, X-Forwarded-Proto")
 	writeJSON(w, http.StatusOK, s.Metadata(r))
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -67,11 +68,44 @@ func (n HeaderNames) all() []string {
 	return out
 }
 
-// forwardingHeaders are the forwarding headers the proxy sets itself.
-// ReverseProxy removes only their canonical spelling before Rewrite; the
-// policy removes every other spelling (x_forwarded_for, ...) too, because
-// CGI-style upstreams map "_" and "-" to the same variable.
-var forwardingHeaders = [...]string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+// trustedForwarding are the forwarding headers a trusted ingress sets and
+// the upstream may rely on: from such a peer they pass in their canonical
+// spelling (X-Forwarded-For extended by this hop). From any other peer they
+// are removed, and X-Forwarded-For/-Host/-Proto replaced with what this hop
+// saw. ReverseProxy removes only the canonical spelling of the first three;
+// the policy removes every spelling of all of them (x_forwarded_for, ...),
+// because CGI-style upstreams map "_" and "-" to the same variable.
+// X-Forwarded-For must stay first: it is extended, the others are copied.
+var trustedForwarding = [...]string{
+	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-Ip",
+}
+
+// untrustedForwarding are request headers that some reverse proxy,
+// framework or CDN integration reads as the client's address, the public
+// scheme, host or port, the original URL, or the client's TLS certificate
+// (Spring, Symfony, Rails/Rack, Werkzeug, gunicorn, ASP.NET, Tornado, IIS,
+// ingress-nginx, Traefik, Envoy, Cloudflare, Akamai, Fastly ...). The proxy
+// removes them in every spelling from every request, even from a trusted
+// ingress: the ones the URL depends on would contradict X-Forwarded-*, the
+// URL overrides (X-Original-URL, X-Rewrite-URL) would route the upstream
+// to a path other than the one authorized here, and an ingress that does
+// not set the others itself passes its client's values through unchecked.
+var untrustedForwarding = [...]string{
+	"Forwarded", "Forwarded-For", "X-Forwarded", "X-Forwarded-By",
+	"X-Forwarded-Server", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Protocol",
+	"X-Forwarded-Https", "X-Forwarded-Uri", "X-Forwarded-Path", "X-Forwarded-Method",
+	"X-Forwarded-Client-Cert", "X-Forwarded-Tls-Client-Cert", "X-Forwarded-Tls-Client-Cert-Info",
+	"X-Original-Url", "X-Original-Uri", "X-Rewrite-Url", "X-Original-Host",
+	"X-Original-For", "X-Original-Proto", "X-Original-Prefix", "X-Original-Forwarded-For",
+	"X-Host", "X-Scheme", "X-Url-Scheme", "Front-End-Https", "X-Arr-Ssl", "X-Arr-Clientcert",
+	"X-Client-Ip", "Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Cf-Connecting-Ipv6",
+	"Fastly-Client-Ip", "Fly-Client-Ip", "X-Cluster-Client-Ip", "X-Appengine-Remote-Addr",
+	"X-Azure-Clientip", "X-Azure-Socketip", "X-Envoy-External-Address", "X-Envoy-Internal",
+	"X-Client-Cert", "X-Ssl-Client-Cert", "Ssl-Client-Cert",
+	// Only meaningful next to "Upgrade: h2c", which is never forwarded.
+	"Http2-Settings",
+}
 
 // headerPolicy is the immutable, precomputed form of the header settings that
 // the hot path reads through an atomic pointer.
@@ -80,16 +114,21 @@ type headerPolicy struct {
 	// canonical is names in canonical form, so setting them needs no
 	// per-request canonicalisation.
 	canonical HeaderNames
+	// assertion is the canonical name of the identity assertion header, ""
+	// when none is configured.
+	assertion string
 	// strip holds normalised names (lower case, "_" -> "-") removed from every
 	// forwarded request.
 	strip map[string]struct{}
 }
 
 // newHeaderPolicy builds the policy for names, always including both presets
-// so switching presets can never re-open a spoofing hole, plus stripHeaders.
-func newHeaderPolicy(names HeaderNames, stripHeaders []string) *headerPolicy {
+// so switching presets can never re-open a spoofing hole, plus stripHeaders,
+// every forwarding header and the identity assertion header.
+func newHeaderPolicy(names HeaderNames, stripHeaders []string, assertion string) *headerPolicy {
 	p := &headerPolicy{
-		names: names,
+		names:     names,
+		assertion: http.CanonicalHeaderKey(assertion),
 		canonical: HeaderNames{
 			User:     http.CanonicalHeaderKey(names.User),
 			Email:    http.CanonicalHeaderKey(names.Email),
@@ -108,7 +147,11 @@ func newHeaderPolicy(names HeaderNames, stripHeaders []string) *headerPolicy {
 	add(OriginalHeaderNames().all())
 	add(names.all())
 	add(stripHeaders)
-	add(forwardingHeaders[:])
+	add(trustedForwarding[:])
+	add(untrustedForwarding[:])
+	if assertion != "" {
+		add([]string{assertion})
+	}
 	return p
 }
 
@@ -190,6 +233,18 @@ func (p *headerPolicy) setIdentity(h http.Header, id *identity.Identity) {
 		values = append(values, headerSafe(f.value))
 		n := len(values)
 		h[f.name] = values[n-1 : n : n]
+	}
+}
+
+// setAssertion writes the signed identity assertion the authentication layer
+// put into ctx (identity.NewAssertionContext), if any, as the only value of
+// the assertion header.
+func (p *headerPolicy) setAssertion(h http.Header, ctx context.Context) {
+	if p.assertion == "" {
+		return
+	}
+	if jws := identity.AssertionFromContext(ctx); jws != "" {
+		h[p.assertion] = []string{jws}
 	}
 }
 

@@ -306,3 +306,136 @@ func TestSetHeadersHotReload(t *testing.T) {
 		t.Errorf("old-preset header still forwarded: %q", vs)
 	}
 }
+
+// TestClientForwardingHeaders: every header some upstream stack reads as
+// "where the request came from" or "what the URL was" is removed, in every
+// spelling, unless the direct peer is a trusted ingress; from a trusted
+// ingress, the ones ingresses set (X-Forwarded-For/-Host/-Proto/-Port/
+// -Prefix, X-Real-IP) pass in their canonical spelling, and the rest never
+// pass: they override the path (X-Original-URL), claim a client address
+// the ingress did not vouch for (True-Client-IP behind an ingress that
+// does not set it) or contradict X-Forwarded-Proto.
+func TestClientForwardingHeaders(t *testing.T) {
+	trusted := mustTrusted(t, "127.0.0.1/32").Trusts
+	untrusted := mustTrusted(t, "192.0.2.0/24").Trusts
+	tests := []struct {
+		key   string // raw key as the client sends it
+		check string // name the upstream would read it under
+		// fromTrusted is the value the upstream sees when a trusted
+		// ingress sent it ("" = removed); from an untrusted peer every
+		// one of them is removed or replaced with this hop's value.
+		fromTrusted string
+	}{
+		{key: "X-Real-IP", check: "X-Real-Ip", fromTrusted: "203.0.113.9"},
+		{key: "x_real_ip", check: "X-Real-Ip"},
+		{key: "X-Forwarded-Port", check: "X-Forwarded-Port", fromTrusted: "203.0.113.9"},
+		{key: "X_FORWARDED_PORT", check: "X-Forwarded-Port"},
+		{key: "X-Forwarded-Prefix", check: "X-Forwarded-Prefix", fromTrusted: "203.0.113.9"},
+		{key: "x-forwarded_prefix", check: "X-Forwarded-Prefix"},
+		{key: "X-Forwarded-Server", check: "X-Forwarded-Server"},
+		{key: "X-Forwarded-Ssl", check: "X-Forwarded-Ssl"},
+		{key: "X-Forwarded-Scheme", check: "X-Forwarded-Scheme"},
+		{key: "X-Forwarded-Protocol", check: "X-Forwarded-Protocol"},
+		{key: "X-Forwarded-Uri", check: "X-Forwarded-Uri"},
+		{key: "X-Forwarded-Method", check: "X-Forwarded-Method"},
+		{key: "X-Forwarded-Client-Cert", check: "X-Forwarded-Client-Cert"},
+		{key: "X-Forwarded-Tls-Client-Cert", check: "X-Forwarded-Tls-Client-Cert"},
+		{key: "X-Forwarded", check: "X-Forwarded"},
+		{key: "Forwarded-For", check: "Forwarded-For"},
+		{key: "X-Original-URL", check: "X-Original-Url"},
+		{key: "x_original_url", check: "X-Original-Url"},
+		{key: "X-Original-URI", check: "X-Original-Uri"},
+		{key: "X-Rewrite-URL", check: "X-Rewrite-Url"},
+		{key: "X-Original-Host", check: "X-Original-Host"},
+		{key: "X-Original-Forwarded-For", check: "X-Original-Forwarded-For"},
+		{key: "X-Host", check: "X-Host"},
+		{key: "X-Scheme", check: "X-Scheme"},
+		{key: "X-Url-Scheme", check: "X-Url-Scheme"},
+		{key: "Front-End-Https", check: "Front-End-Https"},
+		{key: "X-Client-IP", check: "X-Client-Ip"},
+		{key: "Client-IP", check: "Client-Ip"},
+		{key: "True-Client-IP", check: "True-Client-Ip"},
+		{key: "CF-Connecting-IP", check: "Cf-Connecting-Ip"},
+		{key: "Fastly-Client-IP", check: "Fastly-Client-Ip"},
+		{key: "X-Cluster-Client-IP", check: "X-Cluster-Client-Ip"},
+		{key: "X-Envoy-External-Address", check: "X-Envoy-External-Address"},
+		{key: "Forwarded", check: "Forwarded"},
+		{key: "x_forwarded_host", check: "X-Forwarded-Host", fromTrusted: "127.0.0.1:"}, // this hop's Host: never the spoof
+		{key: "HTTP2-Settings", check: "Http2-Settings"},
+		// The identity assertion is the proxy's alone, even from an ingress.
+		{key: "X-MCP-Identity-Assertion", check: "X-Mcp-Identity-Assertion"},
+		{key: "X-MCP_Identity-Assertion", check: "X-Mcp-Identity-Assertion"},
+		{key: "x_mcp_identity_assertion", check: "X-Mcp-Identity-Assertion"},
+	}
+	for _, peer := range []struct {
+		name  string
+		trust func(*http.Request) bool
+	}{{"untrusted", untrusted}, {"trusted", trusted}} {
+		for _, tt := range tests {
+			t.Run(peer.name+"/"+tt.key, func(t *testing.T) {
+				up, got := headerCapture(t)
+				p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL), TrustForwarded: peer.trust, AssertionHeader: assertionHeader})
+				front := frontServer(t, withIdentity(p, &identity.Identity{Subject: "alice"}, ""))
+				sendRaw(t, t.Context(), http.MethodGet, front.URL+"/mcp", map[string]string{tt.key: "203.0.113.9"})
+				h := receive(t, got)
+				vs := normalisedValues(h, tt.check)
+				want := ""
+				if peer.name == "trusted" {
+					want = tt.fromTrusted
+				}
+				switch {
+				case want == "" && len(vs) > 0 && strings.Contains(strings.Join(vs, ","), "203.0.113.9"):
+					t.Errorf("%s from a peer that is %s reached the upstream as %s: %q", tt.key, peer.name, tt.check, vs)
+				case want != "" && (len(vs) != 1 || !strings.HasPrefix(vs[0], want)):
+					t.Errorf("%s from a trusted ingress: upstream %s = %q, want [%s...]", tt.key, tt.check, vs, want)
+				}
+			})
+		}
+	}
+}
+
+// assertionHeader is resource.AssertionHeader (not imported: the proxy does
+// not depend on the resource package either).
+const assertionHeader = "X-MCP-Identity-Assertion"
+
+// TestAssertionOnlyFromTheAuthenticationLayer: the upstream gets exactly
+// the assertion the authentication layer put into the context, never one
+// of the client's, whatever the spelling or the peer.
+func TestAssertionOnlyFromTheAuthenticationLayer(t *testing.T) {
+	forged := map[string]string{
+		"X-MCP-Identity-Assertion": "forged-1", "X-MCP_Identity-Assertion": "forged-2",
+		"x_mcp_identity_assertion": "forged-3", "X-MCP-IDENTITY-ASSERTION": "forged-4",
+	}
+	tests := []struct {
+		name      string
+		assertion string // what the authentication layer hands over
+		trust     func(*http.Request) bool
+	}{
+		{name: "signed assertion replaces forged ones", assertion: "signed.jws.value"},
+		{name: "signed assertion, trusted ingress", assertion: "signed.jws.value", trust: mustTrusted(t, "127.0.0.1/32").Trusts},
+		{name: "no assertion: forged ones removed", assertion: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up, got := headerCapture(t)
+			p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL), AssertionHeader: assertionHeader, TrustForwarded: tt.trust})
+			h := withIdentity(p, &identity.Identity{Subject: "alice"}, "")
+			if tt.assertion != "" {
+				inner := h
+				h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					inner.ServeHTTP(w, r.WithContext(identity.NewAssertionContext(r.Context(), tt.assertion)))
+				})
+			}
+			front := frontServer(t, h)
+			sendRaw(t, t.Context(), http.MethodGet, front.URL+"/mcp", forged)
+			vs := normalisedValues(receive(t, got), assertionHeader)
+			var want []string
+			if tt.assertion != "" {
+				want = []string{tt.assertion}
+			}
+			if strings.Join(vs, "|") != strings.Join(want, "|") {
+				t.Fatalf("upstream %s = %q, want %q", assertionHeader, vs, want)
+			}
+		})
+	}
+}

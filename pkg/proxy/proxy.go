@@ -5,7 +5,8 @@
 // restarting is ridden out with retries and a circuit breaker.
 //
 // It is a thin policy layer over net/http/httputil.ReverseProxy, which does
-// the forwarding, hop-by-hop handling, protocol upgrades and flushing.
+// the forwarding, hop-by-hop handling, protocol upgrades (WebSocket only:
+// see onlyWebSocketUpgrade) and flushing.
 package proxy
 
 import (
@@ -74,13 +75,22 @@ type Options struct {
 	// forwarding, typically "Authorization": the client's token is for the
 	// proxy, not for the MCP server.
 	StripHeaders []string
+	// AssertionHeader names the header carrying the signed identity
+	// assertion (resource.AssertionHeader). It is removed in any spelling
+	// from every request, whatever its peer, and set only from
+	// identity.AssertionFromContext. Empty means the proxy knows of no
+	// assertion header (it is then only stripped if listed in StripHeaders).
+	AssertionHeader string
 	// TrustForwarded decides per request whether its direct peer is a
 	// trusted ingress (typically bearer.TrustedProxies.Trusts). For such a
 	// request the incoming X-Forwarded-For is kept and this hop's peer
-	// appended, and the incoming X-Forwarded-Host/-Proto are kept, so the
-	// upstream sees the public scheme and host rather than this hop's. For
-	// every other request (and when nil) they are replaced with what this
-	// hop saw, so clients cannot forge their address or the public URL.
+	// appended, and the incoming X-Forwarded-Host/-Proto/-Port/-Prefix and
+	// X-Real-IP are kept, so the upstream sees the public scheme, host and
+	// client rather than this hop's. For every other request (and when nil)
+	// X-Forwarded-For/-Host/-Proto are replaced with what this hop saw and
+	// the others removed, so clients cannot forge their address or the
+	// public URL. Every other forwarding header (X-Original-URL,
+	// True-Client-IP, Forwarded, ...) is removed from every request.
 	TrustForwarded func(r *http.Request) bool
 	// Retry configures retries of idempotent requests while the upstream is
 	// restarting.
@@ -106,14 +116,15 @@ type Options struct {
 // request context (identity.NewContext); a request without one is
 // forwarded anonymously, with every identity header removed.
 type Proxy struct {
-	upstream *url.URL
-	trustFwd func(r *http.Request) bool
-	policy   atomic.Pointer[headerPolicy]
-	strip    []string
-	cookies  *cookieFilter
-	rp       *httputil.ReverseProxy
-	logger   *zap.Logger
-	obs      Observer
+	upstream  *url.URL
+	trustFwd  func(r *http.Request) bool
+	policy    atomic.Pointer[headerPolicy]
+	strip     []string
+	assertion string
+	cookies   *cookieFilter
+	rp        *httputil.ReverseProxy
+	logger    *zap.Logger
+	obs       Observer
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -139,12 +150,13 @@ func New(opts Options) (*Proxy, error) {
 		obs = nopObserver{}
 	}
 	p := &Proxy{
-		upstream: opts.Upstream,
-		trustFwd: opts.TrustForwarded,
-		strip:    append([]string(nil), opts.StripHeaders...),
-		cookies:  newCookieFilter(opts.StripCookies),
-		logger:   logger,
-		obs:      obs,
+		upstream:  opts.Upstream,
+		trustFwd:  opts.TrustForwarded,
+		strip:     append([]string(nil), opts.StripHeaders...),
+		assertion: opts.AssertionHeader,
+		cookies:   newCookieFilter(opts.StripCookies),
+		logger:    logger,
+		obs:       obs,
 	}
 	p.SetHeaders(opts.Headers)
 
@@ -208,7 +220,7 @@ func (p *Proxy) SetHeaders(names HeaderNames) {
 		names = DefaultHeaderNames()
 		names.Extra = extra
 	}
-	p.policy.Store(newHeaderPolicy(names, p.strip))
+	p.policy.Store(newHeaderPolicy(names, p.strip, p.assertion))
 }
 
 // Headers returns the identity header names currently in use.
@@ -222,34 +234,38 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // rewrite is the ReverseProxy Rewrite hook. ReverseProxy has already
-// removed hop-by-hop headers (keeping Connection/Upgrade for WebSocket) and
-// the canonical forwarding headers.
+// removed hop-by-hop headers (keeping Connection/Upgrade for any requested
+// protocol upgrade) and the canonical forwarding headers.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.upstream)
 	policy := p.policy.Load()
 	out := pr.Out.Header
+	onlyWebSocketUpgrade(out)
 	// First remove every spelling of every header we manage, then set ours.
 	policy.stripFrom(out)
 	p.cookies.apply(out)
 
 	trusted := p.trustFwd != nil && p.trustFwd(pr.In)
 	if trusted {
-		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
 			out["X-Forwarded-For"] = append([]string(nil), xff...)
 		}
 	}
 	pr.SetXForwarded()
 	if trusted {
-		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
-			out.Set("X-Forwarded-Host", v)
-		}
-		if v := pr.In.Header.Get("X-Forwarded-Proto"); v != "" {
-			out.Set("X-Forwarded-Proto", v)
+		// Only the canonical spelling, and only its first value: what a
+		// well-behaved ingress sets. The slices are shared with the incoming
+		// request (capped, so an append can never write into it).
+		for _, k := range trustedForwarding[1:] {
+			if vs := pr.In.Header[k]; len(vs) > 0 && vs[0] != "" {
+				out[k] = vs[:1:1]
+			}
 		}
 	}
 
 	ctx := pr.In.Context()
 	policy.setIdentity(out, identity.FromContext(ctx))
+	policy.setAssertion(out, ctx)
 	if id := requestid.FromContext(ctx); id != "" {
 		out.Set(requestid.Header, id)
 	}

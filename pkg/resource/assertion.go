@@ -15,6 +15,8 @@ import (
 )
 
 // AssertionHeader carries the signed identity assertion to the MCP server.
+// The proxy (proxy.Options.AssertionHeader) strips it in any spelling from
+// every request and sets it from the context Wrap fills.
 const AssertionHeader = "X-MCP-Identity-Assertion"
 
 // DefaultAssertionTTL is the assertion lifetime: long enough for clock skew
@@ -114,13 +116,14 @@ func (a *Asserter) Claims(r *http.Request, id *identity.Identity) map[string]any
 	return c
 }
 
-// Wrap removes any assertion the client sent and adds a fresh one for the
-// caller in the context. Without an identity the request passes without an
-// assertion; failing to sign is a 500 (the upstream must not get a request
-// it would treat as anonymous by mistake).
+// Wrap adds a fresh assertion for the caller in the context, handed to the
+// proxy with identity.NewAssertionContext: the proxy removes every
+// client-sent spelling of AssertionHeader from every forwarded request and
+// is the only one to set it. Without an identity the request passes without
+// an assertion; failing to sign is a 500 (the upstream must not get a
+// request it would treat as anonymous by mistake).
 func (a *Asserter) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Header.Del(AssertionHeader)
 		if id := identity.FromContext(r.Context()); id != nil {
 			jws, err := a.signer.Sign(a.Claims(r, id))
 			if err != nil {
@@ -128,7 +131,7 @@ func (a *Asserter) Wrap(next http.Handler) http.Handler {
 				apierror.Write(w, r, http.StatusInternalServerError, apierror.CodeInternal, "could not sign the identity assertion")
 				return
 			}
-			r.Header.Set(AssertionHeader, jws)
+			r = r.WithContext(identity.NewAssertionContext(r.Context(), jws))
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -56,6 +56,11 @@ func TestMetadataAtBothPaths(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 			t.Fatalf("%s: status %d, err %v, headers %v", p, resp.StatusCode, err, resp.Header)
 		}
+		// The document is built from Host / X-Forwarded-*: shared caches
+		// must key on them.
+		if v := resp.Header.Get("Vary"); !strings.Contains(v, "Host") || !strings.Contains(v, "X-Forwarded-Host") || !strings.Contains(v, "X-Forwarded-Proto") {
+			t.Fatalf("%s: Vary = %q", p, v)
+		}
 		if doc["resource"] != srv.URL+"/mcp" || doc["resource_name"] != "Demo MCP" {
 			t.Fatalf("%s: doc = %v", p, doc)
 		}
@@ -532,7 +537,7 @@ func TestAsserter(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got string
-	h := a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Get(resource.AssertionHeader) }))
+	h := a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = identity.AssertionFromContext(r.Context()) }))
 	req := httptest.NewRequest("POST", "/mcp", nil)
 	req.Header.Set(resource.AssertionHeader, "spoofed")
 	req = req.WithContext(identity.NewContext(req.Context(), &identity.Identity{Subject: "alice", Email: "a@example.com", Groups: []string{"dev"}, Method: "bearer"}))
@@ -553,11 +558,12 @@ func TestAsserter(t *testing.T) {
 		t.Fatalf("assertion = %+v", tok)
 	}
 
-	// Without identity, a spoofed assertion is still removed.
+	// Without identity, nothing is asserted (a client's header is the
+	// proxy's to strip: pkg/proxy TestClientForwardingHeaders).
 	req = httptest.NewRequest("POST", "/mcp", nil)
 	req.Header.Set(resource.AssertionHeader, "spoofed")
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	if got != "" {
-		t.Fatalf("spoofed assertion forwarded: %q", got)
+		t.Fatalf("assertion without an identity: %q", got)
 	}
 }

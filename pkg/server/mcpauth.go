@@ -60,10 +60,11 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 			AccessTokenTTL:  cfg.OAuth.AccessTokenTTL,
 			RefreshTokenTTL: cfg.OAuth.RefreshTokenTTL,
 			SigningKeys:     keys,
-			RegistrationRateLimit: oauth.RateLimit{
-				PerMinute: float64(cfg.OAuth.RegistrationsPerMinute),
-				Burst:     cfg.OAuth.RegistrationsPerMinute,
-			},
+
+			RegistrationLimiter: s.limits.register,
+			RequestLimiter:      s.limits.login,
+			ClientAddr:          s.limits.addr,
+
 			CIMD:   oauth.CIMDOptions{AllowPrivateAddresses: cfg.OAuth.AllowPrivateClientMetadata},
 			Logger: s.log.Named("oauth"),
 			Now:    s.opts.Now,

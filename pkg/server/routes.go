@@ -50,15 +50,18 @@ func (s *Server) routes() http.Handler {
 	}
 	public := wrap(routePublic, s.proxy)
 
+	// Endpoints the proxy parses itself read their body within a deadline.
+	ownRoute := func(route string, h http.Handler) http.Handler { return wrap(route, s.boundBody(h)) }
+
 	mux := http.NewServeMux()
 	if s.authn != nil {
 		own := s.authn.Handler()
-		mux.Handle("/oauth2/", wrap(routeLogin, own))
-		mux.Handle("/api/v1/session", wrap(routeSession, own))
+		mux.Handle("/oauth2/", ownRoute(routeLogin, own))
+		mux.Handle("/api/v1/session", ownRoute(routeSession, own))
 		oauthMux := http.NewServeMux()
 		s.mcp.register(oauthMux, s.authn.Middleware)
 		for _, p := range oauthPatterns(s.mcp) {
-			mux.Handle(p, wrap(routeOAuth, oauthMux))
+			mux.Handle(p, ownRoute(routeOAuth, oauthMux))
 		}
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -28,6 +28,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tracing"
 )
@@ -66,6 +67,7 @@ type Server struct {
 	base    bearer.ExternalURL
 	mcp     *mcpAuth
 	health  *health
+	limits  *clientLimits
 	started time.Time
 	handler http.Handler
 }
@@ -96,6 +98,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	trusted, err := bearer.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("trusted_proxies: %w", err)
+	}
+	s.limits, err = newClientLimits(cfg, trusted, opts.Now)
+	if err != nil {
+		return nil, err
 	}
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
@@ -175,6 +181,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			// API callers without a session get the MCP authorization
 			// spec's challenge, which sends MCP clients to the metadata.
 			Unauthenticated: http.HandlerFunc(s.mcp.rs.Challenge),
+			Limiter:         s.limits.login,
+			ClientAddr:      s.limits.addr,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("building authenticator: %w", err)
@@ -185,12 +193,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		strip = s.authn.CookieNames()
 	}
 	s.proxy, err = proxy.New(proxy.Options{
-		Upstream:       upstream,
-		Headers:        headerNames(cfg.Headers),
-		StripCookies:   strip,
-		StripHeaders:   []string{"Authorization", "Proxy-Authorization"},
-		TrustForwarded: trusted.Trusts,
-		Retry:          proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
+		Upstream:        upstream,
+		Headers:         headerNames(cfg.Headers),
+		StripCookies:    strip,
+		StripHeaders:    []string{"Authorization", "Proxy-Authorization"},
+		AssertionHeader: resource.AssertionHeader,
+		TrustForwarded:  trusted.Trusts,
+		Retry:           proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
 		Breaker: proxy.BreakerOptions{
 			Failures:     cfg.UpstreamPolicy.BreakerFailures,
 			OpenDuration: cfg.UpstreamPolicy.BreakerOpenFor,
