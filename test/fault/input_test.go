@@ -45,6 +45,11 @@ const (
 	// headerLimit is the serving listener's MaxHeaderBytes (64 KiB; Go
 	// allows 4 KiB more before answering 431).
 	headerLimit = 64 << 10
+	// bodyTimeout is the sidecar's --request-body-timeout here: how long
+	// the proxy's own endpoints wait for a request body before 408.
+	bodyTimeout = 3 * time.Second
+	// slowBodies is how many trickled bodies are sent at once.
+	slowBodies = 20
 )
 
 // Slow and oversized input against the built sidecar.
@@ -57,14 +62,15 @@ const (
 // keeps serving meanwhile, and its memory grows by less than slowRSSGrowth
 // with slowConns of them open.
 //
-// Slow bodies (408 after the body read deadline) are not covered here:
-// that deadline is being added on another branch.
+// Last, trickled bodies to the proxy's own endpoints get 408 within the
+// body read deadline (request_body_timeout, bodyTimeout here) + closeMargin.
 func TestSlowAndOversizedInput(t *testing.T) {
 	bin := buildSidecar(t)
 	idp := oidcprovider.Start(t, oidcprovider.Options{})
 	up := startUpstream(t)
 	sc := startSidecar(t, bin, func(listen, admin string) []string {
-		return append(stack.Flags(listen, admin, up.URL, idp.Issuer()), "--log-level", "warn")
+		return append(stack.Flags(listen, admin, up.URL, idp.Issuer()),
+			"--log-level", "warn", "--request-body-timeout", bodyTimeout.String())
 	})
 	addr := strings.TrimPrefix(sc.URL, "http://")
 
@@ -109,8 +115,8 @@ func TestSlowAndOversizedInput(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, sc.URL+tc.path, bytes.NewReader(body))
 			req.Header.Set("Content-Type", tc.contentType)
 			res := doRequest(t, req)
-			if res.Status != http.StatusRequestEntityTooLarge {
-				t.Errorf("POST %s with a 1 MiB body = %s; promised 413", tc.path, res)
+			if res.Status != http.StatusRequestEntityTooLarge || errorCode(res) != "request_too_large" {
+				t.Errorf("POST %s with a 1 MiB body = %s; promised 413 request_too_large", tc.path, res)
 			}
 		}
 	})
@@ -239,6 +245,74 @@ func TestSlowAndOversizedInput(t *testing.T) {
 			return nil
 		})
 	})
+
+	// Last: the body read deadline of the proxy's own endpoints.
+	t.Run("slow bodies to the proxy's own endpoints get 408", func(t *testing.T) {
+		type answer struct {
+			status int
+			after  time.Duration
+			err    error
+		}
+		answers := make(chan answer, slowBodies)
+		for i := range slowBodies {
+			path := []string{"/oauth2/token", "/oauth2/revoke", "/oauth2/logout", "/oauth2/register"}[i%4]
+			go func() {
+				status, after, err := slowBody(addr, path)
+				answers <- answer{status, after, err}
+			}()
+		}
+		var slowest time.Duration
+		for range slowBodies {
+			a := <-answers
+			slowest = max(slowest, a.after)
+			if a.err != nil || a.status != http.StatusRequestTimeout || a.after > bodyTimeout+closeMargin {
+				t.Errorf("trickled body = %d after %s (%v); promised 408 within %s", a.status, a.after, a.err, bodyTimeout+closeMargin)
+			}
+		}
+		t.Logf("measured: %d trickled bodies answered 408, the last %s after their headers (bound: request_body_timeout %s + %s)",
+			slowBodies, slowest.Round(time.Millisecond), bodyTimeout, closeMargin)
+	})
+}
+
+// slowBody sends the headers of a POST to path declaring a 1000-byte form
+// body, then one body byte every 500ms, and returns the answer's status and
+// how long after the headers it came.
+func slowBody(addr, path string) (int, time.Duration, error) {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(bodyTimeout + closeMargin + 5*time.Second))
+	start := time.Now()
+	head := "POST " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+	if _, err := io.WriteString(conn, head); err != nil {
+		return 0, 0, err
+	}
+	type answer struct {
+		status int
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		_ = resp.Body.Close()
+		answered <- answer{status: resp.StatusCode}
+	}()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-answered:
+			return a.status, time.Since(start), a.err
+		case <-tick.C:
+			_, _ = conn.Write([]byte("a"))
+		}
+	}
 }
 
 // rawStatus writes raw to a new connection and returns the status code of
