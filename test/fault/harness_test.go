@@ -1,7 +1,6 @@
 package fault
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -89,6 +87,11 @@ func newEnv(tb testing.TB, redisOpts ...redisserver.Option) *env {
 		tb.Fatal(err)
 	}
 	e.firstLn, e.external = ln, "http://"+ln.Addr().String()
+	tb.Cleanup(func() {
+		if e.firstLn != nil {
+			_ = e.firstLn.Close()
+		}
+	})
 	if redisOpts != nil {
 		e.redis = redisserver.Start(tb, redisOpts...)
 		e.redisArgs = []string{"--redis-url", e.redis.URL()}
@@ -96,20 +99,18 @@ func newEnv(tb testing.TB, redisOpts ...redisserver.Option) *env {
 	return e
 }
 
-// replica is one running proxy, a client that reaches it (whatever host
-// a URL names) and its logs.
+// replica is one running proxy and a client that reaches it (whatever
+// host a URL names).
 type replica struct {
 	*stack.Proxy
 	name     string
 	external string
 	client   *http.Client
-	logs     *logSink
 }
 
 type replicaOptions struct {
-	args       []string
-	now        func() time.Time
-	httpClient *http.Client
+	args []string
+	now  func() time.Time
 }
 
 // start runs a replica until the test ends. Every replica shares the
@@ -117,7 +118,7 @@ type replicaOptions struct {
 // the env has one, the Redis store.
 func (e *env) start(tb testing.TB, name string, o replicaOptions) *replica {
 	tb.Helper()
-	sink := &logSink{}
+	sink := &syncBuffer{}
 	ln := e.firstLn
 	e.firstLn = nil
 	p, err := stack.StartProxy(context.Background(), stack.ProxyOptions{
@@ -137,12 +138,12 @@ func (e *env) start(tb testing.TB, name string, o replicaOptions) *replica {
 		Logger: func(level zap.AtomicLevel) *zap.Logger {
 			return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), sink, level))
 		},
-		Now: o.now, HTTPClient: o.httpClient, Timeout: setupTimeout,
+		Now: o.now, Timeout: setupTimeout,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &replica{Proxy: p, name: name, external: e.external, logs: sink,
+	r := &replica{Proxy: p, name: name, external: e.external,
 		client: &http.Client{Transport: dialTo(strings.TrimPrefix(p.URL, "http://")), Timeout: setupTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	tb.Cleanup(func() {
@@ -150,7 +151,7 @@ func (e *env) start(tb testing.TB, name string, o replicaOptions) *replica {
 			tb.Errorf("replica %s: Serve returned %v, want nil", name, err)
 		}
 		if tb.Failed() {
-			tb.Logf("replica %s log tail:\n%s", name, sink.tail(6000))
+			tb.Logf("replica %s log tail:\n%s", name, tailOf(sink.String(), 6000))
 		}
 	})
 	return r
@@ -262,38 +263,6 @@ func (r *replica) get(ctx context.Context, path string, cred credential, header 
 
 // jsonAPI is how an API client (not a browser) asks.
 var jsonAPI = http.Header{"Accept": {"application/json"}}
-
-// ---------------------------------------------------------------------------
-// Logs.
-
-// logSink collects a replica's JSON log lines.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *logSink) Sync() error { return nil }
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// tail is the last n bytes of the log.
-func (s *logSink) tail(n int) string {
-	out := s.String()
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	return out
-}
 
 // newJar is an empty cookie jar.
 func newJar(tb testing.TB) http.CookieJar {

@@ -144,7 +144,8 @@ func (s *sidecar) signal(tb testing.TB, sig syscall.Signal) {
 // exitCode is the process's exit code once it has exited.
 func (s *sidecar) exitCode() int { return s.cmd.ProcessState.ExitCode() }
 
-// syncBuffer is a bytes.Buffer safe for the process's writers and the test.
+// syncBuffer is a bytes.Buffer safe for concurrent writers (a process's
+// output, a replica's logger) and the test reading it.
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -155,6 +156,9 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
+
+// Sync lets a zap core write to the buffer.
+func (b *syncBuffer) Sync() error { return nil }
 
 func (b *syncBuffer) String() string {
 	b.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -76,6 +75,3 @@ func StartSentinel(tb testing.TB, o SentinelOptions) *Server {
 	}
 	return Start(tb, func(c *config) { c.sentinel = &sentinelConfig{opts: o} })
 }
-
-// Port is the TCP port the server listens on.
-func (s *Server) Port() string { return strconv.Itoa(s.port) }
