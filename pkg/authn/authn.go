@@ -153,6 +153,10 @@ type Options struct {
 	// RedirectURL returns the absolute external callback URL for r (the
 	// redirect_uri registered at the provider). Required.
 	RedirectURL func(r *http.Request) string
+	// BaseURL returns the proxy's external base URL for r; its origin is the
+	// only one a logout POST may come from. Default: the origin of
+	// RedirectURL.
+	BaseURL func(r *http.Request) string
 	// PostLogoutRedirectURL is sent to the provider's end_session_endpoint
 	// and used directly when the provider has none (default "/").
 	PostLogoutRedirectURL string

@@ -396,10 +396,10 @@ func TestLogout(t *testing.T) {
 		wantCode int
 		wantLoc  string
 	}{
-		{"navigation to end_session", "https://idp.example/logout", "https://app.example/bye", "GET", navHeader, http.StatusSeeOther, "https://idp.example/logout?"},
-		{"form post to end_session", "https://idp.example/logout", "", "POST", http.Header{"Sec-Fetch-Mode": {"navigate"}}, http.StatusSeeOther, "https://idp.example/logout?"},
-		{"no end_session, post logout url", "", "https://app.example/bye", "GET", navHeader, http.StatusSeeOther, "https://app.example/bye"},
-		{"no end_session, root", "", "", "GET", navHeader, http.StatusSeeOther, "/"},
+		{"navigation to end_session", "https://idp.example/logout", "https://app.example/bye", "GET", logoutNavHeader, http.StatusSeeOther, "https://idp.example/logout?"},
+		{"form post to end_session", "https://idp.example/logout", "", "POST", http.Header{"Sec-Fetch-Mode": {"navigate"}, "Origin": {"https://app.example"}}, http.StatusSeeOther, "https://idp.example/logout?"},
+		{"no end_session, post logout url", "", "https://app.example/bye", "GET", logoutNavHeader, http.StatusSeeOther, "https://app.example/bye"},
+		{"no end_session, root", "", "", "GET", logoutNavHeader, http.StatusSeeOther, "/"},
 		{"api caller", "https://idp.example/logout", "", "POST", nil, http.StatusOK, ""},
 	}
 	for _, tt := range tests {

@@ -194,6 +194,9 @@ func doAs(h http.Handler, method, target string, header http.Header, cookies ...
 
 var navHeader = http.Header{"Sec-Fetch-Mode": {"navigate"}, "Accept": {"text/html"}}
 
+// logoutNavHeader is a click on a logout link of the proxy's own pages.
+var logoutNavHeader = http.Header{"Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Site": {"same-origin"}, "Accept": {"text/html"}}
+
 // startLogin runs GET /oauth2/start and returns the state and state cookie.
 func startLogin(t *testing.T, h http.Handler, a *Authenticator, rd string) (string, *http.Cookie) {
 	t.Helper()

@@ -167,7 +167,7 @@ func TestRealLoginAcrossReplicas(t *testing.T) {
 	}
 
 	// Logout on A is seen by B.
-	out := do(c.a.h, http.MethodGet, LogoutPath, navHeader, ck)
+	out := do(c.a.h, http.MethodGet, LogoutPath, logoutNavHeader, ck)
 	loc, _ := out.Location()
 	if out.StatusCode != http.StatusSeeOther || loc == nil || !strings.HasPrefix(loc.String(), c.op.Issuer()) || loc.Query().Get("id_token_hint") == "" {
 		t.Fatalf("logout: %d %v", out.StatusCode, loc)

@@ -3,11 +3,15 @@ package authn
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
@@ -22,8 +26,20 @@ type logoutResponse struct {
 // provider's end_session_endpoint so the provider session ends too. If the
 // store cannot delete the session the cookie is kept and the caller gets a
 // 503: claiming a logout that did not happen would be worse.
+//
+// Only the proxy's own site may log a user out (logoutAllowed): another
+// site's link gets a confirmation page that POSTs, and a POST from another
+// origin is refused.
 func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
+	switch a.logoutAllowed(r) {
+	case logoutConfirm:
+		writeLogoutConfirmation(w)
+		return
+	case logoutRefuse:
+		apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "logout refused: it must come from this site (POST from its own origin)")
+		return
+	}
 	var idToken string
 	if t, f := a.ticketFromRequest(r); f == failNone {
 		cur, err := a.load(r.Context(), t)
@@ -62,6 +78,118 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, logoutResponse{LoggedOut: true, EndSessionURL: endURL})
+}
+
+// logoutVerdict is what handleLogout does with a request.
+type logoutVerdict int
+
+const (
+	logoutProceed logoutVerdict = iota
+	logoutConfirm               // show the confirmation page
+	logoutRefuse                // 403
+)
+
+// logoutAllowed decides whether r may end the session, from Fetch Metadata
+// and Origin, so that another site cannot log the user out (the session
+// cookie is SameSite=Lax, which a top-level cross-site GET still carries):
+//
+//   - GET: only with Sec-Fetch-Site same-origin (a link on the proxy's own
+//     pages) or none (typed, bookmarked). Anything else, including no Fetch
+//     Metadata at all (old browsers, curl, an <img> in an old browser), gets
+//     the confirmation page, which costs a legitimate user one click.
+//   - POST: an Origin must be the proxy's own origin ("null" only with
+//     Sec-Fetch-Site same-origin);
+//     without Origin, Sec-Fetch-Site must be same-origin when present. A
+//     POST with neither comes from a non-browser client (curl, scripts
+//     holding the cookie themselves) and is accepted: every browser in
+//     support sends Origin with a POST, and a cross-site POST would not
+//     carry the SameSite=Lax cookie anyway.
+func (a *Authenticator) logoutAllowed(r *http.Request) logoutVerdict {
+	site := strings.ToLower(strings.TrimSpace(r.Header.Get("Sec-Fetch-Site")))
+	if r.Method != http.MethodPost {
+		if site == "same-origin" || site == "none" {
+			return logoutProceed
+		}
+		return logoutConfirm
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if own := originOf(a.ownBaseURL(r)); own != "" && originOf(origin) == own {
+			return logoutProceed
+		}
+		// Browsers send "null" from a page with Referrer-Policy:
+		// no-referrer; Fetch Metadata still tells where it came from.
+		if origin == "null" && site == "same-origin" {
+			return logoutProceed
+		}
+		return logoutRefuse
+	}
+	if site != "" && site != "same-origin" {
+		return logoutRefuse
+	}
+	return logoutProceed
+}
+
+// ownBaseURL is the proxy's external base URL for r: Options.BaseURL, or the
+// callback URL (which is on the proxy) when that is not set.
+func (a *Authenticator) ownBaseURL(r *http.Request) string {
+	if a.opts.BaseURL != nil {
+		return a.opts.BaseURL(r)
+	}
+	return a.opts.RedirectURL(r)
+}
+
+// originOf returns scheme://host[:port] of an absolute http(s) URL in lower
+// case without a default port, or "" (for "null" and anything else).
+func originOf(s string) string {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil || u.Host == "" || u.User != nil {
+		return ""
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return ""
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return scheme + "://" + host
+}
+
+// logoutConfirmationPage asks before logging out. Its form posts to
+// "logout", relative to /oauth2/logout, so it works under a path prefix too;
+// the browser sends the proxy's own Origin with it.
+const logoutConfirmationPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Log out?</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}button{font-size:1rem;padding:.5rem 1rem}</style>
+</head><body>
+<h1>Log out?</h1>
+<p>Another page asked to end your session. Log out only if you meant to.</p>
+<form method="post" action="logout"><button type="submit">Log out</button></form>
+</body></html>
+`
+
+// writeLogoutConfirmation serves the confirmation page: never cached, never
+// framed (so it cannot be clickjacked into a logout), no scripts.
+func writeLogoutConfirmation(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// same-origin, not no-referrer: the confirming POST then carries the
+	// proxy's real Origin.
+	h.Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, logoutConfirmationPage)
 }
 
 // sessionInfo is the JSON answer of the session endpoints.

@@ -43,7 +43,7 @@ func BaseURL(opts BaseURLOptions) (ExternalURL, error) {
 		return nil, err
 	}
 	return func(r *http.Request) string {
-		scheme, host := "http", r.Host
+		scheme := "http"
 		if r.TLS != nil {
 			scheme = "https"
 		}
@@ -51,12 +51,23 @@ func BaseURL(opts BaseURLOptions) (ExternalURL, error) {
 			if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
 				scheme = p
 			}
-			if h := firstValue(r.Header.Get("X-Forwarded-Host")); validHost(h) {
-				host = h
-			}
 		}
-		return scheme + "://" + strings.ToLower(host)
+		return scheme + "://" + ClientHost(r, trusted)
 	}, nil
+}
+
+// ClientHost is the host[:port] the client addressed, lower-cased: the
+// first X-Forwarded-Host when r's peer is a trusted proxy (the host the
+// client used in front of it), otherwise the Host header. It is the one
+// place that decides this, for the advertised URLs and for the check that
+// the host is one the operator expects, so the two cannot disagree.
+func ClientHost(r *http.Request, trusted TrustedProxies) string {
+	if trusted.Trusts(r) {
+		if h := firstValue(r.Header.Get("X-Forwarded-Host")); validHost(h) {
+			return h
+		}
+	}
+	return strings.ToLower(r.Host)
 }
 
 // TrustedProxies are the reverse proxies (by network) whose forwarding

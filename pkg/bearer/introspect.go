@@ -38,6 +38,11 @@ type IntrospectionOptions struct {
 	// the MCP spec requires tokens issued for this resource: any other token
 	// the IdP issued (for another API) would otherwise open it.
 	Audiences []string
+	// AudienceFromRequest takes the expected audience from the request
+	// context (WithExpectation) instead of Audiences, so one introspector
+	// (one cache) serves every host the operator expects. A request without
+	// one is refused.
+	AudienceFromRequest bool
 	// AllowMissingAudience accepts active tokens whose introspection
 	// response has no aud, for IdPs that do not report it. A present aud
 	// must still match.
@@ -107,16 +112,25 @@ func NewIntrospector(opts IntrospectionOptions) (*Introspector, error) {
 	return &Introspector{opts: opts, cache: map[[sha256.Size]byte]introspected{}}, nil
 }
 
-// Validate introspects raw (or reuses a recent answer).
+// Validate introspects raw (or reuses a recent answer). The answer is
+// cached independently of the request; the audience is checked against
+// what this request expects every time.
 func (in *Introspector) Validate(ctx context.Context, raw string) (*Token, error) {
 	if raw == "" {
 		return nil, invalid("malformed token", nil)
+	}
+	_, auds, err := expected(ctx, "", in.opts.Audiences, false, in.opts.AudienceFromRequest)
+	if err != nil {
+		return nil, err
 	}
 	key := sha256.Sum256([]byte(raw))
 	now := in.opts.Now()
 	if tok, ok := in.cached(key, now); ok {
 		if tok == nil {
 			return nil, invalid("token is not active", nil)
+		}
+		if err := in.checkAudience(tok, auds); err != nil {
+			return nil, err
 		}
 		return tok, nil
 	}
@@ -136,7 +150,25 @@ func (in *Introspector) Validate(ctx context.Context, raw string) (*Token, error
 		until = tok.Expiry
 	}
 	in.store(key, introspected{token: tok, expires: until}, now)
+	if err := in.checkAudience(tok, auds); err != nil {
+		return nil, err
+	}
 	return tok, nil
+}
+
+// checkAudience applies the resource's audience rule to an active token.
+func (in *Introspector) checkAudience(tok *Token, auds []string) error {
+	if len(auds) == 0 {
+		return nil
+	}
+	switch {
+	case len(tok.Audience) == 0 && !in.opts.AllowMissingAudience:
+		return invalid("token has no audience", nil)
+	case len(tok.Audience) > 0 &&
+		!slices.ContainsFunc(auds, func(a string) bool { return slices.Contains(tok.Audience, a) }):
+		return invalid("wrong audience", nil)
+	}
+	return nil
 }
 
 func (in *Introspector) cached(key [sha256.Size]byte, now time.Time) (*Token, bool) {
@@ -196,7 +228,8 @@ func (in *Introspector) introspect(ctx context.Context, raw string) (map[string]
 	return claims, nil
 }
 
-// check applies RFC 7662 and the resource's own rules to a response.
+// check applies RFC 7662 and the resource's issuer and subject rules to a
+// response; the audience depends on the request (checkAudience).
 func (in *Introspector) check(claims map[string]any, now time.Time) (*Token, error) {
 	if active, _ := claims["active"].(bool); !active {
 		return nil, invalid("token is not active", nil)
@@ -207,15 +240,6 @@ func (in *Introspector) check(claims map[string]any, now time.Time) (*Token, err
 	}
 	if nbf, ok := number(claims["nbf"]); ok && now.Before(time.Unix(int64(nbf), 0).Add(-DefaultSkew)) {
 		return nil, invalid("token not yet valid", nil)
-	}
-	if len(in.opts.Audiences) > 0 {
-		switch {
-		case len(tok.Audience) == 0 && !in.opts.AllowMissingAudience:
-			return nil, invalid("token has no audience", nil)
-		case len(tok.Audience) > 0 &&
-			!slices.ContainsFunc(in.opts.Audiences, func(a string) bool { return slices.Contains(tok.Audience, a) }):
-			return nil, invalid("wrong audience", nil)
-		}
 	}
 	if in.opts.Issuer != "" && tok.Issuer != "" && strings.TrimSuffix(tok.Issuer, "/") != strings.TrimSuffix(in.opts.Issuer, "/") {
 		return nil, invalid("wrong issuer", nil)

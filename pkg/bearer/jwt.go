@@ -44,8 +44,14 @@ func DefaultAlgorithms() []jose.SignatureAlgorithm {
 
 // JWTOptions configure a JWTValidator.
 type JWTOptions struct {
-	// Issuer is the exact expected "iss". Required.
+	// Issuer is the exact expected "iss". Required unless IssuerFromRequest.
 	Issuer string
+	// IssuerFromRequest takes the expected "iss" from the request context
+	// (WithExpectation) instead of Issuer: the façade's issuer is its base
+	// URL, which without an external URL follows the request's checked
+	// host. A request without one is refused. It needs KeySet or JWKSURL,
+	// since keys cannot be discovered from a per-request issuer.
+	IssuerFromRequest bool
 	// JWKSURL is where the issuer's keys are. Empty: discovered on first use
 	// from the issuer's OpenID or OAuth authorization server metadata.
 	JWKSURL string
@@ -54,8 +60,14 @@ type JWTOptions struct {
 	// must be cheap; rotation is then immediate.
 	KeySet func(ctx context.Context) (*jose.JSONWebKeySet, error)
 	// Audiences: the token's aud must contain at least one (the resource
-	// URL). Required: a token for another API must not open this one.
+	// URL). Required unless AudienceFromRequest: a token for another API
+	// must not open this one.
 	Audiences []string
+	// AudienceFromRequest takes the expected audience from the request
+	// context (WithExpectation) instead of Audiences, so one validator and
+	// one key cache serve every host the operator expects. A request
+	// without one is refused.
+	AudienceFromRequest bool
 	// Algorithms is the allow-list (default DefaultAlgorithms). HMAC and
 	// "none" are always removed.
 	Algorithms []jose.SignatureAlgorithm
@@ -91,6 +103,8 @@ type JWTOptions struct {
 type JWTValidator struct {
 	issuer      string
 	audiences   []string
+	issuerReq   bool // issuer from the request (IssuerFromRequest)
+	audienceReq bool // audience from the request (AudienceFromRequest)
 	algs        []jose.SignatureAlgorithm
 	skew        time.Duration
 	now         func() time.Time
@@ -108,10 +122,13 @@ var _ Validator = (*JWTValidator)(nil)
 // down.
 func NewJWTValidator(opts JWTOptions) (*JWTValidator, error) {
 	var errs []error
-	if opts.Issuer == "" {
+	if opts.Issuer == "" && !opts.IssuerFromRequest {
 		errs = append(errs, errors.New("bearer: Issuer is required"))
 	}
-	if len(opts.Audiences) == 0 {
+	if opts.IssuerFromRequest && opts.KeySet == nil && opts.JWKSURL == "" {
+		errs = append(errs, errors.New("bearer: IssuerFromRequest needs KeySet or JWKSURL"))
+	}
+	if len(opts.Audiences) == 0 && !opts.AudienceFromRequest {
 		errs = append(errs, errors.New("bearer: at least one audience is required"))
 	}
 	if opts.JWKSURL != "" && opts.KeySet != nil {
@@ -143,6 +160,8 @@ func NewJWTValidator(opts JWTOptions) (*JWTValidator, error) {
 	v := &JWTValidator{
 		issuer:      opts.Issuer,
 		audiences:   slices.Clone(opts.Audiences),
+		issuerReq:   opts.IssuerFromRequest,
+		audienceReq: opts.AudienceFromRequest,
 		algs:        algs,
 		skew:        opts.Skew,
 		now:         opts.Now,
@@ -198,12 +217,21 @@ type header struct {
 // returns its claims. A token validated before is answered from the cache
 // while it is unexpired and its signing key is still published.
 func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error) {
+	iss, auds, err := expected(ctx, v.issuer, v.audiences, v.issuerReq, v.audienceReq)
+	if err != nil {
+		return nil, err
+	}
 	if v.cache == nil {
-		tok, _, err := v.validate(ctx, raw)
+		tok, _, err := v.validate(ctx, raw, iss, auds)
 		return tok, err
 	}
 	sum := sha256.Sum256([]byte(raw))
 	if e := v.cache.get(sum, v.now(), v.skew); e != nil {
+		// The cache remembers the signature and lifetime; issuer and
+		// audience are what this request expects, checked every time.
+		if err := checkIssuerAudience(e.iss, e.aud, iss, auds); err != nil {
+			return nil, err
+		}
 		set, err := v.currentKeys(ctx, false)
 		if err == nil && keyStillTrusted(set, e.kid, e.alg, e.key) {
 			return cloneToken(e.tok), nil
@@ -212,7 +240,7 @@ func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error)
 		// which gives the precise error (or finds a rotated-in key).
 		v.cache.remove(sum, e)
 	}
-	tok, e, err := v.validate(ctx, raw)
+	tok, e, err := v.validate(ctx, raw, iss, auds)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +251,7 @@ func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error)
 
 // validate does the full validation. Besides the token it returns a cache
 // entry (without its token) naming the verifying key and the expiry.
-func (v *JWTValidator) validate(ctx context.Context, raw string) (*Token, *jwtCacheEntry, error) {
+func (v *JWTValidator) validate(ctx context.Context, raw, iss string, auds []string) (*Token, *jwtCacheEntry, error) {
 	alg, err := peekAlg(raw)
 	if err != nil {
 		return nil, nil, err
@@ -248,10 +276,12 @@ func (v *JWTValidator) validate(ctx context.Context, raw string) (*Token, *jwtCa
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := v.checkClaims(&registered); err != nil {
+	if err := v.checkClaims(&registered, iss, auds); err != nil {
 		return nil, nil, err
 	}
 	e := &jwtCacheEntry{
+		iss:   registered.Issuer,
+		aud:   slices.Clone([]string(registered.Audience)),
 		exp:   registered.Expiry.Time(),
 		until: v.now().Add(jwtCacheMaxAge),
 		kid:   hdr.KeyID,
@@ -345,11 +375,11 @@ func normalizeType(t string) string {
 }
 
 // checkClaims checks the registered claims after the signature verified.
-func (v *JWTValidator) checkClaims(c *jwt.Claims) error {
+func (v *JWTValidator) checkClaims(c *jwt.Claims, iss string, auds []string) error {
 	if c.Expiry == nil {
 		return invalid("token has no expiry", nil)
 	}
-	err := c.ValidateWithLeeway(jwt.Expected{Issuer: v.issuer, Time: v.now()}, v.skew)
+	err := c.ValidateWithLeeway(jwt.Expected{Issuer: iss, Time: v.now()}, v.skew)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return invalid("token expired", err)
@@ -362,11 +392,23 @@ func (v *JWTValidator) checkClaims(c *jwt.Claims) error {
 	case err != nil:
 		return invalid("invalid claims", err)
 	}
-	if !slices.ContainsFunc(v.audiences, func(a string) bool { return slices.Contains(c.Audience, a) }) {
-		return invalid("wrong audience", nil)
+	if err := checkIssuerAudience(c.Issuer, c.Audience, iss, auds); err != nil {
+		return err
 	}
 	if c.Subject == "" {
 		return invalid("token has no subject", nil)
+	}
+	return nil
+}
+
+// checkIssuerAudience compares a token's iss and aud with what the request
+// expects (exact issuer; at least one audience in common).
+func checkIssuerAudience(tokenIss string, tokenAud []string, iss string, auds []string) error {
+	if iss == "" || tokenIss != iss {
+		return invalid("wrong issuer", nil)
+	}
+	if !slices.ContainsFunc(auds, func(a string) bool { return slices.Contains(tokenAud, a) }) {
+		return invalid("wrong audience", nil)
 	}
 	return nil
 }

@@ -38,6 +38,10 @@ type jwtCache struct {
 // get a clone, so they cannot change what the next hit returns.
 type jwtCacheEntry struct {
 	tok *Token
+	// iss and aud are the token's, re-checked on every hit against what
+	// that request expects.
+	iss string
+	aud []string
 	// exp is the token's exp; a hit re-checks it against now and skew.
 	exp time.Time
 	// until is the insert time plus jwtCacheMaxAge.

@@ -49,6 +49,13 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies" usage:"comma-separated CIDRs of reverse proxies whose X-Forwarded-Proto/-Host/-For are trusted (for advertised URLs and, with X-Forwarded-Port/-Prefix and X-Real-IP, passed on to the upstream)"`
 	// AllowedOrigins may call the MCP endpoint from a browser.
 	AllowedOrigins []string `yaml:"allowed_origins" usage:"comma-separated browser origins allowed to call the MCP endpoint (the proxy's own origin always is)"`
+	// AllowedHosts are the host names clients may address besides the
+	// external URL's host and the loopback names: every other Host (or
+	// trusted X-Forwarded-Host) gets 421, the MCP transport spec's DNS
+	// rebinding protection. Without external_url this is what keeps a
+	// request from choosing the URLs the proxy advertises and the audience
+	// it accepts.
+	AllowedHosts []string `yaml:"allowed_hosts" usage:"comma-separated host names clients may use besides external_url's host and localhost/127.0.0.1/[::1]: host (any port), host:port, *.example.com (any subdomain), IPs; any other Host gets 421 (DNS rebinding protection)"`
 	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests and
 	// open streams.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" usage:"how long SIGTERM waits for in-flight requests and open streams"`

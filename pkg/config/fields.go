@@ -45,6 +45,21 @@ func Fields() []Field {
 	return out
 }
 
+// SecretFields lists the YAML paths of every setting marked secret, e.g.
+// "oidc.client_secret". It is the one source for anything that must keep
+// secrets out of a place (the injector's cluster-wide defaults, which are
+// copied into every pod spec), so a new secret setting is covered the moment
+// it is tagged. Their *_file variants are paths and not listed.
+func SecretFields() []string {
+	var out []string
+	walk(reflect.TypeOf(Config{}), nil, "", func(f Field) {
+		if f.Secret {
+			out = append(out, f.Path)
+		}
+	})
+	return out
+}
+
 func walk(t reflect.Type, index []int, prefix string, visit func(Field)) {
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)

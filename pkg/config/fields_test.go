@@ -93,3 +93,25 @@ func TestFieldsMetadata(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretFields checks that SecretFields lists exactly the settings
+// tagged secret, and none of their *_file variants.
+func TestSecretFields(t *testing.T) {
+	got := map[string]bool{}
+	for _, p := range SecretFields() {
+		got[p] = true
+	}
+	for _, f := range Fields() {
+		if f.Secret != got[f.Path] {
+			t.Errorf("%s: secret %v, listed %v", f.Path, f.Secret, got[f.Path])
+		}
+		if strings.HasSuffix(f.Path, "_file") && got[f.Path] {
+			t.Errorf("%s is a path, not a secret", f.Path)
+		}
+	}
+	for _, want := range []string{"oidc.client_secret", "session.cookie_secret", "redis.url", "redis.password", "oauth.signing_keys", "oauth.introspection_secret"} {
+		if !got[want] {
+			t.Errorf("%s missing from %v", want, SecretFields())
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -234,6 +235,11 @@ func (c *Config) Validate() error {
 			bad("allowed_origins", "%q is not an origin like https://app.example.com", o)
 		}
 	}
+	for _, h := range c.AllowedHosts {
+		if !validHostPattern(h) {
+			bad("allowed_hosts", "%q is not a host name pattern: use host, host:port, *.example.com or an IP (no scheme or path)", h)
+		}
+	}
 	o := c.OAuth
 	switch o.Mode {
 	case "facade", "external":
@@ -303,4 +309,38 @@ func (c *Config) RestartRequired(next *Config) []string {
 		}
 	}
 	return out
+}
+
+// validHostPattern checks the syntax of an allowed_hosts entry: a host name
+// (a leading "*." allowed), an IPv4 address or an IPv6 address (bracketed
+// when a port follows), with an optional port. pkg/resource parses it.
+func validHostPattern(p string) bool {
+	p = strings.TrimSpace(p)
+	if ip := net.ParseIP(p); ip != nil {
+		return true
+	}
+	host, port := p, ""
+	if h, pt, err := net.SplitHostPort(p); err == nil {
+		host, port = h, pt
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return false
+		}
+	} else if strings.HasPrefix(p, "[") {
+		host = strings.TrimSuffix(strings.TrimPrefix(p, "["), "]")
+	}
+	if net.ParseIP(host) != nil {
+		return !strings.Contains(host, "%")
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "*."), ".")
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 || strings.TrimFunc(label, func(r rune) bool {
+			return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
+		}) != "" {
+			return false
+		}
+	}
+	return true
 }

@@ -72,6 +72,15 @@ func TestValidate(t *testing.T) {
 			want: []string{"allowed_origins"}},
 		{name: "no request body timeout", base: validOIDC, mutate: func(c *Config) { c.RequestBodyTimeout = 0 },
 			want: []string{"request_body_timeout"}},
+		{name: "allowed hosts", base: validOIDC, mutate: func(c *Config) {
+			c.AllowedHosts = []string{"mcp.example.com", "*.team.svc", "*.team.svc.cluster.local:8080", "10.1.2.3", "fd00::1", "[fd00::1]:8080"}
+		}},
+		{name: "allowed host with a scheme", base: validOIDC, mutate: func(c *Config) { c.AllowedHosts = []string{"https://mcp.example.com"} },
+			want: []string{"allowed_hosts"}},
+		{name: "allowed host with a bad port", base: validOIDC, mutate: func(c *Config) { c.AllowedHosts = []string{"mcp.example.com:http"} },
+			want: []string{"allowed_hosts"}},
+		{name: "allowed host with an inner wildcard", base: validOIDC, mutate: func(c *Config) { c.AllowedHosts = []string{"a.*.example.com"} },
+			want: []string{"allowed_hosts"}},
 		{name: "unknown oauth mode", base: validOIDC, mutate: func(c *Config) { c.OAuth.Mode = "proxy" },
 			want: []string{"oauth.mode"}},
 		{name: "long-lived access tokens", base: validOIDC, mutate: func(c *Config) { c.OAuth.AccessTokenTTL = 48 * time.Hour },

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 )
 
@@ -268,9 +269,80 @@ func TestSecretsOnlyByReference(t *testing.T) {
 			t.Errorf("%s: secretKeyRef %+v", name, ref.SecretKeyRef)
 		}
 	}
-	if !slices.IsSortedFunc(c.Env, func(a, b corev1.EnvVar) int { return strings.Compare(a.Name, b.Name) }) {
+	// The downward-API variables first (later values reference them), then
+	// the rest sorted.
+	if len(c.Env) < 3 || c.Env[0].Name != "POD_NAME" || c.Env[1].Name != "POD_NAMESPACE" || c.Env[2].Name != "POD_IP" {
+		t.Fatalf("proxy env does not start with the downward-API variables: %+v", c.Env)
+	}
+	if !slices.IsSortedFunc(c.Env[3:], func(a, b corev1.EnvVar) int { return strings.Compare(a.Name, b.Name) }) {
 		t.Error("proxy env is not sorted")
 	}
+}
+
+// kubeletExpand expands $(VAR) in env the way the kubelet does: only
+// variables defined earlier in the list, others left as they are.
+func kubeletExpand(env []corev1.EnvVar, fields map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, e := range env {
+		v := e.Value
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			v = fields[e.ValueFrom.FieldRef.FieldPath]
+		}
+		for name, val := range out {
+			v = strings.ReplaceAll(v, "$("+name+")", val)
+		}
+		out[e.Name] = v
+	}
+	return out
+}
+
+// Without external_url or allowed_hosts in the cluster defaults, the sidecar
+// accepts the pod's Service names and pod IP (and nothing else): what the
+// kubelet hands it loads and validates in the sidecar's own configuration.
+func TestDefaultAllowedHostsReachTheSidecar(t *testing.T) {
+	for _, tc := range []struct {
+		name, defaults string
+		want           []string
+	}{
+		{"no defaults", "", []string{"*.team-a.svc", "*.team-a.svc.cluster.local", "10.1.2.3"}},
+		{"other defaults kept", "oidc:\n  discovery_url: https://login.example.com\n", []string{"*.team-a.svc", "*.team-a.svc.cluster.local", "10.1.2.3"}},
+		{"operator's allowed_hosts win", "allowed_hosts: [mcp.internal.example]\n", []string{"mcp.internal.example"}},
+		{"operator's external_url: only its host", "external_url: https://mcp.example.com\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSettings()
+			s.ProxyDefaults = tc.defaults
+			c := findContainer(t, mustInject(t, basePod(nil), Namespace{}, s), ProxyContainerName)
+			env := kubeletExpand(c.Env, map[string]string{"metadata.name": "p", "metadata.namespace": "team-a", "status.podIP": "10.1.2.3"})
+			loaded, err := config.Load(config.Source{Env: []string{ClusterDefaultsEnv + "=" + env[ClusterDefaultsEnv]}})
+			if err != nil {
+				t.Fatalf("the sidecar cannot load its cluster defaults %q: %v", env[ClusterDefaultsEnv], err)
+			}
+			if !slices.Equal(loaded.Config.AllowedHosts, tc.want) {
+				t.Errorf("allowed_hosts = %q, want %q", loaded.Config.AllowedHosts, tc.want)
+			}
+			var fe *config.FieldError
+			for _, err := range flatten(loaded.Config.Validate()) {
+				if errors.As(err, &fe) && fe.Path == "allowed_hosts" {
+					t.Errorf("the sidecar refuses its allowed_hosts: %v", err)
+				}
+			}
+			if strings.Contains(env[ClusterDefaultsEnv], "https://login.example.com") != strings.Contains(tc.defaults, "https://login.example.com") {
+				t.Errorf("the operator's defaults were not kept: %q", env[ClusterDefaultsEnv])
+			}
+		})
+	}
+}
+
+// flatten lists the errors joined in err.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
 }
 
 // TestProbeHandOver decodes what the sidecar will read, with the probe

@@ -218,10 +218,14 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 		}}}
 	}
 
-	env := []corev1.EnvVar{
+	// The downward-API variables come first: the kubelet expands $(VAR) in
+	// later values only (the cluster defaults' allowed hosts use them).
+	downward := []corev1.EnvVar{
 		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
+		{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
 	}
+	var env []corev1.EnvVar
 	if p.logLevel != "" {
 		env = append(env, corev1.EnvVar{Name: "LOG_LEVEL", Value: p.logLevel})
 	}
@@ -232,9 +236,11 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 		}
 		env = append(env, corev1.EnvVar{Name: probe.EnvVar, Value: v})
 	}
-	if s.ProxyDefaults != "" {
-		env = append(env, corev1.EnvVar{Name: ClusterDefaultsEnv, Value: s.ProxyDefaults})
+	defaults, err := clusterDefaults(s.ProxyDefaults)
+	if err != nil {
+		return corev1.Container{}, err
 	}
+	env = append(env, corev1.EnvVar{Name: ClusterDefaultsEnv, Value: defaults})
 	if p.configMap != "" {
 		env = append(env, corev1.EnvVar{Name: ConfigFileEnv, Value: ConfigMountPath + "/" + ConfigKey})
 		c.VolumeMounts = []corev1.VolumeMount{{Name: ConfigVolumeName, MountPath: ConfigMountPath, ReadOnly: true}}
@@ -249,7 +255,7 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 		}
 	}
 	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
-	c.Env = env
+	c.Env = append(downward, env...)
 	return c, nil
 }
 

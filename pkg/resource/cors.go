@@ -96,6 +96,29 @@ func (g *OriginGuard) Wrap(next http.Handler) http.Handler {
 	})
 }
 
+// Check refuses, with 403, browser requests from origins not allowed, and
+// passes everything else unchanged without CORS headers: for the proxy's
+// other routes (login, logout, session, public paths), where a foreign page
+// has no business and the app answers CORS itself. Requests without Origin
+// (navigations, non-browser clients) pass. "Origin: null" passes only with
+// "Sec-Fetch-Site: same-origin": browsers send null for a form POST from
+// one of the proxy's own pages served with Referrer-Policy: no-referrer
+// (the consent page).
+func (g *OriginGuard) Check(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "null" && strings.EqualFold(strings.TrimSpace(r.Header.Get("Sec-Fetch-Site")), "same-origin") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if origin != "" && !g.Allowed(r, origin) {
+			apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "origin not allowed")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // Allowed reports whether origin may call the MCP endpoint for r.
 func (g *OriginGuard) Allowed(r *http.Request, origin string) bool {
 	n := normalizeOrigin(origin)

@@ -66,10 +66,10 @@ func TestClientCannotSendAnIdentityAssertion(t *testing.T) {
 		target string
 		peer   string
 	}{
-		{"assertion mode, public path", facade, "http://pod.internal/public/x", "192.0.2.1:4000"},
-		{"assertion mode, public path, trusted ingress", facade, "http://pod.internal/public/x", "127.0.0.1:4000"},
-		{"no assertion mode (bypass), protected path", bypass, "http://pod.internal/mcp", "192.0.2.1:4000"},
-		{"no assertion mode (bypass), trusted ingress", bypass, "http://pod.internal/mcp", "127.0.0.1:4000"},
+		{"assertion mode, public path", facade, "http://mcp.example.com/public/x", "192.0.2.1:4000"},
+		{"assertion mode, public path, trusted ingress", facade, "http://mcp.example.com/public/x", "127.0.0.1:4000"},
+		{"no assertion mode (bypass), protected path", bypass, "http://localhost/mcp", "192.0.2.1:4000"},
+		{"no assertion mode (bypass), trusted ingress", bypass, "http://localhost/mcp", "127.0.0.1:4000"},
 	}
 	for _, tt := range tests {
 		srv := tt.server(t)

@@ -25,7 +25,7 @@ func TestForwardedHeadersFromTrustedProxies(t *testing.T) {
 		})
 	}))
 	defer upstream.Close()
-	srv, err := New(context.Background(), bypassConfig(t, upstream.URL, "--trusted-proxies", "127.0.0.1/32"),
+	srv, err := New(context.Background(), bypassConfig(t, upstream.URL, "--trusted-proxies", "127.0.0.1/32", "--allowed-hosts", "mcp.example.com,pod.internal:15080"),
 		Options{Logger: zaptest.NewLogger(t), Level: zap.NewAtomicLevel()})
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +47,12 @@ func TestForwardedHeadersFromTrustedProxies(t *testing.T) {
 			map[string]string{"for": "192.0.2.1", "host": "pod.internal:15080", "proto": "http"}},
 		{"trusted peer without headers: this hop's values", "127.0.0.1:40000", nil,
 			map[string]string{"for": "127.0.0.1", "host": "pod.internal:15080", "proto": "http"}},
+		// The host the client used in front of the trusted ingress is the
+		// one checked against allowed_hosts: 421.
+		{"trusted ingress, unexpected forwarded host", "127.0.0.1:40000", map[string]string{"X-Forwarded-Host": "evil.example.com"}, nil},
+		// An untrusted peer's X-Forwarded-Host is ignored, for the check too.
+		{"untrusted peer, forwarded host ignored", "192.0.2.1:40000", map[string]string{"X-Forwarded-Host": "evil.example.com"},
+			map[string]string{"for": "192.0.2.1", "host": "pod.internal:15080", "proto": "http"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,6 +63,12 @@ func TestForwardedHeadersFromTrustedProxies(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			srv.Handler().ServeHTTP(rec, req)
+			if tt.want == nil {
+				if rec.Code != http.StatusMisdirectedRequest {
+					t.Fatalf("status %d: %s; want 421", rec.Code, rec.Body)
+				}
+				return
+			}
 			if rec.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", rec.Code, rec.Body)
 			}

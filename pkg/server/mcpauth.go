@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -34,7 +35,7 @@ type mcpAuth struct {
 	asserter   *resource.Asserter
 	oauth      *oauth.Server // façade keys and endpoints; nil without them
 	facade     bool
-	validators *validatorCache
+	validation *lazyValidator
 }
 
 func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPath }
@@ -94,10 +95,13 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 		return nil, fmt.Errorf("protected resource metadata: %w", err)
 	}
 
-	a.validators = &validatorCache{build: func(r string, baseURL string) (bearer.Validator, error) {
+	// One validator for every host: the issuer (façade) and the audience
+	// are what the request's checked base URL says (withResource), so no
+	// request can build, fill or evict per-host validators or key caches.
+	a.validation = &lazyValidator{build: func() (bearer.Validator, error) {
 		if a.facade {
 			v, err := bearer.NewJWTValidator(bearer.JWTOptions{
-				Issuer: baseURL, KeySet: a.oauth.PublicKeys, Audiences: []string{r},
+				IssuerFromRequest: true, AudienceFromRequest: true, KeySet: a.oauth.PublicKeys,
 				// Only access tokens: the identity assertion is signed
 				// with the same key and must not open the MCP endpoint.
 				Types:       []string{oauth.AccessTokenType},
@@ -108,14 +112,14 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 			}
 			return &revocationCheck{Validator: v, oauth: a.oauth, log: s.log.Named("bearer")}, nil
 		}
-		// Built on the first bearer request for this resource, normally
-		// after discovery, so the provider's own issuer spelling is known.
+		// Built on the first bearer request, normally after discovery, so
+		// the provider's own issuer spelling is known.
 		tokenIssuer := cfg.OAuth.ExternalIssuer
 		if tokenIssuer == "" {
 			tokenIssuer = tokenIssuerOf()
 		}
 		jwtv, err := bearer.NewJWTValidator(bearer.JWTOptions{
-			Issuer: tokenIssuer, JWKSURL: cfg.OAuth.ExternalJWKSURL, Audiences: []string{r},
+			Issuer: tokenIssuer, JWKSURL: cfg.OAuth.ExternalJWKSURL, AudienceFromRequest: true,
 			GroupsClaim: cfg.OIDC.GroupsClaim, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
 		})
 		if err != nil {
@@ -130,7 +134,7 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 		}
 		intro, err := bearer.NewIntrospector(bearer.IntrospectionOptions{
 			Endpoint: cfg.OAuth.IntrospectionURL, ClientID: id, ClientSecret: secret,
-			Issuer: tokenIssuer, Audiences: []string{r}, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
+			Issuer: tokenIssuer, AudienceFromRequest: true, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
 			AllowMissingAudience: cfg.OAuth.IntrospectionAllowMissingAudience,
 		})
 		if err != nil {
@@ -140,7 +144,7 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 	}}
 
 	a.rs = bearer.NewResourceServer(bearer.ResourceOptions{
-		Validator:           &requestValidator{cache: a.validators},
+		Validator:           a.validation,
 		ResourceMetadataURL: a.metadata.URL,
 		RequiredScopes:      cfg.OAuth.RequiredScopes,
 		Logger:              s.log.Named("bearer"),
@@ -188,71 +192,52 @@ func (a *mcpAuth) wrap(next http.Handler, cookie func(http.Handler) http.Handler
 	return a.origin.Wrap(h)
 }
 
-type resourceKey struct{}
-
-// withResource records the resource URL and issuer for this request, so the
-// validator checks the audience the client was told about.
+// withResource records what this request expects of a bearer token: the
+// resource URL the client was told about as audience and, for the façade,
+// the base URL as issuer. The host in them has passed the host guard.
 func (a *mcpAuth) withResource(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		base := a.base(r)
-		ctx := context.WithValue(r.Context(), resourceKey{}, [2]string{base + a.mcpPath, base})
+		ctx := bearer.WithExpectation(r.Context(), bearer.Expectation{Issuer: base, Audience: base + a.mcpPath})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// validatorCache holds one validator per resource URL. Without a configured
-// external URL the resource follows the Host header, so the cache is
-// bounded: beyond maxValidators distinct hosts tokens are refused instead of
-// growing memory or fetching keys for every invented host name.
-type validatorCache struct {
-	build func(resource, base string) (bearer.Validator, error)
-	mu    sync.RWMutex
-	byKey map[string]bearer.Validator
+// lazyValidator builds its validator on first use and keeps it once built;
+// a failed build (the provider's issuer not yet known) is retried on the
+// next request.
+type lazyValidator struct {
+	build func() (bearer.Validator, error)
+	mu    sync.Mutex
+	v     atomic.Pointer[bearer.Validator]
 }
 
-const maxValidators = 32
+var _ bearer.Validator = (*lazyValidator)(nil)
 
-func (c *validatorCache) get(resource, base string) (bearer.Validator, error) {
-	// Every bearer request looks its validator up; only the first one per
-	// resource builds it.
-	c.mu.RLock()
-	v, ok := c.byKey[resource]
-	c.mu.RUnlock()
-	if ok {
-		return v, nil
+func (l *lazyValidator) get() (bearer.Validator, error) {
+	if v := l.v.Load(); v != nil {
+		return *v, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if v, ok := c.byKey[resource]; ok {
-		return v, nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v := l.v.Load(); v != nil {
+		return *v, nil
 	}
-	if len(c.byKey) >= maxValidators {
-		return nil, fmt.Errorf("%w: unknown host (set external_url)", bearer.ErrInvalidToken)
-	}
-	v, err := c.build(resource, base)
+	v, err := l.build()
 	if err != nil {
 		return nil, err
 	}
-	if c.byKey == nil {
-		c.byKey = map[string]bearer.Validator{}
-	}
-	c.byKey[resource] = v
+	l.v.Store(&v)
 	return v, nil
 }
 
-// requestValidator picks the validator for the request's resource.
-type requestValidator struct{ cache *validatorCache }
-
-func (v *requestValidator) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
-	rb, ok := ctx.Value(resourceKey{}).([2]string)
-	if !ok {
-		return nil, errors.New("server: no resource in request context")
-	}
-	val, err := v.cache.get(rb[0], rb[1])
+// Validate validates raw with the built validator.
+func (l *lazyValidator) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
+	v, err := l.get()
 	if err != nil {
 		return nil, err
 	}
-	return val.Validate(ctx, raw)
+	return v.Validate(ctx, raw)
 }
 
 // revocationCheck refuses façade access tokens revoked through /oauth2/revoke

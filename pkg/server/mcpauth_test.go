@@ -23,6 +23,7 @@ func facadeServer(t *testing.T, upstream string) *Server {
 		// validated from local keys.
 		"--oidc-discovery-url", "http://127.0.0.1:9/", "--oidc-client-id", "proxy",
 		"--external-url", "https://mcp.example.com",
+		"--allowed-hosts", "10.0.0.7", // the pod IP, as the injector allows it
 		"--session-cookie-secret", strings.Repeat("k", 32),
 		"--oauth-identity-assertion", "--oauth-identity-assertion-audience", "https://mcp.example.com/mcp",
 	}})

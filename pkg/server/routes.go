@@ -23,7 +23,11 @@ const (
 	routeOAuth   = "oauth"
 )
 
-// routes builds the protected listener's handler:
+// routes builds the protected listener's handler. First of all, a request
+// for a host the operator does not expect gets 421 (hostGuard); a browser
+// request from a foreign Origin gets 403 everywhere except on the open OAuth
+// discovery, registration and token endpoints, which browser-based MCP
+// clients call cross-origin by design and which act on no cookie. Then:
 //
 //	/oauth2/*, /api/v1/session   the proxy's own login and session endpoints
 //	/.well-known/oauth-*, ...    MCP authorization metadata and, in façade
@@ -46,22 +50,26 @@ func (s *Server) routes() http.Handler {
 		protected = s.mcp.wrap(s.proxy, s.authn.Middleware, s.policy.Middleware)
 		protected = wrap(routeMCP, protected)
 	default:
-		protected = wrap(routeBypass, s.bypass(s.proxy))
+		protected = wrap(routeBypass, s.origins.Check(s.bypass(s.proxy)))
 	}
-	public := wrap(routePublic, s.proxy)
+	public := wrap(routePublic, s.origins.Check(s.proxy))
 
 	// Endpoints the proxy parses itself read their body within a deadline.
 	ownRoute := func(route string, h http.Handler) http.Handler { return wrap(route, s.boundBody(h)) }
 
 	mux := http.NewServeMux()
 	if s.authn != nil {
-		own := s.authn.Handler()
+		own := s.origins.Check(s.authn.Handler())
 		mux.Handle("/oauth2/", ownRoute(routeLogin, own))
 		mux.Handle("/api/v1/session", ownRoute(routeSession, own))
 		oauthMux := http.NewServeMux()
 		s.mcp.register(oauthMux, s.authn.Middleware)
 		for _, p := range oauthPatterns(s.mcp) {
-			mux.Handle(p, ownRoute(routeOAuth, oauthMux))
+			h := http.Handler(oauthMux)
+			if !openToAnyOrigin(p) {
+				h = s.origins.Check(h)
+			}
+			mux.Handle(p, ownRoute(routeOAuth, h))
 		}
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -71,7 +79,23 @@ func (s *Server) routes() http.Handler {
 		}
 		protected.ServeHTTP(w, r)
 	}))
-	return requestid.Middleware(mux)
+	return requestid.Middleware(s.hosts.Wrap(mux))
+}
+
+// openToAnyOrigin reports whether pattern is an OAuth endpoint that answers
+// CORS for any origin: metadata, JWKS, registration, token and revocation,
+// which browser-based MCP clients call from their own origin and which
+// never act on a cookie. The authorization and consent pages do, and get
+// the Origin check.
+func openToAnyOrigin(pattern string) bool {
+	if strings.Contains(pattern, "/.well-known/") {
+		return true
+	}
+	switch pattern {
+	case oauth.PathJWKS, oauth.PathRegister, oauth.PathToken, oauth.PathRevoke:
+		return true
+	}
+	return false
 }
 
 // observe records metrics and writes one structured log line per request.

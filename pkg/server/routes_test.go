@@ -79,7 +79,7 @@ func TestRequestIDPropagatedOnceEndToEnd(t *testing.T) {
 		_, _ = io.WriteString(w, r.Header.Get("X-Request-ID"))
 	}))
 	defer upstream.Close()
-	srv, err := New(context.Background(), bypassConfig(t, upstream.URL), Options{Logger: zaptest.NewLogger(t), Level: zap.NewAtomicLevel()})
+	srv, err := New(context.Background(), bypassConfig(t, upstream.URL, "--allowed-hosts", "example.com"), Options{Logger: zaptest.NewLogger(t), Level: zap.NewAtomicLevel()})
 	if err != nil {
 		t.Fatal(err)
 	}

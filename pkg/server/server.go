@@ -65,6 +65,8 @@ type Server struct {
 	tracer  *tracing.Tracer
 	public  atomic.Pointer[publicPaths]
 	base    bearer.ExternalURL
+	hosts   *resource.HostGuard   // refuses hosts the operator does not expect
+	origins *resource.OriginGuard // refuses foreign browser origins off the MCP route
 	mcp     *mcpAuth
 	health  *health
 	limits  *clientLimits
@@ -103,6 +105,19 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
+	s.hosts, err = resource.NewHostGuard(resource.HostOptions{
+		ExternalURL:  cfg.ExternalURL,
+		AllowedHosts: cfg.AllowedHosts,
+		Host:         func(r *http.Request) string { return bearer.ClientHost(r, trusted) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("allowed_hosts: %w", err)
+	}
+	if cfg.ExternalURL == "" {
+		s.log.Warn("external_url is not set: the advertised URLs, the OIDC callback and the accepted token audience follow each request's Host; production needs external_url",
+			zap.Strings("allowed_hosts", cfg.AllowedHosts), zap.Strings("always_allowed", resource.LoopbackHosts()))
+	}
+	s.origins = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: s.base})
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
@@ -177,6 +192,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			Limit:                 session.Limit{Max: cfg.Session.MaxPerUser, Policy: session.LimitPolicy(cfg.Session.LimitPolicy)},
 			RefreshBefore:         cfg.Session.RefreshBefore,
 			RedirectURL:           s.redirectURL,
+			BaseURL:               s.base,
 			PostLogoutRedirectURL: cfg.OIDC.PostLogoutURL,
 			// API callers without a session get the MCP authorization
 			// spec's challenge, which sends MCP clients to the metadata.

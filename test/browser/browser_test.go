@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +37,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("cookie login", func(t *testing.T) { testCookieLogin(t, e, browser) })
 	t.Run("consent approve", func(t *testing.T) { testConsentApprove(t, e, browser) })
 	t.Run("consent deny", func(t *testing.T) { testConsentDeny(t, e, browser) })
+	t.Run("cross-site logout asks first", func(t *testing.T) { testCrossSiteLogout(t, e, browser) })
 }
 
 // sessionInfo is the part of /oauth2/session the test checks.
@@ -83,6 +85,65 @@ func testCookieLogin(t *testing.T, e *env, browser context.Context) {
 	if strings.Join(info.User.Groups, ",") != strings.Join(oidcprovider.DemoGroups(), ",") {
 		t.Errorf("/oauth2/session groups = %v, want %v", info.User.Groups, oidcprovider.DemoGroups())
 	}
+}
+
+// testCrossSiteLogout: a logout link on another site (here http://localhost,
+// a different site from the proxy's http://127.0.0.1) shows Chromium's real
+// Fetch Metadata to the proxy, which answers with a confirmation page and
+// keeps the session; confirming there (a POST with the proxy's own Origin)
+// logs the user out.
+func testCrossSiteLogout(t *testing.T, e *env, browser context.Context) {
+	b := newTab(t, browser)
+	b.do("opening the proxy", chromedp.Navigate(e.proxy+"/"))
+	b.loginAtProvider(e.idp)
+	b.do("waiting for the upstream page", chromedp.WaitVisible(chromedp.ID("hello")))
+
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, `<!doctype html><html><body><a id="out" href="`+e.proxy+`/oauth2/logout">free prizes</a></body></html>`)
+	}))
+	t.Cleanup(evil.Close)
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+
+	b.do("following another site's logout link",
+		chromedp.Navigate(evilURL),
+		chromedp.Click(chromedp.ID("out")),
+		chromedp.WaitVisible(chromedp.CSS(`form[action="logout"] button`)),
+	)
+	if loc := b.location(); loc != e.proxy+"/oauth2/logout" {
+		t.Fatalf("confirmation page at %s, want %s/oauth2/logout", loc, e.proxy)
+	}
+	if info := b.session(e); !info.Authenticated {
+		t.Fatal("another site's link ended the session before the user confirmed")
+	}
+
+	b.do("confirming on the proxy's page",
+		chromedp.Navigate(evilURL),
+		chromedp.Click(chromedp.ID("out")),
+		chromedp.WaitVisible(chromedp.CSS(`form[action="logout"] button`)),
+		chromedp.Click(chromedp.CSS(`form[action="logout"] button`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`form[action="logout"]`)),
+	)
+	if loc := b.location(); !strings.HasPrefix(loc, e.idp.Issuer()) {
+		t.Errorf("after the confirmed logout the browser is at %s, want the provider's end_session endpoint under %s", loc, e.idp.Issuer())
+	}
+	if info := b.session(e); info.Authenticated {
+		t.Fatal("the confirmed logout left the session usable")
+	}
+}
+
+// session reads /oauth2/session in the tab (401 JSON when logged out).
+func (b *tab) session(e *env) sessionInfo {
+	b.tb.Helper()
+	b.do("opening the session endpoint",
+		chromedp.Navigate(e.proxy+"/oauth2/session"),
+		chromedp.WaitReady(chromedp.CSS("pre")),
+	)
+	var info sessionInfo
+	if raw := b.text("pre"); json.Unmarshal([]byte(raw), &info) != nil {
+		b.tb.Fatalf("/oauth2/session is not JSON: %q", raw)
+	}
+	return info
 }
 
 // testConsentApprove: an MCP client registers, sends the user's browser to

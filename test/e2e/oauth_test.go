@@ -700,7 +700,9 @@ func TestOAuthExternalMode(t *testing.T) {
 func TestOAuthResourceURLFromTrustedProxies(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	noExternal := []string{"--external-url", "", "--oidc-redirect-url", "http://127.0.0.1:1/oauth2/callback"}
-	trusted := e.start(t, proxyOptions{args: append(slices.Clone(noExternal), "--trusted-proxies", "127.0.0.1/32")})
+	// The host the client used in front of the trusted proxy must be one
+	// the operator expects.
+	trusted := e.start(t, proxyOptions{args: append(slices.Clone(noExternal), "--trusted-proxies", "127.0.0.1/32", "--allowed-hosts", "mcp.example.com")})
 	untrusted := e.start(t, proxyOptions{args: noExternal})
 	fwd := http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"mcp.example.com"}}
 

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-injector/app"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/kube"
 )
 
@@ -308,6 +309,45 @@ func TestValuesReachTheInjector(t *testing.T) {
 	}
 }
 
+// TestSidecarDefaultsRefuseEverySecretSetting keeps the chart's copy of the
+// secret rule (helm cannot call Go) in step with the configuration's own
+// secret markers: every setting marked secret is refused by helm and by the
+// injector alike.
+func TestSidecarDefaultsRefuseEverySecretSetting(t *testing.T) {
+	for _, path := range config.SecretFields() {
+		t.Run(path, func(t *testing.T) {
+			value := "s3cret"
+			if strings.HasSuffix(path, "url") { // secret for its password
+				value = "redis://u:s3cret@redis:6379"
+			}
+			keys := strings.Split(path, ".")
+			var defaults any = value
+			for i := len(keys) - 1; i >= 0; i-- {
+				defaults = map[string]any{keys[i]: defaults}
+			}
+			doc, err := yaml.Marshal(defaults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := app.CheckProxyDefaults(doc); !errors.Is(err, app.ErrSecretInDefaults) {
+				t.Errorf("the injector accepts %s: %v", path, err)
+			}
+			values, err := yaml.Marshal(map[string]any{"sidecar": map[string]any{"defaults": defaults}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(file, values, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = template("defaults", "defaults", "--values", file)
+			if err == nil || !strings.Contains(err.Error(), path) {
+				t.Errorf("helm renders %s into sidecar.defaults (err = %v)", path, err)
+			}
+		})
+	}
+}
+
 // TestSidecarDefaults checks that sidecar.defaults reaches the injector's
 // --proxy-defaults-file through a ConfigMap, and that helm refuses exactly
 // what the injector refuses: secrets there would be copied into every pod
@@ -325,6 +365,8 @@ func TestSidecarDefaults(t *testing.T) {
 		{"nested password", "upstreams:\n  - name: a\n    password: pw\n", []string{"upstreams[0].password"}},
 		{"redis url with password", "redis:\n  url: redis://:pw@redis:6379/0\n", []string{"redis.url"}},
 		{"several", "oidc:\n  client_secret: a\nredis:\n  password: b\n", []string{"oidc.client_secret", "redis.password"}},
+		{"facade signing keys", "oauth: {signing_keys: s3cret}\n", []string{"oauth.signing_keys"}},
+		{"introspection secret", "oauth:\n  introspection_secret: s3cret\n", []string{"oauth.introspection_secret"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var defaults map[string]any

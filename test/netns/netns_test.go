@@ -290,7 +290,10 @@ func TestRedirectTakesOverThePodPortInANetworkNamespace(t *testing.T) {
 		"--auth-mode", "oidc",
 		"--oidc-discovery-url", "http://127.0.0.1:1",
 		"--oidc-client-id", "netns-test",
-		"--public-paths", "/public/*")
+		"--public-paths", "/public/*",
+		// The pod IPs, as the injector allows them ($(POD_IP)); other
+		// Host names get 421.
+		"--allowed-hosts", podAddr+","+podAddr6)
 	proxy.Env = append(os.Environ(), probe.EnvVar+"="+handover)
 	proxy.Stdout, proxy.Stderr = proxyLog, proxyLog
 	if err := proxy.Start(); err != nil {
@@ -354,6 +357,19 @@ func TestRedirectTakesOverThePodPortInANetworkNamespace(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("GET %s/mcp from outside over IPv6: %d, want 401 from the proxy", podURL6, resp.StatusCode)
+		}
+	})
+
+	t.Run("outside caller naming an unexpected host gets 421", func(t *testing.T) {
+		req := newRequest(t, http.MethodGet, podURL+"/public/hello", nil)
+		req.Host = "evil.example.com"
+		resp, err := fromClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMisdirectedRequest {
+			t.Fatalf("GET %s/public/hello with Host evil.example.com: %d, want 421 from the proxy", podURL, resp.StatusCode)
 		}
 	})
 

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
 )
 
@@ -229,9 +230,6 @@ func (o *Options) Resources() corev1.ResourceRequirements {
 // would be copied literally into every injected pod spec.
 var ErrSecretInDefaults = errors.New("secrets must come from the pod's Secret (mcp-oidc-proxy.io/secret), not the cluster defaults")
 
-// secretKeys are sidecar configuration keys that hold secrets, at any depth.
-var secretKeys = map[string]bool{"client_secret": true, "cookie_secret": true, "password": true}
-
 // LoadProxyDefaults reads the cluster-wide sidecar defaults and refuses any
 // secret in them.
 func LoadProxyDefaults(path string) (string, error) {
@@ -248,8 +246,28 @@ func LoadProxyDefaults(path string) (string, error) {
 	return string(data), nil
 }
 
-// CheckProxyDefaults parses the YAML and refuses secrets: client_secret,
-// cookie_secret, any password, and URLs with a password in them (redis.url).
+// secretKeys are the keys that hold secrets, at any depth: the last element
+// of every setting the sidecar's configuration marks secret
+// (config.SecretFields), so this list cannot drift from the configuration.
+// A secret setting named *url (redis.url) is secret for the password it may
+// carry, which the URL check catches; the URL itself is fine. Their *_file
+// variants are paths, not secrets. The Helm chart
+// (mcp-oidc-proxy.secretPaths) applies the same rule, and test/helm checks
+// it against config.SecretFields too.
+func secretKeys() map[string]bool {
+	keys := map[string]bool{}
+	for _, p := range config.SecretFields() {
+		key := p[strings.LastIndex(p, ".")+1:]
+		if !strings.HasSuffix(key, "url") {
+			keys[key] = true
+		}
+	}
+	return keys
+}
+
+// CheckProxyDefaults parses the YAML and refuses secrets: every setting the
+// sidecar's configuration marks secret (by its key, at any depth) and any
+// *url with a password in it (redis.url).
 func CheckProxyDefaults(data []byte) error {
 	var doc any
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -261,12 +279,13 @@ func CheckProxyDefaults(data []byte) error {
 	if _, ok := doc.(map[string]any); !ok {
 		return errors.New("must be a YAML mapping")
 	}
+	secret := secretKeys()
 	var errs []error
 	walk("", doc, func(path, key string, v any) {
-		if s, ok := v.(string); ok && s == "" {
+		if s, ok := v.(string); (ok && s == "") || v == nil {
 			return
 		}
-		if secretKeys[key] {
+		if secret[key] {
 			errs = append(errs, fmt.Errorf("%s: %w", path, ErrSecretInDefaults))
 			return
 		}

@@ -4,12 +4,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -67,6 +70,10 @@ func TestCheckProxyDefaults(t *testing.T) {
 		{"redis url with password", "redis:\n  url: redis://:s3cret@redis:6379\n", true},
 		{"redis url with user and password", "redis:\n  url: rediss://u:s3cret@redis:6379\n", true},
 		{"not a mapping", "- a\n", true},
+		{"facade signing keys", "oauth: {signing_keys: s3cret}\n", true},
+		{"introspection secret", "oauth:\n  introspection_secret: s3cret\n", true},
+		{"signing keys file path is fine", "oauth:\n  signing_keys_file: /s/keys.pem\n", false},
+		{"redis url with a user but no password", "redis:\n  url: redis://u@redis:6379\n", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,6 +89,57 @@ func TestCheckProxyDefaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckProxyDefaultsRefusesEverySecretSetting walks every setting the
+// sidecar's configuration marks secret, so a new secret cannot slip into the
+// cluster defaults (and from there into every pod's environment) unnoticed.
+func TestCheckProxyDefaultsRefusesEverySecretSetting(t *testing.T) {
+	var n int
+	for _, f := range config.Fields() {
+		if !f.Secret {
+			continue
+		}
+		n++
+		t.Run(f.Path, func(t *testing.T) {
+			// A URL setting (redis.url) is secret for its password.
+			values := []string{"s3cret", "redis://u:s3cret@host:6379"}
+			if strings.HasSuffix(f.Path, "url") {
+				values = values[1:]
+			}
+			for _, value := range values {
+				doc := nest(strings.Split(f.Path, "."), value)
+				err := CheckProxyDefaults([]byte(doc))
+				if !errors.Is(err, ErrSecretInDefaults) {
+					t.Fatalf("%s in the defaults file: err = %v, want ErrSecretInDefaults\n%s", f.Path, err, doc)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Errorf("the error repeats the secret: %v", err)
+				}
+			}
+			// The *_file variant is a path, not a secret.
+			fileDoc := nest(strings.Split(f.Path+"_file", "."), "/var/run/secrets/x")
+			if err := CheckProxyDefaults([]byte(fileDoc)); err != nil {
+				t.Errorf("%s_file refused: %v", f.Path, err)
+			}
+		})
+	}
+	if n < 6 {
+		t.Fatalf("only %d secret settings found; the walk over the configuration lost some", n)
+	}
+}
+
+// nest renders path: value as nested block YAML.
+func nest(path []string, value string) string {
+	var b strings.Builder
+	for i, k := range path {
+		b.WriteString(strings.Repeat("  ", i) + k + ":")
+		if i == len(path)-1 {
+			b.WriteString(" " + strconv.Quote(value))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 func TestLoadProxyDefaultsRefusesAtStartup(t *testing.T) {
