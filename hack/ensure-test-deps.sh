@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suites need when it is missing, or says exactly
 # what to install. Idempotent and quick when everything is present.
-#   redis-server  the shared session store (test/redisserver starts its own)
+#   redis-server  the shared session store (test/redisserver starts its own);
+#                 also the Sentinels of test/fault (redis-server --sentinel:
+#                 Debian's redis-sentinel package adds only a service and a
+#                 symlink to the same binary, so it is not installed)
 #   chromium      Debian's headless browser for test/browser (chromedp)
 #   node, npm     the official TypeScript MCP SDK client in test/interop
 set -euo pipefail

@@ -73,6 +73,9 @@ type RelyingParty interface {
 	Refresh(ctx context.Context, refreshToken string) (*oidc.Tokens, error)
 	// EndSessionURL is the RP-initiated logout URL, if the provider has one.
 	EndSessionURL(idTokenHint, postLogoutRedirectURL, state string) (string, bool)
+	// Reachable returns an error wrapping oidc.ErrUnreachable when the
+	// provider cannot be reached now, so no login is started towards it.
+	Reachable(ctx context.Context) error
 }
 
 // Observer receives outcomes for metrics. Outcomes are short, fixed label

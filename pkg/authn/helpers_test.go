@@ -38,6 +38,9 @@ type fakeRP struct {
 	refresh  func(ctx context.Context, rt string) (*oidc.Tokens, error)
 	refreshN atomic.Int32
 	endURL   string
+	// unreachable, when set, is what Reachable returns and what Exchange
+	// fails with.
+	unreachable error
 }
 
 var _ RelyingParty = (*fakeRP)(nil)
@@ -68,6 +71,9 @@ func (f *fakeRP) AuthCodeURL(state, nonce, verifier, redirectURL string) (string
 func (f *fakeRP) Exchange(_ context.Context, code, verifier, nonce, redirectURL string) (*oidc.Tokens, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.unreachable != nil {
+		return nil, f.unreachable
+	}
 	state, ok := strings.CutPrefix(code, "code:")
 	c, known := f.calls[state]
 	if !ok || !known || c.verifier != verifier || c.nonce != nonce || c.redirect != redirectURL || verifier == "" || nonce == "" {
@@ -83,6 +89,12 @@ func (f *fakeRP) Refresh(ctx context.Context, rt string) (*oidc.Tokens, error) {
 		return nil, errors.New("fake: no refresh configured")
 	}
 	return f.refresh(ctx, rt)
+}
+
+func (f *fakeRP) Reachable(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unreachable
 }
 
 func (f *fakeRP) EndSessionURL(idTokenHint, post, state string) (string, bool) {

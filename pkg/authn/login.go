@@ -91,6 +91,14 @@ func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, retur
 		apierror.Write(w, r, http.StatusBadRequest, apierror.CodeBadRequest, "the request's host is too long to build the login callback URL")
 		return
 	}
+	if err := a.rp.Reachable(r.Context()); err != nil {
+		// Sending the browser to a provider that cannot answer strands
+		// the user on a browser error page, and the code could not be
+		// redeemed anyway: say so here, with a retry hint.
+		a.logFor(r.Context()).Warn("identity provider unreachable; not starting a login", zap.Error(err))
+		writeProviderDown(w, r)
+		return
+	}
 	rd, _ := returnurl.Validate(returnTo)
 	state, err := randomToken()
 	if err != nil {
@@ -210,6 +218,10 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 			apierror.Write(w, r, http.StatusUnauthorized, apierror.CodeLoginFailed, "the authorization code was rejected; start the login again")
 			return
 		}
+		if errors.Is(err, oidc.ErrUnreachable) {
+			writeProviderDown(w, r)
+			return
+		}
 		apierror.Write(w, r, http.StatusBadGateway, apierror.CodeLoginFailed, "could not complete the login with the identity provider")
 		return
 	}
@@ -274,6 +286,15 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 	a.setSessionCookie(w, a.codec.Encode(ticket))
 	rd, _ := returnurl.Validate(ls.ReturnURL)
 	http.Redirect(w, r, rd, http.StatusFound)
+}
+
+// writeProviderDown answers a login that cannot proceed because the
+// provider is unreachable: 503 with a retry hint, never a redirect, so a
+// browser cannot loop between the proxy and a dead provider.
+func writeProviderDown(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeUpstreamUnavailable,
+		"the identity provider cannot be reached right now; log in again shortly")
 }
 
 func (a *Authenticator) badState(w http.ResponseWriter, r *http.Request, msg string) {

@@ -98,6 +98,7 @@ type RelyingParty struct {
 	maxBackoff time.Duration
 
 	discovered atomic.Pointer[discovery]
+	reach      reachability
 }
 
 // discovery is everything learned from the discovery document, swapped in
@@ -365,7 +366,8 @@ func (rp *RelyingParty) AuthCodeURL(state, nonce, verifier, redirectURL string) 
 // Exchange redeems an authorization code (with the PKCE verifier), verifies
 // the ID token (signature, issuer, audience, expiry, nonce) and returns the
 // tokens with the caller's identity. A code the provider rejects gives an
-// error wrapping ErrInvalidGrant.
+// error wrapping ErrInvalidGrant; a provider that cannot be reached (or
+// answers 5xx), one wrapping ErrUnreachable.
 func (rp *RelyingParty) Exchange(ctx context.Context, code, verifier, nonce, redirectURL string) (*Tokens, error) {
 	d, err := rp.state()
 	if err != nil {
@@ -376,7 +378,7 @@ func (rp *RelyingParty) Exchange(ctx context.Context, code, verifier, nonce, red
 	}
 	cctx := rp.clientContext(ctx)
 	tok, err := rp.oauth2Config(d, redirectURL).Exchange(cctx, code, oauth2.VerifierOption(verifier))
-	if err != nil {
+	if err := rp.observe(err); err != nil {
 		return nil, classify("code exchange", err)
 	}
 	rawID, _ := tok.Extra("id_token").(string)
@@ -407,7 +409,7 @@ func (rp *RelyingParty) Refresh(ctx context.Context, refreshToken string) (*Toke
 	}
 	cctx := rp.clientContext(ctx)
 	tok, err := rp.oauth2Config(d, "").TokenSource(cctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
-	if err != nil {
+	if err := rp.observe(err); err != nil {
 		return nil, classify("refresh", err)
 	}
 	if tok.RefreshToken == "" {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -444,6 +445,62 @@ func TestSessionBindingStoreDown(t *testing.T) {
 	h.ServeHTTP(rec, as(httptest.NewRequest("POST", "/mcp?n=2", nil), "alice"))
 	if rec.Code != 503 || rec.Header().Get(resource.SessionHeader) != "" || strings.Contains(rec.Body.String(), "jsonrpc") {
 		t.Fatalf("unbindable session: %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+}
+
+// outageStore is a working store that fails every call while down is set.
+type outageStore struct {
+	resource.BindingStore
+	down atomic.Bool
+}
+
+func (s *outageStore) Put(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	if s.down.Load() {
+		return errDown
+	}
+	return s.BindingStore.Put(ctx, k, v, ttl)
+}
+
+func (s *outageStore) Get(ctx context.Context, k string) ([]byte, error) {
+	if s.down.Load() {
+		return nil, errDown
+	}
+	return s.BindingStore.Get(ctx, k)
+}
+
+// While the store is down, a session this replica bound keeps working for
+// its owner and stays refused to others; a session it never saw gets 503.
+func TestSessionBindingDuringStoreOutage(t *testing.T) {
+	mem := session.NewMemory(session.MemoryOptions{})
+	defer mem.Close()
+	store := &outageStore{BindingStore: mem}
+	up := &upstream{}
+	h := resource.NewSessionBinder(store, time.Hour).Wrap(up)
+	send := func(sub, sid, n string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/mcp?n="+n, strings.NewReader("{}"))
+		if sid != "" {
+			req.Header.Set(resource.SessionHeader, sid)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, as(req, sub))
+		return rec
+	}
+	if rec := send("alice", "", "1"); rec.Code != http.StatusOK || rec.Header().Get(resource.SessionHeader) != "sess-1" {
+		t.Fatalf("initialize: %d %v", rec.Code, rec.Header())
+	}
+	store.down.Store(true)
+	tests := []struct {
+		sub, sid string
+		want     int
+	}{
+		{"alice", "sess-1", http.StatusAccepted},
+		{"bob", "sess-1", http.StatusForbidden},
+		{"alice", "sess-unknown", http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		if rec := send(tt.sub, tt.sid, "2"); rec.Code != tt.want {
+			t.Errorf("store down, %s with %s: %d %s, want %d", tt.sub, tt.sid, rec.Code, rec.Body, tt.want)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -47,6 +48,46 @@ type SessionBinder struct {
 	ttl   time.Duration
 	log   *zap.Logger
 	now   func() time.Time
+	seen  bindingCache
+}
+
+// maxCachedBindings bounds the bindings a replica remembers for store
+// outages (about 100 bytes each).
+const maxCachedBindings = 10000
+
+// bindingCache remembers the bindings this replica has read or written, so
+// that while the store is down an MCP session it has seen keeps working for
+// its owner (DESIGN.md: bearer requests keep working when Redis is down)
+// and is still refused to anybody else. A binding it has not seen is not
+// guessed at: that request gets 503. The cache only answers during an
+// outage; the store stays the authority.
+type bindingCache struct {
+	mu     sync.Mutex
+	owners map[string]string // binding key -> owner
+}
+
+func (c *bindingCache) remember(key, owner string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.owners == nil || len(c.owners) >= maxCachedBindings {
+		// Starting over keeps the bound without bookkeeping; the cost is
+		// only that older sessions are unknown during an outage.
+		c.owners = map[string]string{}
+	}
+	c.owners[key] = owner
+}
+
+func (c *bindingCache) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.owners, key)
+}
+
+func (c *bindingCache) owner(key string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, ok := c.owners[key]
+	return o, ok
 }
 
 // NewSessionBinder returns a binder keeping bindings for ttl.
@@ -81,6 +122,9 @@ func (b *SessionBinder) logFor(ctx context.Context) *zap.Logger {
 //   - a request whose Mcp-Session-Id is bound to another user gets 403 and
 //     never reaches next; an unknown one is forwarded (the upstream answers
 //     404 for sessions it does not know);
+//   - while the store is down, a binding this replica has seen is enforced
+//     from memory (owner forwarded, others 403); any other session id gets
+//     503;
 //   - a successful response that carries a new Mcp-Session-Id binds it to
 //     the caller before the client sees it, or becomes a 503 if the binding
 //     cannot be stored (an unbound session would be open to everyone);
@@ -95,10 +139,21 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 		owner := ownerKey(id)
 		sid := r.Header.Get(SessionHeader)
 		if sid != "" {
-			bound, err := b.store.Get(r.Context(), bindingKey(sid))
+			key := bindingKey(sid)
+			bound, err := b.store.Get(r.Context(), key)
 			boundOwner, renewAt := parseBinding(bound)
+			if err == nil {
+				b.seen.remember(key, boundOwner)
+			}
+			cached, known := b.seen.owner(key)
 			switch {
 			case errors.Is(err, session.ErrNotFound):
+				b.seen.forget(key)
+			case err != nil && known && cached == owner:
+				b.logFor(r.Context()).Warn("read MCP session binding; the store is down, using the binding this replica saw", zap.Error(err))
+			case err != nil && known:
+				apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "MCP session belongs to another user")
+				return
 			case err != nil:
 				b.logFor(r.Context()).Error("read MCP session binding", zap.Error(err))
 				w.Header().Set("Retry-After", "2")
@@ -135,7 +190,11 @@ func bindingKey(sid string) string {
 // which a request renews it.
 func (b *SessionBinder) put(ctx context.Context, sid, owner string) error {
 	renewAt := b.now().Add(b.ttl / 2).Unix()
-	return b.store.Put(ctx, bindingKey(sid), []byte(owner+" "+strconv.FormatInt(renewAt, 10)), b.ttl)
+	if err := b.store.Put(ctx, bindingKey(sid), []byte(owner+" "+strconv.FormatInt(renewAt, 10)), b.ttl); err != nil {
+		return err
+	}
+	b.seen.remember(bindingKey(sid), owner)
+	return nil
 }
 
 // parseBinding splits a stored binding into owner and renewal time. A value
@@ -196,6 +255,7 @@ func (w *bindingWriter) WriteHeader(code int) {
 			}
 		}
 		if w.r.Method == http.MethodDelete && w.requestSID != "" {
+			w.b.seen.forget(bindingKey(w.requestSID))
 			if err := w.b.store.Delete(ctx, bindingKey(w.requestSID)); err != nil {
 				// The binding expires by itself; it only keeps refusing others.
 				w.b.logFor(ctx).Warn("delete MCP session binding", zap.Error(err))

@@ -19,6 +19,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
@@ -122,7 +123,7 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 			if err != nil {
 				return nil, err
 			}
-			return &revocationCheck{Validator: v, oauth: a.oauth}, nil
+			return &revocationCheck{Validator: v, oauth: a.oauth, log: s.log.Named("bearer")}, nil
 		}
 		// Built on the first bearer request, normally after discovery, so
 		// the provider's own issuer spelling is known.
@@ -255,9 +256,17 @@ func (l *lazyValidator) Validate(ctx context.Context, raw string) (*bearer.Token
 // revocationCheck refuses façade access tokens revoked through /oauth2/revoke
 // or with their refresh family (revoked on reuse, on revocation of a refresh
 // token, or when the user no longer passes upstream) before they expire.
+//
+// When the store cannot answer, the token is accepted: DESIGN.md promises
+// that bearer requests keep working while Redis is down, and the token has
+// already passed every check that needs no store (signature, issuer,
+// audience, type, expiry). What is given up is only a revocation made
+// before the outage, for at most the remaining lifetime of a short-lived
+// access token; each such acceptance is logged.
 type revocationCheck struct {
 	bearer.Validator
 	oauth *oauth.Server
+	log   *zap.Logger
 }
 
 func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
@@ -269,7 +278,9 @@ func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Tok
 	family, _ := t.Claims["fid"].(string)
 	revoked, err := c.oauth.IsRevoked(ctx, jti, family)
 	if err != nil {
-		return nil, fmt.Errorf("%w: checking revocation: %v", bearer.ErrUnavailable, err)
+		c.log.Warn("session store unavailable; accepting a valid access token without its revocation check",
+			zap.String("request_id", requestid.FromContext(ctx)), zap.Error(err))
+		return t, nil
 	}
 	if revoked {
 		return nil, fmt.Errorf("%w: token revoked", bearer.ErrInvalidToken)

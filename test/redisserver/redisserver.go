@@ -1,7 +1,10 @@
 // Package redisserver runs a real, throw-away redis-server for tests, so the
 // Redis session store is tested against the component it runs against in
 // production rather than a fake. Each server listens on a free loopback port,
-// keeps nothing on disk, and is killed when the test ends.
+// keeps nothing on disk unless asked to (WithAppendOnly), and is killed when
+// the test ends. Fault tests can freeze it (Pause), kill it (Stop) and start
+// it again on the same port and data directory (Restart), and can run
+// replicas and Sentinels (StartSentinel) for failover tests.
 package redisserver
 
 import (
@@ -16,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -34,6 +38,7 @@ type config struct {
 	username string
 	password string
 	args     []string
+	sentinel *sentinelConfig
 }
 
 // WithPassword protects the default user with password (requirepass), for
@@ -52,6 +57,23 @@ func WithUser(username, password string) Option {
 // "--cluster-enabled", "yes"); they are passed as given.
 func WithArgs(args ...string) Option {
 	return func(c *config) { c.args = append(c.args, args...) }
+}
+
+// WithAppendOnly turns on the append-only file with an fsync after every
+// write (appendonly yes, appendfsync always): the most durable production
+// setting, under which a SIGKILL loses no acknowledged write, so a Restart
+// comes back with every session.
+func WithAppendOnly() Option {
+	return WithArgs("--appendonly", "yes", "--appendfsync", "always")
+}
+
+// WithReplicaOf makes the server a replica of the master at addr
+// (host:port).
+func WithReplicaOf(addr string) Option {
+	return func(c *config) {
+		host, port, _ := net.SplitHostPort(addr)
+		c.args = append(c.args, "--replicaof", host, port)
+	}
 }
 
 // Server is one running redis-server process.
@@ -111,8 +133,9 @@ func (s *Server) URL() string {
 	return u.String()
 }
 
-// Stop kills the server and waits for it to exit. It is safe to call more
-// than once; the data is lost (no persistence).
+// Stop kills the server (SIGKILL, no chance to save) and waits for it to
+// exit. It is safe to call more than once, also on a paused server. Without
+// WithAppendOnly the data is lost.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -128,6 +151,26 @@ func (s *Server) Restart() {
 	s.mu.Unlock()
 	if err := s.start(); err != nil {
 		s.tb.Fatalf("redisserver: restart: %v", err)
+	}
+}
+
+// Pause freezes the server with SIGSTOP: it keeps its port and its
+// connections, which accept bytes but never answer, the way a hung or
+// swapped-out Redis behaves. Resume or Stop ends the pause.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a server frozen by Pause (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.tb.Fatalf("redisserver: %v sent to a server that is not running", sig)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.tb.Fatalf("redisserver: send %v: %v", sig, err)
 	}
 }
 
@@ -149,14 +192,26 @@ func (s *Server) start() error {
 	if err != nil {
 		return fmt.Errorf("create log file: %w", err)
 	}
-	args := []string{
+	var args []string
+	if s.cfg.sentinel != nil {
+		conf, err := s.cfg.sentinel.write(s.dir)
+		if err != nil {
+			_ = logFile.Close()
+			return err
+		}
+		// Sentinel rewrites its configuration file, so it gets one of its
+		// own; the binary is the same redis-server.
+		args = append(args, conf, "--sentinel")
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--protected-mode", "no",
+	)
+	if s.cfg.sentinel == nil {
+		args = append(args, "--save", "", "--appendonly", "no")
 	}
 	switch {
 	case s.cfg.username != "":

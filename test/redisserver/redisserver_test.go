@@ -87,3 +87,38 @@ func TestURL(t *testing.T) {
 		})
 	}
 }
+
+// A paused server keeps its port but answers nothing; Resume brings it back.
+// With the append-only file a killed and restarted server keeps its data.
+func TestPauseResumeAndAppendOnlyRestart(t *testing.T) {
+	s := Start(t, WithAppendOnly())
+	if got := command(t, s.Addr(), "SET k v"); got != "+OK" {
+		t.Fatalf("SET = %q", got)
+	}
+	s.Pause()
+	if err := ping(s.Addr()); err == nil {
+		t.Fatal("a paused server answered PING")
+	}
+	s.Resume()
+	if got := command(t, s.Addr(), "PING"); got != "+PONG" {
+		t.Fatalf("PING after Resume = %q", got)
+	}
+	s.Stop()
+	s.Restart()
+	if got := command(t, s.Addr(), "GET k"); got != "$1" {
+		t.Fatalf("GET k after kill and restart = %q, want the value back ($1)", got)
+	}
+}
+
+// Sentinels started against a master see it and its replica.
+func TestSentinel(t *testing.T) {
+	master := Start(t)
+	replica := Start(t, WithReplicaOf(master.Addr()))
+	sentinel := StartSentinel(t, SentinelOptions{MasterName: "m", MasterAddr: master.Addr(), Quorum: 1})
+	if got := command(t, sentinel.Addr(), "SENTINEL get-master-addr-by-name m"); got != "*2" {
+		t.Fatalf("SENTINEL get-master-addr-by-name = %q, want a two-element reply", got)
+	}
+	if got := command(t, replica.Addr(), "ROLE"); got != "*5" {
+		t.Fatalf("ROLE on the replica = %q, want the five-element replica reply", got)
+	}
+}
