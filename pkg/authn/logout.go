@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/weborigin"
 )
 
 // logoutResponse is the JSON answer to a non-navigation logout.
@@ -113,7 +113,7 @@ func (a *Authenticator) logoutAllowed(r *http.Request) logoutVerdict {
 		return logoutConfirm
 	}
 	if origin := r.Header.Get("Origin"); origin != "" {
-		if own := originOf(a.ownBaseURL(r)); own != "" && originOf(origin) == own {
+		if own := weborigin.Normalize(a.ownBaseURL(r)); own != "" && weborigin.Normalize(origin) == own {
 			return logoutProceed
 		}
 		// Browsers send "null" from a page with Referrer-Policy:
@@ -136,30 +136,6 @@ func (a *Authenticator) ownBaseURL(r *http.Request) string {
 		return a.opts.BaseURL(r)
 	}
 	return a.opts.RedirectURL(r)
-}
-
-// originOf returns scheme://host[:port] of an absolute http(s) URL in lower
-// case without a default port, or "" (for "null" and anything else).
-func originOf(s string) string {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.Host == "" || u.User != nil {
-		return ""
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "http" && scheme != "https" {
-		return ""
-	}
-	host, port := strings.ToLower(u.Hostname()), u.Port()
-	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	return scheme + "://" + host
 }
 
 // logoutConfirmationPage asks before logging out. Its form posts to

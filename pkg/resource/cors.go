@@ -2,10 +2,10 @@ package resource
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/weborigin"
 )
 
 // CORS header values shared by the well-known and MCP endpoints.
@@ -60,7 +60,7 @@ type OriginGuard struct {
 func NewOriginGuard(opts OriginOptions) *OriginGuard {
 	g := &OriginGuard{allowed: map[string]bool{}, baseURL: opts.BaseURL}
 	for _, o := range opts.AllowedOrigins {
-		if n := normalizeOrigin(o); n != "" {
+		if n := weborigin.Normalize(o); n != "" {
 			g.allowed[n] = true
 		}
 	}
@@ -121,41 +121,16 @@ func (g *OriginGuard) Check(next http.Handler) http.Handler {
 
 // Allowed reports whether origin may call the MCP endpoint for r.
 func (g *OriginGuard) Allowed(r *http.Request, origin string) bool {
-	n := normalizeOrigin(origin)
+	n := weborigin.Normalize(origin)
 	if n == "" {
 		return false
 	}
 	if g.allowed[n] {
 		return true
 	}
-	return g.baseURL != nil && normalizeOrigin(g.baseURL(r)) == n
+	return g.baseURL != nil && weborigin.Normalize(g.baseURL(r)) == n
 }
 
 func isPreflight(r *http.Request) bool {
 	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
-}
-
-// normalizeOrigin returns scheme://host[:port] in lower case, without a
-// default port, or "" when s is not an http(s) origin (for example "null").
-func normalizeOrigin(s string) string {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.Host == "" || u.User != nil {
-		return ""
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "http" && scheme != "https" {
-		return ""
-	}
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	return scheme + "://" + host
 }
