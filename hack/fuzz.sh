@@ -11,6 +11,9 @@
 # Settings (environment):
 #   FUZZTIME      how long each target runs (go test -fuzztime)   (default 10s)
 #   FUZZPARALLEL  fuzzing workers per target (go test -parallel)  (default 2)
+#   FUZZMINIMIZE  bound on minimizing a failing input             (default 500x)
+#                 (go test -fuzzminimizetime; unbounded, a minimization still
+#                 running when FUZZTIME ends can hide the failure)
 #   GO            the go command                                  (default go)
 # A finding stops the run with go test's failure; the failing input is
 # written to testdata/fuzz/<Target>/ of its package, where it becomes a
@@ -19,6 +22,7 @@ set -euo pipefail
 
 FUZZTIME=${FUZZTIME:-10s}
 FUZZPARALLEL=${FUZZPARALLEL:-2}
+FUZZMINIMIZE=${FUZZMINIMIZE:-500x}
 GO=${GO:-go}
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
@@ -59,7 +63,7 @@ for entry in "${targets[@]}"; do
 		continue
 	fi
 	echo "== $name ($pkg) for $FUZZTIME" >&2
-	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -parallel "$FUZZPARALLEL" "$pkg"
+	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZE" -parallel "$FUZZPARALLEL" "$pkg"
 	ran=$((ran + 1))
 done
 if [[ $ran -eq 0 ]]; then
