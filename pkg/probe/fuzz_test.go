@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -113,14 +114,19 @@ func FuzzPathRoundTrip(f *testing.F) {
 	})
 }
 
-// loopbackOnly answers every request and fails the test when one is not
-// addressed to 127.0.0.1:port.
+// loopbackOnly answers every request and fails the test when one is
+// addressed anywhere but 127.0.0.1:port. A URL without a host ("A:0" as a
+// path makes the opaque URL "http:0", as it does in the kubelet's prober)
+// goes nowhere: http.Transport refuses it with "no Host in request URL".
 type loopbackOnly struct {
 	t    *testing.T
 	want string
 }
 
 func (l loopbackOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == "" {
+		return nil, errors.New("no Host in request URL")
+	}
 	if r.URL.Host != l.want {
 		l.t.Fatalf("HTTP probe replayed against %q (URL %q), want %s", r.URL.Host, r.URL, l.want)
 	}
