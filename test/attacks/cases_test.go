@@ -185,19 +185,27 @@ func authorizeCases() []attack {
 			return f.send(t, f.req(http.MethodGet, "/oauth2/authorize?"+q.Encode(), nil, withCookie(f.cookie)))
 		}
 	}
-	// errorToClient: the error goes back to the client's registered
-	// redirect URI with the client's state, and no code.
-	errorToClient := func(code string) want {
-		return want{status: http.StatusFound, location: anyLocation, check: func(t *testing.T, f *fixture, r response, _ []seen) {
-			u, err := url.Parse(r.Header.Get("Location"))
-			if err != nil || u.Scheme+"://"+u.Host+u.Path != redirectURI {
-				t.Fatalf("Location = %q, want the registered redirect URI %s", r.Header.Get("Location"), redirectURI)
+	// pkceRefused: no code, and the error either goes back to the client's
+	// registered redirect URI with its state (RFC 6749 4.1.2.1, allowed
+	// once the user is authenticated and knows the client) or is shown on
+	// the proxy's own error page (RFC 9700 4.11.2). Either is exact; never
+	// a code, never another redirect target.
+	pkceRefused := want{status: anyStatus, location: anyLocation, check: func(t *testing.T, _ *fixture, r response, _ []seen) {
+		loc := r.Header.Get("Location")
+		if r.Status == http.StatusBadRequest && loc == "" {
+			if _, code := errorCodes(r); code != "invalid_request" {
+				t.Fatalf("error page %s, want invalid_request", r)
 			}
-			if q := u.Query(); q.Get("error") != code || q.Get("state") != "client-state" || q.Has("code") {
-				t.Fatalf("redirect query %v, want error=%s with the client's state and no code", q, code)
-			}
-		}}
-	}
+			return
+		}
+		u, err := url.Parse(loc)
+		if r.Status != http.StatusFound || err != nil || u.Scheme+"://"+u.Host+u.Path != redirectURI {
+			t.Fatalf("%s Location %q, want a 400 error page or a 302 to %s", r, loc, redirectURI)
+		}
+		if q := u.Query(); q.Get("error") != "invalid_request" || q.Get("state") != "client-state" || q.Has("code") {
+			t.Fatalf("redirect query %v, want error=invalid_request with the client's state and no code", q)
+		}
+	}}
 	cimd := func(clientID string) func(*testing.T, *fixture) response {
 		return authorize(func(_ *fixture, q url.Values) { q.Set("client_id", clientID) })
 	}
@@ -206,11 +214,11 @@ func authorizeCases() []attack {
 		{name: "authorize: PKCE plain", send: authorize(func(_ *fixture, q url.Values) {
 			q.Set("code_challenge", oauth2.GenerateVerifier())
 			q.Set("code_challenge_method", "plain")
-		}), want: errorToClient("invalid_request")},
+		}), want: pkceRefused},
 		{name: "authorize: no PKCE challenge", send: authorize(func(_ *fixture, q url.Values) {
 			q.Del("code_challenge")
 			q.Del("code_challenge_method")
-		}), want: errorToClient("invalid_request")},
+		}), want: pkceRefused},
 		{name: "authorize: redirect_uri not registered", send: authorize(func(_ *fixture, q url.Values) { q.Set("redirect_uri", "https://evil.example/cb") }),
 			want: oauthError(http.StatusBadRequest, "invalid_request")},
 		{name: "authorize: unknown client", send: authorize(func(_ *fixture, q url.Values) { q.Set("client_id", "unknown-client") }), want: invalidClient},
