@@ -6,8 +6,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app.Version=$(VERSION)
 # The race detector roughly doubles test time; CI on 2 cores has room for it.
 TEST_FLAGS ?= -race -count=1 -timeout 20m
+# How long `make fuzz` runs each fuzz target; short by default, e.g. FUZZTIME=60s.
+FUZZTIME ?= 10s
 
-.PHONY: help build test unit lint demo bench deps clean
+.PHONY: help build test unit lint fuzz demo bench deps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -28,6 +30,9 @@ lint: ## go vet and gofmt
 
 test: deps lint ## every test, with the race detector (installs redis-server when run as root)
 	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" HELM="$$(hack/helm-bin.sh)" $(GO) test $(TEST_FLAGS) ./...
+
+fuzz: ## run every fuzz target for FUZZTIME (default 10s) one after another (targets: hack/fuzz.sh)
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 demo: ## local OIDC provider + example MCP server + the proxy, no Kubernetes
 	$(GO) run ./hack/demo

@@ -1,0 +1,7 @@
+// Package attacks is the end-to-end attack table: one table-driven test
+// (TestAttacks) that sends each known attack to real proxy replicas (test/stack)
+// in front of the official-SDK MCP server, with the in-process OpenID
+// provider and a real Redis, and asserts the exact rejection and that the
+// MCP server never saw the request. The table lives in cases_test.go; the
+// harness that runs it and the fixture it runs against in harness_test.go.
+package attacks

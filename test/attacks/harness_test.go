@@ -1,0 +1,697 @@
+package attacks
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"golang.org/x/oauth2"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
+)
+
+const (
+	cookieName   = "mcp-oidc-session"
+	cookieSecret = "attacks-cookie-secret-0123456789abcdefghijklmnop"
+	// redirectURI is the loopback redirect URI (RFC 8252) the test clients
+	// register. Nothing listens there: codes are read from the redirect.
+	redirectURI = "http://127.0.0.1/attack-cb"
+	waitFor     = 20 * time.Second
+	// mallory is a second user at the provider: the attacker.
+	malloryID, malloryName, malloryPassword = "mallory", "mallory@example.com", "mallory-password"
+	initializeBody                          = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"attacker","version":"v1"}}}`
+)
+
+// ---------------------------------------------------------------------------
+// The table's shape.
+
+// attack is one row: send performs the attack against the fixture and
+// returns the proxy's last answer; want is the exact rejection. Appending a
+// row is all a new attack needs.
+type attack struct {
+	name string
+	send func(t *testing.T, f *fixture) response
+	want want
+}
+
+// Values of want.challenge and want.location with a special meaning.
+const (
+	// noErrorChallenge: a Bearer challenge without an error parameter (no
+	// credentials were sent).
+	noErrorChallenge = "(no error)"
+	// anyLocation: the case's check asserts the Location itself.
+	anyLocation = "(checked by the case)"
+	// anyStatus: the case's check asserts the status itself.
+	anyStatus = -1
+)
+
+// want is what the proxy must answer. Every field that is set is asserted;
+// location is always asserted, so a case that leaves it empty asserts that
+// the response redirects nowhere.
+type want struct {
+	status int
+	// apiCode is the proxy's JSON error code ({"error":{"code":...}}).
+	apiCode string
+	// oauthError is an OAuth JSON error ({"error":"invalid_grant"}).
+	oauthError string
+	// challenge is the error of the WWW-Authenticate Bearer challenge, or
+	// noErrorChallenge; its resource_metadata is always checked too.
+	challenge string
+	// reason is the challenge's error_description.
+	reason string
+	// location is the exact Location header ("" = none), or anyLocation.
+	location string
+	// body must occur in the response body.
+	body string
+	// upstream: the request must reach the MCP server (spoofing cases,
+	// where the point is what arrives). Otherwise nothing may reach it.
+	upstream bool
+	// check runs last, for what the fields cannot say; reached is what
+	// arrived at the MCP server during the case.
+	check func(t *testing.T, f *fixture, r response, reached []seen)
+}
+
+// TestAttacks runs the table against one stack. Cases run one after
+// another: the upstream's request log tells which case reached it.
+func TestAttacks(t *testing.T) {
+	f := newFixture(t)
+	seen := map[string]bool{}
+	for _, tc := range cases() {
+		if seen[tc.name] {
+			t.Fatalf("duplicate case name %q", tc.name)
+		}
+		seen[tc.name] = true
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.up.count()
+			r := tc.send(t, f)
+			reached := f.up.since(before)
+			f.assert(t, tc.want, r, reached)
+		})
+	}
+	if len(seen) < 40 {
+		t.Errorf("the attack table has %d cases, want at least 40", len(seen))
+	}
+}
+
+// assert checks r and what reached the upstream against w.
+func (f *fixture) assert(t *testing.T, w want, r response, reached []seen) {
+	t.Helper()
+	if w.status != anyStatus && r.Status != w.status {
+		t.Errorf("status = %d, want %d (%s)", r.Status, w.status, r)
+	}
+	if w.upstream && len(reached) == 0 {
+		t.Errorf("the request did not reach the MCP server")
+	}
+	if !w.upstream && len(reached) > 0 {
+		t.Errorf("the MCP server saw %d request(s), first %s", len(reached), reached[0].Path)
+	}
+	if w.location != anyLocation {
+		if got := r.Header.Get("Location"); got != w.location {
+			t.Errorf("Location = %q, want %q", got, w.location)
+		}
+	}
+	if w.apiCode != "" || w.oauthError != "" {
+		api, oauth := errorCodes(r)
+		if w.apiCode != "" && api != w.apiCode {
+			t.Errorf("error code = %q, want %q (%s)", api, w.apiCode, r)
+		}
+		if w.oauthError != "" && oauth != w.oauthError {
+			t.Errorf("OAuth error = %q, want %q (%s)", oauth, w.oauthError, r)
+		}
+	}
+	if w.challenge != "" {
+		p, err := challengeParams(r.Header.Get("WWW-Authenticate"))
+		switch {
+		case err != nil:
+			t.Errorf("WWW-Authenticate: %v", err)
+		case w.challenge == noErrorChallenge && p["error"] != "":
+			t.Errorf("challenge error = %q, want none", p["error"])
+		case w.challenge != noErrorChallenge && p["error"] != w.challenge:
+			t.Errorf("challenge error = %q, want %q", p["error"], w.challenge)
+		case p["resource_metadata"] != f.prm:
+			t.Errorf("challenge resource_metadata = %q, want %q", p["resource_metadata"], f.prm)
+		case w.reason != "" && p["error_description"] != w.reason:
+			t.Errorf("challenge error_description = %q, want %q", p["error_description"], w.reason)
+		}
+	}
+	if w.body != "" && !strings.Contains(string(r.Body), w.body) {
+		t.Errorf("body lacks %q: %s", w.body, r)
+	}
+	if w.check != nil {
+		w.check(t, f, r, reached)
+	}
+}
+
+// errorCodes returns the proxy's error code and the OAuth error of a JSON
+// error body (either may be empty).
+func errorCodes(r response) (api, oauth string) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(r.Body, &m) != nil {
+		return "", ""
+	}
+	var detail struct {
+		Code string `json:"code"`
+	}
+	if json.Unmarshal(m["error"], &oauth) != nil && json.Unmarshal(m["error"], &detail) == nil {
+		api = detail.Code
+	}
+	return api, oauth
+}
+
+// challengeParams parses a Bearer WWW-Authenticate value.
+func challengeParams(v string) (map[string]string, error) {
+	rest, ok := strings.CutPrefix(v, "Bearer")
+	if !ok {
+		return nil, fmt.Errorf("%q is not a Bearer challenge", v)
+	}
+	out := map[string]string{}
+	for rest = strings.TrimSpace(rest); rest != ""; {
+		name, after, ok := strings.Cut(rest, `="`)
+		if !ok {
+			return nil, fmt.Errorf("%q: malformed", v)
+		}
+		var val strings.Builder
+		i := 0
+		for ; i < len(after) && after[i] != '"'; i++ {
+			if after[i] == '\\' && i+1 < len(after) {
+				i++
+			}
+			val.WriteByte(after[i])
+		}
+		if i == len(after) {
+			return nil, fmt.Errorf("%q: unterminated value", v)
+		}
+		out[strings.TrimSpace(name)] = val.String()
+		rest = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(after[i+1:]), ","))
+	}
+	return out, nil
+}
+
+// ---------------------------------------------------------------------------
+// The protected app.
+
+// seen is one request that reached the MCP server.
+type seen struct {
+	Path   string
+	Header http.Header
+}
+
+// upstream is the official-SDK MCP server at /mcp plus /headers (echoes
+// nothing, records everything) and a public page, behind a recorder of
+// every request that reaches it.
+type upstream struct {
+	URL  string
+	mu   sync.Mutex
+	reqs []seen
+}
+
+func startUpstream(t *testing.T) *upstream {
+	t.Helper()
+	ln, err := stack.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &upstream{}
+	mux := stack.UpstreamMux()
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }
+	mux.HandleFunc("/headers", ok)
+	mux.HandleFunc("/public/", ok)
+	var stop func()
+	u.URL, stop = stack.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.reqs = append(u.reqs, seen{Path: r.URL.Path, Header: r.Header.Clone()})
+		u.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(stop)
+	return u
+}
+
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+// since returns the requests after the first n.
+func (u *upstream) since(n int) []seen {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]seen(nil), u.reqs[n:]...)
+}
+
+// ---------------------------------------------------------------------------
+// The stack.
+
+// fixture is one provider, one Redis, one upstream and two proxy replicas
+// sharing them behind the external URL of replica A, plus what an ordinary
+// user obtained from it before the attacks start.
+type fixture struct {
+	idp    *oidcprovider.Provider
+	redis  *redisserver.Server
+	up     *upstream
+	a, b   *stack.Proxy
+	public string // external URL (replica A's address)
+	host   string // its host:port, the Host header of every request
+	// resource and prm are the MCP endpoint and its metadata URL.
+	resource, prm string
+	// key signs the façade's tokens (configured as oauth.signing_keys);
+	// kid is its key ID in the JWKS.
+	key *ecdsa.PrivateKey
+	kid string
+	// client and other are two registered public clients.
+	client, other string
+	// cookie is a browser session of the demo user.
+	cookie *http.Cookie
+	// mallory is a browser session of the attacker, made on first use.
+	mallory *http.Cookie
+	// assertion is an identity assertion the proxy sent to the MCP server.
+	assertion string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{
+		idp: oidcprovider.Start(t, oidcprovider.Options{Users: []oidcprovider.User{
+			{ID: oidcprovider.DemoUserID, Username: oidcprovider.DemoUsername, Password: oidcprovider.DemoPassword,
+				Email: oidcprovider.DemoEmail, EmailVerified: true, GivenName: "Demo", FamilyName: "User", Groups: oidcprovider.DemoGroups()},
+			{ID: malloryID, Username: malloryName, Password: malloryPassword, Email: malloryName, EmailVerified: true, Groups: []string{"outsiders"}},
+		}}),
+		redis: redisserver.Start(t),
+		up:    startUpstream(t),
+	}
+	var err error
+	if f.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+	thumb, err := (&jose.JSONWebKey{Key: &f.key.PublicKey}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.kid = base64.RawURLEncoding.EncodeToString(thumb)
+
+	start := func(external string) *stack.Proxy {
+		p, err := stack.StartProxy(context.Background(), stack.ProxyOptions{
+			Flags: func(listen, admin string) []string {
+				args := append(stack.Flags(listen, admin, f.up.URL, f.idp.Issuer()),
+					"--session-store", "redis", "--redis-url", f.redis.URL(),
+					"--session-cookie-secret", cookieSecret,
+					"--public-paths", "/public/*",
+					"--oauth-signing-keys", keyPEM,
+					"--oauth-identity-assertion",
+					"--oauth-scopes", "mcp:tools,offline_access",
+					"--oauth-registrations-per-minute", "1000",
+					// Every case that logs in adds a session of the demo
+					// user; none may evict the fixture's.
+					"--session-max-per-user", "0",
+				)
+				if external != "" {
+					args = append(args, "--external-url", external)
+				}
+				return args
+			},
+			Timeout: waitFor,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := p.Stop(); err != nil {
+				t.Errorf("replica stopped with %v", err)
+			}
+		})
+		return p
+	}
+	f.a = start("")
+	f.public = f.a.URL
+	f.b = start(f.public)
+	f.host = strings.TrimPrefix(f.public, "http://")
+	f.resource = f.public + "/mcp"
+	f.prm = f.public + "/.well-known/oauth-protected-resource/mcp"
+
+	f.client = f.registerClient(t)
+	f.other = f.registerClient(t)
+	f.cookie = f.browserLogin(t, nil, oidcprovider.DemoUsername, oidcprovider.DemoPassword)
+	f.setupChecks(t)
+	return f
+}
+
+// setupChecks proves the fixture works for the ordinary user, so that every
+// rejection below is a rejection of the attack and not of a broken stack,
+// and captures an identity assertion.
+func (f *fixture) setupChecks(t *testing.T) {
+	t.Helper()
+	tok := f.tokens(t, f.client)
+	before := f.up.count()
+	if r := f.send(t, f.req(http.MethodGet, "/headers", nil, bearer(tok.AccessToken))); r.Status != http.StatusOK {
+		t.Fatalf("an issued access token is refused: %s", r)
+	}
+	if r := f.send(t, f.req(http.MethodGet, "/headers", nil, bearer(f.mint(t, nil)))); r.Status != http.StatusOK {
+		t.Fatalf("a token minted with the signing key is refused, so JWT cases would prove nothing: %s", r)
+	}
+	if r := f.send(t, f.req(http.MethodGet, "/headers", nil, withCookie(f.cookie))); r.Status != http.StatusOK {
+		t.Fatalf("the browser session is refused: %s", r)
+	}
+	if r := f.send(t, f.req(http.MethodGet, "/public/page", nil)); r.Status != http.StatusOK {
+		t.Fatalf("the public path is not public: %s", r)
+	}
+	reached := f.up.since(before)
+	if len(reached) != 4 {
+		t.Fatalf("the MCP server saw %d of 4 admitted requests", len(reached))
+	}
+	f.assertion = reached[0].Header.Get("X-Mcp-Identity-Assertion")
+	if f.assertion == "" {
+		t.Fatal("no identity assertion reached the MCP server")
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Requests.
+
+// response is a fully read HTTP response.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) String() string { return fmt.Sprintf("%d %s", r.Status, r.Body) }
+
+// option changes a request before it is sent.
+type option func(*http.Request)
+
+func header(k, v string) option {
+	return func(r *http.Request) { r.Header[k] = append(r.Header[k], v) }
+}
+
+func bearer(tok string) option { return header("Authorization", "Bearer "+tok) }
+
+func withCookie(c *http.Cookie) option { return func(r *http.Request) { r.AddCookie(c) } }
+
+func form() option {
+	return header("Content-Type", "application/x-www-form-urlencoded")
+}
+
+// onB sends the request to replica B (still under the external URL).
+func (f *fixture) onB() option {
+	return func(r *http.Request) { r.URL.Host = strings.TrimPrefix(f.b.URL, "http://") }
+}
+
+// req builds a request for path (with query) on replica A under the
+// external URL's Host.
+func (f *fixture) req(method, pathQuery string, body io.Reader, opts ...option) *http.Request {
+	r, err := http.NewRequest(method, f.public+pathQuery, body)
+	if err != nil {
+		panic(err) // the cases' paths are constants
+	}
+	r.Host = f.host
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// send sends r without following redirects.
+func (f *fixture) send(t *testing.T, r *http.Request) response {
+	t.Helper()
+	client := &http.Client{Timeout: waitFor, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(r)
+	if err != nil {
+		t.Fatalf("%s %s: %v", r.Method, r.URL.Path, err)
+	}
+	return readResponse(t, resp)
+}
+
+func readResponse(t *testing.T, resp *http.Response) response {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// raw sends "GET <target> HTTP/1.1" with target exactly as given, for path
+// tricks net/url would clean or escape.
+func (f *fixture) raw(t *testing.T, target string, headers ...string) response {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", f.host, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(waitFor))
+	msg := "GET " + target + " HTTP/1.1\r\nHost: " + f.host + "\r\nConnection: close\r\n"
+	for _, h := range headers {
+		msg += h + "\r\n"
+	}
+	if _, err := io.WriteString(conn, msg+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("GET %q: %v", target, err)
+	}
+	return readResponse(t, resp)
+}
+
+// postForm posts values to path on replica A.
+func (f *fixture) postForm(t *testing.T, path string, values url.Values, opts ...option) response {
+	t.Helper()
+	return f.send(t, f.req(http.MethodPost, path, strings.NewReader(values.Encode()), append([]option{form()}, opts...)...))
+}
+
+// mcpPost sends the MCP initialize request with opts.
+func (f *fixture) mcpPost(t *testing.T, opts ...option) response {
+	t.Helper()
+	opts = append([]option{header("Content-Type", "application/json"), header("Accept", "application/json, text/event-stream")}, opts...)
+	return f.send(t, f.req(http.MethodPost, "/mcp", strings.NewReader(initializeBody), opts...))
+}
+
+// ---------------------------------------------------------------------------
+// OAuth steps as a client and a browser take them.
+
+// register sends a dynamic client registration.
+func (f *fixture) register(t *testing.T, metadata map[string]any) response {
+	t.Helper()
+	b, err := json.Marshal(metadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.send(t, f.req(http.MethodPost, "/oauth2/register", strings.NewReader(string(b)), header("Content-Type", "application/json")))
+}
+
+// registerClient registers a public client with redirectURI.
+func (f *fixture) registerClient(t *testing.T) string {
+	t.Helper()
+	r := f.register(t, map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "none", "client_name": "attack table"})
+	var m struct {
+		ClientID string `json:"client_id"`
+	}
+	if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &m) != nil || m.ClientID == "" {
+		t.Fatalf("registration: %s", r)
+	}
+	return m.ClientID
+}
+
+// authorizeQuery is a valid authorization request for client with the
+// verifier's S256 challenge.
+func (f *fixture) authorizeQuery(client, verifier string) url.Values {
+	return url.Values{
+		"client_id": {client}, "redirect_uri": {redirectURI}, "response_type": {"code"},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"},
+		"state": {"client-state"}, "resource": {f.resource}, "scope": {"mcp:tools offline_access"},
+	}
+}
+
+// code runs the user's part of the flow (login at the provider as the demo
+// user, consent) for client and returns the authorization code.
+func (f *fixture) code(t *testing.T, client, verifier string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	b := &mcpclient.Browser{Login: func(ctx context.Context, u string) (*url.URL, error) { return f.idp.Login(ctx, nil, u) }, RedirectURI: redirectURI}
+	res, err := b.Fetch(ctx, &auth.AuthorizationArgs{URL: f.public + "/oauth2/authorize?" + f.authorizeQuery(client, verifier).Encode()})
+	if err != nil {
+		t.Fatalf("authorization: %v", err)
+	}
+	return res.Code
+}
+
+// codeForm is the token request redeeming code.
+func codeForm(client, code, verifier string) url.Values {
+	return url.Values{"grant_type": {"authorization_code"}, "client_id": {client}, "code": {code},
+		"code_verifier": {verifier}, "redirect_uri": {redirectURI}}
+}
+
+// tokenResponse is a successful token response.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+// tokens runs the whole flow for client and returns its tokens.
+func (f *fixture) tokens(t *testing.T, client string) tokenResponse {
+	t.Helper()
+	v := oauth2.GenerateVerifier()
+	r := f.postForm(t, "/oauth2/token", codeForm(client, f.code(t, client, v), v))
+	var tok tokenResponse
+	if r.Status != http.StatusOK || json.Unmarshal(r.Body, &tok) != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
+		t.Fatalf("token exchange: %s", r)
+	}
+	return tok
+}
+
+// mint signs claims (valid access token claims for the demo user, changed
+// by mutate) with the façade's key, as the façade would.
+func (f *fixture) mint(t *testing.T, mutate func(claims map[string]any)) string {
+	t.Helper()
+	return f.sign(t, f.key, f.kid, jose.ES256, "at+jwt", mutate)
+}
+
+// sign signs access token claims changed by mutate with key under kid.
+func (f *fixture) sign(t *testing.T, key any, kid string, alg jose.SignatureAlgorithm, typ string, mutate func(map[string]any)) string {
+	t.Helper()
+	now := time.Now()
+	claims := map[string]any{
+		"iss": f.public, "sub": oidcprovider.DemoUserID, "aud": f.resource, "client_id": f.client,
+		"scope": "mcp:tools", "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+		"jti": base64.RawURLEncoding.EncodeToString([]byte(t.Name())),
+	}
+	if mutate != nil {
+		mutate(claims)
+	}
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", kid)
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jwt.Signed(s).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// unsigned is a compact JWS with the given header and valid claims and an
+// empty signature ("alg": "none").
+func (f *fixture) unsigned(t *testing.T, hdr map[string]any) string {
+	t.Helper()
+	tok := strings.Split(f.mint(t, nil), ".")
+	h, err := json.Marshal(hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(h) + "." + tok[1] + "."
+}
+
+// ---------------------------------------------------------------------------
+// Browser login.
+
+// browserLogin logs user in through /oauth2/start with a jar (pre-seeded
+// by the caller, e.g. with a planted cookie) and returns the new session
+// cookie.
+func (f *fixture) browserLogin(t *testing.T, jar http.CookieJar, user, password string) *http.Cookie {
+	t.Helper()
+	r := f.loginWithReturn(t, jar, "/", user, password)
+	if r.Status != http.StatusFound || r.Header.Get("Location") != "/" {
+		t.Fatalf("login callback: %s Location %q", r, r.Header.Get("Location"))
+	}
+	c := sessionCookieFrom(r.Header)
+	if c == nil || c.Value == "" {
+		t.Fatalf("login set no session cookie: %q", r.Header.Values("Set-Cookie"))
+	}
+	return &http.Cookie{Name: c.Name, Value: c.Value}
+}
+
+// loginWithReturn starts a login with rd as the return URL, logs in at the
+// provider and returns the proxy's answer to the callback.
+func (f *fixture) loginWithReturn(t *testing.T, jar http.CookieJar, rd, user, password string) response {
+	t.Helper()
+	cb, client := f.startLogin(t, jar, rd, user, password)
+	return f.send(t, withJar(client, f.req(http.MethodGet, cb.RequestURI(), nil)))
+}
+
+// startLogin starts a login and logs in at the provider; it returns the
+// callback URL (not yet delivered) and the browser's client.
+func (f *fixture) startLogin(t *testing.T, jar http.CookieJar, rd, user, password string) (*url.URL, *http.Client) {
+	t.Helper()
+	if jar == nil {
+		jar = newJar(t)
+	}
+	client := &http.Client{Jar: jar, Timeout: waitFor, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(f.req(http.MethodGet, "/oauth2/start?rd="+url.QueryEscape(rd), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := readResponse(t, resp)
+	authURL := start.Header.Get("Location")
+	if start.Status != http.StatusFound || !strings.HasPrefix(authURL, f.idp.Issuer()+"/") {
+		t.Fatalf("login start: %s Location %q", start, authURL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	cb, err := f.idp.LoginAs(ctx, nil, authURL, user, password)
+	if err != nil {
+		t.Fatalf("provider login: %v", err)
+	}
+	return cb, client
+}
+
+// withJar attaches the jar's cookies for the external URL to r; send does
+// not use a jar, so the case sees the raw Set-Cookie answer.
+func withJar(client *http.Client, r *http.Request) *http.Request {
+	u, _ := url.Parse("http://" + r.Host)
+	for _, c := range client.Jar.Cookies(u) {
+		r.AddCookie(c)
+	}
+	return r
+}
+
+func newJar(t *testing.T) http.CookieJar {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jar
+}
+
+// sessionCookieFrom returns the session cookie a response sets, if any.
+func sessionCookieFrom(h http.Header) *http.Cookie {
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		if c.Name == cookieName {
+			return c
+		}
+	}
+	return nil
+}
