@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -175,15 +176,40 @@ func firstValue(v string) string {
 	return strings.ToLower(strings.TrimSpace(first))
 }
 
-// validHost accepts host[:port] with the characters a host may have, so a
-// forwarded value cannot inject a path, user info or header syntax.
+// validHost accepts a lower-case host[:port]: a DNS name or IPv4 address,
+// or an IPv6 address in brackets, with an optional decimal port. A
+// forwarded value can then inject no path, user info or header syntax, and
+// the base URL built from it always parses back to the same host.
 func validHost(h string) bool {
 	if h == "" || len(h) > 255 {
 		return false
 	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == ':' || c == '[' || c == ']') {
+	name, port := h, ""
+	if strings.Contains(h, ":") {
+		var err error
+		name, port, err = net.SplitHostPort(h)
+		switch {
+		case err == nil:
+			n, aerr := strconv.Atoi(port)
+			if aerr != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+				return false
+			}
+		case strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]"):
+			name = h[1 : len(h)-1] // "[::1]" without a port
+		default:
+			return false
+		}
+	}
+	if strings.HasPrefix(h, "[") {
+		a, err := netip.ParseAddr(name)
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
 			return false
 		}
 	}
