@@ -549,7 +549,8 @@ func (f *fixture) trickle(t *testing.T, p *stack.Proxy, path string) (response, 
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(waitFor))
+	// Bounded: the trickle's length and then the proxy's timeout.
+	_ = conn.SetDeadline(time.Now().Add(trickleBytes*trickleEvery + bodyTimeoutC + time.Second))
 	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n", path, f.host, trickleBytes+1)
 	if _, err := io.WriteString(conn, head); err != nil {
 		t.Fatal(err)
