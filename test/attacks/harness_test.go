@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +28,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"golang.org/x/oauth2"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
@@ -294,8 +293,8 @@ type fixture struct {
 	a, b  *stack.Proxy
 	c     *stack.Proxy
 	// clock is replica C's clock; idpDown cuts C off from the provider.
-	clock   *shiftedClock
-	idpDown *failingTransport
+	clock   *fakeclock.Shifted
+	idpDown *stack.Outage
 	public  string // external URL (replica A's address)
 	host    string // its host:port, the Host header of every request
 	// resource and prm are the MCP endpoint and its metadata URL.
@@ -328,8 +327,8 @@ func newFixture(t *testing.T) *fixture {
 		}}),
 		redis:   redisserver.Start(t),
 		up:      startUpstream(t),
-		clock:   &shiftedClock{},
-		idpDown: &failingTransport{base: http.DefaultTransport},
+		clock:   &fakeclock.Shifted{},
+		idpDown: &stack.Outage{Base: http.DefaultTransport},
 	}
 	var err error
 	if f.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
@@ -829,36 +828,17 @@ func sessionCookieFrom(h http.Header) *http.Cookie {
 // ---------------------------------------------------------------------------
 // Replica C's clock and path to the provider.
 
-// shiftedClock is real time moved forward by an offset a case sets.
-type shiftedClock struct{ offset atomic.Int64 }
-
-func (c *shiftedClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
-
 // shift moves replica C's clock d ahead of real time until the case ends.
 func (f *fixture) shift(t *testing.T, d time.Duration) {
 	t.Helper()
-	f.clock.offset.Store(int64(d))
-	t.Cleanup(func() { f.clock.offset.Store(0) })
-}
-
-// failingTransport fails every request while fail is set, as an unreachable
-// provider does.
-type failingTransport struct {
-	base http.RoundTripper
-	fail atomic.Bool
-}
-
-func (f *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if f.fail.Load() {
-		return nil, errors.New("attacks: identity provider unreachable")
-	}
-	return f.base.RoundTrip(r)
+	f.clock.Set(d)
+	t.Cleanup(func() { f.clock.Set(0) })
 }
 
 // cutOffProvider makes the provider unreachable for replica C until the
 // case ends.
 func (f *fixture) cutOffProvider(t *testing.T) {
 	t.Helper()
-	f.idpDown.fail.Store(true)
-	t.Cleanup(func() { f.idpDown.fail.Store(false) })
+	f.idpDown.SetDown(true)
+	t.Cleanup(func() { f.idpDown.SetDown(false) })
 }

@@ -67,7 +67,7 @@ func hole1Cases() []attack {
 	var rt string
 	unavailable := oauthError(http.StatusServiceUnavailable, "temporarily_unavailable")
 	unavailable.check = func(t *testing.T, f *fixture, _ response, _ []seen) {
-		f.idpDown.fail.Store(false)
+		f.idpDown.SetDown(false)
 		decodeTokens(t, f.refresh(t, rt, f.onC())) // the same token, retried
 	}
 	return []attack{
