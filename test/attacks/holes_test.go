@@ -98,10 +98,10 @@ func hole1Cases() []attack {
 
 func hole2Cases() []attack {
 	plain := want{status: http.StatusOK, upstream: true, check: func(t *testing.T, _ *fixture, _ response, reached []seen) {
-		h := reached[0].Header
-		if reached[0].Path != "/mcp" || len(reached) != 1 {
-			t.Fatalf("upstream saw %d requests, first %s, want the one MCP request", len(reached), reached[0].Path)
+		if len(reached) != 1 || reached[0].Path != "/mcp" {
+			t.Fatalf("upstream saw %d requests, want the one MCP request", len(reached))
 		}
+		h := reached[0].Header
 		if h.Get("Upgrade") != "" || h.Get("Http2-Settings") != "" || strings.Contains(strings.ToLower(h.Get("Connection")), "upgrade") {
 			t.Errorf("upstream got the upgrade offer: Upgrade %q, HTTP2-Settings %q, Connection %q", h.Get("Upgrade"), h.Get("Http2-Settings"), h.Get("Connection"))
 		}
