@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"golang.org/x/oauth2"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
@@ -42,7 +44,19 @@ const (
 	waitFor     = 20 * time.Second
 	// mallory is a second user at the provider: the attacker.
 	malloryID, malloryName, malloryPassword = "mallory", "mallory@example.com", "mallory-password"
-	initializeBody                          = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"attacker","version":"v1"}}}`
+	// leaver and mover are users whose standing at the provider a case
+	// changes (disabled, moved out of the allowed group); no other case
+	// uses them.
+	leaverID, leaverName, leaverPassword = "leaver", "leaver@example.com", "leaver-password"
+	moverID, moverName, moverPassword    = "mover", "mover@example.com", "mover-password"
+	// allowedGroup is replica C's authz.allowed_groups; the demo user,
+	// leaver and mover start in it.
+	allowedGroup = "mcp-users"
+	// loginBurstC and bodyTimeoutC are replica C's
+	// rate_limit.login_burst and request_body_timeout.
+	loginBurstC    = 2
+	bodyTimeoutC   = time.Second
+	initializeBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"attacker","version":"v1"}}}`
 )
 
 // ---------------------------------------------------------------------------
@@ -268,14 +282,21 @@ func (u *upstream) since(n int) []seen {
 
 // fixture is one provider, one Redis, one upstream and two proxy replicas
 // sharing them behind the external URL of replica A, plus what an ordinary
-// user obtained from it before the attacks start.
+// user obtained from it before the attacks start. A third replica, C, shares
+// them too but has its own clock, path to the provider and tight limits, so
+// that the cases that move time, cut the provider off or exhaust a rate
+// limit cannot disturb the others.
 type fixture struct {
-	idp    *oidcprovider.Provider
-	redis  *redisserver.Server
-	up     *upstream
-	a, b   *stack.Proxy
-	public string // external URL (replica A's address)
-	host   string // its host:port, the Host header of every request
+	idp   *oidcprovider.Provider
+	redis *redisserver.Server
+	up    *upstream
+	a, b  *stack.Proxy
+	c     *stack.Proxy
+	// clock is replica C's clock; idpDown cuts C off from the provider.
+	clock   *fakeclock.Shifted
+	idpDown *stack.Outage
+	public  string // external URL (replica A's address)
+	host    string // its host:port, the Host header of every request
 	// resource and prm are the MCP endpoint and its metadata URL.
 	resource, prm string
 	// key signs the façade's tokens (configured as oauth.signing_keys);
@@ -295,13 +316,19 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{
-		idp: oidcprovider.Start(t, oidcprovider.Options{Users: []oidcprovider.User{
+		// ID tokens outlive the largest clock shift of replica C, which
+		// validates those a refresh at the provider returns.
+		idp: oidcprovider.Start(t, oidcprovider.Options{IDTokenLifetime: 60 * 24 * time.Hour, Users: []oidcprovider.User{
 			{ID: oidcprovider.DemoUserID, Username: oidcprovider.DemoUsername, Password: oidcprovider.DemoPassword,
 				Email: oidcprovider.DemoEmail, EmailVerified: true, GivenName: "Demo", FamilyName: "User", Groups: oidcprovider.DemoGroups()},
 			{ID: malloryID, Username: malloryName, Password: malloryPassword, Email: malloryName, EmailVerified: true, Groups: []string{"outsiders"}},
+			{ID: leaverID, Username: leaverName, Password: leaverPassword, Email: leaverName, EmailVerified: true, Groups: []string{allowedGroup}},
+			{ID: moverID, Username: moverName, Password: moverPassword, Email: moverName, EmailVerified: true, Groups: []string{allowedGroup}},
 		}}),
-		redis: redisserver.Start(t),
-		up:    startUpstream(t),
+		redis:   redisserver.Start(t),
+		up:      startUpstream(t),
+		clock:   &fakeclock.Shifted{},
+		idpDown: &stack.Outage{Base: http.DefaultTransport},
 	}
 	var err error
 	if f.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
@@ -318,28 +345,33 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.kid = base64.RawURLEncoding.EncodeToString(thumb)
 
-	start := func(external string) *stack.Proxy {
-		p, err := stack.StartProxy(context.Background(), stack.ProxyOptions{
-			Flags: func(listen, admin string) []string {
-				args := append(stack.Flags(listen, admin, f.up.URL, f.idp.Issuer()),
-					"--session-store", "redis", "--redis-url", f.redis.URL(),
-					"--session-cookie-secret", cookieSecret,
-					"--public-paths", "/public/*",
-					"--oauth-signing-keys", keyPEM,
-					"--oauth-identity-assertion",
-					"--oauth-scopes", "mcp:tools,offline_access",
-					"--oauth-registrations-per-minute", "1000",
-					// Every case that logs in adds a session of the demo
-					// user; none may evict the fixture's.
-					"--session-max-per-user", "0",
-				)
-				if external != "" {
-					args = append(args, "--external-url", external)
-				}
-				return args
-			},
-			Timeout: waitFor,
-		})
+	// start runs a replica; o.Flags returns the flags it adds to the
+	// shared ones (later flags win).
+	start := func(o stack.ProxyOptions) *stack.Proxy {
+		extra := o.Flags
+		o.Flags = func(listen, admin string) []string {
+			return append(append(stack.Flags(listen, admin, f.up.URL, f.idp.Issuer()),
+				"--session-store", "redis", "--redis-url", f.redis.URL(),
+				"--session-cookie-secret", cookieSecret,
+				"--public-paths", "/public/*",
+				"--oauth-signing-keys", keyPEM,
+				"--oauth-identity-assertion",
+				"--oauth-scopes", "mcp:tools,offline_access",
+				// Families keep the provider's refresh token, so that
+				// refreshes recheck the user there.
+				"--oidc-scopes", "openid,profile,email,offline_access",
+				// The whole table comes from one address: A and B must
+				// not run out of logins or registrations (C has the
+				// tight limits its cases exhaust).
+				"--oauth-registrations-per-minute", "1000",
+				"--rate-limit-logins-per-minute", "6000", "--rate-limit-login-burst", "1000",
+				// Every case that logs in adds a session of the demo
+				// user; none may evict the fixture's.
+				"--session-max-per-user", "0",
+			), extra(listen, admin)...)
+		}
+		o.Timeout = waitFor
+		p, err := stack.StartProxy(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -350,9 +382,21 @@ func newFixture(t *testing.T) *fixture {
 		})
 		return p
 	}
-	f.a = start("")
+	none := func(string, string) []string { return nil }
+	f.a = start(stack.ProxyOptions{Flags: none})
 	f.public = f.a.URL
-	f.b = start(f.public)
+	external := func(string, string) []string { return []string{"--external-url", f.public} }
+	f.b = start(stack.ProxyOptions{Flags: external})
+	f.c = start(stack.ProxyOptions{
+		Now: f.clock.Now, HTTPClient: &http.Client{Transport: f.idpDown, Timeout: waitFor},
+		Flags: func(listen, admin string) []string {
+			return append(external(listen, admin),
+				"--authz-allowed-groups", allowedGroup,
+				"--rate-limit-logins-per-minute", "1", "--rate-limit-login-burst", strconv.Itoa(loginBurstC),
+				"--oauth-registrations-per-minute", "1",
+				"--request-body-timeout", bodyTimeoutC.String())
+		},
+	})
 	f.host = strings.TrimPrefix(f.public, "http://")
 	f.resource = f.public + "/mcp"
 	f.prm = f.public + "/.well-known/oauth-protected-resource/mcp"
@@ -421,9 +465,17 @@ func form() option {
 }
 
 // onB sends the request to replica B (still under the external URL).
-func (f *fixture) onB() option {
-	return func(r *http.Request) { r.URL.Host = strings.TrimPrefix(f.b.URL, "http://") }
+func (f *fixture) onB() option { return on(f.b) }
+
+// onC sends the request to replica C (still under the external URL).
+func (f *fixture) onC() option { return on(f.c) }
+
+func on(p *stack.Proxy) option {
+	return func(r *http.Request) { r.URL.Host = strings.TrimPrefix(p.URL, "http://") }
 }
+
+// withHost sends the request with Host h.
+func withHost(h string) option { return func(r *http.Request) { r.Host = h } }
 
 // req builds a request for path (with query) on replica A under the
 // external URL's Host.
@@ -484,6 +536,48 @@ func (f *fixture) raw(t *testing.T, target string, headers ...string) response {
 	return readResponse(t, resp)
 }
 
+// trickle posts a form body to path on p one byte every trickleEvery,
+// at most trickleBytes of a declared trickleBytes+1 (so the body never
+// completes), and returns the proxy's answer and how long after the headers
+// it came. The connection is closed as soon as the answer is read.
+func (f *fixture) trickle(t *testing.T, p *stack.Proxy, path string) (response, time.Duration) {
+	t.Helper()
+	const trickleBytes, trickleEvery = 40, 250 * time.Millisecond // 10 s at most
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(p.URL, "http://"), waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Bounded: the trickle's length and then the proxy's timeout.
+	_ = conn.SetDeadline(time.Now().Add(trickleBytes*trickleEvery + bodyTimeoutC + time.Second))
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n", path, f.host, trickleBytes+1)
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	answered := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(trickleEvery)
+		defer tick.Stop()
+		for range trickleBytes {
+			select {
+			case <-answered:
+				return
+			case <-tick.C:
+			}
+			if _, err := io.WriteString(conn, "a"); err != nil {
+				return // the proxy closed the connection
+			}
+		}
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	close(answered)
+	if err != nil {
+		t.Fatalf("trickled POST %s: %v", path, err)
+	}
+	return readResponse(t, resp), time.Since(start)
+}
+
 // postForm posts values to path on replica A.
 func (f *fixture) postForm(t *testing.T, path string, values url.Values, opts ...option) response {
 	t.Helper()
@@ -501,19 +595,30 @@ func (f *fixture) mcpPost(t *testing.T, opts ...option) response {
 // OAuth steps as a client and a browser take them.
 
 // register sends a dynamic client registration.
-func (f *fixture) register(t *testing.T, metadata map[string]any) response {
+func (f *fixture) register(t *testing.T, metadata map[string]any, opts ...option) response {
 	t.Helper()
 	b, err := json.Marshal(metadata)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f.send(t, f.req(http.MethodPost, "/oauth2/register", strings.NewReader(string(b)), header("Content-Type", "application/json")))
+	return f.send(t, f.req(http.MethodPost, "/oauth2/register", strings.NewReader(string(b)), append([]option{header("Content-Type", "application/json")}, opts...)...))
 }
 
 // registerClient registers a public client with redirectURI.
 func (f *fixture) registerClient(t *testing.T) string {
 	t.Helper()
-	r := f.register(t, map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "none", "client_name": "attack table"})
+	return f.registerRedirects(t, redirectURI)
+}
+
+// registerRedirects registers a public client with the redirect URIs.
+func (f *fixture) registerRedirects(t *testing.T, uris ...string) string {
+	t.Helper()
+	return registered(t, f.register(t, map[string]any{"redirect_uris": uris, "token_endpoint_auth_method": "none", "client_name": "attack table"}))
+}
+
+// registered returns the client ID of a successful registration.
+func registered(t *testing.T, r response) string {
+	t.Helper()
 	var m struct {
 		ClientID string `json:"client_id"`
 	}
@@ -537,9 +642,17 @@ func (f *fixture) authorizeQuery(client, verifier string) url.Values {
 // user, consent) for client and returns the authorization code.
 func (f *fixture) code(t *testing.T, client, verifier string) string {
 	t.Helper()
+	return f.codeAs(t, client, verifier, oidcprovider.DemoUsername, oidcprovider.DemoPassword)
+}
+
+// codeAs is code for another user of the provider.
+func (f *fixture) codeAs(t *testing.T, client, verifier, user, password string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	b := &mcpclient.Browser{Login: func(ctx context.Context, u string) (*url.URL, error) { return f.idp.Login(ctx, nil, u) }, RedirectURI: redirectURI}
+	b := &mcpclient.Browser{Login: func(ctx context.Context, u string) (*url.URL, error) {
+		return f.idp.LoginAs(ctx, nil, u, user, password)
+	}, RedirectURI: redirectURI}
 	res, err := b.Fetch(ctx, &auth.AuthorizationArgs{URL: f.public + "/oauth2/authorize?" + f.authorizeQuery(client, verifier).Encode()})
 	if err != nil {
 		t.Fatalf("authorization: %v", err)
@@ -562,13 +675,29 @@ type tokenResponse struct {
 // tokens runs the whole flow for client and returns its tokens.
 func (f *fixture) tokens(t *testing.T, client string) tokenResponse {
 	t.Helper()
+	return f.tokensAs(t, client, oidcprovider.DemoUsername, oidcprovider.DemoPassword)
+}
+
+// tokensAs is tokens for another user of the provider.
+func (f *fixture) tokensAs(t *testing.T, client, user, password string) tokenResponse {
+	t.Helper()
 	v := oauth2.GenerateVerifier()
-	r := f.postForm(t, "/oauth2/token", codeForm(client, f.code(t, client, v), v))
+	return decodeTokens(t, f.postForm(t, "/oauth2/token", codeForm(client, f.codeAs(t, client, v, user, password), v)))
+}
+
+// decodeTokens decodes a successful token response.
+func decodeTokens(t *testing.T, r response) tokenResponse {
+	t.Helper()
 	var tok tokenResponse
 	if r.Status != http.StatusOK || json.Unmarshal(r.Body, &tok) != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
 		t.Fatalf("token exchange: %s", r)
 	}
 	return tok
+}
+
+// refreshForm is the token request refreshing rt for the main client.
+func (f *fixture) refreshForm(rt string) url.Values {
+	return url.Values{"grant_type": {"refresh_token"}, "client_id": {f.client}, "refresh_token": {rt}}
 }
 
 // mint signs claims (valid access token claims for the demo user, changed
@@ -694,4 +823,22 @@ func sessionCookieFrom(h http.Header) *http.Cookie {
 		}
 	}
 	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Replica C's clock and path to the provider.
+
+// shift moves replica C's clock d ahead of real time until the case ends.
+func (f *fixture) shift(t *testing.T, d time.Duration) {
+	t.Helper()
+	f.clock.Set(d)
+	t.Cleanup(func() { f.clock.Set(0) })
+}
+
+// cutOffProvider makes the provider unreachable for replica C until the
+// case ends.
+func (f *fixture) cutOffProvider(t *testing.T) {
+	t.Helper()
+	f.idpDown.SetDown(true)
+	t.Cleanup(func() { f.idpDown.SetDown(false) })
 }

@@ -3,21 +3,21 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
 )
 
 // facadeClient is an MCP client that went through the façade's
@@ -125,7 +125,7 @@ func TestOAuthFacadeRefreshRaceRevokesWholeFamily(t *testing.T) {
 	// revocation, not expiry.
 	args := []string{"--oauth-scopes", "mcp:tools,offline_access", "--oauth-access-token-ttl", "3h",
 		"--oidc-scopes", "openid,profile,email,offline_access"}
-	clock := &shiftedClock{}
+	clock := &fakeclock.Shifted{}
 	a := e.start(t, proxyOptions{args: args, now: clock.Now})
 	b := e.start(t, proxyOptions{args: append(append([]string(nil), args...), "--external-url", a.URL), now: clock.Now})
 	c := facadeAuthorize(t, e, a.URL, a, b)
@@ -193,20 +193,6 @@ func TestOAuthFacadeRefreshRaceRevokesWholeFamily(t *testing.T) {
 	}
 }
 
-// failingTransport fails every request while fail is set, as an unreachable
-// identity provider does, and passes them on otherwise.
-type failingTransport struct {
-	base http.RoundTripper
-	fail atomic.Bool
-}
-
-func (f *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if f.fail.Load() {
-		return nil, errors.New("e2e: identity provider unreachable")
-	}
-	return f.base.RoundTrip(r)
-}
-
 // The façade's refresh families are held to the user's standing at the
 // identity provider: a real provider (test/oidcprovider) disables the user
 // or changes their groups, and after the recheck interval (default 1h, the
@@ -271,12 +257,12 @@ func TestOAuthFacadeRefreshFollowsUpstream(t *testing.T) {
 		}},
 		{name: "provider unreachable", args: offline, run: func(t *testing.T, s *refreshScenario) {
 			s.clock.Set(61 * time.Minute)
-			s.down.fail.Store(true)
+			s.down.SetDown(true)
 			r := s.client.refresh(t, s.tok.RefreshToken)
 			if r.Status != http.StatusServiceUnavailable || oauthErrorCode(t, r) != "temporarily_unavailable" {
 				t.Fatalf("refresh while the provider is unreachable = %s, want 503 temporarily_unavailable", r)
 			}
-			s.down.fail.Store(false)
+			s.down.SetDown(false)
 			tok := s.refreshOK(t, s.tok.RefreshToken) // the same token, retried
 			s.clock.Set(61*time.Minute + 10*time.Second)
 			s.refreshOK(t, tok.RefreshToken)
@@ -284,8 +270,8 @@ func TestOAuthFacadeRefreshFollowsUpstream(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{idp: oidcprovider.Options{IDTokenLifetime: 60 * 24 * time.Hour}})
-			clock := &shiftedClock{}
-			down := &failingTransport{base: http.DefaultTransport}
+			clock := &fakeclock.Shifted{}
+			down := &stack.Outage{Base: http.DefaultTransport}
 			args := append([]string{"--oauth-scopes", "mcp:tools,offline_access", "--oauth-access-token-ttl", "2h"}, tc.args...)
 			rep := e.start(t, proxyOptions{args: args, now: clock.Now, httpClient: &http.Client{Transport: down, Timeout: waitFor}})
 			c := facadeAuthorize(t, e, rep.URL, rep)
@@ -299,8 +285,8 @@ func TestOAuthFacadeRefreshFollowsUpstream(t *testing.T) {
 type refreshScenario struct {
 	idp    *oidcprovider.Provider
 	rep    *replica
-	clock  *shiftedClock
-	down   *failingTransport
+	clock  *fakeclock.Shifted
+	down   *stack.Outage
 	client *facadeClient
 	tok    *oauth2.Token
 }

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -475,13 +474,6 @@ func assertDemoIdentity(tb testing.TB, who mcpserver.WhoAmI) {
 
 // ---------------------------------------------------------------------------
 // Clocks and provider traffic.
-
-// shiftedClock is real time plus an adjustable offset.
-type shiftedClock struct{ offset atomic.Int64 }
-
-func (c *shiftedClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
-
-func (c *shiftedClock) Set(d time.Duration) { c.offset.Store(int64(d)) }
 
 // tokenRecorder wraps the proxy's HTTP client to the provider. It records
 // every token the provider issues (so tests can search the logs for them)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
@@ -209,7 +210,7 @@ func TestRedisOutage(t *testing.T) {
 // at the provider, and none of them fails.
 func TestConcurrentRefreshAcrossReplicas(t *testing.T) {
 	e := newEnv(t, envOptions{redis: true})
-	clock := &shiftedClock{}
+	clock := &fakeclock.Shifted{}
 	rec := newTokenRecorder()
 	// The test clock moves the session to the edge of its token's expiry.
 	// The new token's expiry is computed from real time, so once the

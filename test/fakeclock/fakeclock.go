@@ -5,6 +5,7 @@ package fakeclock
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,3 +31,16 @@ func (c *Clock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// Shifted is real time moved by an offset the test sets: for end-to-end
+// tests whose components must keep talking in real time (TLS, the provider,
+// Redis TTLs) while one of them lives hours or days ahead. The zero value
+// reads real time.
+type Shifted struct{ offset atomic.Int64 }
+
+// Now returns real time plus the offset; pass the method value as a Now
+// func.
+func (c *Shifted) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// Set makes the clock read d ahead of real time (behind, if d < 0).
+func (c *Shifted) Set(d time.Duration) { c.offset.Store(int64(d)) }

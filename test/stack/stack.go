@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -240,4 +241,27 @@ func (p *Proxy) Stop() error {
 	}
 	p.stopped = true
 	return p.result
+}
+
+// Outage is an HTTP transport that fails every request while it is down, as
+// an unreachable identity provider does, and passes them to Base otherwise.
+// Give it to a replica (ProxyOptions.HTTPClient) to cut that replica alone
+// off from the provider.
+type Outage struct {
+	Base http.RoundTripper
+	down atomic.Bool
+}
+
+// ErrOutage is what requests fail with while an Outage is down.
+var ErrOutage = errors.New("stack: identity provider unreachable")
+
+// SetDown starts (true) or ends (false) the outage.
+func (o *Outage) SetDown(down bool) { o.down.Store(down) }
+
+// RoundTrip implements http.RoundTripper.
+func (o *Outage) RoundTrip(r *http.Request) (*http.Response, error) {
+	if o.down.Load() {
+		return nil, ErrOutage
+	}
+	return o.Base.RoundTrip(r)
 }
