@@ -142,7 +142,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	client, err := s.lookupClient(r.Context(), q.Get("client_id"))
+	// The request was charged to its client address above.
+	client, err := s.lookupClient(r.Context(), q.Get("client_id"), nil)
 	switch {
 	case errors.Is(err, errUnknownClient):
 		errorPage(w, r, http.StatusBadRequest, errInvalidClient, "unknown client_id")

@@ -233,7 +233,7 @@ type cimdDocument struct {
 
 // client returns the client described by the document at id, from the
 // shared cache or by fetching it.
-func (f *cimdFetcher) client(ctx context.Context, id string) (*Client, error) {
+func (f *cimdFetcher) client(ctx context.Context, id string, mayFetch func() error) (*Client, error) {
 	if _, err := validateCIMDURL(id); err != nil {
 		return nil, err
 	}
@@ -245,6 +245,11 @@ func (f *cimdFetcher) client(ctx context.Context, id string) (*Client, error) {
 		}
 	} else if !errors.Is(err, session.ErrNotFound) {
 		return nil, fmt.Errorf("oauth: read metadata document cache: %w", err)
+	}
+	if mayFetch != nil {
+		if err := mayFetch(); err != nil {
+			return nil, err
+		}
 	}
 	c, err := f.fetch(ctx, id)
 	if err != nil {

@@ -5,9 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 )
 
 // fixedResolver answers every name with one address, to model a public
@@ -34,7 +38,6 @@ func TestClientIDMetadataDocuments(t *testing.T) {
 	mux := http.NewServeMux()
 	serve := func(v any) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			fetches.Add(1)
 			if r.Header.Get("Accept") != "application/json" {
 				http.Error(w, "want Accept: application/json", 406)
 				return
@@ -94,6 +97,7 @@ func TestClientIDMetadataDocuments(t *testing.T) {
 		serve(doc(strings.Replace(docs.URL, "https://", "https://u@", 1)+"/userinfo.json"))(w, r)
 	})
 	docs = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
 		if strings.Contains(r.URL.Path, "/../") { // ServeMux would redirect to the cleaned path
 			serve(doc(docs.URL+r.URL.Path))(w, r)
 			return
@@ -153,6 +157,41 @@ func TestClientIDMetadataDocuments(t *testing.T) {
 			}
 		})
 	}
+
+	// Fetching a document stores it (the cache), so a client_id URL the
+	// proxy has not seen is unauthenticated state creation: at the token and
+	// revocation endpoints too it takes from the client address's budget,
+	// while a cached document costs nothing.
+	t.Run("uncached documents at the token endpoint are rate limited", func(t *testing.T) {
+		limiter, err := ratelimit.New(ratelimit.Rate{PerMinute: 1, Burst: 2}, ratelimit.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := newMemEnv(t, allow, func(o *oauth.Options) { o.RequestLimiter = limiter })
+		good := docs.URL + "/good.json"
+		v := oauth2.GenerateVerifier()
+		code, _ := e.codeWith(authParams(good, v), "alice") // fetches and caches good.json (1 of 2)
+		before := fetches.Load()
+		statuses := []int{}
+		for i := range 4 {
+			resp, m := e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"},
+				"client_id": {fmt.Sprintf("%s/made-up-%d.json", docs.URL, i)}})
+			statuses = append(statuses, resp.StatusCode)
+			if resp.StatusCode == http.StatusTooManyRequests && (m["error"] != "slow_down" || resp.Header.Get("Retry-After") == "") {
+				t.Fatalf("limited token request: %v, Retry-After %q; want slow_down with Retry-After", m, resp.Header.Get("Retry-After"))
+			}
+		}
+		if want := []int{401, 429, 429, 429}; !slices.Equal(statuses, want) {
+			t.Fatalf("token requests with made-up client_id URLs: %v, want %v", statuses, want)
+		}
+		if n := fetches.Load() - before; n != 1 {
+			t.Fatalf("%d documents fetched for made-up client IDs, want 1 (then limited)", n)
+		}
+		resp, m := e.token(codeForm(good, code, v))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("cached client with an exhausted budget: %d %v; want 200", resp.StatusCode, m)
+		}
+	})
 
 	t.Run("full flow and cache", func(t *testing.T) {
 		e := newMemEnv(t, allow)

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -321,12 +322,16 @@ var errUnknownClient = errors.New("oauth: unknown client")
 
 // lookupClient finds a registered client, or fetches the metadata document
 // when the client_id is an https URL.
-func (s *Server) lookupClient(ctx context.Context, id string) (*Client, error) {
+//
+// A client ID metadata document not yet cached is fetched, and cached, only
+// after mayFetch (when not nil) agrees: callers that have not already
+// charged the request to its client address pass the address's budget.
+func (s *Server) lookupClient(ctx context.Context, id string, mayFetch func() error) (*Client, error) {
 	if id == "" {
 		return nil, errUnknownClient
 	}
 	if strings.HasPrefix(id, "https://") && !s.opts.CIMD.Disabled {
-		return s.cimd.client(ctx, id)
+		return s.cimd.client(ctx, id, mayFetch)
 	}
 	var c Client
 	if err := s.getJSON(ctx, keyClient+id, &c); err != nil {
@@ -347,6 +352,27 @@ func (s *Server) touchClient(ctx context.Context, c *Client) {
 	}
 	if err := s.putJSON(ctx, keyClient+c.ID, c, s.opts.ClientTTL); err != nil {
 		s.logFor(ctx).Warn("oauth: refresh client registration", zap.String("client_id", c.ID), zap.Error(err))
+	}
+}
+
+// fetchLimitedError refuses to fetch a client metadata document for a
+// client address that has used up its budget: the fetch stores the document,
+// so an uncached client_id URL at the token or revocation endpoint is
+// unauthenticated state creation like an authorization request.
+type fetchLimitedError struct{ wait time.Duration }
+
+func (e *fetchLimitedError) Error() string {
+	return "oauth: too many client metadata documents fetched for this client address"
+}
+
+// fetchBudget charges a client metadata document fetch to r's client
+// address, in the budget /oauth2/authorize uses.
+func (s *Server) fetchBudget(r *http.Request) func() error {
+	return func() error {
+		if ok, wait := s.opts.RequestLimiter.Allow(s.opts.ClientAddr(r)); !ok {
+			return &fetchLimitedError{wait: wait}
+		}
+		return nil
 	}
 }
 
@@ -378,7 +404,7 @@ func (s *Server) authenticateClient(r *http.Request) (*Client, error) {
 		id = r.PostForm.Get("client_id")
 		secret = r.PostForm.Get("client_secret")
 	}
-	c, err := s.lookupClient(r.Context(), id)
+	c, err := s.lookupClient(r.Context(), id, s.fetchBudget(r))
 	if err != nil {
 		if errors.Is(err, errUnknownClient) || errors.Is(err, errCIMD) {
 			return nil, fmt.Errorf("%w: %w", errClientAuth, err)

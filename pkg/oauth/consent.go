@@ -94,7 +94,7 @@ func (s *Server) consentGet(w http.ResponseWriter, r *http.Request, user *identi
 	if !ok {
 		return
 	}
-	client, err := s.lookupClient(r.Context(), req.ClientID)
+	client, err := s.lookupClient(r.Context(), req.ClientID, nil)
 	if err != nil {
 		if errors.Is(err, errUnknownClient) || errors.Is(err, errCIMD) {
 			errorPage(w, r, http.StatusBadRequest, errInvalidClient, "client is no longer registered")

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
@@ -143,6 +144,11 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) clientAuthFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if fl := (*fetchLimitedError)(nil); errors.As(err, &fl) {
+		ratelimit.SetRetryAfter(w.Header(), fl.wait)
+		writeOAuthError(w, http.StatusTooManyRequests, errSlowDown, "too many new client metadata documents from your address; retry later")
+		return
+	}
 	if !errors.Is(err, errClientAuth) {
 		s.storeErr(w, r, "client authentication", err)
 		return
