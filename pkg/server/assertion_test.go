@@ -9,8 +9,6 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
-
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
 // TestClientCannotSendAnIdentityAssertion: X-MCP-Identity-Assertion is the
@@ -32,24 +30,8 @@ func TestClientCannotSendAnIdentityAssertion(t *testing.T) {
 	defer upstream.Close()
 
 	facade := func(t *testing.T) *Server {
-		loaded, err := config.Load(config.Source{Args: []string{
-			"--upstream", upstream.URL, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:1",
-			"--oidc-discovery-url", "http://127.0.0.1:9/", "--oidc-client-id", "proxy",
-			"--external-url", "https://mcp.example.com",
-			"--session-cookie-secret", strings.Repeat("k", 32),
-			"--oauth-identity-assertion", "--public-paths", "/public/*", "--trusted-proxies", "127.0.0.1/32",
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := loaded.Config.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		srv, err := New(context.Background(), loaded.Config, Options{Logger: zaptest.NewLogger(t), Level: zap.NewAtomicLevel()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return srv
+		return facadeServerWith(t, upstream.URL,
+			"--oauth-identity-assertion", "--public-paths", "/public/*", "--trusted-proxies", "127.0.0.1/32")
 	}
 	bypass := func(t *testing.T) *Server {
 		srv, err := New(context.Background(), bypassConfig(t, upstream.URL, "--trusted-proxies", "127.0.0.1/32"),

@@ -17,16 +17,24 @@ import (
 
 func facadeServer(t *testing.T, upstream string) *Server {
 	t.Helper()
-	loaded, err := config.Load(config.Source{Args: []string{
+	return facadeServerWith(t, upstream,
+		"--allowed-hosts", "10.0.0.7", // the pod IP, as the injector allows it
+		"--oauth-identity-assertion", "--oauth-identity-assertion-audience", "https://mcp.example.com/mcp")
+}
+
+// facadeServerWith builds a façade-mode server for https://mcp.example.com
+// in front of upstream, configured by flags as the binary is, plus extra.
+func facadeServerWith(t *testing.T, upstream string, extra ...string) *Server {
+	t.Helper()
+	args := append([]string{
 		"--upstream", upstream, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:1",
 		// Never contacted: New does no network I/O and façade tokens are
 		// validated from local keys.
 		"--oidc-discovery-url", "http://127.0.0.1:9/", "--oidc-client-id", "proxy",
 		"--external-url", "https://mcp.example.com",
-		"--allowed-hosts", "10.0.0.7", // the pod IP, as the injector allows it
 		"--session-cookie-secret", strings.Repeat("k", 32),
-		"--oauth-identity-assertion", "--oauth-identity-assertion-audience", "https://mcp.example.com/mcp",
-	}})
+	}, extra...)
+	loaded, err := config.Load(config.Source{Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}

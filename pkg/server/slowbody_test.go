@@ -9,15 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
-
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
 // slowBodyTimeout is the body timeout the slow-body tests configure.
@@ -28,24 +22,9 @@ const slowBodyTimeout = 1 * time.Second
 // forwarded unauthenticated, and returns its address.
 func serveForSlowBodies(t *testing.T, upstream string) string {
 	t.Helper()
-	loaded, err := config.Load(config.Source{Args: []string{
-		"--upstream", upstream, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:1",
-		"--oidc-discovery-url", "http://127.0.0.1:9/", "--oidc-client-id", "proxy",
-		"--external-url", "https://mcp.example.com",
-		"--session-cookie-secret", strings.Repeat("k", 32),
+	srv := facadeServerWith(t, upstream,
 		"--public-paths", "/public/*", "--shutdown-grace", "1s",
-		"--request-body-timeout", slowBodyTimeout.String(),
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := loaded.Config.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(context.Background(), loaded.Config, Options{Logger: zaptest.NewLogger(t), Level: zap.NewAtomicLevel()})
-	if err != nil {
-		t.Fatal(err)
-	}
+		"--request-body-timeout", slowBodyTimeout.String())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -207,6 +207,16 @@ func (e *env) facadeClient(tb testing.TB, r *replica) *mcpclient.Client {
 	return c
 }
 
+// bearerOf is the façade access token c holds, as a request credential.
+func bearerOf(tb testing.TB, c *mcpclient.Client) credential {
+	tb.Helper()
+	tok, err := c.Tokens.Token()
+	if err != nil {
+		tb.Fatalf("façade access token: %v", err)
+	}
+	return credential{bearer: tok.AccessToken}
+}
+
 // ---------------------------------------------------------------------------
 // Requests.
 

@@ -37,10 +37,7 @@ func TestIdPOutage(t *testing.T) {
 	p := e.start(t, "A", replicaOptions{})
 	cookie := e.login(t, p, p)
 	facade := e.facadeClient(t, p)
-	tok, err := facade.Tokens.Token()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bearer := bearerOf(t, facade)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -64,7 +61,7 @@ func TestIdPOutage(t *testing.T) {
 	down := time.Now()
 
 	t.Run("existing sessions and tokens keep working", func(t *testing.T) {
-		for name, c := range map[string]credential{"cookie": {cookie: cookie}, "bearer": {bearer: tok.AccessToken}} {
+		for name, c := range map[string]credential{"cookie": {cookie: cookie}, "bearer": bearer} {
 			res := p.get(ctx, "/data", c, jsonAPI)
 			if res.Status != http.StatusOK || res.Took > idpDownAnswer {
 				t.Errorf("%s request with the provider down = %s in %s; promised 200 within %s", name, res, res.Took, idpDownAnswer)

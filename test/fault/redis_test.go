@@ -51,11 +51,7 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 
 	cookie := e.login(t, a, b)
 	facade := e.facadeClient(t, a)
-	tok, err := facade.Tokens.Token()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bearer := credential{bearer: tok.AccessToken}
+	bearer := bearerOf(t, facade)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, r := range replicas {

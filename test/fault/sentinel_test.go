@@ -83,11 +83,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	replicas := []*replica{a, b}
 	cookie := e.login(t, a, b)
 	facade := e.facadeClient(t, a)
-	tok, err := facade.Tokens.Token()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bearer := credential{bearer: tok.AccessToken}
+	bearer := bearerOf(t, facade)
 
 	load := startLoad(ctx, replicas, map[string]credential{"cookie": {cookie: cookie}, "bearer": bearer})
 	defer load.stop()
