@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,13 +20,12 @@ const appSelector = "app.kubernetes.io/name=mcp-server"
 // appDeployment is what step 2 deployed: where the Service and the pods
 // answer.
 type appDeployment struct {
-	ns       string
-	service  string // ClusterIP:port
-	podPort  int    // the protected pod port
-	pods     []corev1.Pod
-	appPort  int // rebind: the app's localhost port
-	rebind   bool
-	hostName string // the Service's cluster name, EXTERNAL_URL's host
+	ns      string
+	service string // ClusterIP:port
+	podPort int    // the protected pod port
+	pods    []corev1.Pod
+	appPort int // rebind: the app's localhost port
+	rebind  bool
 }
 
 // podAddrs are the pods' protected addresses, podIP:port.
@@ -126,7 +124,7 @@ func (s *suite) stepDeploy(t *testing.T) {
 	pods := s.waitPodsReady(t, s.appNS, appSelector, 2)
 	s.readmeStep(t, "troubleshoot")
 
-	a := appDeployment{ns: s.appNS, pods: pods, hostName: strings.TrimPrefix(s.externalURL, "http://")}
+	a := appDeployment{ns: s.appNS, pods: pods}
 	for _, p := range pods {
 		checkInjected(t, &p)
 		if restarts(&p) != 0 {
@@ -143,7 +141,8 @@ func (s *suite) stepDeploy(t *testing.T) {
 	}
 	a.service = net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
 	s.app = a
-	t.Logf("MCP server: Service %s (%s), pods %v, rebind=%v", a.service, a.hostName, a.podAddrs(), a.rebind)
+	s.ingress.setTarget(a.service)
+	t.Logf("MCP server: Service %s (%s), external URL %s, pods %v, rebind=%v", a.service, s.clusterURL, s.externalURL, a.podAddrs(), a.rebind)
 }
 
 // checkInjected asserts that the pod runs the sidecar and that the app's

@@ -50,10 +50,14 @@ type target struct {
 	rt   http.RoundTripper
 }
 
-// targets are the Service (by its cluster name, through its ClusterIP) and
-// each pod's protected port (by pod IP).
+// targets are the Service (by its cluster name, through its ClusterIP),
+// the external URL (the ingress in front of the Service) and each pod's
+// protected port (by pod IP).
 func (s *suite) targets() []target {
-	out := []target{{name: "Service " + s.app.service, base: s.externalURL, rt: transportTo(s.app.service)}}
+	out := []target{
+		{name: "Service " + s.app.service + " as " + s.clusterURL, base: s.clusterURL, rt: transportTo(s.app.service)},
+		{name: "external URL " + s.externalURL + " (an ingress in front of the Service)", base: s.externalURL, rt: &http.Transport{ResponseHeaderTimeout: apiTimeout}},
+	}
 	for i, addr := range s.app.podAddrs() {
 		out = append(out, target{name: "pod " + s.app.pods[i].Name + " " + addr, base: "http://" + addr, rt: &http.Transport{ResponseHeaderTimeout: apiTimeout}})
 	}
@@ -61,7 +65,7 @@ func (s *suite) targets() []target {
 }
 
 // podTargets are the targets of the pods only.
-func (s *suite) podTargets() []target { return s.targets()[1:] }
+func (s *suite) podTargets() []target { return s.targets()[2:] }
 
 // response is an HTTP answer read to the end.
 type response struct {
@@ -137,20 +141,18 @@ func (s *suite) stepBrowserLogin(t *testing.T) {
 			t.Logf("%s without credentials: 401, %s", tg.name, r.header.Get("WWW-Authenticate"))
 		}
 	}
-	svc := s.targets()[0]
 	lctx, cancel := context.WithTimeout(ctx, loginTimeout)
 	defer cancel()
 	cookie, err := weblogin.Login(lctx, weblogin.Options{
 		Provider:   s.idp,
 		StartOn:    s.externalURL,
 		CookieName: authn.DefaultInsecureCookieName,
-		Transport:  svc.rt,
 	})
 	if err != nil {
-		t.Fatalf("browser login through the Service: %v", err)
+		t.Fatalf("browser login at %s (through the Service): %v", s.externalURL, err)
 	}
 	s.cookie = cookie
-	t.Logf("browser login through the Service %s (%s) gave a session cookie", svc.name, s.externalURL)
+	t.Logf("browser login at %s (through the Service) gave a session cookie", s.externalURL)
 	for _, tg := range s.targets() {
 		if err := checkInitialize(ctx, tg, cookie); err != nil {
 			t.Error(err)
@@ -167,17 +169,14 @@ func (s *suite) stepMCPClient(t *testing.T) {
 	s.diagnoseOnFailure(t, s.appNS)
 	ctx, cancel := context.WithTimeout(context.Background(), loginTimeout)
 	defer cancel()
-	rt := transportTo(s.app.service)
 	c, err := mcpclient.Connect(ctx, mcpclient.Options{
-		Endpoint:         s.externalURL + "/mcp",
-		Login:            func(ctx context.Context, authURL string) (*url.URL, error) { return s.idp.Login(ctx, nil, authURL) },
-		ClientName:       "test-cluster",
-		AuthHTTPClient:   &http.Client{Transport: rt, Timeout: apiTimeout},
-		BrowserTransport: rt,
-		MCPHTTPClient:    &http.Client{Transport: rt},
+		Endpoint:       s.externalURL + "/mcp",
+		Login:          func(ctx context.Context, authURL string) (*url.URL, error) { return s.idp.Login(ctx, nil, authURL) },
+		ClientName:     "test-cluster",
+		AuthHTTPClient: &http.Client{Timeout: apiTimeout},
 	})
 	if err != nil {
-		t.Fatalf("MCP client through the Service %s: %v", s.app.service, err)
+		t.Fatalf("MCP client at %s/mcp (through the Service): %v", s.externalURL, err)
 	}
 	s.mcp = c
 	if c.Browser.Authorizations() != 1 || c.Browser.Consents() != 1 {

@@ -151,9 +151,8 @@ func (s *suite) stepRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := transportTo(s.app.service)
 	session, err := mcp.NewClient(&mcp.Implementation{Name: "test-cluster", Version: "v1"}, nil).Connect(ctx,
-		&mcp.StreamableClientTransport{Endpoint: s.externalURL + "/mcp", HTTPClient: &http.Client{Transport: rt}, OAuthHandler: mcpclient.StaticToken(tok.AccessToken)}, nil)
+		&mcp.StreamableClientTransport{Endpoint: s.externalURL + "/mcp", OAuthHandler: mcpclient.StaticToken(tok.AccessToken)}, nil)
 	if err != nil {
 		t.Fatalf("MCP client with the token from before the rollout: %v (it must not need a new login)", err)
 	}

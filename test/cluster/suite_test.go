@@ -62,8 +62,10 @@ type suite struct {
 	// injectorNS and appNS are the README's INJECTOR_NAMESPACE and
 	// NAMESPACE for this run.
 	injectorNS, appNS string
-	// externalURL is the README's EXTERNAL_URL: the Service's cluster name.
-	externalURL string
+	// externalURL is the README's EXTERNAL_URL: the ingress in front of
+	// the Service. clusterURL names the Service by its cluster DNS name.
+	externalURL, clusterURL string
+	ingress                 *ingress
 	// namespaces the run created, deleted at the end.
 	namespaces []string
 
@@ -150,7 +152,9 @@ func newSuite(t *testing.T) *suite {
 	s := &suite{env: env, kube: kube, runID: hex.EncodeToString(id)}
 	s.injectorNS = "mcp-oidc-injector"
 	s.appNS = "mcp-apps-" + s.runID
-	s.externalURL = "http://mcp-server." + s.appNS + ".svc.cluster.local"
+	s.ingress = startIngress(t)
+	s.externalURL = s.ingress.URL()
+	s.clusterURL = "http://mcp-server." + s.appNS + ".svc.cluster.local"
 
 	password := make([]byte, 16)
 	if _, err := rand.Read(password); err != nil {
