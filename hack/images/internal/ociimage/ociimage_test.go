@@ -5,13 +5,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -206,6 +209,47 @@ func TestWriteFile(t *testing.T) {
 		}
 		if blobPath(h) != p {
 			t.Errorf("blob %s has digest %s", p, h)
+		}
+	}
+}
+
+// TestDockerArchiveReadsBack reads the tarball through manifest.json, as
+// docker-archive readers do (go-containerregistry's tarball, used by crane
+// push), and wants the same config and layers.
+func TestDockerArchiveReadsBack(t *testing.T) {
+	img := testImage(t, testFiles())
+	path := filepath.Join(t.TempDir(), "app.tar")
+	if err := WriteFile(path, "registry.example.com/app:v1", img); err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag("registry.example.com/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := tarball.ImageFromPath(path, &tag)
+	if err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	for _, f := range []func(v1.Image) (v1.Hash, error){
+		func(i v1.Image) (v1.Hash, error) { return i.ConfigName() },
+		func(i v1.Image) (v1.Hash, error) {
+			ls, err := i.Layers()
+			if err != nil || len(ls) != 1 {
+				return v1.Hash{}, fmt.Errorf("layers %d: %w", len(ls), err)
+			}
+			return ls[0].DiffID()
+		},
+	} {
+		want, err := f(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := f(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("read back %s, want %s", got, want)
 		}
 	}
 }
