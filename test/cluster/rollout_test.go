@@ -27,7 +27,8 @@ const eventsPath = "/events?count=600&interval=500ms"
 // streamEnd is how one SSE stream ended.
 type streamEnd struct {
 	pod    string
-	events []string
+	events []string // the data of each event
+	last   string   // the name of the last event
 	err    error // nil: the response ended cleanly (EOF after the last chunk)
 	at     time.Time
 }
@@ -57,6 +58,9 @@ func openStream(ctx context.Context, tg target, cookie *http.Cookie) (<-chan str
 		end := streamEnd{pod: tg.name}
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
+			if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				end.last = name
+			}
 			if ev, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
 				end.events = append(end.events, ev)
 				if len(end.events) == 1 {
@@ -119,10 +123,10 @@ func (s *suite) stepRollout(t *testing.T) {
 			switch {
 			case end.err != nil:
 				t.Errorf("the SSE stream on %s broke %s after the rollout started, after %d events: %v; want a clean end (the sidecar drains, the app ends its streams)", end.pod, took, len(end.events), end.err)
-			case len(end.events) >= 600:
-				t.Errorf("the SSE stream on %s ran to its natural end; it should have been ended by the pod's shutdown", end.pod)
+			case end.last != "shutdown":
+				t.Errorf("the SSE stream on %s ended with the event %q after %d events; want the app's \"shutdown\" event, sent when its pod stopped", end.pod, end.last, len(end.events))
 			default:
-				t.Logf("the SSE stream on %s ended cleanly %s after the rollout started, after %d events (last %q)", end.pod, took, len(end.events), end.events[len(end.events)-1])
+				t.Logf("the SSE stream on %s ended cleanly %s after the rollout started: %d ticks, then the app's shutdown event", end.pod, took, len(end.events)-1)
 			}
 		case <-time.After(streamEndBound - time.Since(start)):
 			t.Errorf("an SSE stream on an old pod was still open %s after the rollout started", streamEndBound)
