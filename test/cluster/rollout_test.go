@@ -29,7 +29,7 @@ type streamEnd struct {
 	pod    string
 	events []string // the data of each event
 	last   string   // the name of the last event
-	err    error // nil: the response ended cleanly (EOF after the last chunk)
+	err    error    // nil: the response ended cleanly (EOF after the last chunk)
 	at     time.Time
 }
 

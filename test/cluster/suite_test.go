@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -156,6 +158,8 @@ func newSuite(t *testing.T) *suite {
 	s.externalURL = s.ingress.URL()
 	s.clusterURL = "http://mcp-server." + s.appNS + ".svc.cluster.local"
 
+	waitNamespaceGone(t, kube, s.injectorNS)
+
 	password := make([]byte, 16)
 	if _, err := rand.Read(password); err != nil {
 		t.Fatal(err)
@@ -191,6 +195,27 @@ func newSuite(t *testing.T) *suite {
 	}
 	t.Cleanup(func() { s.teardown(t) })
 	return s
+}
+
+// waitNamespaceGone waits while the namespace is still being deleted (the
+// teardown of an earlier run on a kept cluster deletes it in the
+// background); the README's install cannot create objects in it until then.
+func waitNamespaceGone(t *testing.T, kube kubernetes.Interface, name string) {
+	t.Helper()
+	eventually(t, podsTimeout, "namespace "+name+" of an earlier run to finish terminating", func() error {
+		ctx, cancel := apiCtx()
+		defer cancel()
+		ns, err := kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		case ns.DeletionTimestamp != nil:
+			return fmt.Errorf("still terminating")
+		}
+		return nil
+	})
 }
 
 // startProvider runs the OpenID provider on the node address, so pods
