@@ -243,8 +243,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // port, so only these exact paths bypass authentication).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", s.health)
-	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET "+config.HealthPath, s.health)
+	mux.HandleFunc("GET "+config.ReadyPath, s.ready)
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.Handle(probe.PathPrefix, probe.NewReplayer(s.opts.AppProbes, probe.ReplayerOptions{Logger: s.log.Named("probe")}))
 	return mux
