@@ -566,7 +566,8 @@ func TestConfigSource(t *testing.T) {
 		{"provider and redis store, secrets from the Secret", provider + "session:\n  store: redis\n", map[string]string{AnnotationSecret: "s"}, nil},
 		{"provider and redis store, no Secret", provider + "session:\n  store: redis\n", nil,
 			[]string{"redis.url", "session.cookie_secret", "key redis-url", "key cookie-secret", AnnotationSecret}},
-		{"secrets from mounted files", provider + "session:\n  store: redis\n  cookie_secret_file: /s/c\nredis:\n  url_file: /s/u\n", nil, nil},
+		// Nothing but the ConfigMap is mounted in the sidecar.
+		{"secret files cannot be read", provider + "redis:\n  url_file: /s/u\n", map[string]string{AnnotationSecret: "s"}, []string{"redis.url_file", "no such file"}},
 		{"unknown key in the defaults", provider + "oidc_typo: x\n", nil, []string{"oidc_typo"}},
 		{"invalid value in the defaults", provider + "session:\n  store: disk\n", nil, []string{"session.store", `"disk"`}},
 		{"bypass needs no provider", "auth_mode: bypass\nallow_insecure_bypass: true\n", nil, nil},

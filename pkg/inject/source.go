@@ -10,9 +10,11 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
-// errNoFilesAtAdmission stands in for every file the sidecar would read:
-// the injector never reads its own file system on a pod's behalf.
-var errNoFilesAtAdmission = errors.New("files are not readable at admission")
+// errNoSuchFile answers every file the sidecar would read: without a
+// ConfigMap the injected sidecar has no volume mounted, so a *_file setting
+// in the cluster defaults can never be read (and the injector never reads
+// its own file system on a pod's behalf).
+var errNoSuchFile = errors.New("no such file: an injected sidecar mounts only the pod's ConfigMap (" + config.PodConfigDir + "); give secrets in the pod's Secret instead")
 
 // checkConfigSource refuses a pod whose sidecar would have nothing to start
 // from; validate calls it for pods without AnnotationConfig. The sidecar's
@@ -22,9 +24,8 @@ var errNoFilesAtAdmission = errors.New("files are not readable at admission")
 // pod's business and may not exist yet. Without one, everything but the
 // secrets is known here, so the check loads exactly that with the sidecar's
 // own loader and refuses the pod when the sidecar would refuse to start,
-// instead of letting it crash-loop. Problems a secret could fix at run time
-// are left out: secret settings when the pod names a Secret, and settings
-// read from files (*_file) the kubelet mounts.
+// instead of letting it crash-loop. Problems with secret settings are left
+// out when the pod names a Secret, which can supply them at run time.
 func checkConfigSource(d *denials, p plan, s Settings) {
 	problems, secretsNeeded := sidecarProblems(p, s)
 	if len(problems) == 0 {
@@ -57,9 +58,8 @@ func checkConfigSource(d *denials, p plan, s Settings) {
 }
 
 // sidecarProblems loads what the sidecar would see without a ConfigMap and
-// returns the problems that no Secret or mounted file can fix, and the pod
-// Secret keys ("key (setting)") that would fix the others when the pod names
-// no Secret.
+// returns the problems the pod's Secret cannot fix, and, when the pod names
+// no Secret, the Secret keys that would fix the others.
 func sidecarProblems(p plan, s Settings) (problems []error, secretsNeeded []string) {
 	env := []string{config.ClusterDefaultsEnv + "=" + s.ProxyDefaults}
 	if p.logLevel != "" {
@@ -68,35 +68,22 @@ func sidecarProblems(p plan, s Settings) (problems []error, secretsNeeded []stri
 	_, err := config.LoadValidated(config.Source{
 		Args:     proxyArgs(p),
 		Env:      env,
-		ReadFile: func(string) ([]byte, error) { return nil, errNoFilesAtAdmission },
+		ReadFile: func(string) ([]byte, error) { return nil, errNoSuchFile },
 	})
-	all := flattenErrors(err)
-	// Every file setting that is given fails to read here; the kubelet
-	// mounts it at run time, and the secret it names is then known.
-	fromFile := map[string]bool{}
-	for _, e := range all {
-		var fe *config.FieldError
-		if errors.As(e, &fe) && strings.HasSuffix(fe.Path, "_file") {
-			fromFile[strings.TrimSuffix(fe.Path, "_file")] = true
-		}
-	}
 	secretKey := map[string]string{}
 	for _, k := range config.PodSecretKeys() {
 		secretKey[k.Setting.Path] = k.Key
 	}
-	for _, e := range all {
+	for _, e := range flattenErrors(err) {
 		var fe *config.FieldError
 		if !errors.As(e, &fe) {
 			problems = append(problems, e)
 			continue
 		}
-		key, secret := secretKey[fe.Path]
-		switch {
-		case strings.HasSuffix(fe.Path, "_file") && fromFile[strings.TrimSuffix(fe.Path, "_file")]:
-			continue
-		case secret && (p.secret != "" || fromFile[fe.Path]):
-			continue
-		case secret:
+		if key, secret := secretKey[fe.Path]; secret {
+			if p.secret != "" {
+				continue
+			}
 			secretsNeeded = append(secretsNeeded, fmt.Sprintf("key %s for %s", key, fe.Path))
 		}
 		problems = append(problems, e)

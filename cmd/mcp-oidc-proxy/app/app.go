@@ -117,7 +117,7 @@ func Serve(ctx context.Context, rt Runtime) error {
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		otelLog.Warn("OpenTelemetry error", zap.Error(err))
 	}))
-	probes, err := appProbes(rt.Source.Env)
+	probes, err := AppProbes(rt.Source.Env)
 	if err != nil {
 		return err
 	}

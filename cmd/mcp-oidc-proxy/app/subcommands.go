@@ -283,10 +283,11 @@ func get(ctx context.Context, c *http.Client, u string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// appProbes reads the probe hand-over from the environment (last value wins,
+// AppProbes reads the probe hand-over from the environment (last value wins,
 // as in the configuration loader). It is not a configuration setting: the
-// injector writes it, users never do, and it is not reloadable.
-func appProbes(env []string) (probe.Set, error) {
+// injector writes it, users never do, and it is not reloadable. Serve and
+// the contract test (test/contract) read it through here.
+func AppProbes(env []string) (probe.Set, error) {
 	v := ""
 	for _, kv := range env {
 		if val, ok := strings.CutPrefix(kv, probe.EnvVar+"="); ok {

@@ -228,7 +228,7 @@ func TestAppProbesFromEnvironment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			set, err := appProbes(tt.env)
+			set, err := AppProbes(tt.env)
 			if tt.wantErr {
 				if err == nil || !strings.Contains(err.Error(), probe.EnvVar) {
 					t.Fatalf("error %v, want one naming %s", err, probe.EnvVar)
