@@ -34,7 +34,7 @@ func clusterDefaults(operator string) (string, error) {
 	if err := yaml.Unmarshal([]byte(operator), &doc); err != nil {
 		return "", fmt.Errorf("parsing the proxy defaults: %w", err)
 	}
-	for _, key := range []string{"allowed_hosts", "external_url"} {
+	for _, key := range []string{allowedHostsSetting().Path, externalURLSetting().Path} {
 		if v, ok := doc[key]; ok && v != nil && v != "" {
 			return operator, nil
 		}
@@ -42,7 +42,7 @@ func clusterDefaults(operator string) (string, error) {
 	if doc == nil {
 		doc = map[string]any{}
 	}
-	doc["allowed_hosts"] = DefaultAllowedHosts
+	doc[allowedHostsSetting().Path] = DefaultAllowedHosts
 	out, err := yaml.Marshal(doc)
 	if err != nil {
 		return "", fmt.Errorf("encoding the proxy defaults: %w", err)

@@ -40,8 +40,10 @@ type Settings struct {
 	Resources corev1.ResourceRequirements
 	// ProxyDefaults is cluster-wide, non-secret sidecar configuration in the
 	// sidecar's YAML format. It reaches the sidecar through the
-	// MCP_OIDC_PROXY_CLUSTER_DEFAULTS variable and ranks below the pod's own
-	// ConfigMap, environment and flags.
+	// config.ClusterDefaultsEnv variable and ranks below the pod's own
+	// ConfigMap, environment and flags. A pod without a ConfigMap
+	// (AnnotationConfig) is admitted only when these defaults, with what the
+	// pod's Secret can add, give the sidecar a valid configuration.
 	ProxyDefaults string
 	// InjectorNamespace is where the injector runs; its pods are skipped.
 	InjectorNamespace string
@@ -85,6 +87,3 @@ func (d *Denial) Error() string {
 	}
 	return b.String()
 }
-
-// ClusterDefaultsEnv carries Settings.ProxyDefaults to the sidecar.
-const ClusterDefaultsEnv = "MCP_OIDC_PROXY_CLUSTER_DEFAULTS"

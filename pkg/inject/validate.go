@@ -140,6 +140,11 @@ func validate(r request, pod *corev1.Pod, ns Namespace, s Settings) (plan, error
 	p.secret = objectName(&d, AnnotationSecret, "Secret", r.secret)
 
 	p.probes = collectProbes(&d, pod, mode, p.port, p.appPort)
+	if !r.config.set {
+		// A ConfigMap name, even an invalid one (denied above), is the
+		// pod's configuration source.
+		checkConfigSource(&d, p, s)
+	}
 	if len(d) > 0 {
 		return plan{}, d.err()
 	}

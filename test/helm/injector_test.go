@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-injector/app"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/kube"
@@ -37,7 +38,10 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 	ctx := context.Background()
 	objs := mustTemplate(t, "live", ns,
 		"--set", "sidecar.image.repository=example.com/mcp-oidc-proxy", "--set", "sidecar.image.tag=test",
-		"--set", "sidecar.defaults.oidc.discovery_url=https://login.example.com")
+		"--set", "sidecar.defaults.oidc.discovery_url=https://login.example.com",
+		// Pods without a ConfigMap are admitted only when the defaults
+		// make a configuration the sidecar accepts.
+		"--set", "sidecar.defaults.oidc.client_id=mcp-proxy")
 	newNamespace(t, ns)
 	objs.apply(t, false, nil)
 
@@ -164,12 +168,12 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 	}
 	found := false
 	for _, e := range proxy.Env {
-		if e.Name == inject.ClusterDefaultsEnv {
+		if e.Name == config.ClusterDefaultsEnv {
 			found = strings.Contains(e.Value, "https://login.example.com")
 		}
 	}
 	if !found {
-		t.Errorf("the sidecar lacks the chart's sidecar.defaults in %s: %+v", inject.ClusterDefaultsEnv, proxy.Env)
+		t.Errorf("the sidecar lacks the chart's sidecar.defaults in %s: %+v", config.ClusterDefaultsEnv, proxy.Env)
 	}
 }
 
