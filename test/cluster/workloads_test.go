@@ -346,7 +346,8 @@ func (s *suite) stepNoConfig(t *testing.T) {
 	ns := "mcp-noconfig-" + s.runID
 	s.diagnoseOnFailure(t, ns, s.injectorNS)
 	s.createNamespace(t, ns, "restricted")
-	ann := map[string]string{inject.AnnotationInject: "true", inject.Prefix + "mode": "rebind"}
+	// Everything a restricted namespace needs, and no ConfigMap or Secret.
+	ann := map[string]string{inject.AnnotationInject: "true", inject.Prefix + "mode": "rebind", inject.Prefix + "rebind-port-env": "PORT"}
 	create := func() error {
 		ctx, cancel := apiCtx()
 		defer cancel()
