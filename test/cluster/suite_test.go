@@ -247,6 +247,9 @@ func startProvider(t *testing.T) *oidcprovider.Provider {
 // and the run's namespaces (deleted in the background). A failed run with
 // MCP_CLUSTER_KEEP=1 leaves everything for inspection.
 func (s *suite) teardown(t *testing.T) {
+	if s.mcp != nil {
+		_ = s.mcp.Close()
+	}
 	if t.Failed() && os.Getenv("MCP_CLUSTER_KEEP") == "1" {
 		t.Logf("MCP_CLUSTER_KEEP=1 and the run failed: leaving release %s and namespaces %v for inspection (KUBECONFIG=%s)",
 			release, append(s.namespaces, s.injectorNS), s.env.kubeconfig)
