@@ -9,10 +9,10 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 # How long `make fuzz` runs each fuzz target; short by default, e.g. FUZZTIME=60s.
 FUZZTIME ?= 10s
 
-.PHONY: help build test unit lint fuzz demo bench deps clean
+.PHONY: help build test unit lint fuzz demo bench deps clean cluster-up cluster-down
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/mcp-oidc-proxy and bin/mcp-oidc-injector
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mcp-oidc-proxy ./cmd/mcp-oidc-proxy
@@ -41,6 +41,12 @@ bench: deps ## throughput and overhead benchmarks (ratios against a bare reverse
 	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" $(GO) test -run '^$$' -bench . -benchmem -count=1 ./pkg/proxy/ ./pkg/session/ ./test/...
 	@hack/bench/ensure-bench-deps.sh
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
+
+cluster-up: ## start the one-node cluster as root (hack/cluster; idempotent); prints the KUBECONFIG path
+	@hack/cluster/up.sh
+
+cluster-down: ## stop the one-node cluster and remove what it left (idempotent)
+	@hack/cluster/down.sh
 
 clean: ## remove build output (keeps the envtest kube-apiserver and etcd, which take minutes to rebuild)
 	rm -f $(BIN)/mcp-oidc-proxy $(BIN)/mcp-oidc-injector

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Stops the one-node cluster that hack/cluster/up.sh started and removes what
+# it left on the machine: stops exactly the recorded pids (kube-proxy,
+# kube-scheduler, kube-controller-manager, kubelet), kills every pod container
+# through this cluster's containerd, stops containerd, kube-apiserver and etcd,
+# unmounts everything under the state directory and the pods' network
+# namespaces, deletes kube-proxy's nftables tables, the bridge mcpbr0 and the
+# CNI state, and restores the two sysctls up.sh set. Logs stay in
+# $MCP_CLUSTER_DIR/logs. Running it twice, or without an up, is fine.
+#
+#   hack/cluster/down.sh     # or: make cluster-down
+#
+# Settings (environment):
+#   MCP_CLUSTER_DIR   state directory (default /var/lib/mcp-oidc-cluster)
+set -euo pipefail
+
+TOOL=cluster-down
+# shellcheck source=hack/cluster/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+case ${1-} in
+"") ;;
+-h | --help)
+	sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0" >&2
+	exit 0
+	;;
+*) die "unknown argument: $1 (try --help)" ;;
+esac
+require_root
+
+if [[ ! -d $STATE ]]; then
+	log "nothing to do ($STATE does not exist)"
+	STATE_MISSING=1
+fi
+if [[ -z ${STATE_MISSING-} && -z ${MCP_CLUSTER_LOCKED-} ]]; then
+	exec 8>"$STATE/lock"
+	flock 8
+fi
+
+# netns paths of the pod sandboxes, read before containerd goes away.
+netns=()
+if [[ -z ${STATE_MISSING-} ]]; then
+	for c in kube-proxy kube-scheduler kube-controller-manager kubelet; do stop "$c"; done
+
+	if [[ -n $(pid_of containerd) ]]; then
+		mapfile -t ids < <(ctr_k8s containers list -q 2>/dev/null || true)
+		for id in "${ids[@]}"; do
+			while IFS= read -r ns; do netns+=("$ns"); done < <(
+				ctr_k8s containers info "$id" 2>/dev/null | grep -o '"/var/run/netns/cni-[0-9a-f-]*"' | tr -d '"' | sort -u || true)
+		done
+		# Kill every container task, then remove them; the kubelet is gone, so
+		# nothing restarts them.
+		for id in "${ids[@]}"; do ctr_k8s tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
+		for id in "${ids[@]}"; do
+			for ((i = 0; i < 50; i++)); do
+				status=$(ctr_k8s tasks list 2>/dev/null | awk -v id="$id" '$1 == id { print $3 }')
+				[[ -n $status && $status != STOPPED ]] || break
+				sleep 0.1
+			done
+			ctr_k8s tasks delete -f "$id" >/dev/null 2>&1 || true
+		done
+		((${#ids[@]} == 0)) || log "killed ${#ids[@]} pod container(s)"
+	fi
+	stop containerd
+	# Shims of this containerd (their command line names its socket) that
+	# outlived it, e.g. after a crash.
+	for p in /proc/[0-9]*; do
+		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		if [[ $cmd == *containerd-shim*"-address $CONTAINERD_SOCK "* ]]; then
+			kill -KILL "${p#/proc/}" 2>/dev/null && log "killed leftover shim ${p#/proc/}" || true
+		fi
+	done
+	stop kube-apiserver
+	stop etcd
+fi
+
+# Unmount everything under the state directory (volumes, sandbox shm,
+# snapshots), deepest first.
+unmount_under() {
+	local prefix=$1 m i
+	for ((i = 0; i < 5; i++)); do
+		mapfile -t mounts < <(awk -v p="$prefix/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+		((${#mounts[@]} > 0)) || return 0
+		for m in "${mounts[@]}"; do
+			m=$(printf '%b' "$m") # mountinfo escapes spaces as \040
+			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		done
+	done
+	log "WARNING: mounts remain under $prefix"
+}
+unmount_under "$STATE"
+for ns in "${netns[@]}"; do
+	umount "$ns" 2>/dev/null || umount -l "$ns" 2>/dev/null || true
+	rm -f "$ns"
+done
+
+for family in ip ip6; do
+	nft delete table "$family" kube-proxy 2>/dev/null || true
+done
+# The kubelet's and kube-proxy's iptables canary chains, where they exist.
+for ipt in iptables ip6tables; do
+	command -v "$ipt" >/dev/null 2>&1 || continue
+	for table in mangle nat filter; do
+		for chain in KUBE-KUBELET-CANARY KUBE-PROXY-CANARY KUBE-IPTABLES-HINT; do
+			"$ipt" -w 5 -t "$table" -X "$chain" 2>/dev/null || true
+		done
+	done
+done
+if ip link show "$BRIDGE" >/dev/null 2>&1; then
+	ip link delete "$BRIDGE"
+	log "deleted bridge $BRIDGE"
+fi
+# libcni's result cache for this network.
+rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
+
+if [[ -z ${STATE_MISSING-} ]]; then
+	if [[ -f $STATE/sysctl.orig ]]; then
+		while IFS='=' read -r key value; do
+			f=/proc/sys/${key//.//}
+			[[ ! -f $f ]] || echo "$value" >"$f"
+		done <"$STATE/sysctl.orig"
+	fi
+	# Everything but the logs (and the lock this run holds).
+	for entry in "$STATE"/* "$STATE"/.[!.]*; do
+		[[ -e $entry ]] || continue
+		case ${entry##*/} in logs | logs.prev | lock) continue ;; esac
+		rm -rf "$entry"
+	done
+	log "cluster is down; logs of the last run stay in $LOGS"
+fi
