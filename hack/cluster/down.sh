@@ -36,8 +36,10 @@ if [[ -z ${STATE_MISSING-} && -z ${MCP_CLUSTER_LOCKED-} ]]; then
 	flock 8
 fi
 
-# netns paths of the pod sandboxes, read before containerd goes away.
+# netns paths of the pod sandboxes and the container ids, read before
+# containerd goes away.
 netns=()
+ids=()
 if [[ -z ${STATE_MISSING-} ]]; then
 	for c in kube-proxy kube-scheduler kube-controller-manager kubelet; do stop "$c"; done
 
@@ -64,7 +66,7 @@ if [[ -z ${STATE_MISSING-} ]]; then
 	# Shims of this containerd (their command line names its socket) that
 	# outlived it, e.g. after a crash.
 	for p in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
 		if [[ $cmd == *containerd-shim*"-address $CONTAINERD_SOCK "* ]]; then
 			kill -KILL "${p#/proc/}" 2>/dev/null && log "killed leftover shim ${p#/proc/}" || true
 		fi
@@ -92,25 +94,47 @@ for ns in "${netns[@]}"; do
 	umount "$ns" 2>/dev/null || umount -l "$ns" 2>/dev/null || true
 	rm -f "$ns"
 done
+# containerd makes /run/netns a shared bind mount of itself; undo that when
+# up.sh saw none and nothing else has a namespace there.
+if [[ -f $STATE/netns-unmounted ]] && mountpoint -q /run/netns && [[ -z $(ls -A /run/netns) ]]; then
+	umount /run/netns 2>/dev/null || true
+fi
 
 for family in ip ip6; do
 	nft delete table "$family" kube-proxy 2>/dev/null || true
 done
-# The kubelet's and kube-proxy's iptables canary chains, where they exist.
+# The kubelet's iptables chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY,
+# KUBE-IPTABLES-HINT): the jumps to them, then the chains; then the tables
+# iptables-nft made for them when nothing else is left in them.
 for ipt in iptables ip6tables; do
 	command -v "$ipt" >/dev/null 2>&1 || continue
-	for table in mangle nat filter; do
-		for chain in KUBE-KUBELET-CANARY KUBE-PROXY-CANARY KUBE-IPTABLES-HINT; do
-			"$ipt" -w 5 -t "$table" -X "$chain" 2>/dev/null || true
+	family=ip
+	[[ $ipt == iptables ]] || family=ip6
+	for table in filter nat mangle; do
+		"$ipt" -w 5 -t "$table" -S >/dev/null 2>&1 || continue
+		for chain in $("$ipt" -w 5 -t "$table" -S | awk '$1 == "-P" { print $2 }'); do
+			for num in $("$ipt" -w 5 -t "$table" -L "$chain" -n --line-numbers | awk '$2 ~ /^KUBE-/ { print $1 }' | sort -rn); do
+				"$ipt" -w 5 -t "$table" -D "$chain" "$num"
+			done
 		done
+		kube_chains=$("$ipt" -w 5 -t "$table" -S | awk '$1 == "-N" && $2 ~ /^KUBE-/ { print $2 }')
+		for chain in $kube_chains; do "$ipt" -w 5 -t "$table" -F "$chain"; done
+		for chain in $kube_chains; do "$ipt" -w 5 -t "$table" -X "$chain"; done
+		if [[ $("$ipt" -V) == *nf_tables* ]] &&
+			! "$ipt" -w 5 -t "$table" -S | grep -qv '^-P [A-Z]* ACCEPT$'; then
+			nft delete table "$family" "$table" 2>/dev/null || true
+		fi
 	done
 done
 if ip link show "$BRIDGE" >/dev/null 2>&1; then
 	ip link delete "$BRIDGE"
 	log "deleted bridge $BRIDGE"
 fi
-# libcni's result cache for this network.
+# libcni's result cache for this network and the sandboxes' loopback, and
+# its directories when empty.
 rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
+for id in "${ids[@]}"; do rm -f /var/lib/cni/results/*-"$id"-* 2>/dev/null || true; done
+rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
 
 if [[ -z ${STATE_MISSING-} ]]; then
 	if [[ -f $STATE/sysctl.orig ]]; then

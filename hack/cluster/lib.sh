@@ -76,6 +76,15 @@ start() {
 	log "started $name (pid $!, log $LOGS/$name.log)"
 }
 
+# running PID: the process exists and is not a zombie waiting to be reaped
+# (a component outlives the up.sh that started it, so init reaps it).
+running() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
 # stop NAME: SIGTERM the recorded pid, SIGKILL after 15 s, forget it.
 stop() {
 	local name=$1 pid i
@@ -83,14 +92,14 @@ stop() {
 	if [[ -n $pid ]]; then
 		kill -TERM "$pid" 2>/dev/null || true
 		for ((i = 0; i < 150; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
+			running "$pid" || break
 			sleep 0.1
 		done
-		if kill -0 "$pid" 2>/dev/null; then
+		if running "$pid"; then
 			log "$name (pid $pid) ignored SIGTERM for 15s; killing it"
 			kill -KILL "$pid" 2>/dev/null || true
 			for ((i = 0; i < 50; i++)); do
-				kill -0 "$pid" 2>/dev/null || break
+				running "$pid" || break
 				sleep 0.1
 			done
 		fi

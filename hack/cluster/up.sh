@@ -186,6 +186,8 @@ start kube-apiserver "$BIN/kube-apiserver" \
 	--profiling=false
 wait_for "kube-apiserver /readyz" 90 kubectl_admin get --raw /readyz
 
+# down.sh undoes containerd's /run/netns bind mount only if there was none.
+[[ -f $STATE/netns-unmounted ]] || mountpoint -q /run/netns || touch "$STATE/netns-unmounted"
 start containerd "$(command -v containerd)" --config "$STATE/containerd.toml"
 wait_for "containerd on $CONTAINERD_SOCK" 30 ctr --address "$CONTAINERD_SOCK" version
 import_images
