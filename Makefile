@@ -18,9 +18,10 @@ build: ## build bin/mcp-oidc-proxy and bin/mcp-oidc-injector
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mcp-oidc-proxy ./cmd/mcp-oidc-proxy
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/mcp-oidc-injector ./cmd/mcp-oidc-injector
 
-deps: ## install or check what the tests need (redis-server, chromium; kube-apiserver, etcd and helm built into bin/)
+deps: ## install or check what the tests need (redis-server, chromium, containerd, ...; kube-apiserver, etcd, kubelet, ... and helm built into bin/)
 	@hack/ensure-test-deps.sh
 	@hack/envtest-bins.sh >/dev/null
+	@hack/kube-bins.sh >/dev/null
 	@hack/helm-bin.sh >/dev/null
 
 lint: ## go vet and gofmt
@@ -43,6 +44,8 @@ bench: deps ## throughput and overhead benchmarks (ratios against a bare reverse
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
 
 cluster-up: ## start the one-node cluster as root (hack/cluster; idempotent); prints the KUBECONFIG path
+	@hack/envtest-bins.sh >/dev/null
+	@hack/kube-bins.sh >/dev/null
 	@hack/cluster/up.sh
 
 cluster-down: ## stop the one-node cluster and remove what it left (idempotent)
