@@ -17,14 +17,7 @@ set -euo pipefail
 TOOL=cluster-down
 # shellcheck source=hack/cluster/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-case ${1-} in
-"") ;;
--h | --help)
-	sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0" >&2
-	exit 0
-	;;
-*) die "unknown argument: $1 (try --help)" ;;
-esac
+parse_args "$@"
 require_root
 
 if [[ ! -d $STATE ]]; then

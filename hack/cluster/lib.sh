@@ -46,8 +46,21 @@ die() {
 	exit 1
 }
 
+# parse_args ARGS...: the scripts take no arguments; --help prints the
+# calling script's header comment.
+parse_args() {
+	case ${1-} in
+	"") ;;
+	-h | --help)
+		sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0" >&2
+		exit 0
+		;;
+	*) die "unknown argument: $1 (try --help)" ;;
+	esac
+}
+
 require_root() {
-	[[ $(id -u) -eq 0 ]] || die "must run as root (it creates a bridge, nftables rules, mounts and runs containerd and the kubelet); try: sudo make ${TOOL#cluster-}"
+	[[ $(id -u) -eq 0 ]] || die "must run as root (it creates a bridge, nftables rules, mounts and runs containerd and the kubelet); try: sudo make $TOOL"
 }
 
 # pid_of NAME: the recorded pid of a component when that process still runs

@@ -27,14 +27,7 @@ TOOL=cluster-up
 IMAGES=${MCP_CLUSTER_IMAGES:-$repo_root/bin/images}
 TIMEOUT=${MCP_CLUSTER_TIMEOUT:-180}
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "MCP_CLUSTER_TIMEOUT must be a number of seconds, got '$TIMEOUT'"
-case ${1-} in
-"") ;;
--h | --help)
-	sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0" >&2
-	exit 0
-	;;
-*) die "unknown argument: $1 (try --help)" ;;
-esac
+parse_args "$@"
 
 require_root
 for tool in containerd containerd-shim-runc-v2 runc ctr nft ip openssl curl mount umount; do
