@@ -4,8 +4,17 @@
 # account key pair) and the kubeconfigs for the admin and each component.
 # Keys never leave the state directory and are never printed.
 
-# cert NAME CN ORG KIND [SAN]: PKI/NAME.{key,crt} signed by the CA; KIND is
-# client, server or both; SAN is an openssl subjectAltName list.
+# ca NAME CN: a self-signed CA PKI/NAME.{key,crt}.
+ca() {
+	openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/$1.key" 2>/dev/null
+	openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 30 -sha256 \
+		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+		-out "$PKI/$1.crt" 2>/dev/null || die "openssl could not make the CA $1"
+}
+
+# cert NAME CN ORG KIND [SAN]: PKI/NAME.{key,crt} signed by the CA PKI/$SIGNER
+# (default ca); KIND is client, server or both; SAN is an openssl
+# subjectAltName list.
 cert() {
 	local name=$1 cn=$2 org=$3 kind=$4 san=${5-} usage subj ext
 	case $kind in
@@ -25,7 +34,7 @@ cert() {
 	} >"$ext"
 	openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/$name.key" 2>/dev/null
 	openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
-	openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+	openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/${SIGNER:-ca}.crt" -CAkey "$PKI/${SIGNER:-ca}.key" \
 		-CAcreateserial -days 30 -sha256 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null ||
 		die "openssl could not sign $name"
 	rm -f "$PKI/$name.csr" "$ext"
@@ -63,10 +72,11 @@ generate_pki() {
 	rm -rf "$PKI"
 	mkdir -p "$PKI"
 	chmod 700 "$PKI"
-	openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/ca.key" 2>/dev/null
-	openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=mcp-oidc-cluster-ca" -days 30 -sha256 \
-		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-		-out "$PKI/ca.crt" 2>/dev/null || die "openssl could not make the CA"
+	ca ca mcp-oidc-cluster-ca
+	# The front proxy (requestheader) CA of the aggregation layer: the
+	# controller manager and scheduler read it for delegated authentication.
+	ca front-proxy-ca mcp-oidc-cluster-front-proxy-ca
+	SIGNER=front-proxy-ca cert front-proxy-client front-proxy-client "" client
 
 	cert apiserver kube-apiserver "" server \
 		"IP:$NODE_IP,IP:$KUBERNETES_SERVICE_IP,IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"

@@ -170,6 +170,13 @@ start kube-apiserver "$BIN/kube-apiserver" \
 	--kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
 	--kubelet-certificate-authority "$PKI/ca.crt" \
 	--kubelet-preferred-address-types InternalIP \
+	--requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
+	--requestheader-allowed-names front-proxy-client \
+	--requestheader-username-headers X-Remote-User \
+	--requestheader-group-headers X-Remote-Group \
+	--requestheader-extra-headers-prefix X-Remote-Extra- \
+	--proxy-client-cert-file "$PKI/front-proxy-client.crt" \
+	--proxy-client-key-file "$PKI/front-proxy-client.key" \
 	--authorization-mode Node,RBAC \
 	--enable-admission-plugins NodeRestriction \
 	--service-account-issuer https://kubernetes.default.svc.cluster.local \
