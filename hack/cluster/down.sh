@@ -29,23 +29,26 @@ if [[ -z ${STATE_MISSING-} && -z ${MCP_CLUSTER_LOCKED-} ]]; then
 	flock 8
 fi
 
-# netns paths of the pod sandboxes and the container ids, read before
-# containerd goes away.
 netns=()
 ids=()
 if [[ -z ${STATE_MISSING-} ]]; then
 	for c in kube-proxy kube-scheduler kube-controller-manager kubelet; do stop "$c"; done
 
+	# The sandboxes' network namespaces and the container ids, from
+	# containerd's metadata (readable also when containerd died): every
+	# string there that looks like one, since the removed ones do no harm.
+	meta=$CONTAINERD_DIR/root/io.containerd.metadata.v1.bolt/meta.db
+	if [[ -f $meta ]]; then
+		mapfile -t netns < <(grep -aoh '/var/run/netns/cni-[0-9a-f-]*' "$meta" | sort -u || true)
+		mapfile -t ids < <(grep -aoh '[0-9a-f]\{64\}' "$meta" | sort -u || true)
+	fi
 	if [[ -n $(pid_of containerd) ]]; then
-		mapfile -t ids < <(ctr_k8s containers list -q 2>/dev/null || true)
-		for id in "${ids[@]}"; do
-			while IFS= read -r ns; do netns+=("$ns"); done < <(
-				ctr_k8s containers info "$id" 2>/dev/null | grep -o '"/var/run/netns/cni-[0-9a-f-]*"' | tr -d '"' | sort -u || true)
-		done
+		mapfile -t live < <(ctr_k8s containers list -q 2>/dev/null || true)
+		ids+=("${live[@]}")
 		# Kill every container task, then remove them; the kubelet is gone, so
 		# nothing restarts them.
-		for id in "${ids[@]}"; do ctr_k8s tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
-		for id in "${ids[@]}"; do
+		for id in "${live[@]}"; do ctr_k8s tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
+		for id in "${live[@]}"; do
 			for ((i = 0; i < 50; i++)); do
 				status=$(ctr_k8s tasks list 2>/dev/null | awk -v id="$id" '$1 == id { print $3 }')
 				[[ -n $status && $status != STOPPED ]] || break
@@ -53,7 +56,7 @@ if [[ -z ${STATE_MISSING-} ]]; then
 			done
 			ctr_k8s tasks delete -f "$id" >/dev/null 2>&1 || true
 		done
-		((${#ids[@]} == 0)) || log "killed ${#ids[@]} pod container(s)"
+		((${#live[@]} == 0)) || log "killed ${#live[@]} pod container(s)"
 	fi
 	stop containerd
 	# Shims of this containerd (their command line names its socket) that
@@ -64,6 +67,27 @@ if [[ -z ${STATE_MISSING-} ]]; then
 			kill -KILL "${p#/proc/}" 2>/dev/null && log "killed leftover shim ${p#/proc/}" || true
 		fi
 	done
+	# Pod processes that outlived their shims (after a containerd crash):
+	# whatever is still in the kubelet's cgroup tree. Then the empty cgroups
+	# the kubelet (kubepods) and containerd (k8s.io) made go, deepest first;
+	# rmdir leaves any cgroup that is still in use.
+	kube_cgroups() {
+		find /sys/fs/cgroup -depth -type d \( -name kubepods -o -path '*/kubepods/*' -o \
+			-name k8s.io -o -path '*/k8s.io/*' \) 2>/dev/null || true
+	}
+	pod_procs() {
+		kube_cgroups | grep '/kubepods' | sed 's|$|/cgroup.procs|' | xargs -r cat 2>/dev/null | sort -u || true
+	}
+	mapfile -t orphans < <(pod_procs)
+	if ((${#orphans[@]} > 0)); then
+		kill -KILL "${orphans[@]}" 2>/dev/null || true
+		log "killed ${#orphans[@]} leftover pod process(es)"
+		for ((i = 0; i < 50; i++)); do
+			[[ -n $(pod_procs) ]] || break
+			sleep 0.1
+		done
+	fi
+	kube_cgroups | xargs -r rmdir 2>/dev/null || true
 	stop kube-apiserver
 	stop etcd
 fi

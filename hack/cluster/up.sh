@@ -98,13 +98,17 @@ if alive "${COMPONENTS[@]}" && kubectl_admin get --raw /readyz >/dev/null 2>&1; 
 	finish
 	exit 0
 fi
-for c in "${COMPONENTS[@]}"; do
-	if [[ -n $(pid_of "$c") ]]; then
-		log "a previous cluster is partly running ($c); taking it down first"
-		"$cluster_src/down.sh"
-		break
-	fi
+# Anything but the logs left from an earlier run (some components still
+# running, or the state of a crash or reboot) is taken down and removed first,
+# so every start begins from nothing.
+shopt -s nullglob
+for entry in "$STATE"/*; do
+	case ${entry##*/} in logs | logs.prev | lock) continue ;; esac
+	log "an earlier run left $entry; running down.sh first"
+	"$cluster_src/down.sh"
+	break
 done
+shopt -u nullglob
 
 start_time=$SECONDS
 rm -rf "$LOGS.prev"
