@@ -34,15 +34,20 @@
 //     with the fix in the message.
 //
 // It needs root, the kube binaries (hack/kube-bins.sh), helm
-// (hack/helm-bin.sh) and the images (`make images`). It brings the cluster
-// up unless one runs and takes it down at the end if it started it
-// (MCP_CLUSTER_KEEP=1 keeps it). To run it alone against a running cluster:
+// (hack/helm-bin.sh) and the images (`make images`); without them it fails
+// and says how to get them. It calls hack/cluster/up.sh (idempotent; it
+// imports bin/images/*.tar) and, if this run started the cluster,
+// hack/cluster/down.sh at the end (MCP_CLUSTER_KEEP=1 keeps it). The suite
+// removes what it installed (the Helm release, its namespaces) unless it
+// failed with MCP_CLUSTER_KEEP=1. `make test` runs it after the other
+// packages (`make test-cluster` alone); to run it by hand:
 //
-//	sudo make cluster-up
+//	sudo make images cluster-up
 //	sudo go test -count=1 -v -timeout 30m ./test/cluster/
 //
 // Settings (environment): KUBECTL and HELM (default bin/kubectl and
-// bin/helm), VERSION (the image tag; default the chart's appVersion),
-// MCP_CLUSTER_KEEP. The elapsed time of each step and of the suite is
-// printed at the end.
+// bin/helm), VERSION (the images' tag, as given to `make images`; default
+// the chart's appVersion), MCP_CLUSTER_KEEP. The elapsed time of each step
+// and of the suite is printed at the end; with images built and the
+// cluster running the suite takes about a minute and a half here.
 package cluster
