@@ -87,9 +87,10 @@ func TestCluster(t *testing.T) {
 		{name: "4-mcp-client-oauth", requires: []string{"2-annotated-deployment"}, run: s.stepMCPClient},
 		{name: "5-configmap-reload", requires: []string{"3-browser-login"}, run: s.stepReload},
 		{name: "6-rollout-restart", requires: []string{"3-browser-login"}, run: s.stepRollout},
-		{name: "7-port-takeover", requires: []string{"2-annotated-deployment"}, run: s.stepPortTakeover},
-		{name: "8-job-completes", requires: []string{"1-helm-install"}, run: s.stepJob},
-		{name: "9-injector-down", requires: []string{"1-helm-install"}, run: s.stepInjectorDown},
+		{name: "7-port-takeover", requires: []string{"3-browser-login"}, run: s.stepPortTakeover},
+		// 8 and 9 copy step 2's ConfigMap and Secret.
+		{name: "8-job-completes", requires: []string{"2-annotated-deployment"}, run: s.stepJob},
+		{name: "9-injector-down", requires: []string{"2-annotated-deployment"}, run: s.stepInjectorDown},
 		{name: "10-no-config-refused", requires: []string{"1-helm-install"}, run: s.stepNoConfig},
 	}
 	passed := map[string]bool{}
