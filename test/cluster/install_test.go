@@ -95,16 +95,19 @@ func (s *suite) stepInstall(t *testing.T) {
 		}
 		// What the API server does: TLS to the Service, verified with the
 		// published bundle for the Service's DNS name.
+		// kube-proxy may take a moment to program a new Service.
 		addr := net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(port)))
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: apiTimeout}, "tcp", addr, &tls.Config{
-			RootCAs:    pool,
-			ServerName: ref.Name + "." + ref.Namespace + ".svc",
-			MinVersion: tls.VersionTLS12,
+		eventually(t, serviceTimeout, fmt.Sprintf("webhook %s: TLS to the Service %s verified with the published caBundle", wh.Name, addr), func() error {
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: apiTimeout}, "tcp", addr, &tls.Config{
+				RootCAs:    pool,
+				ServerName: ref.Name + "." + ref.Namespace + ".svc",
+				MinVersion: tls.VersionTLS12,
+			})
+			if err != nil {
+				return err
+			}
+			return conn.Close()
 		})
-		if err != nil {
-			t.Fatalf("webhook %s: TLS to the Service %s with the published caBundle: %v", wh.Name, addr, err)
-		}
-		_ = conn.Close()
 		if wh.FailurePolicy == nil || *wh.FailurePolicy != "Fail" {
 			t.Errorf("webhook %s failurePolicy = %v, want Fail", wh.Name, wh.FailurePolicy)
 		}
@@ -142,6 +145,7 @@ func (s *suite) stepDeploy(t *testing.T) {
 	a.service = net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
 	s.app = a
 	s.ingress.setTarget(a.service)
+	s.waitServiceServes(t)
 	t.Logf("MCP server: Service %s (%s), external URL %s, pods %v, rebind=%v", a.service, s.clusterURL, s.externalURL, a.podAddrs(), a.rebind)
 }
 

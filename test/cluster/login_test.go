@@ -64,6 +64,28 @@ func (s *suite) targets() []target {
 	return out
 }
 
+// serviceTargets are the targets through the Service.
+func (s *suite) serviceTargets() []target { return s.targets()[:2] }
+
+// waitServiceServes waits until the Service reaches the sidecars (a request
+// without credentials gets the proxy's 401): kube-proxy may take a moment
+// to program new endpoints.
+func (s *suite) waitServiceServes(t *testing.T) {
+	t.Helper()
+	for _, tg := range s.serviceTargets() {
+		eventually(t, serviceTimeout, tg.name+" to reach the sidecars", func() error {
+			r, err := mcpInitialize(context.Background(), tg, nil)
+			if err != nil {
+				return err
+			}
+			if r.status != http.StatusUnauthorized {
+				return fmt.Errorf("answered %s, want the proxy's 401", r)
+			}
+			return nil
+		})
+	}
+}
+
 // podTargets are the targets of the pods only.
 func (s *suite) podTargets() []target { return s.targets()[2:] }
 

@@ -141,6 +141,7 @@ func (s *suite) stepRollout(t *testing.T) {
 		checkInjected(t, &p)
 	}
 	s.app.pods = pods
+	s.waitServiceServes(t)
 	for _, tg := range s.targets() {
 		if err := checkInitialize(ctx, tg, s.cookie); err != nil {
 			t.Errorf("after the rollout: %v (the browser session must survive it)", err)

@@ -40,6 +40,9 @@ const (
 	podsTimeout = 4 * time.Minute
 	// apiTimeout bounds a single API or HTTP request.
 	apiTimeout = 30 * time.Second
+	// serviceTimeout bounds kube-proxy programming a new Service or
+	// endpoint.
+	serviceTimeout = time.Minute
 	// pollInterval is how often waits look again.
 	pollInterval = 500 * time.Millisecond
 )
