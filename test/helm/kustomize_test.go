@@ -284,3 +284,152 @@ func lineDiff(a, b string) string {
 	}
 	return out.String()
 }
+
+const configREADME = "../../config/README.md"
+
+// TestConfigREADMEHasTheNotes keeps config/README.md, the kustomize
+// counterpart of NOTES.txt, in step with the chart's NOTES: each command the
+// NOTES give for an install like config/default's is in the README, with
+// the log selector config/'s pods carry (no Helm instance label).
+func TestConfigREADMEHasTheNotes(t *testing.T) {
+	dep := kustomizeDeployment(t)
+	out, err := installDryRun("mcp-oidc-proxy", dep.Namespace, "--set", "fullnameOverride="+dep.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := mustRead(t, configREADME)
+	lines := map[string]bool{}
+	for _, l := range strings.Split(readme, "\n") {
+		lines[strings.TrimSpace(l)] = true
+	}
+	n := 0
+	for _, l := range strings.Split(notes(t, out), "\n") {
+		if !strings.HasPrefix(l, "  kubectl ") {
+			continue
+		}
+		n++
+		cmd := strings.TrimSpace(strings.ReplaceAll(l, ",app.kubernetes.io/instance=mcp-oidc-proxy", ""))
+		if !lines[cmd] {
+			t.Errorf("%s lacks the NOTES command\n%s", configREADME, cmd)
+		}
+	}
+	if n < 5 {
+		t.Errorf("only %d kubectl commands in the NOTES", n)
+	}
+	if !strings.Contains(readme, "kubectl -n "+dep.Namespace+" rollout status deployment/"+dep.Name) {
+		t.Errorf("%s does not wait for config/'s Deployment %s/%s", configREADME, dep.Namespace, dep.Name)
+	}
+	sel := "app.kubernetes.io/name=" + dep.Spec.Template.Labels["app.kubernetes.io/name"]
+	if !strings.Contains(readme, "logs -l "+sel+" ") {
+		t.Errorf("%s does not select the injector's logs by its pod label %s", configREADME, sel)
+	}
+}
+
+// overlay is the kustomization of config/README.md's overlay example.
+type overlay struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+	Images     []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
+	Patches []struct {
+		Target struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		} `json:"target"`
+		Patch string `json:"patch"`
+	} `json:"patches"`
+}
+
+// TestConfigREADMEOverlay checks the README's overlay example against
+// config/default: it names the injector image and Deployment that are
+// there, and its patch, applied to the Deployment, gives the injector the
+// options the README says (a later flag wins). With a kubectl at hand the
+// overlay is also built by kustomize itself.
+func TestConfigREADMEOverlay(t *testing.T) {
+	readme := mustRead(t, configREADME)
+	_, rest, ok := strings.Cut(readme, "```yaml\n# kustomization.yaml of your overlay\n")
+	if !ok {
+		t.Fatalf("%s has no overlay example", configREADME)
+	}
+	doc, _, _ := strings.Cut(rest, "```")
+	var o overlay
+	if err := yaml.UnmarshalStrict([]byte(doc), &o); err != nil {
+		t.Fatalf("the overlay example: %v\n%s", err, doc)
+	}
+	dep := kustomizeDeployment(t)
+	c := dep.Spec.Template.Spec.Containers[0]
+	repo, _, _ := strings.Cut(c.Image, ":")
+	if len(o.Images) != 1 || o.Images[0].Name != repo {
+		t.Errorf("overlay images %+v, want one for config/'s %s", o.Images, repo)
+	}
+	if len(o.Patches) != 1 || o.Patches[0].Target.Kind != "Deployment" || o.Patches[0].Target.Name != dep.Name {
+		t.Fatalf("overlay patches %+v, want one for Deployment %s", o.Patches, dep.Name)
+	}
+	var ops []struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value string `json:"value"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(o.Patches[0].Patch), &ops); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{}, c.Args...)
+	for _, op := range ops {
+		if op.Op != "add" || op.Path != "/spec/template/spec/containers/0/args/-" {
+			t.Fatalf("overlay patch op %+v: this test only knows appending to the injector's args", op)
+		}
+		args = append(args, op.Value)
+	}
+	opts := kube.InjectorOptions(t, args, dep.Namespace)
+	if opts.SidecarImage != "registry.example.com/mcp-oidc-proxy:"+o.Images[0].NewTag || opts.RedisSecret.Name != "redis" ||
+		opts.RedisSecret.PasswordKey != "redis-password" {
+		t.Errorf("the overlay gives the injector %+v", opts)
+	}
+
+	kubectl := os.Getenv("KUBECTL")
+	if kubectl == "" {
+		if _, err := os.Stat("../../bin/kubectl"); err == nil {
+			kubectl = "../../bin/kubectl"
+		}
+	}
+	if kubectl == "" {
+		t.Log("no kubectl ($KUBECTL or bin/kubectl): the overlay was checked by the test alone")
+		return
+	}
+	abs, err := filepath.Abs(kustomizeDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "overlay")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(abs, filepath.Join(filepath.Dir(dir), "config-default")); err != nil {
+		t.Fatal(err)
+	}
+	k := strings.Replace(doc, "../config/default", "../config-default", 1)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(kubectl, "kustomize", "--load-restrictor=LoadRestrictionsNone", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl kustomize the overlay: %v\n%s", err, out)
+	}
+	built, err := decode(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bdep appsv1.Deployment
+	built.into(t, "Deployment", &bdep)
+	bc := bdep.Spec.Template.Spec.Containers[0]
+	if want := o.Images[0].NewName + ":" + o.Images[0].NewTag; bc.Image != want {
+		t.Errorf("kustomize: injector image %q, want %q", bc.Image, want)
+	}
+	if got := kube.InjectorOptions(t, bc.Args, dep.Namespace); !reflect.DeepEqual(got, opts) {
+		t.Errorf("kustomize gives the injector %+v, the test %+v", got, opts)
+	}
+}
