@@ -308,7 +308,7 @@ func TestConfigREADMEHasTheNotes(t *testing.T) {
 			continue
 		}
 		n++
-		cmd := strings.TrimSpace(strings.ReplaceAll(l, ",app.kubernetes.io/instance=mcp-oidc-proxy", ""))
+		cmd := strings.TrimSpace(strings.ReplaceAll(l, "app.kubernetes.io/instance=mcp-oidc-proxy,", ""))
 		if !lines[cmd] {
 			t.Errorf("%s lacks the NOTES command\n%s", configREADME, cmd)
 		}
