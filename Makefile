@@ -2,14 +2,17 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 BIN := $(CURDIR)/bin
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release version: the chart's appVersion unless given (make images VERSION=v1.2.3).
+# It tags the images and is stamped into the sidecar binary.
+CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/mcp-oidc-proxy/Chart.yaml)
+VERSION ?= $(CHART_APP_VERSION)
 LDFLAGS := -s -w -X github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app.Version=$(VERSION)
 # The race detector roughly doubles test time; CI on 2 cores has room for it.
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 # How long `make fuzz` runs each fuzz target; short by default, e.g. FUZZTIME=60s.
 FUZZTIME ?= 10s
 
-.PHONY: help build test unit lint fuzz demo bench deps clean
+.PHONY: help build images test unit lint fuzz demo bench deps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -17,6 +20,9 @@ help: ## list targets
 build: ## build bin/mcp-oidc-proxy and bin/mcp-oidc-injector
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mcp-oidc-proxy ./cmd/mcp-oidc-proxy
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/mcp-oidc-injector ./cmd/mcp-oidc-injector
+
+images: build ## build the test images as OCI tarballs in bin/images/ (no engine, no registry; tag VERSION)
+	$(GO) run ./hack/images -version '$(VERSION)' -out $(BIN)/images
 
 deps: ## install or check what the tests need (redis-server, chromium; kube-apiserver, etcd and helm built into bin/)
 	@hack/ensure-test-deps.sh
@@ -44,3 +50,4 @@ bench: deps ## throughput and overhead benchmarks (ratios against a bare reverse
 
 clean: ## remove build output (keeps the envtest kube-apiserver and etcd, which take minutes to rebuild)
 	rm -f $(BIN)/mcp-oidc-proxy $(BIN)/mcp-oidc-injector
+	rm -rf $(BIN)/images
