@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 # The release version: the chart's appVersion, so the binaries' --version, the
 # image tags (`make images`) and the chart's default image tags agree.
-# Override with VERSION=... for a build of your own.
+# Override with VERSION=... for a build of your own (make images VERSION=1.2.3).
 APP_VERSION := $(shell sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"[:space:]]*\)"\{0,1\}[[:space:]]*$$/\1/p' charts/mcp-oidc-proxy/Chart.yaml)
 VERSION ?= $(APP_VERSION)
 ifeq ($(VERSION),)
@@ -16,7 +16,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 # How long `make fuzz` runs each fuzz target; short by default, e.g. FUZZTIME=60s.
 FUZZTIME ?= 10s
 
-.PHONY: help print-version build test unit lint fuzz demo bench deps clean
+.PHONY: help print-version build images test unit lint fuzz demo bench deps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ print-version: ## print VERSION (default: the chart's appVersion)
 build: ## build bin/mcp-oidc-proxy and bin/mcp-oidc-injector
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mcp-oidc-proxy ./cmd/mcp-oidc-proxy
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/mcp-oidc-injector ./cmd/mcp-oidc-injector
+
+images: build ## build the test images as OCI tarballs in bin/images/ (no engine, no registry; tag VERSION)
+	$(GO) run ./hack/images -version '$(VERSION)' -out $(BIN)/images
 
 deps: ## install or check what the tests need (redis-server, chromium; kube-apiserver, etcd and helm built into bin/)
 	@hack/ensure-test-deps.sh
@@ -54,3 +57,4 @@ bench: deps ## throughput and overhead benchmarks (ratios against a bare reverse
 
 clean: ## remove build output (keeps the envtest kube-apiserver and etcd, which take minutes to rebuild)
 	rm -f $(BIN)/mcp-oidc-proxy $(BIN)/mcp-oidc-injector
+	rm -rf $(BIN)/images

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReapCollectsZombies forks children that nothing waits for, and checks
+// that reap collects all of them (so none is left as a zombie).
+func TestReapCollectsZombies(t *testing.T) {
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatalf("need the `true` program on PATH (coreutils): %v", err)
+	}
+	const children = 3
+	pids := map[int]bool{}
+	for range children {
+		pid, err := syscall.ForkExec(truePath, []string{"true"}, &syscall.ProcAttr{})
+		if err != nil {
+			t.Fatalf("fork: %v", err)
+		}
+		pids[pid] = true
+	}
+	reaped := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for reaped < children && time.Now().Before(deadline) {
+		n, err := reap()
+		if err != nil {
+			t.Fatalf("reap: %v", err)
+		}
+		reaped += n
+		if reaped < children {
+			time.Sleep(10 * time.Millisecond) // poll: the children may not have exited yet
+		}
+	}
+	if reaped != children {
+		t.Fatalf("reaped %d children, want %d", reaped, children)
+	}
+	for pid := range pids {
+		var ws syscall.WaitStatus
+		if _, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); !errors.Is(err, syscall.ECHILD) {
+			t.Errorf("child %d still waitable after reap: %v", pid, err)
+		}
+	}
+	if n, err := reap(); n != 0 || err != nil {
+		t.Errorf("reap with no children = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func TestLoop(t *testing.T) {
+	tests := []struct {
+		name      string
+		signals   []os.Signal
+		wantReaps int
+	}{
+		{"SIGTERM stops", []os.Signal{syscall.SIGTERM, syscall.SIGCHLD}, 0},
+		{"SIGINT stops", []os.Signal{syscall.SIGINT}, 0},
+		{"SIGCHLD reaps then SIGTERM stops", []os.Signal{syscall.SIGCHLD, syscall.SIGCHLD, syscall.SIGTERM}, 2},
+		{"closed channel stops", []os.Signal{syscall.SIGCHLD}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sigs := make(chan os.Signal, len(tt.signals))
+			for _, s := range tt.signals {
+				sigs <- s
+			}
+			close(sigs)
+			reaps := 0
+			code := loop(sigs, func() (int, error) { reaps++; return 0, nil })
+			if code != 0 || reaps != tt.wantReaps {
+				t.Errorf("loop = %d with %d reaps, want 0 with %d", code, reaps, tt.wantReaps)
+			}
+		})
+	}
+}
+
+// TestBinaryExitsOnSIGTERM builds the command and checks it stays up until
+// SIGTERM, then exits 0.
+func TestBinaryExitsOnSIGTERM(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "pause")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// Wait until it catches SIGTERM (SigCgt in /proc), so the signal below
+	// tests its handler and not the default action.
+	deadline := time.Now().Add(10 * time.Second)
+	for !catchesSIGTERM(t, cmd.Process.Pid) {
+		select {
+		case err := <-done:
+			t.Fatalf("pause exited before any signal: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatal("pause did not install its SIGTERM handler within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("signal: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("pause after SIGTERM: %v, want exit 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("pause did not exit within 10s of SIGTERM")
+	}
+}
+
+// catchesSIGTERM reads the caught-signals mask of pid from /proc.
+func catchesSIGTERM(t *testing.T, pid int) bool {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("read /proc status: %v", err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if mask, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			bits, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64)
+			if err != nil {
+				t.Fatalf("parse SigCgt %q: %v", mask, err)
+			}
+			return bits&(1<<(uint(syscall.SIGTERM)-1)) != 0
+		}
+	}
+	t.Fatalf("no SigCgt in /proc/%d/status", pid)
+	return false
+}
