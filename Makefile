@@ -2,20 +2,27 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 BIN := $(CURDIR)/bin
-# The release version: the chart's appVersion unless given (make images VERSION=v1.2.3).
-# It tags the images and is stamped into the sidecar binary.
-CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/mcp-oidc-proxy/Chart.yaml)
-VERSION ?= $(CHART_APP_VERSION)
+# The release version: the chart's appVersion, so the binaries' --version, the
+# image tags (`make images`) and the chart's default image tags agree.
+# Override with VERSION=... for a build of your own (make images VERSION=1.2.3).
+APP_VERSION := $(shell sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"[:space:]]*\)"\{0,1\}[[:space:]]*$$/\1/p' charts/mcp-oidc-proxy/Chart.yaml)
+VERSION ?= $(APP_VERSION)
+ifeq ($(VERSION),)
+$(error VERSION is empty: charts/mcp-oidc-proxy/Chart.yaml has no appVersion; set VERSION=...)
+endif
 LDFLAGS := -s -w -X github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app.Version=$(VERSION)
 # The race detector roughly doubles test time; CI on 2 cores has room for it.
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 # How long `make fuzz` runs each fuzz target; short by default, e.g. FUZZTIME=60s.
 FUZZTIME ?= 10s
 
-.PHONY: help build images test unit lint fuzz demo bench deps clean
+.PHONY: help print-version build images test unit lint fuzz demo bench deps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+print-version: ## print VERSION (default: the chart's appVersion)
+	@echo '$(VERSION)'
 
 build: ## build bin/mcp-oidc-proxy and bin/mcp-oidc-injector
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mcp-oidc-proxy ./cmd/mcp-oidc-proxy

@@ -245,14 +245,24 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 		env = append(env, corev1.EnvVar{Name: ConfigFileEnv, Value: ConfigMountPath + "/" + ConfigKey})
 		c.VolumeMounts = []corev1.VolumeMount{{Name: ConfigVolumeName, MountPath: ConfigMountPath, ReadOnly: true}}
 	}
+	redisKeys := s.RedisSecret.keys()
 	if p.secret != "" {
 		for key, name := range SecretKeys {
+			if _, replaced := redisKeys[key]; replaced {
+				continue
+			}
 			env = append(env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: p.secret},
 				Key:                  key,
 				Optional:             ptr(true),
 			}}})
 		}
+	}
+	for key, clusterKey := range redisKeys {
+		env = append(env, corev1.EnvVar{Name: SecretKeys[key], ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: s.RedisSecret.Name},
+			Key:                  clusterKey,
+		}}})
 	}
 	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
 	c.Env = append(downward, env...)

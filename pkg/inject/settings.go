@@ -45,6 +45,39 @@ type Settings struct {
 	ProxyDefaults string
 	// InjectorNamespace is where the injector runs; its pods are skipped.
 	InjectorNamespace string
+	// RedisSecret is a Secret the platform already has (from its Redis
+	// chart or operator) holding the Redis URL or password for every
+	// sidecar. Pods read Secrets of their own namespace only, so it is
+	// referenced by name in each pod's namespace.
+	RedisSecret RedisSecret
+}
+
+// RedisSecret names a Secret and its keys for the sidecar's Redis URL
+// (REDIS_URL) and password (REDIS_PASSWORD). A key it names replaces the
+// same setting from the pod's own Secret (mcp-oidc-proxy.io/secret), so one
+// Redis serves the cluster; the reference is not optional, so a namespace
+// without the Secret gets CreateContainerConfigError naming it rather than
+// a sidecar that starts without Redis credentials.
+type RedisSecret struct {
+	Name        string
+	URLKey      string
+	PasswordKey string
+}
+
+// keys maps the pod Secret's key (of SecretKeys) that the RedisSecret
+// replaces to the RedisSecret's own key.
+func (r RedisSecret) keys() map[string]string {
+	if r.Name == "" {
+		return nil
+	}
+	keys := map[string]string{}
+	if r.URLKey != "" {
+		keys["redis-url"] = r.URLKey
+	}
+	if r.PasswordKey != "" {
+		keys["redis-password"] = r.PasswordKey
+	}
+	return keys
 }
 
 // Namespace is what the mutation needs to know about the pod's namespace.

@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
@@ -45,6 +46,9 @@ type Options struct {
 	ProxyCPULimit        string
 	ProxyMemoryLimit     string
 	ProxyDefaultsFile    string
+	// RedisSecret gives every sidecar its Redis credentials from a Secret
+	// of that name in the pod's own namespace.
+	RedisSecret inject.RedisSecret
 
 	CertMode        string
 	CertDir         string
@@ -80,6 +84,9 @@ func (o *Options) FlagSet(getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&o.ProxyCPULimit, "proxy-cpu-limit", "", "default CPU limit of the proxy container (empty: none)")
 	fs.StringVar(&o.ProxyMemoryLimit, "proxy-memory-limit", "256Mi", "default memory limit of the proxy container (empty: none)")
 	fs.StringVar(&o.ProxyDefaultsFile, "proxy-defaults-file", "", "YAML file of cluster-wide, non-secret sidecar configuration; refused if it holds secrets")
+	fs.StringVar(&o.RedisSecret.Name, "redis-secret-name", "", "Secret, in each injected pod's own namespace, giving every sidecar its Redis URL or password (replacing the pod Secret's redis-url and redis-password); it must exist there (empty: none)")
+	fs.StringVar(&o.RedisSecret.URLKey, "redis-secret-url-key", "", "key of --redis-secret-name holding a redis:// or rediss:// URL (REDIS_URL; empty: none)")
+	fs.StringVar(&o.RedisSecret.PasswordKey, "redis-secret-password-key", "", "key of --redis-secret-name holding the Redis password (REDIS_PASSWORD; empty: none)")
 	fs.StringVar(&o.CertMode, "cert-mode", CertModeSelfManaged, "self-managed (own CA in a Secret, patches caBundle, rotates) or external (certificates mounted, e.g. from cert-manager)")
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key of the webhook server")
 	fs.StringVar(&o.CertSecretName, "cert-secret-name", "mcp-oidc-injector-certs", "Secret holding the self-managed CA and serving certificate")
@@ -166,6 +173,7 @@ func (o *Options) validate() []error {
 			bad(flag, "%q is not a Kubernetes quantity", v)
 		}
 	}
+	errs = append(errs, o.validateRedisSecret()...)
 	switch o.CertMode {
 	case CertModeSelfManaged:
 		if o.Namespace == "" {
@@ -203,6 +211,34 @@ func (o *Options) validate() []error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log-level", "%q is not debug, info, warn or error", o.LogLevel)
+	}
+	return errs
+}
+
+func (o *Options) validateRedisSecret() []error {
+	var errs []error
+	r := o.RedisSecret
+	if r.Name == "" {
+		for flag, v := range map[string]string{"redis-secret-url-key": r.URLKey, "redis-secret-password-key": r.PasswordKey} {
+			if v != "" {
+				errs = append(errs, fmt.Errorf("--%s: needs --redis-secret-name", flag))
+			}
+		}
+		return errs
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(r.Name) {
+		errs = append(errs, fmt.Errorf("--redis-secret-name: %q is not a Secret name: %s", r.Name, msg))
+	}
+	if r.URLKey == "" && r.PasswordKey == "" {
+		errs = append(errs, errors.New("--redis-secret-name: needs --redis-secret-url-key or --redis-secret-password-key"))
+	}
+	for flag, v := range map[string]string{"redis-secret-url-key": r.URLKey, "redis-secret-password-key": r.PasswordKey} {
+		if v == "" {
+			continue
+		}
+		for _, msg := range validation.IsConfigMapKey(v) {
+			errs = append(errs, fmt.Errorf("--%s: %q is not a Secret key: %s", flag, v, msg))
+		}
 	}
 	return errs
 }
