@@ -5,10 +5,8 @@
 // and /healthz for the kubelet's probes. whoami shows the identity headers
 // the proxy forwarded.
 //
-// Settings: PORT (default 8080), the port it listens on; the injector's
-// rebind mode moves the app by setting it. HOST (default: every address), the
-// address it listens on; in rebind mode set it to 127.0.0.1 so that other pods
-// cannot reach the app around the proxy. Each tool call is
+// Settings: PORT (default 8080), the port it listens on, on every address;
+// the injector's rebind mode moves the app by setting it. Each tool call is
 // logged as one JSON line on stderr.
 package main
 
@@ -62,21 +60,17 @@ func run(ctx context.Context, getenv func(string) string, log *zap.Logger) error
 	return serve(ctx, ln, log)
 }
 
-// listenAddr is the address to listen on, from HOST and PORT.
+// listenAddr is the address to listen on, from PORT.
 func listenAddr(getenv func(string) string) (string, error) {
-	port := DefaultPort
-	if v := getenv("PORT"); v != "" {
-		p, err := strconv.Atoi(v)
-		if err != nil || p < 1 || p > 65535 {
-			return "", fmt.Errorf("PORT=%q: want a port number between 1 and 65535", v)
-		}
-		port = p
+	v := getenv("PORT")
+	if v == "" {
+		return fmt.Sprintf(":%d", DefaultPort), nil
 	}
-	host := getenv("HOST")
-	if host != "" && net.ParseIP(host) == nil {
-		return "", fmt.Errorf("HOST=%q: want an IP address such as 127.0.0.1, or nothing for every address", host)
+	port, err := strconv.Atoi(v)
+	if err != nil || port < 1 || port > 65535 {
+		return "", fmt.Errorf("PORT=%q: want a port number between 1 and 65535", v)
 	}
-	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+	return fmt.Sprintf(":%d", port), nil
 }
 
 // serve serves Handler on ln until ctx ends, then shuts down gracefully.

@@ -20,24 +20,25 @@ const testTimeout = 30 * time.Second
 
 func TestListenAddr(t *testing.T) {
 	tests := []struct {
-		host, port string
-		want       string
-		wantErr    bool
+		port    string
+		want    string
+		wantErr bool
 	}{
-		{"", "", ":8080", false},
-		{"", "15081", ":15081", false},
-		{"127.0.0.1", "15081", "127.0.0.1:15081", false},
-		{"::1", "", "[::1]:8080", false},
-		{"localhost", "", "", true},
-		{"", "0", "", true},
-		{"", "65536", "", true},
-		{"", "http", "", true},
+		{"", ":8080", false},
+		{"15081", ":15081", false},
+		{"0", "", true},
+		{"65536", "", true},
+		{"http", "", true},
 	}
 	for _, tt := range tests {
-		env := map[string]string{"HOST": tt.host, "PORT": tt.port}
-		got, err := listenAddr(func(k string) string { return env[k] })
+		got, err := listenAddr(func(k string) string {
+			if k == "PORT" {
+				return tt.port
+			}
+			return ""
+		})
 		if got != tt.want || (err != nil) != tt.wantErr {
-			t.Errorf("HOST=%q PORT=%q: %q, %v; want %q, error %v", tt.host, tt.port, got, err, tt.want, tt.wantErr)
+			t.Errorf("PORT=%q: %q, %v; want %q, error %v", tt.port, got, err, tt.want, tt.wantErr)
 		}
 	}
 }
