@@ -17,6 +17,9 @@ import (
 //   - usage: the one-line help shown by --help and in the README;
 //   - secret: the value is never logged, and a <key>_file variant reads it
 //     from a file (mounted Secrets);
+//   - podsecret: for secret settings, the key of the pod's Secret
+//     (annotation mcp-oidc-proxy.io/secret) that feeds it in an injected
+//     sidecar (see PodSecretKeys);
 //   - reload: the setting is applied on SIGHUP / file change without restart.
 type Config struct {
 	// Listen is the serving address that MCP clients and browsers reach.
@@ -92,7 +95,7 @@ type OAuthConfig struct {
 	RefreshTokenTTL                   time.Duration `yaml:"refresh_token_ttl" usage:"lifetime of refresh tokens the façade issues (each use rotates them)"`
 	RefreshTokenMaxLifetime           time.Duration `yaml:"refresh_token_max_lifetime" usage:"absolute lifetime of a façade refresh token family, fixed at consent and never extended by refreshing; then the user authorizes again"`
 	UpstreamRecheckInterval           time.Duration `yaml:"upstream_recheck_interval" usage:"a façade refresh at least this long after the last check renews the user's login at the OIDC provider and re-reads their claims; refused there ends the family, unreachable answers 503"`
-	SigningKeys                       string        `yaml:"signing_keys" secret:"true" usage:"PEM private keys (EC P-256 or RSA) the façade signs tokens with; the first signs, all are published; the same on every replica"`
+	SigningKeys                       string        `yaml:"signing_keys" secret:"true" podsecret:"signing-keys" usage:"PEM private keys (EC P-256 or RSA) the façade signs tokens with; the first signs, all are published; the same on every replica"`
 	SigningKeysFile                   string        `yaml:"signing_keys_file" usage:"file holding the PEM signing keys (a mounted Secret)"`
 	RegistrationsPerMinute            int           `yaml:"registrations_per_minute" usage:"dynamic client registrations allowed per client address and minute (the address a trusted proxy reports in X-Forwarded-For, else the peer's)"`
 	AllowPrivateClientMetadata        bool          `yaml:"allow_private_client_metadata" usage:"allow client ID metadata documents on private or loopback addresses (testing only)"`
@@ -100,7 +103,7 @@ type OAuthConfig struct {
 	ExternalJWKSURL                   string        `yaml:"external_jwks_url" usage:"JWKS URL for external mode (default: from the issuer's discovery document)"`
 	IntrospectionURL                  string        `yaml:"introspection_url" usage:"RFC 7662 endpoint for opaque access tokens in external mode"`
 	IntrospectionClientID             string        `yaml:"introspection_client_id" usage:"client ID for the introspection endpoint (default: oidc.client_id)"`
-	IntrospectionSecret               string        `yaml:"introspection_secret" secret:"true" usage:"client secret for the introspection endpoint (default: oidc.client_secret)"`
+	IntrospectionSecret               string        `yaml:"introspection_secret" secret:"true" podsecret:"introspection-secret" usage:"client secret for the introspection endpoint (default: oidc.client_secret)"`
 	IntrospectionSecretFile           string        `yaml:"introspection_secret_file" usage:"file holding the introspection client secret"`
 	IntrospectionAllowMissingAudience bool          `yaml:"introspection_allow_missing_audience" usage:"accept introspected tokens without aud (only for providers that check the audience themselves)"`
 	IdentityAssertion                 bool          `yaml:"identity_assertion" usage:"add X-MCP-Identity-Assertion, a short-lived JWT signed by the proxy, verifiable at /oauth2/jwks"`
@@ -117,7 +120,7 @@ type TLSConfig struct {
 type OIDCConfig struct {
 	DiscoveryURL     string        `yaml:"discovery_url" env:"OIDC_DISCOVERY_URL" usage:"issuer URL or its /.well-known/openid-configuration URL"`
 	ClientID         string        `yaml:"client_id" env:"OIDC_CLIENT_ID" usage:"OAuth client ID registered at the provider"`
-	ClientSecret     string        `yaml:"client_secret" env:"OIDC_CLIENT_SECRET" secret:"true" usage:"OAuth client secret (empty for a public client)"`
+	ClientSecret     string        `yaml:"client_secret" env:"OIDC_CLIENT_SECRET" secret:"true" podsecret:"client-secret" usage:"OAuth client secret (empty for a public client)"`
 	ClientSecretFile string        `yaml:"client_secret_file" env:"OIDC_CLIENT_SECRET_FILE" usage:"file holding the client secret (a mounted Secret)"`
 	RedirectURL      string        `yaml:"redirect_url" usage:"callback URL registered at the provider; default <external_url>/oauth2/callback"`
 	Scopes           []string      `yaml:"scopes" usage:"comma-separated scopes to request (openid is always added)"`
@@ -132,7 +135,7 @@ type OIDCConfig struct {
 type SessionConfig struct {
 	Store            string        `yaml:"store" env:"SESSION_STORE" usage:"memory (single instance) or redis (shared by replicas)"`
 	CookieName       string        `yaml:"cookie_name" usage:"session cookie name; default __Host-mcp-oidc-session (mcp-oidc-session with insecure cookies)"`
-	CookieSecret     string        `yaml:"cookie_secret" env:"COOKIE_SECRET" secret:"true" usage:"at least 32 bytes used to sign session cookies; must be the same on every replica"`
+	CookieSecret     string        `yaml:"cookie_secret" env:"COOKIE_SECRET" secret:"true" podsecret:"cookie-secret" usage:"at least 32 bytes used to sign session cookies; must be the same on every replica"`
 	CookieSecretFile string        `yaml:"cookie_secret_file" env:"COOKIE_SECRET_FILE" usage:"file holding the cookie secret (a mounted Secret)"`
 	InsecureCookies  bool          `yaml:"insecure_cookies" usage:"drop the Secure attribute so cookies work over plain http://localhost (development only)"`
 	TTL              time.Duration `yaml:"ttl" usage:"absolute session lifetime"`
@@ -144,13 +147,13 @@ type SessionConfig struct {
 
 // RedisConfig reaches the shared session store.
 type RedisConfig struct {
-	URL                string   `yaml:"url" env:"REDIS_URL" secret:"true" usage:"redis:// or rediss:// URL (may include user, password and db)"`
+	URL                string   `yaml:"url" env:"REDIS_URL" secret:"true" podsecret:"redis-url" usage:"redis:// or rediss:// URL (may include user, password and db)"`
 	URLFile            string   `yaml:"url_file" env:"REDIS_URL_FILE" usage:"file holding the Redis URL (a mounted Secret)"`
 	Addrs              []string `yaml:"addrs" usage:"comma-separated host:port list (Sentinel or Cluster nodes) instead of url"`
 	MasterName         string   `yaml:"master_name" usage:"Sentinel master name (enables Sentinel)"`
 	Cluster            bool     `yaml:"cluster" usage:"treat addrs as a Redis Cluster"`
 	Username           string   `yaml:"username" usage:"Redis ACL user name"`
-	Password           string   `yaml:"password" env:"REDIS_PASSWORD" secret:"true" usage:"Redis password"`
+	Password           string   `yaml:"password" env:"REDIS_PASSWORD" secret:"true" podsecret:"redis-password" usage:"Redis password"`
 	PasswordFile       string   `yaml:"password_file" env:"REDIS_PASSWORD_FILE" usage:"file holding the Redis password (a mounted Secret)"`
 	DB                 int      `yaml:"db" usage:"Redis database number (standalone and Sentinel only)"`
 	KeyPrefix          string   `yaml:"key_prefix" usage:"prefix of every key this proxy writes"`

@@ -32,6 +32,9 @@ type Field struct {
 
 	index []int
 	typ   reflect.Type
+	// podSecret is the key of the pod's Secret that feeds a secret setting
+	// in an injected sidecar (tag podsecret).
+	podSecret string
 }
 
 // Fields lists every setting in declaration order.
@@ -84,6 +87,8 @@ func walk(t reflect.Type, index []int, prefix string, visit func(Field)) {
 			Reload: sf.Tag.Get("reload") == "true",
 			index:  idx,
 			typ:    sf.Type,
+
+			podSecret: sf.Tag.Get("podsecret"),
 		}
 		f.Env = append(f.Env, EnvPrefix+strings.ToUpper(strings.NewReplacer(".", "_").Replace(path)))
 		if alias := sf.Tag.Get("env"); alias != "" {

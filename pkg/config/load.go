@@ -119,6 +119,20 @@ func Load(src Source) (*Loaded, error) {
 	return out, errors.Join(errs...)
 }
 
+// LoadValidated is how the sidecar turns its flags, environment and files
+// into a configuration (its main calls it): Load, then Validate unless
+// --help or --version was given. Settings that failed to parse and settings
+// that parse but are invalid are reported together, so one run shows every
+// problem. The injector's admission check and the contract test
+// (test/contract) load injected pods through it too.
+func LoadValidated(src Source) (*Loaded, error) {
+	loaded, err := Load(src)
+	if errors.Is(err, ErrHelp) || loaded == nil || (err == nil && loaded.ShowVersion) {
+		return loaded, err
+	}
+	return loaded, errors.Join(err, loaded.Config.Validate())
+}
+
 // stringFlag records a flag's raw text; conversion happens in Field.set so
 // that flags, environment and file share one parser.
 type stringFlag struct {

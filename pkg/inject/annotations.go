@@ -22,10 +22,10 @@ const (
 	// port name. Default: the first container port of the first container.
 	AnnotationPort = Prefix + "port"
 	// AnnotationConfig names a ConfigMap in the pod's namespace whose
-	// "config.yaml" key is the sidecar's configuration file.
+	// config.ConfigFileKey key is the sidecar's configuration file.
 	AnnotationConfig = Prefix + "config"
 	// AnnotationSecret names a Secret in the pod's namespace holding the
-	// sidecar's secrets (keys listed in SecretKeys).
+	// sidecar's secrets (keys listed in config.PodSecretKeys).
 	AnnotationSecret = Prefix + "secret"
 	// AnnotationMode is the port takeover mode: "redirect" or "rebind".
 	AnnotationMode = Prefix + "mode"
@@ -59,20 +59,8 @@ const (
 	AdminPort = 15090
 	// DefaultRebindAppPort is where the app listens in rebind mode.
 	DefaultRebindAppPort = 15081
-	// ConfigMountPath is where the pod's ConfigMap is mounted.
-	ConfigMountPath = "/etc/mcp-oidc-proxy"
 	// InjectorComponentLabel marks the injector's own pods, which are never
 	// injected.
 	InjectorComponentLabel = "app.kubernetes.io/name"
 	InjectorComponentValue = "mcp-oidc-injector"
 )
-
-// SecretKeys maps the keys the sidecar reads from the pod's Secret (through
-// secretKeyRef, optional) to the environment variables they feed. Secret
-// values never appear literally in the pod spec.
-var SecretKeys = map[string]string{
-	"client-secret":  "OIDC_CLIENT_SECRET",
-	"cookie-secret":  "COOKIE_SECRET",
-	"redis-url":      "REDIS_URL",
-	"redis-password": "REDIS_PASSWORD",
-}

@@ -54,6 +54,13 @@ func goldenSuffix(o outcome) string {
 	return ".injected.yaml"
 }
 
+// testProxyDefaults are the cluster-wide sidecar defaults of the golden
+// cases: the least that lets a pod without a ConfigMap start.
+const testProxyDefaults = `oidc:
+  discovery_url: https://login.example.com
+  client_id: mcp-proxy
+`
+
 // testSettings are the cluster defaults the golden cases start from.
 func testSettings() Settings {
 	return Settings{
@@ -68,6 +75,7 @@ func testSettings() Settings {
 			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 		},
 		InjectorNamespace: "mcp-oidc-system",
+		ProxyDefaults:     testProxyDefaults,
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
 // DefaultAllowedHosts are the host names an injected sidecar accepts when
@@ -21,9 +23,9 @@ import (
 // "app") would then admit every domain under it, which is exactly what a
 // DNS rebinding page uses.
 var DefaultAllowedHosts = []string{
-	"*.$(POD_NAMESPACE).svc",
-	"*.$(POD_NAMESPACE).svc.cluster.local",
-	"$(POD_IP)",
+	"*.$(" + config.PodNamespaceEnv + ").svc",
+	"*.$(" + config.PodNamespaceEnv + ").svc.cluster.local",
+	"$(" + config.PodIPEnv + ")",
 }
 
 // clusterDefaults returns the sidecar's cluster defaults: the operator's
@@ -34,7 +36,7 @@ func clusterDefaults(operator string) (string, error) {
 	if err := yaml.Unmarshal([]byte(operator), &doc); err != nil {
 		return "", fmt.Errorf("parsing the proxy defaults: %w", err)
 	}
-	for _, key := range []string{"allowed_hosts", "external_url"} {
+	for _, key := range []string{allowedHostsSetting().Path, externalURLSetting().Path} {
 		if v, ok := doc[key]; ok && v != nil && v != "" {
 			return operator, nil
 		}
@@ -42,7 +44,7 @@ func clusterDefaults(operator string) (string, error) {
 	if doc == nil {
 		doc = map[string]any{}
 	}
-	doc["allowed_hosts"] = DefaultAllowedHosts
+	doc[allowedHostsSetting().Path] = DefaultAllowedHosts
 	out, err := yaml.Marshal(doc)
 	if err != nil {
 		return "", fmt.Errorf("encoding the proxy defaults: %w", err)

@@ -29,10 +29,6 @@ const PodSecurityEnforceLabel = "pod-security.kubernetes.io/enforce"
 // proxy that now comes first.
 const DefaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
 
-// ProxyBinary is the sidecar binary's path inside the image; the
-// init-redirect container and the classic sidecar's postStart hook run it.
-const ProxyBinary = "/mcp-oidc-proxy"
-
 // Mutate returns pod protected by the proxy sidecar, or why it was left
 // alone, or every reason it must be refused (a join of *Denial). The input is
 // never modified: an injected pod is a deep copy, and a skipped or already

@@ -139,7 +139,7 @@ func TestReapplyIsNoop(t *testing.T) {
 }
 
 // TestDeterministic: the same input always yields byte-identical output,
-// despite map iteration (SecretKeys, annotations, probe sets).
+// despite map iteration (annotations, probe sets).
 func TestDeterministic(t *testing.T) {
 	for _, name := range []string{"overrides", "multi-container", "rebind"} {
 		pod, ns, s := loadCase(t, name)
@@ -244,7 +244,7 @@ func TestRedirectContainer(t *testing.T) {
 		if c.RestartPolicy != nil {
 			t.Error("init-redirect must run to completion, not as a sidecar")
 		}
-		wantCmd := []string{ProxyBinary, "init-redirect", "--port", "8080", "--to", "15080"}
+		wantCmd := []string{config.BinaryPath, "init-redirect", "--port", "8080", "--to", "15080"}
 		if got := append(slices.Clone(c.Command), c.Args...); !slices.Equal(got, wantCmd) {
 			t.Errorf("init-redirect command %v, want %v", got, wantCmd)
 		}
@@ -256,7 +256,8 @@ func TestRedirectContainer(t *testing.T) {
 func TestSecretsOnlyByReference(t *testing.T) {
 	out := mustInject(t, basePod(map[string]string{AnnotationSecret: "mcp-secrets"}), Namespace{}, testSettings())
 	c := findContainer(t, out, ProxyContainerName)
-	for key, name := range SecretKeys {
+	for _, k := range config.PodSecretKeys() {
+		key, name := k.Key, k.Setting.EnvName()
 		e, n := envValue(c, name)
 		if n != 1 {
 			t.Fatalf("%s defined %d times", name, n)
@@ -312,11 +313,13 @@ func TestDefaultAllowedHostsReachTheSidecar(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := testSettings()
 			s.ProxyDefaults = tc.defaults
-			c := findContainer(t, mustInject(t, basePod(nil), Namespace{}, s), ProxyContainerName)
+			// The pod's ConfigMap is its configuration source, whatever
+			// the defaults hold.
+			c := findContainer(t, mustInject(t, basePod(map[string]string{AnnotationConfig: "mcp-config"}), Namespace{}, s), ProxyContainerName)
 			env := kubeletExpand(c.Env, map[string]string{"metadata.name": "p", "metadata.namespace": "team-a", "status.podIP": "10.1.2.3"})
-			loaded, err := config.Load(config.Source{Env: []string{ClusterDefaultsEnv + "=" + env[ClusterDefaultsEnv]}})
+			loaded, err := config.Load(config.Source{Env: []string{config.ClusterDefaultsEnv + "=" + env[config.ClusterDefaultsEnv]}})
 			if err != nil {
-				t.Fatalf("the sidecar cannot load its cluster defaults %q: %v", env[ClusterDefaultsEnv], err)
+				t.Fatalf("the sidecar cannot load its cluster defaults %q: %v", env[config.ClusterDefaultsEnv], err)
 			}
 			if !slices.Equal(loaded.Config.AllowedHosts, tc.want) {
 				t.Errorf("allowed_hosts = %q, want %q", loaded.Config.AllowedHosts, tc.want)
@@ -327,8 +330,8 @@ func TestDefaultAllowedHostsReachTheSidecar(t *testing.T) {
 					t.Errorf("the sidecar refuses its allowed_hosts: %v", err)
 				}
 			}
-			if strings.Contains(env[ClusterDefaultsEnv], "https://login.example.com") != strings.Contains(tc.defaults, "https://login.example.com") {
-				t.Errorf("the operator's defaults were not kept: %q", env[ClusterDefaultsEnv])
+			if strings.Contains(env[config.ClusterDefaultsEnv], "https://login.example.com") != strings.Contains(tc.defaults, "https://login.example.com") {
+				t.Errorf("the operator's defaults were not kept: %q", env[config.ClusterDefaultsEnv])
 			}
 		})
 	}
@@ -540,5 +543,62 @@ func TestNamespaceFallback(t *testing.T) {
 	res, err := Mutate(p, Namespace{}, testSettings())
 	if err != nil || res.Skipped != SkipKubeSystem {
 		t.Fatalf("res=%+v err=%v", res, err)
+	}
+}
+
+// TestConfigSource: a pod without a ConfigMap is admitted exactly when the
+// cluster defaults, with what the injector writes and what the pod's Secret
+// or mounted files can add, make a configuration the sidecar accepts.
+func TestConfigSource(t *testing.T) {
+	const provider = "oidc:\n  discovery_url: https://login.example.com\n  client_id: mcp-proxy\n"
+	for _, tc := range []struct {
+		name, defaults string
+		ann            map[string]string
+		// want lists what the denial must say; nil means admitted.
+		want []string
+	}{
+		{"ConfigMap, no defaults", "", map[string]string{AnnotationConfig: "mcp-config"}, nil},
+		{"invalid ConfigMap name is its own denial", "", map[string]string{AnnotationConfig: "Bad_Name"}, []string{"not a valid ConfigMap name"}},
+		{"nothing", "", nil, []string{"no configuration source", "oidc.discovery_url", "oidc.client_id", "sidecar.defaults", AnnotationConfig}},
+		{"an empty document is no defaults", "{}\n", nil, []string{"no configuration source"}},
+		{"Secret alone", "", map[string]string{AnnotationSecret: "s"}, []string{"no configuration source"}},
+		{"provider in the defaults", provider, nil, nil},
+		{"provider and redis store, secrets from the Secret", provider + "session:\n  store: redis\n", map[string]string{AnnotationSecret: "s"}, nil},
+		{"provider and redis store, no Secret", provider + "session:\n  store: redis\n", nil,
+			[]string{"redis.url", "session.cookie_secret", "key redis-url", "key cookie-secret", AnnotationSecret}},
+		// Nothing but the ConfigMap is mounted in the sidecar.
+		{"secret files cannot be read", provider + "redis:\n  url_file: /s/u\n", map[string]string{AnnotationSecret: "s"}, []string{"redis.url_file", "no such file"}},
+		{"unknown key in the defaults", provider + "oidc_typo: x\n", nil, []string{"oidc_typo"}},
+		{"invalid value in the defaults", provider + "session:\n  store: disk\n", nil, []string{"session.store", `"disk"`}},
+		{"bypass needs no provider", "auth_mode: bypass\nallow_insecure_bypass: true\n", nil, nil},
+		{"the log-level annotation is checked as the sidecar sees it", provider, map[string]string{AnnotationLogLevel: "debug"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSettings()
+			s.ProxyDefaults = tc.defaults
+			res, err := Mutate(basePod(tc.ann), Namespace{Name: "team-a"}, s)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if res.Pod == nil || !hasContainer(res.Pod.Spec.InitContainers, ProxyContainerName) {
+					t.Fatal("admitted without the proxy")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("admitted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("denial %q lacks %q", err, w)
+				}
+			}
+			for _, d := range denialsOf(t, err) {
+				if d.Fix == "" {
+					t.Errorf("denial without a fix: %v", d)
+				}
+			}
+		})
 	}
 }

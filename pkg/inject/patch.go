@@ -5,22 +5,23 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 )
 
 // StatusVersion is the format version of the status annotation.
 const StatusVersion = 1
 
-// ConfigFileEnv tells the sidecar where the pod's ConfigMap is mounted.
-const ConfigFileEnv = "MCP_OIDC_PROXY_CONFIG"
-
-// ConfigKey is the ConfigMap key mounted as the sidecar's configuration file.
-const ConfigKey = "config.yaml"
+// proxyStartTimeout bounds how long the classic sidecar's postStart hook
+// holds the app back waiting for the proxy (the native sidecar's startup
+// probe allows the same: 120 periods of 1s).
+const proxyStartTimeout = 120 * time.Second
 
 // ProxyUID is the non-root user (and group) the proxy runs as.
 const ProxyUID = 65532
@@ -90,7 +91,7 @@ func patch(pod *corev1.Pod, p plan, s Settings) (*corev1.Pod, error) {
 			Name: ConfigVolumeName,
 			VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 				LocalObjectReference: corev1.LocalObjectReference{Name: p.configMap},
-				Items:                []corev1.KeyToPath{{Key: ConfigKey, Path: ConfigKey}},
+				Items:                []corev1.KeyToPath{{Key: config.ConfigFileKey, Path: config.ConfigFileKey}},
 			}},
 		})
 		st.Volumes = append(st.Volumes, ConfigVolumeName)
@@ -179,25 +180,31 @@ func restrictedSecurityContext() *corev1.SecurityContext {
 	}
 }
 
-func proxyContainer(p plan, s Settings) (corev1.Container, error) {
+// proxyArgs are the proxy's flags: where it listens and the app it
+// protects.
+func proxyArgs(p plan) []string {
 	listen, upstream := ProxyPort, p.port
 	if p.mode == ModeRebind {
 		listen, upstream = int(p.port), p.appPort
 	}
+	return []string{
+		listenSetting().Arg(fmt.Sprintf(":%d", listen)),
+		adminListenSetting().Arg(fmt.Sprintf(":%d", AdminPort)),
+		upstreamSetting().Arg(fmt.Sprintf("http://127.0.0.1:%d", upstream)),
+	}
+}
+
+func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 	c := corev1.Container{
-		Name:            ProxyContainerName,
-		Image:           s.Image,
-		ImagePullPolicy: s.ImagePullPolicy,
-		Command:         []string{ProxyBinary},
-		Args: []string{
-			fmt.Sprintf("--listen=:%d", listen),
-			fmt.Sprintf("--admin-listen=:%d", AdminPort),
-			fmt.Sprintf("--upstream=http://127.0.0.1:%d", upstream),
-		},
+		Name:                     ProxyContainerName,
+		Image:                    s.Image,
+		ImagePullPolicy:          s.ImagePullPolicy,
+		Command:                  []string{config.BinaryPath},
+		Args:                     proxyArgs(p),
 		Ports:                    []corev1.ContainerPort{{Name: "mcp-oidc-admin", ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP}},
 		Resources:                p.resources,
-		ReadinessProbe:           adminProbe("/readyz", 5, 3),
-		LivenessProbe:            adminProbe("/healthz", 10, 3),
+		ReadinessProbe:           adminProbe(config.ReadyPath, 5, 3),
+		LivenessProbe:            adminProbe(config.HealthPath, 10, 3),
 		SecurityContext:          restrictedSecurityContext(),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
@@ -209,25 +216,25 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 		c.RestartPolicy = &always
 		// The kubelet starts the next init container, and then the app,
 		// only once this probe passes.
-		c.StartupProbe = adminProbe("/healthz", 1, 120)
+		c.StartupProbe = adminProbe(config.HealthPath, 1, 120)
 	} else {
 		// The kubelet starts the next container only after postStart
 		// returns, so the app comes up behind a running proxy.
 		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
-			Command: []string{ProxyBinary, "wait", "--url", fmt.Sprintf("http://127.0.0.1:%d/healthz", AdminPort), "--timeout", "120s"},
+			Command: append([]string{config.BinaryPath}, config.WaitArgs(fmt.Sprintf("http://127.0.0.1:%d%s", AdminPort, config.HealthPath), proxyStartTimeout)...),
 		}}}
 	}
 
 	// The downward-API variables come first: the kubelet expands $(VAR) in
 	// later values only (the cluster defaults' allowed hosts use them).
 	downward := []corev1.EnvVar{
-		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
-		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
-		{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
+		{Name: config.PodNameEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
+		{Name: config.PodNamespaceEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
+		{Name: config.PodIPEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
 	}
 	var env []corev1.EnvVar
 	if p.logLevel != "" {
-		env = append(env, corev1.EnvVar{Name: "LOG_LEVEL", Value: p.logLevel})
+		env = append(env, corev1.EnvVar{Name: logLevelSetting().EnvName(), Value: p.logLevel})
 	}
 	if len(p.probes) > 0 {
 		v, err := probe.Encode(p.probes)
@@ -240,26 +247,26 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 	if err != nil {
 		return corev1.Container{}, err
 	}
-	env = append(env, corev1.EnvVar{Name: ClusterDefaultsEnv, Value: defaults})
+	env = append(env, corev1.EnvVar{Name: config.ClusterDefaultsEnv, Value: defaults})
 	if p.configMap != "" {
-		env = append(env, corev1.EnvVar{Name: ConfigFileEnv, Value: ConfigMountPath + "/" + ConfigKey})
-		c.VolumeMounts = []corev1.VolumeMount{{Name: ConfigVolumeName, MountPath: ConfigMountPath, ReadOnly: true}}
+		env = append(env, corev1.EnvVar{Name: config.ConfigFileEnv, Value: config.PodConfigFile})
+		c.VolumeMounts = []corev1.VolumeMount{{Name: ConfigVolumeName, MountPath: config.PodConfigDir, ReadOnly: true}}
 	}
 	redisKeys := s.RedisSecret.keys()
 	if p.secret != "" {
-		for key, name := range SecretKeys {
-			if _, replaced := redisKeys[key]; replaced {
+		for _, k := range config.PodSecretKeys() {
+			if _, replaced := redisKeys[k.Setting.EnvName()]; replaced {
 				continue
 			}
-			env = append(env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			env = append(env, corev1.EnvVar{Name: k.Setting.EnvName(), ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: p.secret},
-				Key:                  key,
+				Key:                  k.Key,
 				Optional:             ptr(true),
 			}}})
 		}
 	}
-	for key, clusterKey := range redisKeys {
-		env = append(env, corev1.EnvVar{Name: SecretKeys[key], ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+	for name, clusterKey := range redisKeys {
+		env = append(env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: s.RedisSecret.Name},
 			Key:                  clusterKey,
 		}}})
@@ -277,8 +284,8 @@ func redirectContainer(p plan, s Settings) corev1.Container {
 		Name:            RedirectContainerName,
 		Image:           s.Image,
 		ImagePullPolicy: s.ImagePullPolicy,
-		Command:         []string{ProxyBinary},
-		Args:            []string{"init-redirect", "--port", strconv.Itoa(int(p.port)), "--to", strconv.Itoa(ProxyPort)},
+		Command:         []string{config.BinaryPath},
+		Args:            config.InitRedirectArgs(int(p.port), ProxyPort),
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
 // Mode is the port takeover mode.
@@ -40,8 +42,10 @@ type Settings struct {
 	Resources corev1.ResourceRequirements
 	// ProxyDefaults is cluster-wide, non-secret sidecar configuration in the
 	// sidecar's YAML format. It reaches the sidecar through the
-	// MCP_OIDC_PROXY_CLUSTER_DEFAULTS variable and ranks below the pod's own
-	// ConfigMap, environment and flags.
+	// config.ClusterDefaultsEnv variable and ranks below the pod's own
+	// ConfigMap, environment and flags. A pod without a ConfigMap
+	// (AnnotationConfig) is admitted only when these defaults, with what the
+	// pod's Secret can add, give the sidecar a valid configuration.
 	ProxyDefaults string
 	// InjectorNamespace is where the injector runs; its pods are skipped.
 	InjectorNamespace string
@@ -64,18 +68,19 @@ type RedisSecret struct {
 	PasswordKey string
 }
 
-// keys maps the pod Secret's key (of SecretKeys) that the RedisSecret
-// replaces to the RedisSecret's own key.
+// keys maps the environment variable of each sidecar setting the
+// RedisSecret supplies to the RedisSecret's own key; the pod Secret's key for
+// the same setting is then not referenced, so no variable is set twice.
 func (r RedisSecret) keys() map[string]string {
 	if r.Name == "" {
 		return nil
 	}
 	keys := map[string]string{}
 	if r.URLKey != "" {
-		keys["redis-url"] = r.URLKey
+		keys[config.FieldOf(func(c *config.Config) any { return &c.Redis.URL }).EnvName()] = r.URLKey
 	}
 	if r.PasswordKey != "" {
-		keys["redis-password"] = r.PasswordKey
+		keys[config.FieldOf(func(c *config.Config) any { return &c.Redis.Password }).EnvName()] = r.PasswordKey
 	}
 	return keys
 }
@@ -118,6 +123,3 @@ func (d *Denial) Error() string {
 	}
 	return b.String()
 }
-
-// ClusterDefaultsEnv carries Settings.ProxyDefaults to the sidecar.
-const ClusterDefaultsEnv = "MCP_OIDC_PROXY_CLUSTER_DEFAULTS"

@@ -1,10 +1,11 @@
 // Package probe carries the app's kubelet probes from the injector to the
 // sidecar. The injector rewrites each app probe to an HTTP GET on the
 // sidecar's admin port at Path(container, kind) and passes the original in
-// the EnvVar environment variable; the sidecar replays it against localhost
-// and answers with the app's result. Only those exact paths bypass
-// authentication, and they are served on the admin port, never on the
-// protected one.
+// the EnvVar environment variable; the sidecar (pkg/probereplay) replays it
+// against localhost and answers with the app's result. Only those exact
+// paths bypass authentication, and they are served on the admin port, never
+// on the protected one. This package is only the encoding both sides share,
+// so the injector links no replay code.
 package probe
 
 import (

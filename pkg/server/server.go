@@ -27,6 +27,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probereplay"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
@@ -47,7 +48,8 @@ type Options struct {
 	// Now is the clock (tests).
 	Now func() time.Time
 	// AppProbes are the app's original kubelet probes, handed over by the
-	// injector; the admin handler replays them at probe.PathPrefix.
+	// injector; the admin handler replays them at probe.PathPrefix
+	// (pkg/probereplay).
 	AppProbes probe.Set
 }
 
@@ -243,10 +245,10 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // port, so only these exact paths bypass authentication).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", s.health)
-	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET "+config.HealthPath, s.health)
+	mux.HandleFunc("GET "+config.ReadyPath, s.ready)
 	mux.Handle("GET /metrics", s.metrics.Handler())
-	mux.Handle(probe.PathPrefix, probe.NewReplayer(s.opts.AppProbes, probe.ReplayerOptions{Logger: s.log.Named("probe")}))
+	mux.Handle(probe.PathPrefix, probereplay.NewReplayer(s.opts.AppProbes, probereplay.Options{Logger: s.log.Named("probe")}))
 	return mux
 }
 

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-injector/app"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/kube"
@@ -38,7 +39,11 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 	objs := mustTemplate(t, "live", ns,
 		"--set", "sidecar.image.repository=example.com/mcp-oidc-proxy", "--set", "sidecar.image.tag=test",
 		"--set", "sidecar.defaults.oidc.discovery_url=https://login.example.com",
-		"--set", "sidecar.redis.existingSecret.name=redis", "--set", "sidecar.redis.existingSecret.passwordKey=redis-password")
+		"--set", "sidecar.redis.existingSecret.name=redis", "--set", "sidecar.redis.existingSecret.passwordKey=redis-password",
+
+		// Pods without a ConfigMap are admitted only when the defaults
+		// make a configuration the sidecar accepts.
+		"--set", "sidecar.defaults.oidc.client_id=mcp-proxy")
 	newNamespace(t, ns)
 	objs.apply(t, false, nil)
 
@@ -165,12 +170,12 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 	}
 	found := false
 	for _, e := range proxy.Env {
-		if e.Name == inject.ClusterDefaultsEnv {
+		if e.Name == config.ClusterDefaultsEnv {
 			found = strings.Contains(e.Value, "https://login.example.com")
 		}
 	}
 	if !found {
-		t.Errorf("the sidecar lacks the chart's sidecar.defaults in %s: %+v", inject.ClusterDefaultsEnv, proxy.Env)
+		t.Errorf("the sidecar lacks the chart's sidecar.defaults in %s: %+v", config.ClusterDefaultsEnv, proxy.Env)
 	}
 	// sidecar.redis.existingSecret: the password from the platform's Secret
 	// (by name, in the pod's namespace, required), the URL still from the
@@ -184,10 +189,10 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 			refs[e.Name] = *e.ValueFrom.SecretKeyRef
 		}
 	}
-	if r := refs["REDIS_PASSWORD"]; r.Name != "redis" || r.Key != "redis-password" || (r.Optional != nil && *r.Optional) {
+	if r := refs[config.FieldOf(func(c *config.Config) any { return &c.Redis.Password }).EnvName()]; r.Name != "redis" || r.Key != "redis-password" || (r.Optional != nil && *r.Optional) {
 		t.Errorf("REDIS_PASSWORD from %+v, want the required key redis-password of Secret redis", r)
 	}
-	if r := refs["REDIS_URL"]; r.Name != "mcp-proxy" || r.Key != "redis-url" {
+	if r := refs[config.FieldOf(func(c *config.Config) any { return &c.Redis.URL }).EnvName()]; r.Name != "mcp-proxy" || r.Key != "redis-url" {
 		t.Errorf("REDIS_URL from %+v, want key redis-url of the pod's Secret mcp-proxy", r)
 	}
 }

@@ -134,6 +134,24 @@ func TestInjector(t *testing.T) {
 		}
 	})
 
+	t.Run("no configuration source refused with its fix", func(t *testing.T) {
+		ns := newNamespace(t, nil)
+		pod := annotatedPod(ns, map[string]string{inject.AnnotationSecret: "mcp-secrets"})
+		delete(pod.Annotations, inject.AnnotationConfig)
+		err := env.client.Create(ctx, pod)
+		if err == nil {
+			t.Fatal("a pod without a ConfigMap was admitted by an injector without cluster defaults")
+		}
+		for _, want := range []string{inject.AnnotationConfig, "no configuration source", "fix:", "sidecar.defaults"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q lacks %q", err, want)
+			}
+		}
+		if n := counterValue(ns, webhook.ResultDenied); n != 1 {
+			t.Errorf("denied admissions = %v, want 1", n)
+		}
+	})
+
 	t.Run("restricted namespace refuses redirect with the rebind hint", func(t *testing.T) {
 		ns := newNamespace(t, map[string]string{inject.PodSecurityEnforceLabel: "restricted"})
 		err := env.client.Create(ctx, annotatedPod(ns, nil))
@@ -167,6 +185,7 @@ func TestInjector(t *testing.T) {
 		low := pod.DeepCopy()
 		low.ObjectMeta = annotatedPod(ns, map[string]string{inject.AnnotationMode: "rebind", inject.AnnotationRebindEnv: "PORT"}).ObjectMeta
 		low.Spec.InitContainers = nil
+		low.Spec.Volumes = nil
 		low.Spec.Containers = low.Spec.Containers[len(low.Spec.Containers)-1:]
 		low.Spec.Containers[0].Env = nil
 		low.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 80}}

@@ -251,10 +251,12 @@ func newNamespace(t *testing.T, labels map[string]string) string {
 	return ns.Name
 }
 
-// annotatedPod is an MCP server pod that asks for protection.
+// annotatedPod is an MCP server pod that asks for protection, with its
+// sidecar configuration in a ConfigMap (the injector here has no cluster
+// defaults, and a pod without a configuration source is refused).
 func annotatedPod(ns string, ann map[string]string) *corev1.Pod {
 	pod := plainPod(ns)
-	pod.Annotations = map[string]string{inject.AnnotationInject: "true"}
+	pod.Annotations = map[string]string{inject.AnnotationInject: "true", inject.AnnotationConfig: "mcp-config"}
 	for k, v := range ann {
 		pod.Annotations[k] = v
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -267,7 +268,9 @@ func (o *Options) Resources() corev1.ResourceRequirements {
 var ErrSecretInDefaults = errors.New("secrets must come from the pod's Secret (mcp-oidc-proxy.io/secret), not the cluster defaults")
 
 // LoadProxyDefaults reads the cluster-wide sidecar defaults and refuses any
-// secret in them.
+// secret in them, and any document the sidecar itself cannot read (an
+// unknown key, a value of the wrong type): every injected sidecar would
+// refuse to start with it.
 func LoadProxyDefaults(path string) (string, error) {
 	if path == "" {
 		return "", nil
@@ -279,18 +282,45 @@ func LoadProxyDefaults(path string) (string, error) {
 	if err := CheckProxyDefaults(data); err != nil {
 		return "", fmt.Errorf("proxy defaults %s: %w", path, err)
 	}
+	// The sidecar's own loader, as it reads them from its environment.
+	// Only decoding matters here: defaults are a partial configuration.
+	if _, err := config.Load(config.Source{
+		Env:      []string{config.ClusterDefaultsEnv + "=" + string(data)},
+		ReadFile: func(name string) ([]byte, error) { return nil, fmt.Errorf("%s: %w", name, os.ErrNotExist) },
+	}); err != nil && !isFieldErrors(err) {
+		return "", fmt.Errorf("proxy defaults %s: the sidecar cannot read them: %w", path, err)
+	}
 	return string(data), nil
 }
 
-// secretKeys are the keys that hold secrets, at any depth: the last element
-// of every setting the sidecar's configuration marks secret
+// isFieldErrors reports whether err holds only problems with individual
+// settings (config.FieldError), which config.Load returns alongside a
+// configuration.
+func isFieldErrors(err error) bool {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		var fe *config.FieldError
+		return errors.As(err, &fe)
+	}
+	for _, e := range j.Unwrap() {
+		if !isFieldErrors(e) {
+			return false
+		}
+	}
+	return true
+}
+
+// SecretKeyNames are the keys that hold secrets, at any depth, sorted: the
+// last element of every setting the sidecar's configuration marks secret
 // (config.SecretFields), so this list cannot drift from the configuration.
 // A secret setting named *url (redis.url) is secret for the password it may
 // carry, which the URL check catches; the URL itself is fine. Their *_file
-// variants are paths, not secrets. The Helm chart
-// (mcp-oidc-proxy.secretPaths) applies the same rule, and test/helm checks
-// it against config.SecretFields too.
-func secretKeys() map[string]bool {
+// variants are paths, not secrets. The Helm chart applies the same rule
+// (mcp-oidc-proxy.secretPaths) to this very list, generated into
+// templates/_contract.tpl by hack/genchart.
+//
+//go:generate go run ../../../hack/genchart -w ../../../charts/mcp-oidc-proxy/templates/_contract.tpl
+func SecretKeyNames() []string {
 	keys := map[string]bool{}
 	for _, p := range config.SecretFields() {
 		key := p[strings.LastIndex(p, ".")+1:]
@@ -298,7 +328,12 @@ func secretKeys() map[string]bool {
 			keys[key] = true
 		}
 	}
-	return keys
+	out := make([]string, 0, len(keys))
+	for k := range keys {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // CheckProxyDefaults parses the YAML and refuses secrets: every setting the
@@ -315,7 +350,10 @@ func CheckProxyDefaults(data []byte) error {
 	if _, ok := doc.(map[string]any); !ok {
 		return errors.New("must be a YAML mapping")
 	}
-	secret := secretKeys()
+	secret := map[string]bool{}
+	for _, k := range SecretKeyNames() {
+		secret[k] = true
+	}
 	var errs []error
 	walk("", doc, func(path, key string, v any) {
 		if s, ok := v.(string); (ok && s == "") || v == nil {

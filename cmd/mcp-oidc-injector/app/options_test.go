@@ -202,6 +202,32 @@ func TestLoadProxyDefaultsRefusesAtStartup(t *testing.T) {
 	}
 }
 
+// Defaults the sidecar cannot decode stop the injector at startup, not
+// every injected sidecar later.
+func TestLoadProxyDefaultsRefusesWhatTheSidecarCannotRead(t *testing.T) {
+	for _, tc := range []struct {
+		doc, want string
+	}{
+		{"oidc:\n  issuer_url: https://login.example.com\n", "issuer_url"},
+		{"session:\n  ttl: [1h]\n", "time.Duration"},
+		{"oidc:\n  discovery_url: https://login.example.com\n", ""},
+		// Values are judged with the pod's own settings, at admission.
+		{"session:\n  store: disk\n", ""},
+	} {
+		path := filepath.Join(t.TempDir(), "defaults.yaml")
+		if err := os.WriteFile(path, []byte(tc.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadProxyDefaults(path)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q refused: %v", tc.doc, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "sidecar cannot read")):
+			t.Errorf("%q: err = %v, want the sidecar's complaint about %s", tc.doc, err, tc.want)
+		}
+	}
+}
+
 func TestNativeSidecarsFor(t *testing.T) {
 	for v, want := range map[string]bool{"v1.28.9": false, "v1.29.0": true, "v1.36.3": true, "v1.30.1-eks-abc": true} {
 		got, err := NativeSidecarsFor(v)

@@ -61,7 +61,7 @@ func Main(ctx context.Context, io IO, run RunFunc) int {
 		return code
 	}
 	src := config.Source{Args: io.Args, Env: io.Env, ReadFile: io.ReadFile}
-	loaded, err := config.Load(src)
+	loaded, err := config.LoadValidated(src)
 	switch {
 	case errors.Is(err, config.ErrHelp):
 		PrintUsage(io.Stdout)
@@ -69,11 +69,6 @@ func Main(ctx context.Context, io IO, run RunFunc) int {
 	case err == nil && loaded.ShowVersion:
 		fmt.Fprintln(io.Stdout, "mcp-oidc-proxy", Version)
 		return 0
-	}
-	if loaded != nil {
-		// Settings that failed to parse and settings that parse but are
-		// invalid are reported together: one run shows every problem.
-		err = errors.Join(err, loaded.Config.Validate())
 	}
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "mcp-oidc-proxy: invalid configuration:\n%s\n", indent(err))
@@ -85,8 +80,8 @@ func Main(ctx context.Context, io IO, run RunFunc) int {
 	// Injected sidecars get their pod's name through the downward API;
 	// put it on every line so logs can be told apart without a collector.
 	env := envMap(io.Env)
-	if pod := env["POD_NAME"]; pod != "" {
-		logger = logger.With(zap.String("pod", pod), zap.String("namespace", env["POD_NAMESPACE"]))
+	if pod := env[config.PodNameEnv]; pod != "" {
+		logger = logger.With(zap.String("pod", pod), zap.String("namespace", env[config.PodNamespaceEnv]))
 	}
 
 	if err := run(ctx, Runtime{
@@ -122,7 +117,7 @@ func Serve(ctx context.Context, rt Runtime) error {
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		otelLog.Warn("OpenTelemetry error", zap.Error(err))
 	}))
-	probes, err := appProbes(rt.Source.Env)
+	probes, err := AppProbes(rt.Source.Env)
 	if err != nil {
 		return err
 	}
@@ -160,8 +155,8 @@ func Serve(ctx context.Context, rt Runtime) error {
 func PrintUsage(w io.Writer) {
 	fmt.Fprintf(w, "mcp-oidc-proxy %s: OpenID Connect authentication in front of an MCP server.\n\n", Version)
 	fmt.Fprintln(w, "Usage: mcp-oidc-proxy [flags]")
-	fmt.Fprintf(w, "       mcp-oidc-proxy %s --port P --to Q   (redirect inbound TCP for P to the proxy on Q; needs NET_ADMIN)\n", CmdInitRedirect)
-	fmt.Fprintf(w, "       mcp-oidc-proxy %s --url URL --timeout D   (wait until URL answers 2xx)\n", CmdWait)
+	fmt.Fprintf(w, "       mcp-oidc-proxy %s --port P --to Q   (redirect inbound TCP for P to the proxy on Q; needs NET_ADMIN)\n", config.CmdInitRedirect)
+	fmt.Fprintf(w, "       mcp-oidc-proxy %s --url URL --timeout D   (wait until URL answers 2xx)\n", config.CmdWait)
 	fmt.Fprintln(w, "Precedence: flags > environment > config file > defaults.")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,18 +14,9 @@ import (
 	"github.com/google/nftables"
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/redirect"
-)
-
-// Subcommand names. They are part of the pod spec the injector writes, so
-// they stay stable.
-const (
-	// CmdInitRedirect installs the port takeover rule (the init container).
-	CmdInitRedirect = "init-redirect"
-	// CmdWait blocks until the proxy answers (the classic sidecar's
-	// postStart hook, so the kubelet starts the app only once the proxy is up).
-	CmdWait = "wait"
 )
 
 // openConn opens the nftables connection init-redirect uses; injected so
@@ -47,12 +39,31 @@ func subcommand(ctx context.Context, io IO) (code int, ok bool) {
 		return 0, false
 	}
 	switch io.Args[0] {
-	case CmdInitRedirect:
+	case config.CmdInitRedirect:
 		return initRedirect(io, io.Args[1:], openNftables), true
-	case CmdWait:
+	case config.CmdWait:
 		return wait(ctx, io, io.Args[1:]), true
 	}
 	return 0, false
+}
+
+// CheckSubcommand parses and checks a subcommand's command line (args after
+// the binary, the subcommand first) exactly as the subcommand does before
+// it acts, without acting: the contract test runs the injector's command
+// lines through it. ok is false when args[0] names no subcommand.
+func CheckSubcommand(args []string) (ok bool, err error) {
+	if len(args) == 0 {
+		return false, nil
+	}
+	switch args[0] {
+	case config.CmdInitRedirect:
+		_, err := parseInitRedirect(args[1:], io.Discard)
+		return true, err
+	case config.CmdWait:
+		_, err := parseWait(args[1:], io.Discard)
+		return true, err
+	}
+	return false, nil
 }
 
 // usageError prints a usage problem and returns exit code 2.
@@ -62,48 +73,94 @@ func usageError(io IO, cmd string, err error) int {
 	return 2
 }
 
-// parseFlags parses args into fs. It returns (code, true) when the command
-// must stop: 0 after --help, 2 on a usage error.
-func parseFlags(io IO, fs *flag.FlagSet, args []string) (int, bool) {
-	fs.SetOutput(io.Stderr)
+// parseFlags parses args into fs, printing flag errors and --help to out.
+// It returns errStop for --help (0) and flag errors (2, already printed),
+// errUsage for stray arguments.
+func parseFlags(out io.Writer, fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(out)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0, true
+			return errStop{0}
 		}
 		// The flag package has already printed the error and the usage.
-		return 2, true
+		return errStop{2}
 	}
 	if fs.NArg() > 0 {
-		return usageError(io, fs.Name(), fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))), true
+		return errUsage{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
 	}
-	return 0, false
+	return nil
+}
+
+// stopCode turns a parse error into the exit code: (code, true) when the
+// command must stop.
+func stopCode(io IO, cmd string, err error) (int, bool) {
+	var stop errStop
+	var usage errUsage
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.As(err, &stop):
+		return stop.code, true
+	case errors.As(err, &usage):
+		return usageError(io, cmd, usage.err), true
+	}
+	return usageError(io, cmd, err), true
+}
+
+// initRedirectCmd is init-redirect's parsed and checked command line.
+type initRedirectCmd struct {
+	rule   redirect.Rule
+	remove bool
+}
+
+// errStop ends a subcommand after --help (exit 0) or a usage error the flag
+// package has already printed (exit 2).
+type errStop struct{ code int }
+
+func (e errStop) Error() string { return fmt.Sprintf("stop with exit code %d", e.code) }
+
+// errUsage is a usage problem found after parsing; the caller prints it.
+type errUsage struct{ err error }
+
+func (e errUsage) Error() string { return e.err.Error() }
+func (e errUsage) Unwrap() error { return e.err }
+
+// parseInitRedirect reads `--port P --to Q` or `--remove`, printing flag
+// errors and --help to out.
+func parseInitRedirect(args []string, out io.Writer) (initRedirectCmd, error) {
+	fs := flag.NewFlagSet(config.CmdInitRedirect, flag.ContinueOnError)
+	var cmd initRedirectCmd
+	fs.IntVar(&cmd.rule.Port, config.FlagRedirectPort, 0, "pod port whose inbound TCP is taken over (required)")
+	fs.IntVar(&cmd.rule.To, config.FlagRedirectTo, 0, "local port of the proxy that receives it (required)")
+	fs.BoolVar(&cmd.remove, config.FlagRedirectRemove, false, "delete the redirect table instead of installing it")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: mcp-oidc-proxy %s --%s P --%s Q | --%s\n\n", config.CmdInitRedirect, config.FlagRedirectPort, config.FlagRedirectTo, config.FlagRedirectRemove)
+		fmt.Fprintln(fs.Output(), "Redirects inbound TCP for port P to local port Q with an nftables rule in table inet "+redirect.TableName+".")
+		fmt.Fprintln(fs.Output(), "Needs CAP_NET_ADMIN in the pod's network namespace; traffic from loopback is not redirected.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(out, fs, args); err != nil {
+		return cmd, err
+	}
+	if !cmd.remove {
+		if err := cmd.rule.Validate(); err != nil {
+			return cmd, errUsage{err}
+		}
+	}
+	return cmd, nil
 }
 
 // initRedirect implements `mcp-oidc-proxy init-redirect --port P --to Q`
 // (and `--remove`): it installs or removes the nftables redirect in the
 // current network namespace and exits.
 func initRedirect(io IO, args []string, open openConn) int {
-	fs := flag.NewFlagSet(CmdInitRedirect, flag.ContinueOnError)
-	var rule redirect.Rule
-	fs.IntVar(&rule.Port, "port", 0, "pod port whose inbound TCP is taken over (required)")
-	fs.IntVar(&rule.To, "to", 0, "local port of the proxy that receives it (required)")
-	remove := fs.Bool("remove", false, "delete the redirect table instead of installing it")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: mcp-oidc-proxy %s --port P --to Q | --remove\n\n", CmdInitRedirect)
-		fmt.Fprintln(fs.Output(), "Redirects inbound TCP for port P to local port Q with an nftables rule in table inet "+redirect.TableName+".")
-		fmt.Fprintln(fs.Output(), "Needs CAP_NET_ADMIN in the pod's network namespace; traffic from loopback is not redirected.")
-		fs.PrintDefaults()
-	}
-	if code, stop := parseFlags(io, fs, args); stop {
+	cmd, err := parseInitRedirect(args, io.Stderr)
+	if code, stop := stopCode(io, config.CmdInitRedirect, err); stop {
 		return code
 	}
-	if !*remove {
-		if err := rule.Validate(); err != nil {
-			return usageError(io, CmdInitRedirect, err)
-		}
-	}
+	rule, remove := cmd.rule, &cmd.remove
 
-	log := NewLogger(io.Stderr, zap.NewAtomicLevelAt(zap.InfoLevel)).With(zap.String("command", CmdInitRedirect))
+	log := NewLogger(io.Stderr, zap.NewAtomicLevelAt(zap.InfoLevel)).With(zap.String("command", config.CmdInitRedirect))
 	defer func() { _ = log.Sync() }()
 	conn, err := open()
 	if err != nil {
@@ -127,36 +184,55 @@ func initRedirect(io IO, args []string, open openConn) int {
 	return 0
 }
 
-// wait implements `mcp-oidc-proxy wait --url URL --timeout D`: it polls URL
-// until it answers 2xx (exit 0) or the timeout passes (exit 1).
-func wait(ctx context.Context, io IO, args []string) int {
-	fs := flag.NewFlagSet(CmdWait, flag.ContinueOnError)
-	rawURL := fs.String("url", "", "http(s) URL to poll, e.g. http://127.0.0.1:15021/healthz (required)")
-	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
-	interval := fs.Duration("interval", 200*time.Millisecond, "pause between attempts")
+// waitCmd is wait's parsed and checked command line.
+type waitCmd struct {
+	url               *url.URL
+	timeout, interval time.Duration
+}
+
+// parseWait reads `--url URL [--timeout D] [--interval D]`, printing flag
+// errors and --help to out.
+func parseWait(args []string, out io.Writer) (waitCmd, error) {
+	fs := flag.NewFlagSet(config.CmdWait, flag.ContinueOnError)
+	var cmd waitCmd
+	rawURL := fs.String(config.FlagWaitURL, "", "http(s) URL to poll, e.g. http://127.0.0.1:15021/healthz (required)")
+	fs.DurationVar(&cmd.timeout, config.FlagWaitTimeout, 60*time.Second, "give up after this long")
+	fs.DurationVar(&cmd.interval, config.FlagWaitInterval, 200*time.Millisecond, "pause between attempts")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: mcp-oidc-proxy %s --url URL [--timeout D]\n\n", CmdWait)
+		fmt.Fprintf(fs.Output(), "Usage: mcp-oidc-proxy %s --%s URL [--%s D]\n\n", config.CmdWait, config.FlagWaitURL, config.FlagWaitTimeout)
 		fmt.Fprintln(fs.Output(), "Polls URL until it answers 2xx; exits 1 if it does not within the timeout.")
 		fs.PrintDefaults()
 	}
-	if code, stop := parseFlags(io, fs, args); stop {
-		return code
+	if err := parseFlags(out, fs, args); err != nil {
+		return cmd, err
 	}
 	u, err := url.Parse(*rawURL)
 	switch {
 	case *rawURL == "":
-		return usageError(io, CmdWait, errors.New("--url is required"))
+		return cmd, errUsage{errors.New("--url is required")}
 	case err != nil:
-		return usageError(io, CmdWait, fmt.Errorf("--url: %w", err))
+		return cmd, errUsage{fmt.Errorf("--url: %w", err)}
 	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return usageError(io, CmdWait, fmt.Errorf("--url %q must be an absolute http or https URL", *rawURL))
-	case *timeout <= 0:
-		return usageError(io, CmdWait, fmt.Errorf("--timeout must be positive, got %s", *timeout))
-	case *interval <= 0:
-		return usageError(io, CmdWait, fmt.Errorf("--interval must be positive, got %s", *interval))
+		return cmd, errUsage{fmt.Errorf("--url %q must be an absolute http or https URL", *rawURL)}
+	case cmd.timeout <= 0:
+		return cmd, errUsage{fmt.Errorf("--timeout must be positive, got %s", cmd.timeout)}
+	case cmd.interval <= 0:
+		return cmd, errUsage{fmt.Errorf("--interval must be positive, got %s", cmd.interval)}
 	}
+	cmd.url = u
+	return cmd, nil
+}
 
-	log := NewLogger(io.Stderr, zap.NewAtomicLevelAt(zap.InfoLevel)).With(zap.String("command", CmdWait), zap.String("url", u.Redacted()))
+// wait implements `mcp-oidc-proxy wait --url URL --timeout D`: it polls URL
+// until it answers 2xx (exit 0) or the timeout passes (exit 1).
+func wait(ctx context.Context, io IO, args []string) int {
+	cmd, err := parseWait(args, io.Stderr)
+	if code, stop := stopCode(io, config.CmdWait, err); stop {
+		return code
+	}
+	u, timeout, interval := cmd.url, &cmd.timeout, &cmd.interval
+
+	log := NewLogger(io.Stderr, zap.NewAtomicLevelAt(zap.InfoLevel)).With(zap.String("command", config.CmdWait), zap.String("url", u.Redacted()))
 	defer func() { _ = log.Sync() }()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -207,10 +283,11 @@ func get(ctx context.Context, c *http.Client, u string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// appProbes reads the probe hand-over from the environment (last value wins,
+// AppProbes reads the probe hand-over from the environment (last value wins,
 // as in the configuration loader). It is not a configuration setting: the
-// injector writes it, users never do, and it is not reloadable.
-func appProbes(env []string) (probe.Set, error) {
+// injector writes it, users never do, and it is not reloadable. Serve and
+// the contract test (test/contract) read it through here.
+func AppProbes(env []string) (probe.Set, error) {
 	v := ""
 	for _, kv := range env {
 		if val, ok := strings.CutPrefix(kv, probe.EnvVar+"="); ok {

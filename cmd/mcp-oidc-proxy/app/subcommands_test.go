@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/redirect"
 )
@@ -129,12 +130,12 @@ func TestMainDispatchesSubcommands(t *testing.T) {
 	}{
 		// Validation fails before netlink is opened, so these never touch
 		// the host's rules.
-		{[]string{CmdInitRedirect, "--port", "0", "--to", "1"}, 2, "mcp-oidc-proxy init-redirect: invalid redirect rule"},
-		{[]string{CmdWait}, 2, "--url is required"},
-		{[]string{CmdWait, "--url", "/healthz"}, 2, "absolute http or https URL"},
-		{[]string{CmdWait, "--url", "ftp://127.0.0.1/"}, 2, "absolute http or https URL"},
-		{[]string{CmdWait, "--url", "http://127.0.0.1:1/", "--timeout", "0s"}, 2, "--timeout must be positive"},
-		{[]string{CmdWait, "--url", "http://127.0.0.1:1/", "--timeout", "soon"}, 2, "invalid value \"soon\" for flag -timeout"},
+		{[]string{config.CmdInitRedirect, "--port", "0", "--to", "1"}, 2, "mcp-oidc-proxy init-redirect: invalid redirect rule"},
+		{[]string{config.CmdWait}, 2, "--url is required"},
+		{[]string{config.CmdWait, "--url", "/healthz"}, 2, "absolute http or https URL"},
+		{[]string{config.CmdWait, "--url", "ftp://127.0.0.1/"}, 2, "absolute http or https URL"},
+		{[]string{config.CmdWait, "--url", "http://127.0.0.1:1/", "--timeout", "0s"}, 2, "--timeout must be positive"},
+		{[]string{config.CmdWait, "--url", "http://127.0.0.1:1/", "--timeout", "soon"}, 2, "invalid value \"soon\" for flag -timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -159,7 +160,7 @@ func TestWait(t *testing.T) {
 		}))
 		defer srv.Close()
 		var stderr bytes.Buffer
-		code := Main(context.Background(), IO{Args: []string{CmdWait, "--url", srv.URL + "/healthz", "--timeout", "20s", "--interval", "10ms"}, Stderr: &stderr}, nil)
+		code := Main(context.Background(), IO{Args: []string{config.CmdWait, "--url", srv.URL + "/healthz", "--timeout", "20s", "--interval", "10ms"}, Stderr: &stderr}, nil)
 		if code != 0 {
 			t.Fatalf("exit %d, stderr %s", code, stderr.String())
 		}
@@ -181,7 +182,7 @@ func TestWait(t *testing.T) {
 		defer srv.Close()
 		var stderr bytes.Buffer
 		start := time.Now()
-		code := Main(context.Background(), IO{Args: []string{CmdWait, "--url", srv.URL, "--timeout", "700ms"}, Stderr: &stderr}, nil)
+		code := Main(context.Background(), IO{Args: []string{config.CmdWait, "--url", srv.URL, "--timeout", "700ms"}, Stderr: &stderr}, nil)
 		elapsed := time.Since(start)
 		if code != 1 {
 			t.Fatalf("exit %d, want 1; stderr %s", code, stderr.String())
@@ -204,7 +205,7 @@ func TestWait(t *testing.T) {
 		url := srv.URL
 		srv.Close()
 		var stderr bytes.Buffer
-		code := Main(context.Background(), IO{Args: []string{CmdWait, "--url", url, "--timeout", "300ms"}, Stderr: &stderr}, nil)
+		code := Main(context.Background(), IO{Args: []string{config.CmdWait, "--url", url, "--timeout", "300ms"}, Stderr: &stderr}, nil)
 		if code != 1 || !strings.Contains(stderr.String(), "connection refused") {
 			t.Fatalf("exit %d stderr %q, want 1 naming the refused connection", code, stderr.String())
 		}
@@ -227,7 +228,7 @@ func TestAppProbesFromEnvironment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			set, err := appProbes(tt.env)
+			set, err := AppProbes(tt.env)
 			if tt.wantErr {
 				if err == nil || !strings.Contains(err.Error(), probe.EnvVar) {
 					t.Fatalf("error %v, want one naming %s", err, probe.EnvVar)
@@ -249,5 +250,30 @@ func TestServeRefusesInvalidAppProbes(t *testing.T) {
 	}, Serve)
 	if code != 1 || !strings.Contains(stderr.String(), probe.EnvVar) {
 		t.Fatalf("exit %d stderr %q, want 1 naming %s", code, stderr.String(), probe.EnvVar)
+	}
+}
+
+// CheckSubcommand judges a command line exactly as the subcommand would,
+// without acting (no netlink, no polling).
+func TestCheckSubcommand(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		ok, bad bool
+	}{
+		{config.InitRedirectArgs(8080, 15080), true, false},
+		{[]string{config.CmdInitRedirect, "--remove"}, true, false},
+		{[]string{config.CmdInitRedirect, "--port", "0", "--to", "1"}, true, true},
+		{[]string{config.CmdInitRedirect, "--port", "80", "--to", "81", "extra"}, true, true},
+		{[]string{config.CmdInitRedirect, "--prot", "80"}, true, true},
+		{config.WaitArgs("http://127.0.0.1:15090/healthz", time.Minute), true, false},
+		{[]string{config.CmdWait, "--url", "/healthz"}, true, true},
+		{[]string{config.CmdWait, "--url", "http://127.0.0.1:1/", "--timeout", "soon"}, true, true},
+		{[]string{"--listen=:15080"}, false, false},
+		{nil, false, false},
+	} {
+		ok, err := CheckSubcommand(tc.args)
+		if ok != tc.ok || (err != nil) != tc.bad {
+			t.Errorf("CheckSubcommand(%q) = %v, %v; want subcommand=%v, refused=%v", tc.args, ok, err, tc.ok, tc.bad)
+		}
 	}
 }

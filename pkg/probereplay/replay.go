@@ -1,4 +1,9 @@
-package probe
+// Package probereplay answers the injector's rewritten app probes on the
+// sidecar's admin port: it replays each original kubelet probe (HTTP, TCP,
+// gRPC) against the app on 127.0.0.1 and answers with its result. It is the
+// sidecar's half of pkg/probe, kept apart so that the injector, which only
+// encodes probes, links neither this nor gRPC.
+package probereplay
 
 import (
 	"context"
@@ -21,6 +26,8 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 )
 
 // loopback is the only address probes are replayed against: the app shares
@@ -38,10 +45,10 @@ const maxBody = 10 << 10
 // maxRedirects is the kubelet's limit on same-host redirects.
 const maxRedirects = 10
 
-// ReplayerOptions are the dependencies of a Replayer.
-type ReplayerOptions struct {
+// Options are the dependencies of a Replayer.
+type Options struct {
 	// Logger receives one debug line per failed replay (nil: no logging).
-	// Probe failures are the app's business and its own probes' events
+	// probe.Probe failures are the app's business and its own probes' events
 	// already report them, so they are not logged louder than debug.
 	Logger *zap.Logger
 }
@@ -50,17 +57,17 @@ type ReplayerOptions struct {
 // original probe against the app on 127.0.0.1, so the kubelet sees the app's
 // own health without its probes passing authentication. It answers 200 when
 // the original succeeds, 503 with the reason when it fails, and 404 for any
-// path not in the Set.
+// path not in the probe.Set.
 type Replayer struct {
-	set  Set
+	set  probe.Set
 	log  *zap.Logger
 	http *http.Client
 }
 
 var _ http.Handler = (*Replayer)(nil)
 
-// NewReplayer serves set. The Set is not copied; do not modify it afterwards.
-func NewReplayer(set Set, opts ReplayerOptions) *Replayer {
+// NewReplayer serves set. The probe.Set is not copied; do not modify it afterwards.
+func NewReplayer(set probe.Set, opts Options) *Replayer {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
@@ -129,7 +136,7 @@ func writeText(w http.ResponseWriter, code int, body string) {
 }
 
 // replay runs p and returns a short success message or the failure reason.
-func (rp *Replayer) replay(ctx context.Context, p Probe, userAgent string) (string, error) {
+func (rp *Replayer) replay(ctx context.Context, p probe.Probe, userAgent string) (string, error) {
 	switch {
 	case p.HTTPGet != nil:
 		return rp.replayHTTP(ctx, p.HTTPGet, userAgent)

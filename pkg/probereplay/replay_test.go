@@ -1,4 +1,4 @@
-package probe_test
+package probereplay_test
 
 import (
 	"io"
@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probereplay"
 )
 
 // ask sends the kubelet's GET for path to the replayer and returns the
@@ -96,10 +97,10 @@ func TestHTTPReplayMatchesTheAppsOwnProbe(t *testing.T) {
 			}
 			defer srv.Close()
 			path := probe.Path("app", probe.Readiness)
-			rp := probe.NewReplayer(probe.Set{path: {HTTPGet: &corev1.HTTPGetAction{
+			rp := probereplay.NewReplayer(probe.Set{path: {HTTPGet: &corev1.HTTPGetAction{
 				Path: "/healthz", Port: intstr.FromInt32(portOf(t, srv.URL)), Scheme: scheme,
 				HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Probe", Value: "yes"}, {Name: "Host", Value: "app.example"}},
-			}}}, probe.ReplayerOptions{Logger: zaptest.NewLogger(t)})
+			}}}, probereplay.Options{Logger: zaptest.NewLogger(t)})
 
 			states := []struct {
 				name     string
@@ -146,10 +147,10 @@ func TestHTTPReplayHonoursTheProbeTimeout(t *testing.T) {
 	srv := httptest.NewServer(&httpApp{})
 	defer srv.Close()
 	path := probe.Path("app", probe.Liveness)
-	rp := probe.NewReplayer(probe.Set{path: {
+	rp := probereplay.NewReplayer(probe.Set{path: {
 		HTTPGet:        &corev1.HTTPGetAction{Path: "/slow", Port: intstr.FromInt32(portOf(t, srv.URL))},
 		TimeoutSeconds: 1,
-	}}, probe.ReplayerOptions{})
+	}}, probereplay.Options{})
 	code, body := ask(t, rp, http.MethodGet, path)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "deadline") {
 		t.Fatalf("slow app: %d %q, want 503 naming the deadline", code, body)
@@ -163,8 +164,8 @@ func TestTCPReplayMatchesTheAppsOwnProbe(t *testing.T) {
 	}
 	port := int32(ln.Addr().(*net.TCPAddr).Port)
 	path := probe.Path("app", probe.Startup)
-	rp := probe.NewReplayer(probe.Set{path: {TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}},
-		probe.ReplayerOptions{})
+	rp := probereplay.NewReplayer(probe.Set{path: {TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}},
+		probereplay.Options{})
 
 	states := []struct {
 		name    string
@@ -212,7 +213,7 @@ func TestGRPCReplayMatchesTheAppsOwnProbe(t *testing.T) {
 		"/app-probes/app/startup":   {GRPC: &corev1.GRPCAction{Port: port, Service: &unknown}},
 		"/app-probes/bare/liveness": {GRPC: &corev1.GRPCAction{Port: int32(bare.Addr().(*net.TCPAddr).Port)}},
 	}
-	rp := probe.NewReplayer(set, probe.ReplayerOptions{Logger: zaptest.NewLogger(t)})
+	rp := probereplay.NewReplayer(set, probereplay.Options{Logger: zaptest.NewLogger(t)})
 
 	states := []struct {
 		name    string
@@ -252,12 +253,12 @@ func TestReplayerServesOnlyItsPathsOnGET(t *testing.T) {
 	app := httptest.NewServer(&httpApp{})
 	defer app.Close()
 	path := probe.Path("app", probe.Liveness)
-	rp := probe.NewReplayer(probe.Set{
+	rp := probereplay.NewReplayer(probe.Set{
 		path:                         {HTTPGet: &corev1.HTTPGetAction{Path: "/ok", Port: intstr.FromInt32(portOf(t, app.URL))}},
 		"/app-probes/named/liveness": {HTTPGet: &corev1.HTTPGetAction{Path: "/ok", Port: intstr.FromString("http")}},
 		"/app-probes/zero/liveness":  {TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(0)}},
 		"/app-probes/ftp/liveness":   {HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(portOf(t, app.URL)), Scheme: "FTP"}},
-	}, probe.ReplayerOptions{})
+	}, probereplay.Options{})
 	tests := []struct {
 		method, path string
 		want         int
@@ -290,9 +291,9 @@ func TestReplayNeverLeavesLoopback(t *testing.T) {
 	}))
 	defer app.Close()
 	path := probe.Path("app", probe.Liveness)
-	rp := probe.NewReplayer(probe.Set{path: {HTTPGet: &corev1.HTTPGetAction{
+	rp := probereplay.NewReplayer(probe.Set{path: {HTTPGet: &corev1.HTTPGetAction{
 		Host: "other.invalid", Path: "http://other.invalid:1/x", Port: intstr.FromInt32(portOf(t, app.URL)),
-	}}}, probe.ReplayerOptions{})
+	}}}, probereplay.Options{})
 	if code, body := ask(t, rp, http.MethodGet, path); code != http.StatusOK || hits.Load() != 1 {
 		t.Fatalf("replay answered %d (%q) with %d local hits, want 200 from the app on 127.0.0.1", code, body, hits.Load())
 	}
