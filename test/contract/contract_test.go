@@ -54,16 +54,22 @@ func loadFixtures(t *testing.T) fixtures {
 	var cm corev1.ConfigMap
 	readYAML(t, "testdata/configmap.yaml", &cm)
 	f.configMaps[cm.Namespace+"/"+cm.Name] = &cm
-	var s corev1.Secret
-	readYAML(t, "testdata/secret.yaml", &s)
-	// The API server folds stringData into data.
-	if s.Data == nil {
-		s.Data = map[string][]byte{}
+	files, err := filepath.Glob("testdata/secret*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Secret fixtures in testdata: %v", err)
 	}
-	for k, v := range s.StringData {
-		s.Data[k] = []byte(v)
+	for _, file := range files {
+		var s corev1.Secret
+		readYAML(t, file, &s)
+		// The API server folds stringData into data.
+		if s.Data == nil {
+			s.Data = map[string][]byte{}
+		}
+		for k, v := range s.StringData {
+			s.Data[k] = []byte(v)
+		}
+		f.secrets[s.Namespace+"/"+s.Name] = &s
 	}
-	f.secrets[s.Namespace+"/"+s.Name] = &s
 	return f
 }
 
