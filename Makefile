@@ -16,10 +16,10 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 # How long `make fuzz` runs each fuzz target; short by default, e.g. FUZZTIME=60s.
 FUZZTIME ?= 10s
 
-.PHONY: help print-version build images test unit lint fuzz demo bench deps clean
+.PHONY: help print-version build images test unit lint fuzz demo bench deps clean cluster-up cluster-down
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 print-version: ## print VERSION (default: the chart's appVersion)
 	@echo '$(VERSION)'
@@ -31,9 +31,10 @@ build: ## build bin/mcp-oidc-proxy and bin/mcp-oidc-injector
 images: build ## build the test images as OCI tarballs in bin/images/ (no engine, no registry; tag VERSION)
 	$(GO) run ./hack/images -version '$(VERSION)' -out $(BIN)/images
 
-deps: ## install or check what the tests need (redis-server, chromium; kube-apiserver, etcd and helm built into bin/)
+deps: ## install or check what the tests need (redis-server, chromium, containerd, ...; kube-apiserver, etcd, kubelet, ... and helm built into bin/)
 	@hack/ensure-test-deps.sh
 	@hack/envtest-bins.sh >/dev/null
+	@hack/kube-bins.sh >/dev/null
 	@hack/helm-bin.sh >/dev/null
 
 lint: ## go vet and gofmt
@@ -54,6 +55,14 @@ bench: deps ## throughput and overhead benchmarks (ratios against a bare reverse
 	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" $(GO) test -run '^$$' -bench . -benchmem -count=1 ./pkg/proxy/ ./pkg/session/ ./test/...
 	@hack/bench/ensure-bench-deps.sh
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
+
+cluster-up: images ## start the one-node cluster as root (hack/cluster; idempotent; imports bin/images); prints the KUBECONFIG path
+	@hack/envtest-bins.sh >/dev/null
+	@hack/kube-bins.sh >/dev/null
+	@hack/cluster/up.sh
+
+cluster-down: ## stop the one-node cluster and remove what it left (idempotent)
+	@hack/cluster/down.sh
 
 clean: ## remove build output (keeps the envtest kube-apiserver and etcd, which take minutes to rebuild)
 	rm -f $(BIN)/mcp-oidc-proxy $(BIN)/mcp-oidc-injector
