@@ -24,28 +24,32 @@ import (
 
 const kustomizeDefault = "../../config/default"
 
+// kubectlBin is the kubectl that builds the kustomizations the way users
+// do: $KUBECTL, or bin/kubectl (hack/kube-bins.sh, which `make test` runs).
+func kubectlBin(t *testing.T) string {
+	t.Helper()
+	if k := os.Getenv("KUBECTL"); k != "" {
+		return k
+	}
+	const built = "../../bin/kubectl"
+	if _, err := os.Stat(built); err != nil {
+		t.Fatalf("no kubectl: set KUBECTL or build bin/kubectl with hack/kube-bins.sh (%v)", err)
+	}
+	return built
+}
+
 // kustomizeBuild is `kubectl kustomize dir` for the kustomizations under
 // config/, which only list resources: it reads them in order, following
 // directories, and fails on any other kustomization field (a patch, a name
-// prefix, generators), which would need the real kustomize. When a kubectl
-// is at hand ($KUBECTL, or bin/kubectl built by hack/kube-bins.sh) its
-// output must be the same objects.
+// prefix, generators), which would need the real kustomize; the real
+// `kubectl kustomize` must build the same objects.
 func kustomizeBuild(t *testing.T, dir string) rendered {
 	t.Helper()
 	objs, err := readKustomization(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubectl := os.Getenv("KUBECTL")
-	if kubectl == "" {
-		if _, err := os.Stat("../../bin/kubectl"); err == nil {
-			kubectl = "../../bin/kubectl"
-		}
-	}
-	if kubectl == "" {
-		t.Logf("no kubectl ($KUBECTL or bin/kubectl): %s read by the test's resources-only reader alone", dir)
-		return objs
-	}
+	kubectl := kubectlBin(t)
 	out, err := exec.Command(kubectl, "kustomize", dir).Output()
 	if err != nil {
 		t.Fatalf("%s kustomize %s: %v", kubectl, dir, err)
@@ -390,16 +394,7 @@ func TestConfigREADMEOverlay(t *testing.T) {
 		t.Errorf("the overlay gives the injector %+v", opts)
 	}
 
-	kubectl := os.Getenv("KUBECTL")
-	if kubectl == "" {
-		if _, err := os.Stat("../../bin/kubectl"); err == nil {
-			kubectl = "../../bin/kubectl"
-		}
-	}
-	if kubectl == "" {
-		t.Log("no kubectl ($KUBECTL or bin/kubectl): the overlay was checked by the test alone")
-		return
-	}
+	kubectl := kubectlBin(t)
 	abs, err := filepath.Abs(kustomizeDefault)
 	if err != nil {
 		t.Fatal(err)
