@@ -2,10 +2,14 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 BIN := $(CURDIR)/bin
-# The release version: the chart's appVersion unless given (make images VERSION=v1.2.3).
-# It tags the images and is stamped into the sidecar binary.
-CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/mcp-oidc-proxy/Chart.yaml)
-VERSION ?= $(CHART_APP_VERSION)
+# The release version: the chart's appVersion, so the binaries' --version, the
+# image tags (`make images`) and the chart's default image tags agree.
+# Override with VERSION=... for a build of your own (make images VERSION=1.2.3).
+APP_VERSION := $(shell sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"[:space:]]*\)"\{0,1\}[[:space:]]*$$/\1/p' charts/mcp-oidc-proxy/Chart.yaml)
+VERSION ?= $(APP_VERSION)
+ifeq ($(VERSION),)
+$(error VERSION is empty: charts/mcp-oidc-proxy/Chart.yaml has no appVersion; set VERSION=...)
+endif
 LDFLAGS := -s -w -X github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app.Version=$(VERSION)
 # The race detector roughly doubles test time; CI on 2 cores has room for it.
 TEST_FLAGS ?= -race -count=1 -timeout 20m
@@ -14,10 +18,13 @@ CLUSTER_TEST_FLAGS ?= -race -count=1 -timeout 45m -v
 # How long `make fuzz` runs each fuzz target; short by default, e.g. FUZZTIME=60s.
 FUZZTIME ?= 10s
 
-.PHONY: help build images test test-cluster unit lint fuzz demo bench deps clean cluster-up cluster-down
+.PHONY: help print-version build images test test-cluster unit lint fuzz demo bench deps clean cluster-up cluster-down
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+print-version: ## print VERSION (default: the chart's appVersion)
+	@echo '$(VERSION)'
 
 build: ## build bin/mcp-oidc-proxy and bin/mcp-oidc-injector
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mcp-oidc-proxy ./cmd/mcp-oidc-proxy
@@ -57,7 +64,7 @@ bench: deps ## throughput and overhead benchmarks (ratios against a bare reverse
 	@hack/bench/ensure-bench-deps.sh
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
 
-cluster-up: ## start the one-node cluster as root (hack/cluster; idempotent); prints the KUBECONFIG path
+cluster-up: images ## start the one-node cluster as root (hack/cluster; idempotent; imports bin/images); prints the KUBECONFIG path
 	@hack/envtest-bins.sh >/dev/null
 	@hack/kube-bins.sh >/dev/null
 	@hack/cluster/up.sh

@@ -25,6 +25,7 @@ var tables = []struct {
 }{
 	{"<!-- settings:begin", "<!-- settings:end -->", render},
 	{"<!-- injector-flags:begin", "<!-- injector-flags:end -->", renderInjector},
+	{"<!-- pod-secret-keys:begin", "<!-- pod-secret-keys:end -->", renderSecretKeys},
 }
 
 func main() {
@@ -76,6 +77,16 @@ func renderInjector(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| `--%s` | `%s` | %s | %s |\n", f.Name, env, def, strings.ReplaceAll(f.Usage, "|", "\\|"))
 	})
+}
+
+// renderSecretKeys documents the keys of the pod's Secret and the settings
+// they feed, from the contract the injector writes (config.PodSecretKeys).
+func renderSecretKeys(w io.Writer) {
+	fmt.Fprintln(w, "| Secret key | setting | variable in the sidecar |")
+	fmt.Fprintln(w, "|---|---|---|")
+	for _, k := range config.PodSecretKeys() {
+		fmt.Fprintf(w, "| `%s` | `%s` | `%s` |\n", k.Key, k.Setting.Path, k.Setting.EnvName())
+	}
 }
 
 func render(w io.Writer) {

@@ -32,6 +32,15 @@ const PodConfigDir = "/etc/mcp-oidc-proxy"
 // PodConfigFile is the configuration file's path in an injected sidecar.
 const PodConfigFile = PodConfigDir + "/" + ConfigFileKey
 
+// Downward-API variables the injector defines first in the sidecar's
+// environment: the sidecar labels its logs with the pod, and later values
+// (the default allowed_hosts) refer to them as $(NAME).
+const (
+	PodNameEnv      = "POD_NAME"
+	PodNamespaceEnv = "POD_NAMESPACE"
+	PodIPEnv        = "POD_IP"
+)
+
 // Admin endpoints the injected probes and the postStart hook use.
 const (
 	// HealthPath answers 200 while the process serves (liveness, startup).

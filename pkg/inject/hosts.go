@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
 // DefaultAllowedHosts are the host names an injected sidecar accepts when
@@ -21,9 +23,9 @@ import (
 // "app") would then admit every domain under it, which is exactly what a
 // DNS rebinding page uses.
 var DefaultAllowedHosts = []string{
-	"*.$(POD_NAMESPACE).svc",
-	"*.$(POD_NAMESPACE).svc.cluster.local",
-	"$(POD_IP)",
+	"*.$(" + config.PodNamespaceEnv + ").svc",
+	"*.$(" + config.PodNamespaceEnv + ").svc.cluster.local",
+	"$(" + config.PodIPEnv + ")",
 }
 
 // clusterDefaults returns the sidecar's cluster defaults: the operator's

@@ -228,9 +228,9 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 	// The downward-API variables come first: the kubelet expands $(VAR) in
 	// later values only (the cluster defaults' allowed hosts use them).
 	downward := []corev1.EnvVar{
-		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
-		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
-		{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
+		{Name: config.PodNameEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
+		{Name: config.PodNamespaceEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
+		{Name: config.PodIPEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
 	}
 	var env []corev1.EnvVar
 	if p.logLevel != "" {
@@ -252,14 +252,24 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 		env = append(env, corev1.EnvVar{Name: config.ConfigFileEnv, Value: config.PodConfigFile})
 		c.VolumeMounts = []corev1.VolumeMount{{Name: ConfigVolumeName, MountPath: config.PodConfigDir, ReadOnly: true}}
 	}
+	redisKeys := s.RedisSecret.keys()
 	if p.secret != "" {
 		for _, k := range config.PodSecretKeys() {
+			if _, replaced := redisKeys[k.Setting.EnvName()]; replaced {
+				continue
+			}
 			env = append(env, corev1.EnvVar{Name: k.Setting.EnvName(), ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: p.secret},
 				Key:                  k.Key,
 				Optional:             ptr(true),
 			}}})
 		}
+	}
+	for name, clusterKey := range redisKeys {
+		env = append(env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: s.RedisSecret.Name},
+			Key:                  clusterKey,
+		}}})
 	}
 	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
 	c.Env = append(downward, env...)

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
 // Mode is the port takeover mode.
@@ -47,6 +49,40 @@ type Settings struct {
 	ProxyDefaults string
 	// InjectorNamespace is where the injector runs; its pods are skipped.
 	InjectorNamespace string
+	// RedisSecret is a Secret the platform already has (from its Redis
+	// chart or operator) holding the Redis URL or password for every
+	// sidecar. Pods read Secrets of their own namespace only, so it is
+	// referenced by name in each pod's namespace.
+	RedisSecret RedisSecret
+}
+
+// RedisSecret names a Secret and its keys for the sidecar's Redis URL
+// (REDIS_URL) and password (REDIS_PASSWORD). A key it names replaces the
+// same setting from the pod's own Secret (mcp-oidc-proxy.io/secret), so one
+// Redis serves the cluster; the reference is not optional, so a namespace
+// without the Secret gets CreateContainerConfigError naming it rather than
+// a sidecar that starts without Redis credentials.
+type RedisSecret struct {
+	Name        string
+	URLKey      string
+	PasswordKey string
+}
+
+// keys maps the environment variable of each sidecar setting the
+// RedisSecret supplies to the RedisSecret's own key; the pod Secret's key for
+// the same setting is then not referenced, so no variable is set twice.
+func (r RedisSecret) keys() map[string]string {
+	if r.Name == "" {
+		return nil
+	}
+	keys := map[string]string{}
+	if r.URLKey != "" {
+		keys[config.FieldOf(func(c *config.Config) any { return &c.Redis.URL }).EnvName()] = r.URLKey
+	}
+	if r.PasswordKey != "" {
+		keys[config.FieldOf(func(c *config.Config) any { return &c.Redis.Password }).EnvName()] = r.PasswordKey
+	}
+	return keys
 }
 
 // Namespace is what the mutation needs to know about the pod's namespace.

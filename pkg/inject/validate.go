@@ -131,10 +131,10 @@ func validate(r request, pod *corev1.Pod, ns Namespace, s Settings) (plan, error
 		lvl := strings.ToLower(r.logLevel.v)
 		switch lvl {
 		case "debug", "info", "warn", "error":
+			p.logLevel = lvl
 		default:
 			d.add(AnnotationLogLevel, fmt.Sprintf("%q is not a log level", r.logLevel.v), "set it to debug, info, warn or error")
 		}
-		p.logLevel = lvl
 	}
 	p.configMap = objectName(&d, AnnotationConfig, "ConfigMap", r.config)
 	p.secret = objectName(&d, AnnotationSecret, "Secret", r.secret)

@@ -33,8 +33,11 @@ func (n namespaces) GetNamespace(_ context.Context, name string) (*corev1.Namesp
 }
 
 func settings() inject.Settings {
+	// The cluster defaults name the OIDC provider, so pods without a
+	// ConfigMap have a configuration source.
 	return inject.Settings{Image: "example.com/proxy:1", ImagePullPolicy: corev1.PullIfNotPresent,
-		DefaultMode: inject.ModeRedirect, NativeSidecars: true}
+		DefaultMode: inject.ModeRedirect, NativeSidecars: true,
+		ProxyDefaults: "oidc:\n  discovery_url: https://login.example.com\n  client_id: mcp-proxy\n"}
 }
 
 func pod(ann map[string]string) *corev1.Pod {

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -53,16 +54,22 @@ func loadFixtures(t *testing.T) fixtures {
 	var cm corev1.ConfigMap
 	readYAML(t, "testdata/configmap.yaml", &cm)
 	f.configMaps[cm.Namespace+"/"+cm.Name] = &cm
-	var s corev1.Secret
-	readYAML(t, "testdata/secret.yaml", &s)
-	// The API server folds stringData into data.
-	if s.Data == nil {
-		s.Data = map[string][]byte{}
+	files, err := filepath.Glob("testdata/secret*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Secret fixtures in testdata: %v", err)
 	}
-	for k, v := range s.StringData {
-		s.Data[k] = []byte(v)
+	for _, file := range files {
+		var s corev1.Secret
+		readYAML(t, file, &s)
+		// The API server folds stringData into data.
+		if s.Data == nil {
+			s.Data = map[string][]byte{}
+		}
+		for k, v := range s.StringData {
+			s.Data[k] = []byte(v)
+		}
+		f.secrets[s.Namespace+"/"+s.Name] = &s
 	}
-	f.secrets[s.Namespace+"/"+s.Name] = &s
 	return f
 }
 
@@ -98,110 +105,176 @@ func TestInjectedPodsLoadInTheSidecar(t *testing.T) {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".injected.yaml"), func(t *testing.T) {
 			var pod corev1.Pod
 			readYAML(t, file, &pod)
-			var st inject.Status
-			if err := yamlJSON(pod.Annotations[inject.AnnotationStatus], &st); err != nil {
-				t.Fatalf("status annotation: %v", err)
-			}
-			proxy := container(t, &pod, inject.ProxyContainerName)
-			k := newKubelet(t, &pod, fx)
-
-			env := k.env(proxy)
-			files := k.mount(proxy)
-			args := k.command(proxy, env)
-			if args[0] != config.BinaryPath {
-				t.Fatalf("the proxy runs %q, not the image's binary %s", args[0], config.BinaryPath)
-			}
-			src := config.Source{Args: args[1:], Env: environ(env), ReadFile: files.read}
-			loaded, err := config.LoadValidated(src)
-			if err != nil {
-				t.Fatalf("the sidecar refuses its configuration:\n%v\nargs %q\nenv %q", err, args, names(env))
-			}
-			cfg := loaded.Config
-			if hasVolumeMount(proxy) && loaded.File != config.PodConfigFile {
-				t.Errorf("the sidecar read config file %q, want the mounted ConfigMap's %s", loaded.File, config.PodConfigFile)
-			}
-			if !hasVolumeMount(proxy) && loaded.File != "" {
-				t.Errorf("the sidecar reads config file %q, but no ConfigMap is mounted", loaded.File)
-			}
-			if ok, _ := proxyapp.CheckSubcommand(args[1:]); ok {
-				t.Errorf("the proxy's arguments %q start with a subcommand", args[1:])
-			}
-
-			// The wiring: the proxy listens where the traffic arrives and
-			// forwards to where the app listens.
-			listen, admin, upstream := port(t, cfg.Listen), port(t, cfg.AdminListen), urlPort(t, cfg.Upstream)
-			switch st.Mode {
-			case inject.ModeRedirect:
-				redirect := container(t, &pod, inject.RedirectContainerName)
-				rargs := k.command(redirect, k.env(redirect))
-				checkSubcommand(t, "init-redirect", rargs)
-				if to := flagValue(t, rargs[2:], config.FlagRedirectTo); to != listen {
-					t.Errorf("init-redirect sends traffic to port %d, the proxy listens on %d", to, listen)
-				}
-				if p := flagValue(t, rargs[2:], config.FlagRedirectPort); p != int(st.Port) || upstream != int(st.Port) {
-					t.Errorf("init-redirect takes over port %d, the proxy forwards to %d, the protected port is %d", p, upstream, st.Port)
-				}
-			case inject.ModeRebind:
-				if listen != int(st.Port) || upstream != int(st.AppPort) {
-					t.Errorf("rebind: the proxy listens on %d and forwards to %d, want %d and %d", listen, upstream, st.Port, st.AppPort)
-				}
-			default:
-				t.Fatalf("status mode %q", st.Mode)
-			}
-
-			// The classic sidecar's postStart hook.
-			if proxy.Lifecycle != nil && proxy.Lifecycle.PostStart != nil {
-				hook := proxy.Lifecycle.PostStart.Exec
-				if hook == nil {
-					t.Fatal("postStart is not an exec hook")
-				}
-				wargs := expandAll(hook.Command, env)
-				checkSubcommand(t, "postStart", wargs)
-				u, err := url.Parse(flagString(t, wargs[2:], config.FlagWaitURL))
-				if err != nil || u.Path != config.HealthPath || urlPort(t, u.String()) != admin {
-					t.Errorf("postStart waits for %q, want the admin port %d at %s", u, admin, config.HealthPath)
-				}
-			}
-
-			// The proxy's own probes reach its admin endpoints.
-			for kind, pr := range map[string]*corev1.Probe{"liveness": proxy.LivenessProbe, "readiness": proxy.ReadinessProbe, "startup": proxy.StartupProbe} {
-				if pr == nil {
-					continue
-				}
-				if pr.HTTPGet == nil || pr.HTTPGet.Port.IntValue() != admin || !slices.Contains([]string{config.HealthPath, config.ReadyPath}, pr.HTTPGet.Path) {
-					t.Errorf("the proxy's %s probe %+v does not reach its admin port %d", kind, pr.ProbeHandler, admin)
-				}
-			}
-
-			// The app's rewritten probes are served by the sidecar's
-			// replay from the hand-over it reads.
-			set, err := proxyapp.AppProbes(environ(env))
-			if err != nil {
-				t.Fatalf("the sidecar refuses the probe hand-over: %v", err)
-			}
-			replay := probereplay.NewReplayer(set, probereplay.Options{})
-			rewritten := 0
-			for _, c := range pod.Spec.Containers {
-				if c.Name == inject.ProxyContainerName {
-					continue
-				}
-				for _, pr := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
-					if pr == nil || pr.HTTPGet == nil || !strings.HasPrefix(pr.HTTPGet.Path, probe.PathPrefix) {
-						continue
-					}
-					rewritten++
-					if pr.HTTPGet.Port.IntValue() != admin {
-						t.Errorf("container %s: probe %s goes to port %s, the sidecar's admin port is %d", c.Name, pr.HTTPGet.Path, pr.HTTPGet.Port.String(), admin)
-					}
-					if code := get(replay, pr.HTTPGet.Path); code == http.StatusNotFound {
-						t.Errorf("container %s: the sidecar serves no probe at %s (hand-over %v)", c.Name, pr.HTTPGet.Path, set)
-					}
-				}
-			}
-			if rewritten != len(set) {
-				t.Errorf("%d probes rewritten, %d handed over", rewritten, len(set))
-			}
+			checkInjectedPod(t, &pod, fx)
 		})
+	}
+}
+
+// TestTheSampleLoadsInTheSidecar injects the shipped sample
+// (config/samples/mcp-server.yaml) and loads it with its own ConfigMap and
+// Secret: what users copy works.
+func TestTheSampleLoadsInTheSidecar(t *testing.T) {
+	b, err := os.ReadFile("../../config/samples/mcp-server.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "team-a"
+	fx := fixtures{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
+	var template *corev1.PodTemplateSpec
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "ConfigMap":
+			var cm corev1.ConfigMap
+			if err := yaml.UnmarshalStrict([]byte(doc), &cm); err != nil {
+				t.Fatal(err)
+			}
+			fx.configMaps[ns+"/"+cm.Name] = &cm
+		case "Secret":
+			var s corev1.Secret
+			if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
+				t.Fatal(err)
+			}
+			s.Data = map[string][]byte{}
+			for k, v := range s.StringData {
+				s.Data[k] = []byte(v)
+			}
+			fx.secrets[ns+"/"+s.Name] = &s
+		case "Deployment":
+			var d appsv1.Deployment
+			if err := yaml.UnmarshalStrict([]byte(doc), &d); err != nil {
+				t.Fatal(err)
+			}
+			template = &d.Spec.Template
+		}
+	}
+	if template == nil || len(fx.configMaps) == 0 || len(fx.secrets) == 0 {
+		t.Fatal("the sample lacks its Deployment, ConfigMap or Secret")
+	}
+	for _, native := range []bool{true, false} {
+		t.Run(fmt.Sprintf("native=%v", native), func(t *testing.T) {
+			pod := &corev1.Pod{ObjectMeta: template.ObjectMeta, Spec: template.Spec}
+			pod.Namespace, pod.GenerateName = ns, "mcp-server-"
+			res, err := inject.Mutate(pod, inject.Namespace{Name: ns}, inject.Settings{
+				Image: "ghcr.io/mcp-oidc-proxy/mcp-oidc-proxy:test", NativeSidecars: native,
+			})
+			if err != nil || res.Pod == nil || res.Skipped != "" {
+				t.Fatalf("the sample is not injected: %v %q", err, res.Skipped)
+			}
+			checkInjectedPod(t, res.Pod, fx)
+		})
+	}
+}
+
+// checkInjectedPod resolves the injected pod's sidecar as a kubelet would
+// and hands it to the sidecar's own code.
+func checkInjectedPod(t *testing.T, pod *corev1.Pod, fx fixtures) {
+	t.Helper()
+	var st inject.Status
+	if err := yamlJSON(pod.Annotations[inject.AnnotationStatus], &st); err != nil {
+		t.Fatalf("status annotation: %v", err)
+	}
+	proxy := container(t, pod, inject.ProxyContainerName)
+	k := newKubelet(t, pod, fx)
+
+	env := k.env(proxy)
+	files := k.mount(proxy)
+	args := k.command(proxy, env)
+	if args[0] != config.BinaryPath {
+		t.Fatalf("the proxy runs %q, not the image's binary %s", args[0], config.BinaryPath)
+	}
+	src := config.Source{Args: args[1:], Env: environ(env), ReadFile: files.read}
+	loaded, err := config.LoadValidated(src)
+	if err != nil {
+		t.Fatalf("the sidecar refuses its configuration:\n%v\nargs %q\nenv %q", err, args, names(env))
+	}
+	cfg := loaded.Config
+	if hasVolumeMount(proxy) && loaded.File != config.PodConfigFile {
+		t.Errorf("the sidecar read config file %q, want the mounted ConfigMap's %s", loaded.File, config.PodConfigFile)
+	}
+	if !hasVolumeMount(proxy) && loaded.File != "" {
+		t.Errorf("the sidecar reads config file %q, but no ConfigMap is mounted", loaded.File)
+	}
+	if ok, _ := proxyapp.CheckSubcommand(args[1:]); ok {
+		t.Errorf("the proxy's arguments %q start with a subcommand", args[1:])
+	}
+
+	// The wiring: the proxy listens where the traffic arrives and
+	// forwards to where the app listens.
+	listen, admin, upstream := port(t, cfg.Listen), port(t, cfg.AdminListen), urlPort(t, cfg.Upstream)
+	switch st.Mode {
+	case inject.ModeRedirect:
+		redirect := container(t, pod, inject.RedirectContainerName)
+		rargs := k.command(redirect, k.env(redirect))
+		checkSubcommand(t, "init-redirect", rargs)
+		if to := flagValue(t, rargs[2:], config.FlagRedirectTo); to != listen {
+			t.Errorf("init-redirect sends traffic to port %d, the proxy listens on %d", to, listen)
+		}
+		if p := flagValue(t, rargs[2:], config.FlagRedirectPort); p != int(st.Port) || upstream != int(st.Port) {
+			t.Errorf("init-redirect takes over port %d, the proxy forwards to %d, the protected port is %d", p, upstream, st.Port)
+		}
+	case inject.ModeRebind:
+		if listen != int(st.Port) || upstream != int(st.AppPort) {
+			t.Errorf("rebind: the proxy listens on %d and forwards to %d, want %d and %d", listen, upstream, st.Port, st.AppPort)
+		}
+	default:
+		t.Fatalf("status mode %q", st.Mode)
+	}
+
+	// The classic sidecar's postStart hook.
+	if proxy.Lifecycle != nil && proxy.Lifecycle.PostStart != nil {
+		hook := proxy.Lifecycle.PostStart.Exec
+		if hook == nil {
+			t.Fatal("postStart is not an exec hook")
+		}
+		wargs := expandAll(hook.Command, env)
+		checkSubcommand(t, "postStart", wargs)
+		u, err := url.Parse(flagString(t, wargs[2:], config.FlagWaitURL))
+		if err != nil || u.Path != config.HealthPath || urlPort(t, u.String()) != admin {
+			t.Errorf("postStart waits for %q, want the admin port %d at %s", u, admin, config.HealthPath)
+		}
+	}
+
+	// The proxy's own probes reach its admin endpoints.
+	for kind, pr := range map[string]*corev1.Probe{"liveness": proxy.LivenessProbe, "readiness": proxy.ReadinessProbe, "startup": proxy.StartupProbe} {
+		if pr == nil {
+			continue
+		}
+		if pr.HTTPGet == nil || pr.HTTPGet.Port.IntValue() != admin || !slices.Contains([]string{config.HealthPath, config.ReadyPath}, pr.HTTPGet.Path) {
+			t.Errorf("the proxy's %s probe %+v does not reach its admin port %d", kind, pr.ProbeHandler, admin)
+		}
+	}
+
+	// The app's rewritten probes are served by the sidecar's
+	// replay from the hand-over it reads.
+	set, err := proxyapp.AppProbes(environ(env))
+	if err != nil {
+		t.Fatalf("the sidecar refuses the probe hand-over: %v", err)
+	}
+	replay := probereplay.NewReplayer(set, probereplay.Options{})
+	rewritten := 0
+	for _, c := range pod.Spec.Containers {
+		if c.Name == inject.ProxyContainerName {
+			continue
+		}
+		for _, pr := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+			if pr == nil || pr.HTTPGet == nil || !strings.HasPrefix(pr.HTTPGet.Path, probe.PathPrefix) {
+				continue
+			}
+			rewritten++
+			if pr.HTTPGet.Port.IntValue() != admin {
+				t.Errorf("container %s: probe %s goes to port %s, the sidecar's admin port is %d", c.Name, pr.HTTPGet.Path, pr.HTTPGet.Port.String(), admin)
+			}
+			if code := get(replay, pr.HTTPGet.Path); code == http.StatusNotFound {
+				t.Errorf("container %s: the sidecar serves no probe at %s (hand-over %v)", c.Name, pr.HTTPGet.Path, set)
+			}
+		}
+	}
+	if rewritten != len(set) {
+		t.Errorf("%d probes rewritten, %d handed over", rewritten, len(set))
 	}
 }
 

@@ -39,6 +39,8 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 	objs := mustTemplate(t, "live", ns,
 		"--set", "sidecar.image.repository=example.com/mcp-oidc-proxy", "--set", "sidecar.image.tag=test",
 		"--set", "sidecar.defaults.oidc.discovery_url=https://login.example.com",
+		"--set", "sidecar.redis.existingSecret.name=redis", "--set", "sidecar.redis.existingSecret.passwordKey=redis-password",
+
 		// Pods without a ConfigMap are admitted only when the defaults
 		// make a configuration the sidecar accepts.
 		"--set", "sidecar.defaults.oidc.client_id=mcp-proxy")
@@ -136,7 +138,7 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 	newPod := func() *corev1.Pod {
 		return &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{GenerateName: "mcp-", Namespace: appNS.Name,
-				Annotations: map[string]string{inject.AnnotationInject: "true"}},
+				Annotations: map[string]string{inject.AnnotationInject: "true", inject.AnnotationSecret: "mcp-proxy"}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{
 				Name: "app", Image: "example.com/mcp-server:1",
 				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
@@ -174,6 +176,24 @@ func TestInjectorRunsFromTheRenderedChart(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the sidecar lacks the chart's sidecar.defaults in %s: %+v", config.ClusterDefaultsEnv, proxy.Env)
+	}
+	// sidecar.redis.existingSecret: the password from the platform's Secret
+	// (by name, in the pod's namespace, required), the URL still from the
+	// pod's own Secret.
+	refs := map[string]corev1.SecretKeySelector{}
+	for _, e := range proxy.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			if _, dup := refs[e.Name]; dup {
+				t.Errorf("%s is set twice", e.Name)
+			}
+			refs[e.Name] = *e.ValueFrom.SecretKeyRef
+		}
+	}
+	if r := refs[config.FieldOf(func(c *config.Config) any { return &c.Redis.Password }).EnvName()]; r.Name != "redis" || r.Key != "redis-password" || (r.Optional != nil && *r.Optional) {
+		t.Errorf("REDIS_PASSWORD from %+v, want the required key redis-password of Secret redis", r)
+	}
+	if r := refs[config.FieldOf(func(c *config.Config) any { return &c.Redis.URL }).EnvName()]; r.Name != "mcp-proxy" || r.Key != "redis-url" {
+		t.Errorf("REDIS_URL from %+v, want key redis-url of the pod's Secret mcp-proxy", r)
 	}
 }
 

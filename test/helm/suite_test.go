@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -23,6 +24,8 @@ import (
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,9 +38,12 @@ const chartDir = "../../charts/mcp-oidc-proxy"
 type suite struct {
 	helm        string
 	kubeVersion string
-	cfg         *rest.Config
-	client      client.Client
-	scheme      *runtime.Scheme
+	// kubeconfig reaches the API server, for helm commands that need a
+	// cluster (install --dry-run).
+	kubeconfig string
+	cfg        *rest.Config
+	client     client.Client
+	scheme     *runtime.Scheme
 }
 
 var env suite
@@ -74,29 +80,63 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "server version: %v\n", err)
 		return 1
 	}
+	dir, err := os.MkdirTemp("", "helm-kubeconfig-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(cfg, kubeconfig); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	// Rendered for the API server they are applied to, as helm install
 	// would (.Capabilities.KubeVersion and the chart's kubeVersion).
-	env = suite{helm: helm, kubeVersion: v.GitVersion, cfg: cfg, client: c, scheme: clientgoscheme.Scheme}
+	env = suite{helm: helm, kubeVersion: v.GitVersion, kubeconfig: kubeconfig, cfg: cfg, client: c, scheme: clientgoscheme.Scheme}
 	return m.Run()
+}
+
+// writeKubeconfig writes a kubeconfig for cfg (envtest's client
+// certificate) to file, for the helm commands that talk to the API server.
+func writeKubeconfig(cfg *rest.Config, file string) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["envtest"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "envtest"}
+	kc.CurrentContext = "envtest"
+	if err := clientcmd.WriteToFile(*kc, file); err != nil {
+		return fmt.Errorf("writing the envtest kubeconfig: %w", err)
+	}
+	return nil
 }
 
 // runHelm runs the helm command and returns its stdout; a failure carries
 // stderr.
 func runHelm(args ...string) ([]byte, error) {
+	stdout, stderr, err := runHelmOutput(args...)
+	if err != nil {
+		return stdout, fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return stdout, nil
+}
+
+// runHelmOutput runs the helm command and returns what it printed, apart
+// from the command line (which may hold test values).
+func runHelmOutput(args ...string) (stdout, stderr []byte, err error) {
 	cmd := exec.Command(env.helm, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	// No user or CI helm configuration may change what is rendered.
 	home, err := os.MkdirTemp("", "helm-home-")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer os.RemoveAll(home)
-	cmd.Env = append(os.Environ(), "HELM_CONFIG_HOME="+home, "HELM_CACHE_HOME="+home, "HELM_DATA_HOME="+home)
-	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.Bytes(), nil
+	cmd.Env = append(os.Environ(), "HELM_CONFIG_HOME="+home, "HELM_CACHE_HOME="+home, "HELM_DATA_HOME="+home,
+		"KUBECONFIG="+env.kubeconfig, "HELM_KUBECONTEXT=envtest")
+	err = cmd.Run()
+	return out.Bytes(), errOut.Bytes(), err
 }
 
 // template renders the chart as release in namespace with extra helm
@@ -108,6 +148,14 @@ func template(release, namespace string, extra ...string) (rendered, error) {
 		return nil, err
 	}
 	return decode(out)
+}
+
+// installDryRun runs helm install --dry-run=server as release in namespace
+// against the API server and returns its output (the manifests and the
+// NOTES).
+func installDryRun(release, namespace string, extra ...string) ([]byte, error) {
+	args := append([]string{"install", release, chartDir, "--namespace", namespace, "--dry-run=server"}, extra...)
+	return runHelm(args...)
 }
 
 // mustTemplate is template that fails the test.

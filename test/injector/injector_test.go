@@ -185,6 +185,7 @@ func TestInjector(t *testing.T) {
 		low := pod.DeepCopy()
 		low.ObjectMeta = annotatedPod(ns, map[string]string{inject.AnnotationMode: "rebind", inject.AnnotationRebindEnv: "PORT"}).ObjectMeta
 		low.Spec.InitContainers = nil
+		low.Spec.Volumes = nil
 		low.Spec.Containers = low.Spec.Containers[len(low.Spec.Containers)-1:]
 		low.Spec.Containers[0].Env = nil
 		low.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 80}}

@@ -78,9 +78,9 @@ helm.sh/chart: {{ include "mcp-oidc-proxy.chart" . }}
 mcp-oidc-proxy.secretPaths (list PREFIX VALUE) lists, comma-separated, the
 paths in VALUE that hold a secret, by the injector's own rule
 (app.CheckProxyDefaults): a non-empty key, at any depth, named like a
-setting the sidecar marks secret (client_secret, cookie_secret, password,
-signing_keys, introspection_secret), or a *url key whose URL carries a
-password. test/helm checks this list against pkg/config's secret markers.
+setting the sidecar marks secret (mcp-oidc-proxy.secretKeys, generated from
+the Go code into _contract.tpl), or a *url key whose URL carries a
+password. test/helm checks the result against pkg/config's secret markers.
 */}}
 {{- define "mcp-oidc-proxy.secretPaths" -}}
 {{- $prefix := index . 0 }}
@@ -90,7 +90,7 @@ password. test/helm checks this list against pkg/config's secret markers.
 {{- $p := $k }}
 {{- if ne $prefix "" }}{{ $p = printf "%s.%s" $prefix $k }}{{ end }}
 {{- if not (and (kindIs "string" $child) (eq $child "")) }}
-{{- if has $k (list "client_secret" "cookie_secret" "password" "signing_keys" "introspection_secret") }}{{ $p }}, {{ end }}
+{{- if has $k (include "mcp-oidc-proxy.secretKeys" . | trim | splitList " ") }}{{ $p }}, {{ end }}
 {{- if and (kindIs "string" $child) (hasSuffix "url" $k) (regexMatch "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@]*:[^/?#@]+@" $child) }}{{ $p }} (a URL with a password), {{ end }}
 {{- end }}
 {{- include "mcp-oidc-proxy.secretPaths" (list $p $child) }}

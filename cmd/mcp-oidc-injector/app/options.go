@@ -11,11 +11,13 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
@@ -45,6 +47,9 @@ type Options struct {
 	ProxyCPULimit        string
 	ProxyMemoryLimit     string
 	ProxyDefaultsFile    string
+	// RedisSecret gives every sidecar its Redis credentials from a Secret
+	// of that name in the pod's own namespace.
+	RedisSecret inject.RedisSecret
 
 	CertMode        string
 	CertDir         string
@@ -80,6 +85,9 @@ func (o *Options) FlagSet(getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&o.ProxyCPULimit, "proxy-cpu-limit", "", "default CPU limit of the proxy container (empty: none)")
 	fs.StringVar(&o.ProxyMemoryLimit, "proxy-memory-limit", "256Mi", "default memory limit of the proxy container (empty: none)")
 	fs.StringVar(&o.ProxyDefaultsFile, "proxy-defaults-file", "", "YAML file of cluster-wide, non-secret sidecar configuration; refused if it holds secrets")
+	fs.StringVar(&o.RedisSecret.Name, "redis-secret-name", "", "Secret, in each injected pod's own namespace, giving every sidecar its Redis URL or password (replacing the pod Secret's redis-url and redis-password); it must exist there (empty: none)")
+	fs.StringVar(&o.RedisSecret.URLKey, "redis-secret-url-key", "", "key of --redis-secret-name holding a redis:// or rediss:// URL (REDIS_URL; empty: none)")
+	fs.StringVar(&o.RedisSecret.PasswordKey, "redis-secret-password-key", "", "key of --redis-secret-name holding the Redis password (REDIS_PASSWORD; empty: none)")
 	fs.StringVar(&o.CertMode, "cert-mode", CertModeSelfManaged, "self-managed (own CA in a Secret, patches caBundle, rotates) or external (certificates mounted, e.g. from cert-manager)")
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key of the webhook server")
 	fs.StringVar(&o.CertSecretName, "cert-secret-name", "mcp-oidc-injector-certs", "Secret holding the self-managed CA and serving certificate")
@@ -166,6 +174,7 @@ func (o *Options) validate() []error {
 			bad(flag, "%q is not a Kubernetes quantity", v)
 		}
 	}
+	errs = append(errs, o.validateRedisSecret()...)
 	switch o.CertMode {
 	case CertModeSelfManaged:
 		if o.Namespace == "" {
@@ -207,6 +216,34 @@ func (o *Options) validate() []error {
 	return errs
 }
 
+func (o *Options) validateRedisSecret() []error {
+	var errs []error
+	r := o.RedisSecret
+	if r.Name == "" {
+		for flag, v := range map[string]string{"redis-secret-url-key": r.URLKey, "redis-secret-password-key": r.PasswordKey} {
+			if v != "" {
+				errs = append(errs, fmt.Errorf("--%s: needs --redis-secret-name", flag))
+			}
+		}
+		return errs
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(r.Name) {
+		errs = append(errs, fmt.Errorf("--redis-secret-name: %q is not a Secret name: %s", r.Name, msg))
+	}
+	if r.URLKey == "" && r.PasswordKey == "" {
+		errs = append(errs, errors.New("--redis-secret-name: needs --redis-secret-url-key or --redis-secret-password-key"))
+	}
+	for flag, v := range map[string]string{"redis-secret-url-key": r.URLKey, "redis-secret-password-key": r.PasswordKey} {
+		if v == "" {
+			continue
+		}
+		for _, msg := range validation.IsConfigMapKey(v) {
+			errs = append(errs, fmt.Errorf("--%s: %q is not a Secret key: %s", flag, v, msg))
+		}
+	}
+	return errs
+}
+
 // Resources are the proxy's default requests and limits.
 func (o *Options) Resources() corev1.ResourceRequirements {
 	var r corev1.ResourceRequirements
@@ -231,7 +268,9 @@ func (o *Options) Resources() corev1.ResourceRequirements {
 var ErrSecretInDefaults = errors.New("secrets must come from the pod's Secret (mcp-oidc-proxy.io/secret), not the cluster defaults")
 
 // LoadProxyDefaults reads the cluster-wide sidecar defaults and refuses any
-// secret in them.
+// secret in them, and any document the sidecar itself cannot read (an
+// unknown key, a value of the wrong type): every injected sidecar would
+// refuse to start with it.
 func LoadProxyDefaults(path string) (string, error) {
 	if path == "" {
 		return "", nil
@@ -243,18 +282,45 @@ func LoadProxyDefaults(path string) (string, error) {
 	if err := CheckProxyDefaults(data); err != nil {
 		return "", fmt.Errorf("proxy defaults %s: %w", path, err)
 	}
+	// The sidecar's own loader, as it reads them from its environment.
+	// Only decoding matters here: defaults are a partial configuration.
+	if _, err := config.Load(config.Source{
+		Env:      []string{config.ClusterDefaultsEnv + "=" + string(data)},
+		ReadFile: func(name string) ([]byte, error) { return nil, fmt.Errorf("%s: %w", name, os.ErrNotExist) },
+	}); err != nil && !isFieldErrors(err) {
+		return "", fmt.Errorf("proxy defaults %s: the sidecar cannot read them: %w", path, err)
+	}
 	return string(data), nil
 }
 
-// secretKeys are the keys that hold secrets, at any depth: the last element
-// of every setting the sidecar's configuration marks secret
+// isFieldErrors reports whether err holds only problems with individual
+// settings (config.FieldError), which config.Load returns alongside a
+// configuration.
+func isFieldErrors(err error) bool {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		var fe *config.FieldError
+		return errors.As(err, &fe)
+	}
+	for _, e := range j.Unwrap() {
+		if !isFieldErrors(e) {
+			return false
+		}
+	}
+	return true
+}
+
+// SecretKeyNames are the keys that hold secrets, at any depth, sorted: the
+// last element of every setting the sidecar's configuration marks secret
 // (config.SecretFields), so this list cannot drift from the configuration.
 // A secret setting named *url (redis.url) is secret for the password it may
 // carry, which the URL check catches; the URL itself is fine. Their *_file
-// variants are paths, not secrets. The Helm chart
-// (mcp-oidc-proxy.secretPaths) applies the same rule, and test/helm checks
-// it against config.SecretFields too.
-func secretKeys() map[string]bool {
+// variants are paths, not secrets. The Helm chart applies the same rule
+// (mcp-oidc-proxy.secretPaths) to this very list, generated into
+// templates/_contract.tpl by hack/genchart.
+//
+//go:generate go run ../../../hack/genchart -w ../../../charts/mcp-oidc-proxy/templates/_contract.tpl
+func SecretKeyNames() []string {
 	keys := map[string]bool{}
 	for _, p := range config.SecretFields() {
 		key := p[strings.LastIndex(p, ".")+1:]
@@ -262,7 +328,12 @@ func secretKeys() map[string]bool {
 			keys[key] = true
 		}
 	}
-	return keys
+	out := make([]string, 0, len(keys))
+	for k := range keys {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // CheckProxyDefaults parses the YAML and refuses secrets: every setting the
@@ -279,7 +350,10 @@ func CheckProxyDefaults(data []byte) error {
 	if _, ok := doc.(map[string]any); !ok {
 		return errors.New("must be a YAML mapping")
 	}
-	secret := secretKeys()
+	secret := map[string]bool{}
+	for _, k := range SecretKeyNames() {
+		secret[k] = true
+	}
 	var errs []error
 	walk("", doc, func(path, key string, v any) {
 		if s, ok := v.(string); (ok && s == "") || v == nil {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -53,6 +54,51 @@ func TestParseOptionsReportsEveryError(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %s: %v", want, err)
 		}
+	}
+}
+
+func TestParseOptionsRedisSecret(t *testing.T) {
+	base := []string{"--sidecar-image=img:1", "--cert-mode=external"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want inject.RedisSecret
+		errs []string // each must appear; none: accepted
+	}{
+		{"none", nil, inject.RedisSecret{}, nil},
+		{"password", []string{"--redis-secret-name=redis", "--redis-secret-password-key=redis-password"},
+			inject.RedisSecret{Name: "redis", PasswordKey: "redis-password"}, nil},
+		{"url and password", []string{"--redis-secret-name=redis.creds", "--redis-secret-url-key=url", "--redis-secret-password-key=pw"},
+			inject.RedisSecret{Name: "redis.creds", URLKey: "url", PasswordKey: "pw"}, nil},
+		{"name without a key", []string{"--redis-secret-name=redis"}, inject.RedisSecret{},
+			[]string{"--redis-secret-name: needs --redis-secret-url-key or --redis-secret-password-key"}},
+		{"keys without a name", []string{"--redis-secret-url-key=url", "--redis-secret-password-key=pw"}, inject.RedisSecret{},
+			[]string{"--redis-secret-url-key: needs --redis-secret-name", "--redis-secret-password-key: needs --redis-secret-name"}},
+		{"bad name", []string{"--redis-secret-name=Redis_Creds", "--redis-secret-password-key=pw"}, inject.RedisSecret{},
+			[]string{`--redis-secret-name: "Redis_Creds" is not a Secret name`}},
+		{"bad key", []string{"--redis-secret-name=redis", "--redis-secret-password-key=pass word"}, inject.RedisSecret{},
+			[]string{`--redis-secret-password-key: "pass word" is not a Secret key`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseOptions(append(append([]string{}, base...), tc.args...), env(nil))
+			if len(tc.errs) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.RedisSecret != tc.want {
+					t.Errorf("RedisSecret = %+v, want %+v", o.RedisSecret, tc.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted: %+v", o.RedisSecret)
+			}
+			for _, want := range tc.errs {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q: %v", want, err)
+				}
+			}
+		})
 	}
 }
 
@@ -153,6 +199,32 @@ func TestLoadProxyDefaultsRefusesAtStartup(t *testing.T) {
 	}
 	if _, err := o.settings(nil); !errors.Is(err, ErrSecretInDefaults) {
 		t.Errorf("settings err = %v, want ErrSecretInDefaults", err)
+	}
+}
+
+// Defaults the sidecar cannot decode stop the injector at startup, not
+// every injected sidecar later.
+func TestLoadProxyDefaultsRefusesWhatTheSidecarCannotRead(t *testing.T) {
+	for _, tc := range []struct {
+		doc, want string
+	}{
+		{"oidc:\n  issuer_url: https://login.example.com\n", "issuer_url"},
+		{"session:\n  ttl: [1h]\n", "time.Duration"},
+		{"oidc:\n  discovery_url: https://login.example.com\n", ""},
+		// Values are judged with the pod's own settings, at admission.
+		{"session:\n  store: disk\n", ""},
+	} {
+		path := filepath.Join(t.TempDir(), "defaults.yaml")
+		if err := os.WriteFile(path, []byte(tc.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadProxyDefaults(path)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q refused: %v", tc.doc, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "sidecar cannot read")):
+			t.Errorf("%q: err = %v, want the sidecar's complaint about %s", tc.doc, err, tc.want)
+		}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
 // TestREADMEDocumentsEveryFlag keeps the README's injector table in step
@@ -22,4 +24,20 @@ func TestREADMEDocumentsEveryFlag(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestREADMEDocumentsEveryPodSecretKey keeps the README's table of the
+// pod Secret's keys in step with what the injector writes (regenerate with
+// go run ./hack/gendoc -w README.md).
+func TestREADMEDocumentsEveryPodSecretKey(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range config.PodSecretKeys() {
+		row := "| `" + k.Key + "` | `" + k.Setting.Path + "` | `" + k.Setting.EnvName() + "` |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README lacks the Secret key row %s", row)
+		}
+	}
 }

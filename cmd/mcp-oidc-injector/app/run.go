@@ -220,6 +220,7 @@ func (o *Options) settings(cfg *rest.Config) (inject.Settings, error) {
 		Resources:            o.Resources(),
 		ProxyDefaults:        defaults,
 		InjectorNamespace:    o.Namespace,
+		RedisSecret:          o.RedisSecret,
 	}, nil
 }
 

@@ -80,8 +80,8 @@ func Main(ctx context.Context, io IO, run RunFunc) int {
 	// Injected sidecars get their pod's name through the downward API;
 	// put it on every line so logs can be told apart without a collector.
 	env := envMap(io.Env)
-	if pod := env["POD_NAME"]; pod != "" {
-		logger = logger.With(zap.String("pod", pod), zap.String("namespace", env["POD_NAMESPACE"]))
+	if pod := env[config.PodNameEnv]; pod != "" {
+		logger = logger.With(zap.String("pod", pod), zap.String("namespace", env[config.PodNamespaceEnv]))
 	}
 
 	if err := run(ctx, Runtime{

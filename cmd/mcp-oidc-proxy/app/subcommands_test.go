@@ -252,3 +252,28 @@ func TestServeRefusesInvalidAppProbes(t *testing.T) {
 		t.Fatalf("exit %d stderr %q, want 1 naming %s", code, stderr.String(), probe.EnvVar)
 	}
 }
+
+// CheckSubcommand judges a command line exactly as the subcommand would,
+// without acting (no netlink, no polling).
+func TestCheckSubcommand(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		ok, bad bool
+	}{
+		{config.InitRedirectArgs(8080, 15080), true, false},
+		{[]string{config.CmdInitRedirect, "--remove"}, true, false},
+		{[]string{config.CmdInitRedirect, "--port", "0", "--to", "1"}, true, true},
+		{[]string{config.CmdInitRedirect, "--port", "80", "--to", "81", "extra"}, true, true},
+		{[]string{config.CmdInitRedirect, "--prot", "80"}, true, true},
+		{config.WaitArgs("http://127.0.0.1:15090/healthz", time.Minute), true, false},
+		{[]string{config.CmdWait, "--url", "/healthz"}, true, true},
+		{[]string{config.CmdWait, "--url", "http://127.0.0.1:1/", "--timeout", "soon"}, true, true},
+		{[]string{"--listen=:15080"}, false, false},
+		{nil, false, false},
+	} {
+		ok, err := CheckSubcommand(tc.args)
+		if ok != tc.ok || (err != nil) != tc.bad {
+			t.Errorf("CheckSubcommand(%q) = %v, %v; want subcommand=%v, refused=%v", tc.args, ok, err, tc.ok, tc.bad)
+		}
+	}
+}
