@@ -10,9 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
-
 	"testing"
+	"time"
 )
 
 // Where the cluster of hack/cluster/up.sh keeps its admin kubeconfig.
@@ -37,7 +36,8 @@ type environment struct {
 	helm       string
 	kubeconfig string
 	version    string // the images' tag
-	// binDir holds kubectl and helm; it goes first in the README steps' PATH.
+	// pathDirs hold kubectl and helm; they go first in the README steps'
+	// PATH.
 	pathDirs []string
 }
 
