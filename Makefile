@@ -13,10 +13,12 @@ endif
 LDFLAGS := -s -w -X github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app.Version=$(VERSION)
 # The race detector roughly doubles test time; CI on 2 cores has room for it.
 TEST_FLAGS ?= -race -count=1 -timeout 20m
+# The cluster suite (test/cluster) brings a one-node cluster up and walks the README on it.
+CLUSTER_TEST_FLAGS ?= -race -count=1 -timeout 45m -v
 # How long `make fuzz` runs each fuzz target; short by default, e.g. FUZZTIME=60s.
 FUZZTIME ?= 10s
 
-.PHONY: help print-version build images test unit lint fuzz demo bench deps clean cluster-up cluster-down
+.PHONY: help print-version build images test test-cluster unit lint fuzz demo bench deps clean cluster-up cluster-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,8 +44,14 @@ lint: ## go vet and gofmt
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: deps lint ## every test, with the race detector (installs redis-server when run as root)
-	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" HELM="$$(hack/helm-bin.sh)" $(GO) test $(TEST_FLAGS) ./...
+test: deps lint ## every test, with the race detector, then test-cluster (root: installs redis-server, runs a cluster)
+	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" HELM="$$(hack/helm-bin.sh)" $(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v '/test/cluster$$')
+	$(MAKE) test-cluster
+
+test-cluster: images ## the end-to-end suite on a one-node cluster (root; brings it up and down unless one runs; MCP_CLUSTER_KEEP=1 keeps it)
+	@hack/envtest-bins.sh >/dev/null
+	@hack/kube-bins.sh >/dev/null
+	KUBECTL="$(BIN)/kubectl" HELM="$$(hack/helm-bin.sh)" VERSION="$(VERSION)" $(GO) test $(CLUSTER_TEST_FLAGS) ./test/cluster/
 
 fuzz: ## run every fuzz target for FUZZTIME (default 10s) one after another (targets: hack/fuzz.sh)
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh

@@ -5,9 +5,12 @@
 // and /healthz for the kubelet's probes. whoami shows the identity headers
 // the proxy forwarded.
 //
-// Settings: PORT (default 8080), the port it listens on, on every address;
-// the injector's rebind mode moves the app by setting it. Each tool call is
-// logged as one JSON line on stderr.
+// Settings: PORT (default 8080), the port it listens on; the injector's
+// rebind mode moves the app by setting it. HOST (default: every address),
+// the IP address it listens on; in rebind mode set it to 127.0.0.1 so that
+// only the proxy beside it reaches the app. Each tool call is logged as one
+// JSON line on stderr. On SIGTERM it stops accepting, ends open /events
+// streams with a "shutdown" event and waits for other requests.
 package main
 
 import (
@@ -60,22 +63,30 @@ func run(ctx context.Context, getenv func(string) string, log *zap.Logger) error
 	return serve(ctx, ln, log)
 }
 
-// listenAddr is the address to listen on, from PORT.
+// listenAddr is the address to listen on, from HOST and PORT.
 func listenAddr(getenv func(string) string) (string, error) {
-	v := getenv("PORT")
-	if v == "" {
-		return fmt.Sprintf(":%d", DefaultPort), nil
+	port := DefaultPort
+	if v := getenv("PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			return "", fmt.Errorf("PORT=%q: want a port number between 1 and 65535", v)
+		}
+		port = p
 	}
-	port, err := strconv.Atoi(v)
-	if err != nil || port < 1 || port > 65535 {
-		return "", fmt.Errorf("PORT=%q: want a port number between 1 and 65535", v)
+	host := getenv("HOST")
+	if host != "" && net.ParseIP(host) == nil {
+		return "", fmt.Errorf("HOST=%q: want an IP address such as 127.0.0.1", host)
 	}
-	return fmt.Sprintf(":%d", port), nil
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
-// serve serves Handler on ln until ctx ends, then shuts down gracefully.
+// serve serves Handler on ln until ctx ends, then shuts down gracefully:
+// open /events streams end at once with their "shutdown" event, other
+// requests get shutdownGrace to finish.
 func serve(ctx context.Context, ln net.Listener, log *zap.Logger) error {
-	srv := &http.Server{Handler: Handler(log), ReadHeaderTimeout: 10 * time.Second}
+	stop := make(chan struct{})
+	srv := &http.Server{Handler: Handler(log, stop), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(func() { close(stop) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", zap.String("address", ln.Addr().String()))
@@ -95,14 +106,14 @@ func serve(ctx context.Context, ln net.Listener, log *zap.Logger) error {
 	return nil
 }
 
-// Handler serves the MCP server at /mcp, the SSE stream at /events and
-// /healthz, and logs each tool call.
-func Handler(log *zap.Logger) http.Handler {
+// Handler serves the MCP server at /mcp, the SSE stream at /events (ended
+// when stop is closed) and /healthz, and logs each tool call.
+func Handler(log *zap.Logger, stop <-chan struct{}) http.Handler {
 	s := mcpserver.NewServer()
 	s.AddReceivingMiddleware(logToolCalls(log))
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	mux.Handle("/events", mcpserver.Events())
+	mux.Handle("/events", mcpserver.Events(stop))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

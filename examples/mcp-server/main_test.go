@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"testing"
 	"time"
 
@@ -20,25 +21,25 @@ const testTimeout = 30 * time.Second
 
 func TestListenAddr(t *testing.T) {
 	tests := []struct {
-		port    string
-		want    string
-		wantErr bool
+		host, port string
+		want       string
+		wantErr    bool
 	}{
-		{"", ":8080", false},
-		{"15081", ":15081", false},
-		{"0", "", true},
-		{"65536", "", true},
-		{"http", "", true},
+		{"", "", ":8080", false},
+		{"", "15081", ":15081", false},
+		{"127.0.0.1", "15081", "127.0.0.1:15081", false},
+		{"::1", "", "[::1]:8080", false},
+		{"localhost", "15081", "", true},
+		{"", "0", "", true},
+		{"", "65536", "", true},
+		{"", "http", "", true},
 	}
 	for _, tt := range tests {
 		got, err := listenAddr(func(k string) string {
-			if k == "PORT" {
-				return tt.port
-			}
-			return ""
+			return map[string]string{"HOST": tt.host, "PORT": tt.port}[k]
 		})
 		if got != tt.want || (err != nil) != tt.wantErr {
-			t.Errorf("PORT=%q: %q, %v; want %q, error %v", tt.port, got, err, tt.want, tt.wantErr)
+			t.Errorf("HOST=%q PORT=%q: %q, %v; want %q, error %v", tt.host, tt.port, got, err, tt.want, tt.wantErr)
 		}
 	}
 }
@@ -54,7 +55,7 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func TestHandler(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	srv := httptest.NewServer(Handler(zap.New(core)))
+	srv := httptest.NewServer(Handler(zap.New(core), nil))
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	defer cancel()
@@ -121,11 +122,25 @@ func TestServeStopsOnCancel(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// A stream far longer than the test: the shutdown must end it.
+	resp, err := http.Get("http://" + ln.Addr().String() + "/events?count=600&interval=1s")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("open /events: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	stopped := time.Now()
 	cancel()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || !regexp.MustCompile(`event: shutdown\ndata: \d+\n\n$`).Match(body) {
+		t.Errorf("the open stream ended with %q, %v; want a clean end with the shutdown event", body, err)
+	}
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Errorf("serve = %v, want nil after cancel", err)
+		}
+		if d := time.Since(stopped); d >= shutdownGrace {
+			t.Errorf("serve took %s to stop with an open stream; the stream must end at once, not at the grace period %s", d, shutdownGrace)
 		}
 	case <-time.After(testTimeout):
 		t.Fatal("serve did not return after cancel")

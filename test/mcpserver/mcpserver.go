@@ -178,8 +178,11 @@ func NewServer() *mcp.Server {
 // Events serves a plain Server-Sent Events stream (not MCP) for clients
 // that only need a long-lived stream: GET ?count=N&interval=D sends the
 // events "tick" with data 1..N, D apart (default 1s), then "done" with data
-// N, and ends the response.
-func Events() http.Handler {
+// N, and ends the response. Closing stop (nil: never) ends every open
+// stream early with the event "shutdown" (data: the ticks sent), so a
+// server that is shutting down completes its streams instead of leaving
+// them to be cut when the process exits.
+func Events(stop <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
@@ -209,13 +212,29 @@ func Events() http.Handler {
 		if err := rc.Flush(); err != nil {
 			return
 		}
-		n, err := tick(r.Context(), count, interval, func(i int) error {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stopped := make(chan struct{})
+		go func() {
+			select {
+			case <-stop:
+				close(stopped)
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		n, err := tick(ctx, count, interval, func(i int) error {
 			if _, err := fmt.Fprintf(w, "event: tick\ndata: %d\n\n", i); err != nil {
 				return err
 			}
 			return rc.Flush()
 		})
 		if err != nil {
+			select {
+			case <-stopped:
+				_, _ = fmt.Fprintf(w, "event: shutdown\ndata: %d\n\n", n)
+			default:
+			}
 			return
 		}
 		_, _ = fmt.Fprintf(w, "event: done\ndata: %d\n\n", n)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -125,7 +126,7 @@ func TestTickStopsWithContext(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
-	srv := httptest.NewServer(Events())
+	srv := httptest.NewServer(Events(nil))
 	t.Cleanup(srv.Close)
 	tests := []struct {
 		name       string
@@ -166,6 +167,41 @@ func TestEvents(t *testing.T) {
 				t.Errorf("Content-Type %q, want text/event-stream", resp.Header.Get("Content-Type"))
 			}
 		})
+	}
+}
+
+// TestEventsStop: closing stop ends an open stream at once with the event
+// "shutdown", and the response completes (no truncated body), so a server
+// shutting down can end its streams cleanly.
+func TestEventsStop(t *testing.T) {
+	stop := make(chan struct{})
+	srv := httptest.NewServer(Events(stop))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"?count=600&interval=10ms", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, len("event: tick\ndata: 1\n\n"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "event: tick\ndata: 1\n\n" {
+		t.Fatalf("first event %q, %v", first, err)
+	}
+	close(stop)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("the stream did not end cleanly after stop: %v (read %q)", err, rest)
+	}
+	if !regexp.MustCompile(`event: shutdown\ndata: \d+\n\n$`).Match(rest) {
+		t.Fatalf("after stop the stream sent %q; want it to end with the shutdown event", rest)
+	}
+	if strings.Contains(string(rest), "event: done") {
+		t.Errorf("the stream ran to its end (%q) although it was stopped", rest)
 	}
 }
 

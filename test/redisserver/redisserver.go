@@ -35,6 +35,7 @@ const startTimeout = 10 * time.Second
 type Option func(*config)
 
 type config struct {
+	bind     string
 	username string
 	password string
 	args     []string
@@ -45,6 +46,14 @@ type config struct {
 // tests of password-only authentication.
 func WithPassword(password string) Option {
 	return func(c *config) { c.username, c.password = "", password }
+}
+
+// WithBind makes the server listen on host (an address of this machine)
+// instead of 127.0.0.1, for clients that cannot reach the host's loopback:
+// pods of the test cluster reach the node address 198.18.0.1. The port is
+// still chosen free on that address; Addr and URL name it.
+func WithBind(host string) Option {
+	return func(c *config) { c.bind = host }
 }
 
 // WithUser creates an ACL user with full access and disables the default
@@ -103,7 +112,10 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&s.cfg)
 	}
-	port, err := freePort()
+	if s.cfg.bind == "" {
+		s.cfg.bind = "127.0.0.1"
+	}
+	port, err := freePort(s.cfg.bind)
 	if err != nil {
 		tb.Fatalf("redisserver: find a free port: %v", err)
 	}
@@ -117,7 +129,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 
 // Addr is the host:port the server listens on.
 func (s *Server) Addr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+	return net.JoinHostPort(s.cfg.bind, strconv.Itoa(s.port))
 }
 
 // URL is a redis:// URL for database 0, including the credentials the
@@ -205,7 +217,7 @@ func (s *Server) start() error {
 	}
 	args = append(args,
 		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
+		"--bind", s.cfg.bind,
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--protected-mode", "no",
@@ -290,8 +302,8 @@ func ping(addr string) error {
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
 	}

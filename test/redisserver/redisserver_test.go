@@ -122,3 +122,22 @@ func TestSentinel(t *testing.T) {
 		t.Fatalf("ROLE on the replica = %q, want the five-element replica reply", got)
 	}
 }
+
+// TestWithBind: the server listens on the chosen address only, and Addr and
+// URL name it (the cluster suite binds the node address so pods reach it).
+func TestWithBind(t *testing.T) {
+	s := Start(t, WithBind("127.0.0.2"))
+	host, port, err := net.SplitHostPort(s.Addr())
+	if err != nil || host != "127.0.0.2" {
+		t.Fatalf("Addr = %q (%v), want host 127.0.0.2", s.Addr(), err)
+	}
+	if got := command(t, s.Addr(), "PING"); got != "+PONG" {
+		t.Fatalf("PING on %s = %q, want +PONG", s.Addr(), got)
+	}
+	if u, err := url.Parse(s.URL()); err != nil || u.Host != s.Addr() {
+		t.Fatalf("URL = %q, want host %s", s.URL(), s.Addr())
+	}
+	if err := ping(net.JoinHostPort("127.0.0.1", port)); err == nil {
+		t.Fatalf("the server also answers on 127.0.0.1:%s; it must listen on the bound address only", port)
+	}
+}
