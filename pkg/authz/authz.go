@@ -39,7 +39,16 @@ type Rules struct {
 
 // Policy holds the current rules and can be updated while serving.
 type Policy struct {
-	rules atomic.Pointer[Rules]
+	rules atomic.Pointer[compiled]
+}
+
+// compiled is a normalised rule set with what Check would otherwise work
+// out on every request.
+type compiled struct {
+	Rules
+	// claimNames are RequiredClaims' names, sorted so the reason names the
+	// same claim every time.
+	claimNames []string
 }
 
 // New returns a policy enforcing r.
@@ -62,7 +71,7 @@ func (p *Policy) Set(r Rules) {
 	if len(r.RequiredClaims) > 0 {
 		norm.RequiredClaims = maps.Clone(r.RequiredClaims)
 	}
-	p.rules.Store(&norm)
+	p.rules.Store(&compiled{Rules: norm, claimNames: slices.Sorted(maps.Keys(norm.RequiredClaims))})
 }
 
 // Check returns nil when id may pass, or an error whose text is safe to show
@@ -92,8 +101,7 @@ func (p *Policy) Check(id *identity.Identity) error {
 	}) {
 		return fmt.Errorf("you are not in a group allowed to use this MCP server")
 	}
-	// Sorted, so the reason names the same claim every time.
-	for _, name := range slices.Sorted(maps.Keys(r.RequiredClaims)) {
+	for _, name := range r.claimNames {
 		if !claimHas(claimValue(id, name), r.RequiredClaims[name]) {
 			return fmt.Errorf("the required claim %q is missing or does not have the required value", name)
 		}

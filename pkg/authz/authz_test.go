@@ -120,3 +120,22 @@ func TestSetCopiesRequiredClaims(t *testing.T) {
 		t.Fatalf("caller's later map change leaked into the policy: %v", err)
 	}
 }
+
+// TestCheckAllocatesNothingOnAPass: Check runs on every request, so passing
+// every kind of rule (e-mail, group, required claims from the raw claims and
+// from the standard fields) allocates nothing.
+func TestCheckAllocatesNothingOnAPass(t *testing.T) {
+	p := New(Rules{
+		AllowedEmailDomains: []string{"example.com"},
+		AllowedGroups:       []string{"ops"},
+		RequiredClaims:      map[string]string{"tenant": "t1", "sub": "a", "groups": "dev"},
+	})
+	id := &identity.Identity{Subject: "a", Email: "alice@example.com", EmailVerified: true, Groups: []string{"dev", "ops"},
+		Claims: map[string]any{"tenant": "t1"}}
+	if err := p.Check(id); err != nil {
+		t.Fatalf("Check = %v, want a pass", err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = p.Check(id) }); n != 0 {
+		t.Fatalf("a passing Check allocates %.0f times, want 0", n)
+	}
+}

@@ -10,10 +10,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"iter"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -215,7 +217,9 @@ type header struct {
 
 // Validate verifies raw's signature, issuer, audience and lifetime and
 // returns its claims. A token validated before is answered from the cache
-// while it is unexpired and its signing key is still published.
+// while it is unexpired and its signing key is still published; the cached
+// Token itself is returned, shared by every request carrying that token
+// (read-only, see Validator), so a hit copies no claims.
 func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error) {
 	iss, auds, err := expected(ctx, v.issuer, v.audiences, v.issuerReq, v.audienceReq)
 	if err != nil {
@@ -225,7 +229,9 @@ func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error)
 		tok, _, err := v.validate(ctx, raw, iss, auds)
 		return tok, err
 	}
-	sum := sha256.Sum256([]byte(raw))
+	// Sum256 only reads its input: hashing the string's bytes in place
+	// spares every request a copy of the token.
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 	if e := v.cache.get(sum, v.now(), v.skew); e != nil {
 		// The cache remembers the signature and lifetime; issuer and
 		// audience are what this request expects, checked every time.
@@ -234,7 +240,7 @@ func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error)
 		}
 		set, err := v.currentKeys(ctx, false)
 		if err == nil && keyStillTrusted(set, e.kid, e.alg, e.key) {
-			return cloneToken(e.tok), nil
+			return e.tok, nil
 		}
 		// The key is gone or the keys are unavailable: validate afresh,
 		// which gives the precise error (or finds a rotated-in key).
@@ -246,7 +252,7 @@ func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error)
 	}
 	e.tok = tok
 	v.cache.put(sum, e, v.now(), v.skew)
-	return cloneToken(tok), nil
+	return tok, nil
 }
 
 // validate does the full validation. Besides the token it returns a cache
@@ -334,29 +340,37 @@ func (v *JWTValidator) currentKeys(ctx context.Context, unknownKID bool) (*jose.
 // token with hdr: matching kid (any key when the token has none) and a
 // compatible algorithm.
 func candidateKeys(set *jose.JSONWebKeySet, hdr jose.Header) []any {
-	if set == nil {
-		return nil
+	return slices.Collect(eachCandidateKey(set, hdr))
+}
+
+// eachCandidateKey yields what candidateKeys returns without collecting it
+// (keyStillTrusted runs on every cached validation).
+func eachCandidateKey(set *jose.JSONWebKeySet, hdr jose.Header) iter.Seq[any] {
+	return func(yield func(any) bool) {
+		if set == nil {
+			return
+		}
+		for _, k := range set.Keys {
+			if hdr.KeyID != "" && k.KeyID != hdr.KeyID {
+				continue
+			}
+			if k.Use != "" && k.Use != "sig" {
+				continue
+			}
+			if k.Algorithm != "" && k.Algorithm != hdr.Algorithm {
+				continue
+			}
+			if !k.IsPublic() {
+				k = k.Public()
+			}
+			switch k.Key.(type) {
+			case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+				if !yield(k.Key) {
+					return
+				}
+			}
+		}
 	}
-	var out []any
-	for _, k := range set.Keys {
-		if hdr.KeyID != "" && k.KeyID != hdr.KeyID {
-			continue
-		}
-		if k.Use != "" && k.Use != "sig" {
-			continue
-		}
-		if k.Algorithm != "" && k.Algorithm != hdr.Algorithm {
-			continue
-		}
-		if !k.IsPublic() {
-			k = k.Public()
-		}
-		switch k.Key.(type) {
-		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
-			out = append(out, k.Key)
-		}
-	}
-	return out
 }
 
 // typeAllowed applies the typ allow-list, if any.

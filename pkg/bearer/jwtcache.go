@@ -2,8 +2,9 @@ package bearer
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/sha256"
-	"slices"
 	"sync"
 	"time"
 
@@ -126,7 +127,10 @@ func (c *jwtCache) len() int {
 // under kid and alg: a key removed from the set (rotation, compromise)
 // stops vouching for tokens it signed, cached or not.
 func keyStillTrusted(set *jose.JSONWebKeySet, kid, alg string, key crypto.PublicKey) bool {
-	for _, k := range candidateKeys(set, jose.Header{KeyID: kid, Algorithm: alg}) {
+	for k := range eachCandidateKey(set, jose.Header{KeyID: kid, Algorithm: alg}) {
+		if sameKeyObject(k, key) {
+			return true
+		}
 		if eq, ok := k.(interface{ Equal(crypto.PublicKey) bool }); ok && eq.Equal(key) {
 			return true
 		}
@@ -134,43 +138,18 @@ func keyStillTrusted(set *jose.JSONWebKeySet, kid, alg string, key crypto.Public
 	return false
 }
 
-// cloneToken deep-copies t so a caller's changes (to slices, maps or
-// nested claim values) do not reach the cached original. Token.Claims and
-// Identity.Claims stay one map, as tokenFromClaims built them.
-func cloneToken(t *Token) *Token {
-	out := *t
-	out.Audience = slices.Clone(t.Audience)
-	out.Scopes = slices.Clone(t.Scopes)
-	out.Identity.Groups = slices.Clone(t.Identity.Groups)
-	out.Claims, _ = cloneJSON(t.Claims).(map[string]any)
-	out.Identity.Claims = out.Claims
-	return &out
-}
-
-// cloneJSON deep-copies a value decoded from JSON (maps, slices and
-// scalars, which are immutable).
-func cloneJSON(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		if v == nil {
-			return v
-		}
-		m := make(map[string]any, len(v))
-		for k, e := range v {
-			m[k] = cloneJSON(e)
-		}
-		return m
-	case []any:
-		if v == nil {
-			return v
-		}
-		s := make([]any, len(v))
-		for i, e := range v {
-			s[i] = cloneJSON(e)
-		}
-		return s
-	case []string:
-		return slices.Clone(v)
+// sameKeyObject reports whether a and b are the same RSA or ECDSA key
+// object, as they are while the key set the token was verified with is
+// still the cached one: then the comparison by value (which for ECDSA
+// encodes both points) is not needed.
+func sameKeyObject(a, b crypto.PublicKey) bool {
+	switch a := a.(type) {
+	case *ecdsa.PublicKey:
+		b, ok := b.(*ecdsa.PublicKey)
+		return ok && a == b
+	case *rsa.PublicKey:
+		b, ok := b.(*rsa.PublicKey)
+		return ok && a == b
 	}
-	return v
+	return false
 }

@@ -37,7 +37,9 @@ type Token struct {
 }
 
 // Validator turns a raw bearer token into a validated Token. Implemented by
-// *JWTValidator, *Introspector and *Chain.
+// *JWTValidator, *Introspector and *Chain. The Token may be shared with
+// other requests (JWTValidator answers repeated tokens from a cache without
+// copying them): treat it, its slices and its Claims as read-only.
 type Validator interface {
 	Validate(ctx context.Context, raw string) (*Token, error)
 }

@@ -385,11 +385,11 @@ func TestProbeHandOver(t *testing.T) {
 				t.Fatal(err)
 			}
 			live := set[probe.Path("server", probe.Liveness)]
-			if live.HTTPGet == nil || live.HTTPGet.Port != intstr.FromInt32(tc.appPort) || live.HTTPGet.Host != "" || live.HTTPGet.Path != "/h" || live.TimeoutSeconds != 4 {
+			if live.HTTPGet == nil || live.HTTPGet.Port != probe.PortNumber(tc.appPort) || live.HTTPGet.Host != "" || live.HTTPGet.Path != "/h" || live.TimeoutSeconds != 4 {
 				t.Errorf("liveness original: %+v", live.HTTPGet)
 			}
 			ready := set[probe.Path("server", probe.Readiness)]
-			if ready.TCPSocket == nil || ready.TCPSocket.Port != intstr.FromInt32(tc.appPort) || ready.TCPSocket.Host != "" {
+			if ready.TCPSocket == nil || ready.TCPSocket.Port != probe.PortNumber(tc.appPort) || ready.TCPSocket.Host != "" {
 				t.Errorf("readiness original: %+v", ready.TCPSocket)
 			}
 			start := set[probe.Path("server", probe.Startup)]

@@ -52,32 +52,48 @@ func collectProbes(d *denials, pod *corev1.Pod, mode Mode, port, appPort int32) 
 			orig := probe.Probe{TimeoutSeconds: pr.TimeoutSeconds}
 			switch {
 			case pr.HTTPGet != nil:
-				h := pr.HTTPGet.DeepCopy()
-				n, ok := probePort(d, c, kp.kind, h.Port)
+				n, ok := probePort(d, c, kp.kind, pr.HTTPGet.Port)
 				if !ok {
 					continue
 				}
-				h.Host = ""
-				h.Port = intstr.FromInt32(remap(n))
-				orig.HTTPGet = h
+				orig.HTTPGet = httpGetOf(pr.HTTPGet, remap(n))
 			case pr.TCPSocket != nil:
-				t := pr.TCPSocket.DeepCopy()
-				n, ok := probePort(d, c, kp.kind, t.Port)
+				n, ok := probePort(d, c, kp.kind, pr.TCPSocket.Port)
 				if !ok {
 					continue
 				}
-				t.Host = ""
-				t.Port = intstr.FromInt32(remap(n))
-				orig.TCPSocket = t
+				orig.TCPSocket = &probe.TCPSocketAction{Port: probe.PortNumber(remap(n))}
 			default:
-				g := pr.GRPC.DeepCopy()
-				g.Port = remap(g.Port)
-				orig.GRPC = g
+				orig.GRPC = grpcOf(pr.GRPC, remap(pr.GRPC.Port))
 			}
 			set[probe.Path(c.Name, kp.kind)] = orig
 		}
 	}
 	return set
+}
+
+// httpGetOf converts h to the hand-over encoding with the resolved port and
+// no host (the replay always targets the app on loopback).
+func httpGetOf(h *corev1.HTTPGetAction, port int32) *probe.HTTPGetAction {
+	out := &probe.HTTPGetAction{Path: h.Path, Port: probe.PortNumber(port), Scheme: string(h.Scheme)}
+	for _, hh := range h.HTTPHeaders {
+		out.HTTPHeaders = append(out.HTTPHeaders, probe.HTTPHeader{Name: hh.Name, Value: hh.Value})
+	}
+	if h.Protocol != nil {
+		p := string(*h.Protocol)
+		out.Protocol = &p
+	}
+	return out
+}
+
+// grpcOf converts g to the hand-over encoding with port.
+func grpcOf(g *corev1.GRPCAction, port int32) *probe.GRPCAction {
+	out := &probe.GRPCAction{Port: port}
+	if g.Service != nil {
+		svc := *g.Service
+		out.Service = &svc
+	}
+	return out
 }
 
 // probePort resolves a probe's port against the container's own ports, as

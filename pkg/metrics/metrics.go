@@ -34,6 +34,7 @@ type Metrics struct {
 	upstreamErrs *prometheus.CounterVec
 	breakerState *prometheus.GaugeVec
 	reloads      *prometheus.CounterVec
+	tlsReloads   *prometheus.CounterVec
 	buildInfo    *prometheus.GaugeVec
 }
 
@@ -78,11 +79,15 @@ func New(version string) *Metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "config_reloads_total", Help: "Configuration reloads by result (applied, unchanged, refused).",
 	}, []string{"result"})
+	m.tlsReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "tls_certificate_reloads_total",
+		Help: "Reloads of the proxy's own TLS certificate after its files changed, by result (applied, refused: the running certificate is kept).",
+	}, []string{"result"})
 	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info", Help: "Always 1; the version label says which build runs.",
 	}, []string{"version"})
 	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.openStreams, m.authOutcomes,
-		m.storeOps, m.storeErrors, m.upstreamErrs, m.breakerState, m.reloads, m.buildInfo,
+		m.storeOps, m.storeErrors, m.upstreamErrs, m.breakerState, m.reloads, m.tlsReloads, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.buildInfo.WithLabelValues(version).Set(1)
 	m.BreakerStateChanged("closed")
@@ -168,6 +173,10 @@ func (m *Metrics) StreamClosed() { m.openStreams.Dec() }
 
 // ConfigReload counts a reload attempt.
 func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result).Inc() }
+
+// TLSCertificateReload counts a reload of the proxy's own TLS certificate
+// (pkg/certreload's observer).
+func (m *Metrics) TLSCertificateReload(result string) { m.tlsReloads.WithLabelValues(result).Inc() }
 
 // InstrumentStore wraps a session store so every operation is counted.
 func (m *Metrics) InstrumentStore(s session.Store) session.Store {

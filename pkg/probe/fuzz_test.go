@@ -4,9 +4,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // FuzzDecode throws arbitrary values of the probe environment variable at
@@ -15,9 +12,9 @@ import (
 // it survives Encode and Decode unchanged.
 func FuzzDecode(f *testing.F) {
 	seed, err := Encode(Set{
-		Path("server", Liveness):  {HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}, TimeoutSeconds: 3},
-		Path("server", Readiness): {TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}},
-		Path("sidecar", Startup):  {GRPC: &corev1.GRPCAction{Port: 9090}},
+		Path("server", Liveness):  {HTTPGet: &HTTPGetAction{Path: "/healthz", Port: PortNumber(8080)}, TimeoutSeconds: 3},
+		Path("server", Readiness): {TCPSocket: &TCPSocketAction{Port: PortNumber(8080)}},
+		Path("sidecar", Startup):  {GRPC: &GRPCAction{Port: 9090}},
 	})
 	if err != nil {
 		f.Fatal(err)

@@ -5,15 +5,17 @@
 // against localhost and answers with the app's result. Only those exact
 // paths bypass authentication, and they are served on the admin port, never
 // on the protected one. This package is only the encoding both sides share,
-// so the injector links no replay code.
+// so the injector links no replay code; and it declares its own types,
+// which encode exactly as the Kubernetes API's probe handlers do, so the
+// sidecar links no Kubernetes API packages (pkg/inject converts).
 package probe
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
-
-	corev1 "k8s.io/api/core/v1"
 )
 
 // EnvVar holds the JSON-encoded Set on the proxy container.
@@ -45,10 +47,77 @@ type Set map[string]Probe
 
 // Probe is one original probe.
 type Probe struct {
-	HTTPGet        *corev1.HTTPGetAction   `json:"httpGet,omitempty"`
-	TCPSocket      *corev1.TCPSocketAction `json:"tcpSocket,omitempty"`
-	GRPC           *corev1.GRPCAction      `json:"grpc,omitempty"`
-	TimeoutSeconds int32                   `json:"timeoutSeconds,omitempty"`
+	HTTPGet        *HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket      *TCPSocketAction `json:"tcpSocket,omitempty"`
+	GRPC           *GRPCAction      `json:"grpc,omitempty"`
+	TimeoutSeconds int32            `json:"timeoutSeconds,omitempty"`
+}
+
+// The handler types below mirror k8s.io/api/core/v1's field for field,
+// with the same JSON names, so the encoding is the one earlier injectors
+// wrote with the Kubernetes types themselves (pkg/inject tests that the two
+// encode alike).
+
+// HTTPGetAction is core/v1 HTTPGetAction.
+type HTTPGetAction struct {
+	Path        string       `json:"path,omitempty"`
+	Port        Port         `json:"port"`
+	Host        string       `json:"host,omitempty"`
+	Scheme      string       `json:"scheme,omitempty"`
+	HTTPHeaders []HTTPHeader `json:"httpHeaders,omitempty"`
+	// Protocol is carried for completeness; the replay speaks HTTP/1.1.
+	Protocol *string `json:"protocol,omitempty"`
+}
+
+// HTTPHeader is core/v1 HTTPHeader.
+type HTTPHeader struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// TCPSocketAction is core/v1 TCPSocketAction.
+type TCPSocketAction struct {
+	Port Port   `json:"port"`
+	Host string `json:"host,omitempty"`
+}
+
+// GRPCAction is core/v1 GRPCAction.
+type GRPCAction struct {
+	Port    int32   `json:"port"`
+	Service *string `json:"service"`
+}
+
+// Port is a probe's port as the Kubernetes API writes it (an IntOrString):
+// a JSON number, or a JSON string naming a container port. The injector
+// resolves names to numbers before encoding, so a Name reaching the sidecar
+// is a bug the replay reports.
+type Port struct {
+	Number int32
+	Name   string
+}
+
+// PortNumber is the port numbered n.
+func PortNumber(n int32) Port { return Port{Number: n} }
+
+// MarshalJSON writes a named port as a string and any other as a number.
+func (p Port) MarshalJSON() ([]byte, error) {
+	if p.Name != "" {
+		return json.Marshal(p.Name)
+	}
+	return strconv.AppendInt(nil, int64(p.Number), 10), nil
+}
+
+// UnmarshalJSON reads a string as a name and anything else as a number, as
+// the Kubernetes IntOrString does.
+func (p *Port) UnmarshalJSON(b []byte) error {
+	*p = Port{}
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &p.Name)
+	}
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	return json.Unmarshal(b, &p.Number)
 }
 
 // Encode renders s for EnvVar (deterministic: map keys are sorted by

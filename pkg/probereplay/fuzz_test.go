@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
@@ -32,7 +30,7 @@ func FuzzPathRoundTrip(f *testing.F) {
 			return
 		}
 		path := probe.Path(container, kinds[int(kind)%len(kinds)])
-		enc, err := probe.Encode(probe.Set{path: {HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(1)}}})
+		enc, err := probe.Encode(probe.Set{path: {HTTPGet: &probe.HTTPGetAction{Port: probe.PortNumber(1)}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,9 +85,9 @@ func FuzzReplayStaysOnLoopback(f *testing.F) {
 		if port < 1 || port > 65535 {
 			port = 1 + (port%65535+65535)%65535
 		}
-		a := &corev1.HTTPGetAction{Path: path, Host: host, Port: intstr.FromInt(port), Scheme: corev1.URIScheme(scheme)}
+		a := &probe.HTTPGetAction{Path: path, Host: host, Port: probe.PortNumber(int32(port)), Scheme: scheme}
 		if hname != "" {
-			a.HTTPHeaders = []corev1.HTTPHeader{{Name: hname, Value: hvalue}}
+			a.HTTPHeaders = []probe.HTTPHeader{{Name: hname, Value: hvalue}}
 		}
 		rp := NewReplayer(probe.Set{}, Options{})
 		rp.http.Transport = loopbackOnly{t: t, want: net.JoinHostPort(loopback, strconv.Itoa(port))}

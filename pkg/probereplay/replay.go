@@ -24,8 +24,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 )
@@ -151,12 +149,12 @@ func (rp *Replayer) replay(ctx context.Context, p probe.Probe, userAgent string)
 
 // port returns a numeric port. Named ports must have been resolved by the
 // injector; one that was not is a failure that says so.
-func port(p intstr.IntOrString) (int, error) {
-	n := int(p.IntVal)
-	if p.Type == intstr.String {
+func port(p probe.Port) (int, error) {
+	n := int(p.Number)
+	if p.Name != "" {
 		var err error
-		if n, err = strconv.Atoi(p.StrVal); err != nil {
-			return 0, fmt.Errorf("named port %q was not resolved to a number by the injector", p.StrVal)
+		if n, err = strconv.Atoi(p.Name); err != nil {
+			return 0, fmt.Errorf("named port %q was not resolved to a number by the injector", p.Name)
 		}
 	}
 	if n < 1 || n > 65535 {
@@ -179,12 +177,12 @@ func kubeletUA(incoming string) string {
 // the connection still goes to 127.0.0.1), User-Agent and Accept defaults,
 // success on 200-399. The probe's host field is ignored: the target is
 // always the app on loopback.
-func (rp *Replayer) replayHTTP(ctx context.Context, a *corev1.HTTPGetAction, userAgent string) (string, error) {
+func (rp *Replayer) replayHTTP(ctx context.Context, a *probe.HTTPGetAction, userAgent string) (string, error) {
 	n, err := port(a.Port)
 	if err != nil {
 		return "", fmt.Errorf("HTTP probe: %w", err)
 	}
-	scheme := strings.ToLower(string(a.Scheme))
+	scheme := strings.ToLower(a.Scheme)
 	if scheme == "" {
 		scheme = "http"
 	}
@@ -234,7 +232,7 @@ func (rp *Replayer) replayHTTP(ctx context.Context, a *corev1.HTTPGetAction, use
 }
 
 // replayTCP succeeds when a TCP connection to the port opens.
-func replayTCP(ctx context.Context, a *corev1.TCPSocketAction) (string, error) {
+func replayTCP(ctx context.Context, a *probe.TCPSocketAction) (string, error) {
 	n, err := port(a.Port)
 	if err != nil {
 		return "", fmt.Errorf("TCP probe: %w", err)
@@ -250,8 +248,8 @@ func replayTCP(ctx context.Context, a *corev1.TCPSocketAction) (string, error) {
 
 // replayGRPC calls grpc.health.v1.Health/Check over plaintext, as the
 // kubelet does; only SERVING is success.
-func replayGRPC(ctx context.Context, a *corev1.GRPCAction, userAgent string) (string, error) {
-	n, err := port(intstr.FromInt32(a.Port))
+func replayGRPC(ctx context.Context, a *probe.GRPCAction, userAgent string) (string, error) {
+	n, err := port(probe.PortNumber(a.Port))
 	if err != nil {
 		return "", fmt.Errorf("gRPC probe: %w", err)
 	}

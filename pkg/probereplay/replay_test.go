@@ -15,8 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probereplay"
@@ -88,18 +86,18 @@ func TestHTTPReplayMatchesTheAppsOwnProbe(t *testing.T) {
 			app := &httpApp{}
 			app.location.Store("/ok")
 			srv := httptest.NewUnstartedServer(app)
-			scheme := corev1.URISchemeHTTP
+			scheme := "HTTP"
 			if tls {
 				srv.StartTLS()
-				scheme = corev1.URISchemeHTTPS
+				scheme = "HTTPS"
 			} else {
 				srv.Start()
 			}
 			defer srv.Close()
 			path := probe.Path("app", probe.Readiness)
-			rp := probereplay.NewReplayer(probe.Set{path: {HTTPGet: &corev1.HTTPGetAction{
-				Path: "/healthz", Port: intstr.FromInt32(portOf(t, srv.URL)), Scheme: scheme,
-				HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Probe", Value: "yes"}, {Name: "Host", Value: "app.example"}},
+			rp := probereplay.NewReplayer(probe.Set{path: {HTTPGet: &probe.HTTPGetAction{
+				Path: "/healthz", Port: probe.PortNumber(portOf(t, srv.URL)), Scheme: scheme,
+				HTTPHeaders: []probe.HTTPHeader{{Name: "X-Probe", Value: "yes"}, {Name: "Host", Value: "app.example"}},
 			}}}, probereplay.Options{Logger: zaptest.NewLogger(t)})
 
 			states := []struct {
@@ -148,7 +146,7 @@ func TestHTTPReplayHonoursTheProbeTimeout(t *testing.T) {
 	defer srv.Close()
 	path := probe.Path("app", probe.Liveness)
 	rp := probereplay.NewReplayer(probe.Set{path: {
-		HTTPGet:        &corev1.HTTPGetAction{Path: "/slow", Port: intstr.FromInt32(portOf(t, srv.URL))},
+		HTTPGet:        &probe.HTTPGetAction{Path: "/slow", Port: probe.PortNumber(portOf(t, srv.URL))},
 		TimeoutSeconds: 1,
 	}}, probereplay.Options{})
 	code, body := ask(t, rp, http.MethodGet, path)
@@ -164,7 +162,7 @@ func TestTCPReplayMatchesTheAppsOwnProbe(t *testing.T) {
 	}
 	port := int32(ln.Addr().(*net.TCPAddr).Port)
 	path := probe.Path("app", probe.Startup)
-	rp := probereplay.NewReplayer(probe.Set{path: {TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}},
+	rp := probereplay.NewReplayer(probe.Set{path: {TCPSocket: &probe.TCPSocketAction{Port: probe.PortNumber(port)}}},
 		probereplay.Options{})
 
 	states := []struct {
@@ -208,10 +206,10 @@ func TestGRPCReplayMatchesTheAppsOwnProbe(t *testing.T) {
 	svc := "mcp"
 	unknown := "nope"
 	set := probe.Set{
-		"/app-probes/app/liveness":  {GRPC: &corev1.GRPCAction{Port: port}},
-		"/app-probes/app/readiness": {GRPC: &corev1.GRPCAction{Port: port, Service: &svc}},
-		"/app-probes/app/startup":   {GRPC: &corev1.GRPCAction{Port: port, Service: &unknown}},
-		"/app-probes/bare/liveness": {GRPC: &corev1.GRPCAction{Port: int32(bare.Addr().(*net.TCPAddr).Port)}},
+		"/app-probes/app/liveness":  {GRPC: &probe.GRPCAction{Port: port}},
+		"/app-probes/app/readiness": {GRPC: &probe.GRPCAction{Port: port, Service: &svc}},
+		"/app-probes/app/startup":   {GRPC: &probe.GRPCAction{Port: port, Service: &unknown}},
+		"/app-probes/bare/liveness": {GRPC: &probe.GRPCAction{Port: int32(bare.Addr().(*net.TCPAddr).Port)}},
 	}
 	rp := probereplay.NewReplayer(set, probereplay.Options{Logger: zaptest.NewLogger(t)})
 
@@ -254,10 +252,10 @@ func TestReplayerServesOnlyItsPathsOnGET(t *testing.T) {
 	defer app.Close()
 	path := probe.Path("app", probe.Liveness)
 	rp := probereplay.NewReplayer(probe.Set{
-		path:                         {HTTPGet: &corev1.HTTPGetAction{Path: "/ok", Port: intstr.FromInt32(portOf(t, app.URL))}},
-		"/app-probes/named/liveness": {HTTPGet: &corev1.HTTPGetAction{Path: "/ok", Port: intstr.FromString("http")}},
-		"/app-probes/zero/liveness":  {TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(0)}},
-		"/app-probes/ftp/liveness":   {HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(portOf(t, app.URL)), Scheme: "FTP"}},
+		path:                         {HTTPGet: &probe.HTTPGetAction{Path: "/ok", Port: probe.PortNumber(portOf(t, app.URL))}},
+		"/app-probes/named/liveness": {HTTPGet: &probe.HTTPGetAction{Path: "/ok", Port: probe.Port{Name: "http"}}},
+		"/app-probes/zero/liveness":  {TCPSocket: &probe.TCPSocketAction{Port: probe.PortNumber(0)}},
+		"/app-probes/ftp/liveness":   {HTTPGet: &probe.HTTPGetAction{Port: probe.PortNumber(portOf(t, app.URL)), Scheme: "FTP"}},
 	}, probereplay.Options{})
 	tests := []struct {
 		method, path string
@@ -291,8 +289,8 @@ func TestReplayNeverLeavesLoopback(t *testing.T) {
 	}))
 	defer app.Close()
 	path := probe.Path("app", probe.Liveness)
-	rp := probereplay.NewReplayer(probe.Set{path: {HTTPGet: &corev1.HTTPGetAction{
-		Host: "other.invalid", Path: "http://other.invalid:1/x", Port: intstr.FromInt32(portOf(t, app.URL)),
+	rp := probereplay.NewReplayer(probe.Set{path: {HTTPGet: &probe.HTTPGetAction{
+		Host: "other.invalid", Path: "http://other.invalid:1/x", Port: probe.PortNumber(portOf(t, app.URL)),
 	}}}, probereplay.Options{})
 	if code, body := ask(t, rp, http.MethodGet, path); code != http.StatusOK || hits.Load() != 1 {
 		t.Fatalf("replay answered %d (%q) with %d local hits, want 200 from the app on 127.0.0.1", code, body, hits.Load())

@@ -176,9 +176,15 @@ func New(opts Options) (*Proxy, error) {
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: rt,
-		// -1 flushes after every write, so each SSE event and each chunk of
-		// a streamed response reaches the client when the upstream sends it.
-		FlushInterval:  -1,
+		// 0 leaves flushing to ReverseProxy, which flushes SSE
+		// (text/event-stream) and bodies of unknown length (chunked
+		// streams) after every write, so each event reaches the client
+		// when the upstream sends it; a body with a Content-Length (a
+		// JSON-RPC answer) is written in one go when it is complete. -1
+		// would also flush those, which costs every small answer an extra
+		// goroutine, timer and write syscall (bench/results-fast.md).
+		FlushInterval:  0,
+		BufferPool:     &bufferPool{},
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.handleError,
 		// ReverseProxy's own messages are about copy errors after headers
@@ -187,6 +193,40 @@ func New(opts Options) (*Proxy, error) {
 	}
 	return p, nil
 }
+
+// copyBufferSize is the size of the buffer ReverseProxy copies each
+// response body through. It is held for as long as the body is copied,
+// which for an SSE stream is the stream's whole life, so it is what every
+// held stream costs; ReverseProxy's own default is a fresh 32 KiB per
+// response. MCP messages and SSE events are mostly far smaller; a large
+// body just takes more, still large, reads.
+const copyBufferSize = 8 << 10
+
+// bufferPool recycles a Proxy's copy buffers (httputil.BufferPool). It
+// pools array pointers, so neither Get nor Put allocates.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return buf[:]
+	}
+	return new([copyBufferSize]byte)[:]
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if len(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf))
+	}
+}
+
+// Transport buffer sizes: the upstream connection's bufio reader and
+// writer live as long as the connection, which for a held stream is the
+// stream's life. MCP requests and SSE event lines fit comfortably; longer
+// headers and bodies are still read and written whole, in more calls.
+const (
+	transportReadBufferSize  = 2 << 10
+	transportWriteBufferSize = 2 << 10
+)
 
 // DefaultTransport is the upstream transport used when Options.Transport is
 // nil: a clone of http.DefaultTransport tuned for one local HTTP/1.1 upstream
@@ -208,6 +248,8 @@ func DefaultTransport(responseHeaderTimeout time.Duration) *http.Transport {
 	// negotiating gzip, which would re-chunk streamed SSE responses.
 	t.DisableCompression = true
 	t.ResponseHeaderTimeout = responseHeaderTimeout
+	t.ReadBufferSize = transportReadBufferSize
+	t.WriteBufferSize = transportWriteBufferSize
 	return t
 }
 

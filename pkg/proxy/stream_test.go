@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,27 +23,24 @@ import (
 // TestStreamingIsUnbuffered: the upstream writes a first part, flushes and
 // then blocks until the test has read that part THROUGH THE PROXY. A proxy
 // that buffered would never deliver it, and the deadline turns that deadlock
-// into a failure. The fixed-length case only passes with FlushInterval -1,
-// because ReverseProxy flushes SSE and unknown-length bodies by itself.
+// into a failure. ReverseProxy flushes SSE and unknown-length bodies after
+// every write; a body with a Content-Length is not a stream and is written
+// when complete (TestFixedLengthBodyKeepsItsLength), which spares every
+// small JSON answer an eager flush (bench/results-fast.md).
 func TestStreamingIsUnbuffered(t *testing.T) {
 	tests := []struct {
 		name          string
 		contentType   string
-		contentLength bool
 		first, second string
 	}{
 		{name: "sse", contentType: "text/event-stream", first: "id: 1\ndata: one\n\n", second: "id: 2\ndata: two\n\n"},
 		{name: "chunked json lines", contentType: "application/x-ndjson", first: "{\"n\":1}\n", second: "{\"n\":2}\n"},
-		{name: "fixed length", contentType: "application/octet-stream", contentLength: true, first: "first-half\n", second: "secondhalf\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			firstRead := make(chan struct{})
 			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", tt.contentType)
-				if tt.contentLength {
-					w.Header().Set("Content-Length", fmt.Sprint(len(tt.first)+len(tt.second)))
-				}
 				_, _ = io.WriteString(w, tt.first)
 				http.NewResponseController(w).Flush()
 				select {
@@ -80,6 +79,64 @@ func TestStreamingIsUnbuffered(t *testing.T) {
 				t.Fatalf("second part = %q, want %q", rest, tt.second)
 			}
 		})
+	}
+}
+
+// TestFixedLengthBodyKeepsItsLength forwards bodies with a Content-Length,
+// smaller and larger than the pooled copy buffer, many at once: each arrives
+// whole with its length, and no body carries bytes of another (the copy
+// buffers are recycled between them).
+func TestFixedLengthBodyKeepsItsLength(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		fill := r.URL.Query().Get("fill")
+		body := strings.Repeat(fill, n)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		// Written in pieces with flushes, as a slow upstream would.
+		for len(body) > 0 {
+			k := min(len(body), 3000)
+			_, _ = io.WriteString(w, body[:k])
+			http.NewResponseController(w).Flush()
+			body = body[k:]
+		}
+	}))
+	t.Cleanup(up.Close)
+	p := newProxy(t, proxy.Options{Upstream: mustURL(t, up.URL)})
+	front := frontServer(t, withIdentity(p, &identity.Identity{Subject: "a"}, ""))
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		n := []int{0, 1, 100, 8 << 10, 8<<10 + 1, 100 << 10}[i%6]
+		fill := string(rune('a' + i%26))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/b?n=%d&fill=%s", front.URL, n, fill), nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer func() { _ = resp.Body.Close() }()
+			got, err := io.ReadAll(resp.Body)
+			switch {
+			case err != nil:
+				errs <- err
+			case resp.ContentLength != int64(n) || len(resp.TransferEncoding) != 0:
+				errs <- fmt.Errorf("n=%d: Content-Length %d, Transfer-Encoding %v", n, resp.ContentLength, resp.TransferEncoding)
+			case string(got) != strings.Repeat(fill, n):
+				errs <- fmt.Errorf("n=%d fill=%s: body differs (%d bytes)", n, fill, len(got))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 

@@ -11,8 +11,6 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 )
@@ -37,7 +35,7 @@ func TestAdminHandlerReplaysAppProbes(t *testing.T) {
 	readiness := probe.Path("mcp", probe.Readiness)
 	srv, err := New(context.Background(), bypassConfig(t, app.URL), Options{
 		Logger: zaptest.NewLogger(t), Level: zap.NewAtomicLevel(),
-		AppProbes: probe.Set{readiness: {HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt(port)}}},
+		AppProbes: probe.Set{readiness: {HTTPGet: &probe.HTTPGetAction{Path: "/ready", Port: probe.PortNumber(int32(port))}}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -18,11 +18,11 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authn"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/certreload"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
@@ -282,12 +282,13 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	}
 
 	if s.cfg.TLS.CertFile != "" {
-		cw, err := certwatcher.New(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+		cw, err := certreload.New(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile,
+			certreload.Options{Logger: s.log, Observe: s.metrics.TLSCertificateReload})
 		if err != nil {
 			return fmt.Errorf("tls: loading certificate: %w", err)
 		}
 		go func() {
-			if err := cw.Start(bg); err != nil {
+			if err := cw.Run(bg); err != nil {
 				s.log.Error("tls certificate watcher stopped", zap.Error(err))
 			}
 		}()

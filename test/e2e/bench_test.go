@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 )
 
 // benchClient keeps enough idle connections for RunParallel's goroutines,
@@ -23,9 +25,10 @@ func benchClient() *http.Client {
 	}
 }
 
-// runGets issues authenticated GETs of url in parallel and fails on any
-// non-200 answer.
-func runGets(b *testing.B, target string, cookie *http.Cookie) {
+// runGets issues authenticated GETs of url in parallel (with cookie, or
+// with an Authorization header when token is set) and fails on any non-200
+// answer.
+func runGets(b *testing.B, target string, cookie *http.Cookie, token ...string) {
 	client := benchClient()
 	defer client.CloseIdleConnections()
 	b.ReportAllocs()
@@ -40,6 +43,9 @@ func runGets(b *testing.B, target string, cookie *http.Cookie) {
 			req.Header.Set("Accept", "application/json")
 			if cookie != nil {
 				req.AddCookie(cookie)
+			}
+			if len(token) > 0 {
+				req.Header.Set("Authorization", "Bearer "+token[0])
 			}
 			resp, err := client.Do(req)
 			if err != nil {
@@ -64,6 +70,16 @@ func BenchmarkCookieSessionRedis(b *testing.B) {
 	p := e.start(b, proxyOptions{args: []string{"--log-level", "warn"}})
 	res := login(b, e.idp, p.URL, p.URL, "/")
 	runGets(b, p.URL+"/data", res.Cookie)
+}
+
+// BenchmarkBearerExternal is the full sidecar validating the provider's
+// audience-bound JWT access tokens (--oauth-mode external) on every request,
+// in front of the same endpoint.
+func BenchmarkBearerExternal(b *testing.B) {
+	e := newEnv(b, envOptions{idp: externalIDP([]string{externalResource})})
+	p := e.start(b, proxyOptions{args: []string{"--oauth-mode", "external", "--external-url", externalBase, "--log-level", "warn"}})
+	token := providerToken(b, e.idp, oidcprovider.DemoUsername, oidcprovider.DemoPassword)
+	runGets(b, p.URL+"/data", nil, token)
 }
 
 // BenchmarkBareReverseProxy is the limit any proxy is measured against: a

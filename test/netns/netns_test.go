@@ -27,8 +27,6 @@ import (
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/redirect"
@@ -277,7 +275,7 @@ func TestRedirectTakesOverThePodPortInANetworkNamespace(t *testing.T) {
 	// matter to an unauthenticated API caller), /public/* forwarded without
 	// login, and the app's readiness probe handed over as the injector does.
 	handover, err := probe.Encode(probe.Set{probe.Path("app", probe.Readiness): {
-		HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(appPort)},
+		HTTPGet: &probe.HTTPGetAction{Path: "/healthz", Port: probe.PortNumber(appPort)},
 	}})
 	if err != nil {
 		t.Fatal(err)
