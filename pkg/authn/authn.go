@@ -108,8 +108,14 @@ const (
 
 // Options are the dependencies and settings of an Authenticator.
 type Options struct {
-	// Store holds sessions, login state and refresh locks. Required.
-	Store session.Store
+	// Sessions holds the login sessions. Required.
+	Sessions session.Sessions
+	// States holds each started login's state until its callback consumes
+	// it, on whichever replica the callback lands. Required.
+	States session.SingleUse
+	// Locks serialises token refreshes of one session across replicas.
+	// Required.
+	Locks session.Locker
 	// Codec turns tickets into cookie values and encrypts payloads. Required.
 	Codec *session.Codec
 	// RelyingParty talks to the identity provider. Required.
@@ -181,7 +187,9 @@ var DefaultLoginRate = ratelimit.Rate{PerMinute: 60, Burst: 60}
 // Authenticator serves the browser login endpoints and authenticates
 // requests carrying a session cookie. Safe for concurrent use.
 type Authenticator struct {
-	store    session.Store
+	sessions session.Sessions
+	states   session.SingleUse
+	locks    session.Locker
 	codec    *session.Codec
 	rp       RelyingParty
 	log      *zap.Logger
@@ -195,8 +203,14 @@ type Authenticator struct {
 // New validates opts, fills defaults and returns an Authenticator.
 func New(opts Options) (*Authenticator, error) {
 	var errs []error
-	if opts.Store == nil {
-		errs = append(errs, errors.New("authn: Store is required"))
+	if opts.Sessions == nil {
+		errs = append(errs, errors.New("authn: Sessions is required"))
+	}
+	if opts.States == nil {
+		errs = append(errs, errors.New("authn: States is required"))
+	}
+	if opts.Locks == nil {
+		errs = append(errs, errors.New("authn: Locks is required"))
 	}
 	if opts.Codec == nil {
 		errs = append(errs, errors.New("authn: Codec is required"))
@@ -257,7 +271,9 @@ func New(opts Options) (*Authenticator, error) {
 		return nil, err
 	}
 	a := &Authenticator{
-		store:    opts.Store,
+		sessions: opts.Sessions,
+		states:   opts.States,
+		locks:    opts.Locks,
 		codec:    opts.Codec,
 		rp:       opts.RelyingParty,
 		log:      opts.Logger,

@@ -130,7 +130,7 @@ func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, retur
 		return
 	}
 	h := hashState(state)
-	if err := a.store.PutOnce(r.Context(), stateKeyPrefix+h, value, a.opts.StateTTL); err != nil {
+	if err := a.states.PutOnce(r.Context(), stateKeyPrefix+h, value, a.opts.StateTTL); err != nil {
 		a.logFor(r.Context()).Error("store login state", zap.Error(err))
 		writeStoreDown(w, r)
 		return
@@ -157,7 +157,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 		a.clearStateCookie(w)
 		// Consume the state so it cannot be retried; ignore the outcome.
 		if state != "" && len(state) <= maxStateParam {
-			if _, err := a.store.TakeOnce(r.Context(), stateKeyPrefix+hashState(state)); err != nil && !errors.Is(err, session.ErrNotFound) {
+			if _, err := a.states.TakeOnce(r.Context(), stateKeyPrefix+hashState(state)); err != nil && !errors.Is(err, session.ErrNotFound) {
 				a.logFor(r.Context()).Warn("discard login state after provider error", zap.Error(err))
 			}
 		}
@@ -186,7 +186,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 		a.badState(w, r, "this login was not started in this browser; start again")
 		return
 	}
-	raw, err := a.store.TakeOnce(r.Context(), stateKeyPrefix+h)
+	raw, err := a.states.TakeOnce(r.Context(), stateKeyPrefix+h)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		a.clearStateCookie(w)
@@ -234,7 +234,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 	// No session fixation: whatever session the browser had is ended and a
 	// fresh ticket is issued.
 	if old, f := a.ticketFromRequest(r); f == failNone {
-		if err := a.store.DeleteSession(r.Context(), old.ID()); err != nil {
+		if err := a.sessions.DeleteSession(r.Context(), old.ID()); err != nil {
 			a.logFor(r.Context()).Warn("delete previous session at login", zap.String("session", shortID(old.ID())), zap.Error(err))
 		}
 	}
@@ -259,7 +259,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 		a.internalError(w, r, "seal session", err)
 		return
 	}
-	evicted, err := a.store.CreateSession(r.Context(), session.Record{
+	evicted, err := a.sessions.CreateSession(r.Context(), session.Record{
 		ID:          ticket.ID(),
 		UserKey:     session.UserKey(p.Identity.Subject),
 		Data:        data,

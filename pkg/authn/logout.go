@@ -52,7 +52,7 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) {
 			writeStoreDown(w, r)
 			return
 		}
-		if err := a.store.DeleteSession(r.Context(), t.ID()); err != nil {
+		if err := a.sessions.DeleteSession(r.Context(), t.ID()); err != nil {
 			a.logFor(r.Context()).Error("delete session at logout", zap.String("session", shortID(t.ID())), zap.Error(err))
 			writeStoreDown(w, r)
 			return

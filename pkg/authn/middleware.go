@@ -134,7 +134,7 @@ func (a *Authenticator) authenticate(r *http.Request) (*current, failure) {
 	if !cur.payload.ExpiresAt.IsZero() && !now.Before(cur.payload.ExpiresAt) {
 		// The store expires it too; this covers clock skew between replicas
 		// and the store, and tests with an injected clock.
-		if err := a.store.DeleteSession(ctx, ticket.ID()); err != nil {
+		if err := a.sessions.DeleteSession(ctx, ticket.ID()); err != nil {
 			a.logFor(ctx).Warn("delete expired session", zap.String("session", shortID(ticket.ID())), zap.Error(err))
 		}
 		return nil, failEnded
@@ -173,7 +173,7 @@ func (a *Authenticator) ticketFromRequest(r *http.Request) (session.Ticket, fail
 
 // load reads and decrypts the session of ticket.
 func (a *Authenticator) load(ctx context.Context, t session.Ticket) (*current, error) {
-	rec, err := a.store.GetSession(ctx, t.ID())
+	rec, err := a.sessions.GetSession(ctx, t.ID())
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}

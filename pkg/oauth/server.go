@@ -87,11 +87,24 @@ const (
 	codeReplayWindow = 10 * time.Minute
 )
 
+// Store is what the authorization server keeps in the shared store
+// (implemented by session.Store): plain values (clients, pending requests,
+// consent, revocation markers) and single-use ones (codes, refresh-token
+// markers), in one key space shared by all replicas. It never touches login
+// sessions or locks.
+type Store interface {
+	session.SingleUse
+	// Put, Get and AnyExists are those of session.Values.
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Get(ctx context.Context, key string) ([]byte, error)
+	AnyExists(ctx context.Context, keys ...string) (bool, error)
+}
+
 // Options configures New. Store and BaseURL are required.
 type Options struct {
 	// Store holds clients, pending requests, codes, refresh tokens, consent
 	// and the access-token denylist, shared by all replicas.
-	Store session.Store
+	Store Store
 	// BaseURL returns the proxy's external base URL for a request (for
 	// example https://mcp.example.com); it is the issuer. Trusted-proxy
 	// handling lives with the caller.
@@ -178,7 +191,7 @@ type Options struct {
 // Server is the authorization server. Create it with New.
 type Server struct {
 	opts  Options
-	store session.Store
+	store Store
 	log   *zap.Logger
 	now   func() time.Time
 	keys  *keySet

@@ -33,7 +33,7 @@ const DefaultSessionBindingTTL = 24 * time.Hour
 const bindingPrefix = "mcp-session:"
 
 // BindingStore is what SessionBinder needs from the session store
-// (implemented by session.Store).
+// (implemented by session.Values, a subset of session.Store).
 type BindingStore interface {
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	Get(ctx context.Context, key string) ([]byte, error)

@@ -177,7 +177,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			return nil, fmt.Errorf("session.cookie_secret: %w", err)
 		}
 		s.authn, err = authn.New(authn.Options{
-			Store:                 s.store,
+			Sessions:              s.store,
+			States:                s.store,
+			Locks:                 s.store,
 			Codec:                 codec,
 			RelyingParty:          s.rp,
 			Logger:                s.log.Named("authn"),
