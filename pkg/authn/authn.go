@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/cookiename"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
@@ -35,12 +36,11 @@ const (
 	DefaultCallbackPath = "/oauth2/callback"
 )
 
-// Default cookie names. The __Host- prefix makes browsers refuse the cookie
-// unless it is Secure, host-only and Path=/, which stops a sibling subdomain
-// from planting or shadowing it; it cannot be used over plain HTTP.
+// Default cookie names, owned by package cookiename (see there for why the
+// secure one has the __Host- prefix).
 const (
-	DefaultSecureCookieName   = "__Host-mcp-oidc-session"
-	DefaultInsecureCookieName = "mcp-oidc-session"
+	DefaultSecureCookieName   = cookiename.SecureDefault
+	DefaultInsecureCookieName = cookiename.InsecureDefault
 )
 
 // Defaults for Options.
@@ -128,8 +128,8 @@ type Options struct {
 	// a session to the edge of its token's expiry.
 	Now func() time.Time
 
-	// CookieName defaults to DefaultSecureCookieName, or
-	// DefaultInsecureCookieName with InsecureCookies.
+	// CookieName defaults to cookiename.Default(InsecureCookies); it must
+	// pass cookiename.Check.
 	CookieName string
 	// InsecureCookies drops the Secure attribute so the session works over
 	// plain HTTP (localhost development only). Off by default: the zero
@@ -231,16 +231,10 @@ func New(opts Options) (*Authenticator, error) {
 		opts.Now = time.Now
 	}
 	if opts.CookieName == "" {
-		opts.CookieName = DefaultSecureCookieName
-		if opts.InsecureCookies {
-			opts.CookieName = DefaultInsecureCookieName
-		}
+		opts.CookieName = cookiename.Default(opts.InsecureCookies)
 	}
-	if opts.InsecureCookies && (strings.HasPrefix(opts.CookieName, "__Host-") || strings.HasPrefix(opts.CookieName, "__Secure-")) {
-		errs = append(errs, fmt.Errorf("authn: cookie name %q needs Secure cookies; drop the prefix or disable InsecureCookies", opts.CookieName))
-	}
-	if !validCookieName(opts.CookieName) {
-		errs = append(errs, fmt.Errorf("authn: invalid cookie name %q", opts.CookieName))
+	if err := cookiename.Check(opts.CookieName, opts.InsecureCookies); err != nil {
+		errs = append(errs, fmt.Errorf("authn: CookieName: %w", err))
 	}
 	setDefault(&opts.SessionTTL, DefaultSessionTTL)
 	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
@@ -338,20 +332,6 @@ func setDefault(d *time.Duration, v time.Duration) {
 	if *d <= 0 {
 		*d = v
 	}
-}
-
-// validCookieName accepts RFC 6265 token characters.
-func validCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= 0x20 || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 type nopObserver struct{}

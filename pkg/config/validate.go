@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/cookiename"
 )
 
 // FieldError is one problem with one setting. The message says what is wrong
@@ -172,8 +174,10 @@ func (c *Config) Validate() error {
 	if s.RefreshBefore < 0 {
 		bad("session.refresh_before", "must not be negative")
 	}
-	if s.InsecureCookies && strings.HasPrefix(s.CookieName, "__Host-") {
-		bad("session.cookie_name", "the __Host- prefix requires Secure cookies; drop the prefix or insecure_cookies")
+	if s.CookieName != "" {
+		if err := cookiename.Check(s.CookieName, s.InsecureCookies); err != nil {
+			bad("session.cookie_name", "%v", err)
+		}
 	}
 
 	switch c.Headers.Preset {

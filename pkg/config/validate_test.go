@@ -128,6 +128,11 @@ func TestValidate(t *testing.T) {
 		{name: "__Host- cookie with insecure cookies", base: validOIDC, mutate: func(c *Config) {
 			c.Session.InsecureCookies, c.Session.CookieName = true, "__Host-mcp"
 		}, want: []string{"session.cookie_name"}},
+		{name: "__Secure- cookie with insecure cookies", base: validOIDC, mutate: func(c *Config) {
+			c.Session.InsecureCookies, c.Session.CookieName = true, "__Secure-mcp"
+		}, want: []string{"session.cookie_name"}},
+		{name: "cookie name with a separator", base: validOIDC, mutate: func(c *Config) { c.Session.CookieName = "mcp;session" },
+			want: []string{"session.cookie_name"}},
 		{name: "public path without slash", base: validOIDC, mutate: func(c *Config) { c.PublicPaths = []string{"healthz"} },
 			want: []string{"public_paths"}},
 		{name: "public path inner wildcard", base: validOIDC, mutate: func(c *Config) { c.PublicPaths = []string{"/a*/b"} },

@@ -138,7 +138,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	s.policy = authz.New(rulesFrom(cfg))
 	s.public.Store(newPublicPaths(cfg.PublicPaths))
 
-	cookieName := cookieNameFor(cfg)
 	if cfg.Tracing.Enabled {
 		s.tracer, err = tracing.New(ctx, tracing.Options{
 			Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: opts.Version,
@@ -185,7 +184,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			Logger:                s.log.Named("authn"),
 			Observer:              s.metrics,
 			Now:                   opts.Now,
-			CookieName:            cookieName,
+			CookieName:            cfg.Session.CookieName, // "" means cookiename.Default
 			InsecureCookies:       cfg.Session.InsecureCookies,
 			SessionTTL:            cfg.Session.TTL,
 			IdleTimeout:           cfg.Session.IdleTimeout,

@@ -54,17 +54,6 @@ func newStore(cfg config.Config) (session.Store, error) {
 	return st, nil
 }
 
-func cookieNameFor(cfg config.Config) string {
-	switch {
-	case cfg.Session.CookieName != "":
-		return cfg.Session.CookieName
-	case cfg.Session.InsecureCookies:
-		return "mcp-oidc-session"
-	default:
-		return "__Host-mcp-oidc-session"
-	}
-}
-
 func headerNames(h config.HeadersConfig) proxy.HeaderNames {
 	names := proxy.DefaultHeaderNames()
 	if h.Preset == "original" {
