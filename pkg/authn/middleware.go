@@ -113,9 +113,7 @@ func defaultUnauthenticated(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeStoreDown(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "2")
-	apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
-		"the session store is temporarily unavailable; your session is intact, retry shortly")
+	apierror.WriteStoreDown(w, r, "the session store is temporarily unavailable; your session is intact, retry shortly")
 }
 
 // authenticate loads the request's session and refreshes its tokens when

@@ -38,11 +38,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
@@ -440,8 +442,10 @@ func (s *Server) logFor(ctx context.Context) *zap.Logger {
 }
 
 // storeErr turns a store failure into a 503 for the caller and a log line;
-// it never leaks the error text.
+// it never leaks the error text. The body is an OAuth error, as clients of
+// these endpoints expect; the retry hint is every store outage's.
 func (s *Server) storeErr(w http.ResponseWriter, r *http.Request, op string, err error) {
 	s.logFor(r.Context()).Error("oauth: session store failure", zap.String("op", op), zap.Error(err))
+	w.Header().Set("Retry-After", strconv.Itoa(apierror.StoreDownRetryAfter))
 	writeOAuthError(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, "state store temporarily unavailable")
 }

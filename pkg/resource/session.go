@@ -156,9 +156,7 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 				return
 			case err != nil:
 				b.logFor(r.Context()).Error("read MCP session binding", zap.Error(err))
-				w.Header().Set("Retry-After", "2")
-				apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
-					"the session store is temporarily unavailable; retry shortly")
+				apierror.WriteStoreDown(w, r, "the session store is temporarily unavailable; retry shortly")
 				return
 			case boundOwner != owner:
 				apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "MCP session belongs to another user")
@@ -248,9 +246,7 @@ func (w *bindingWriter) WriteHeader(code int) {
 				h := w.Header()
 				h.Del(SessionHeader)
 				h.Del("Content-Length")
-				h.Set("Retry-After", "2")
-				apierror.Write(w.ResponseWriter, w.r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
-					"the session store is temporarily unavailable; retry shortly")
+				apierror.WriteStoreDown(w.ResponseWriter, w.r, "the session store is temporarily unavailable; retry shortly")
 				return
 			}
 		}
