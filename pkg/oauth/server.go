@@ -45,6 +45,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
@@ -431,7 +432,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	// one) is served for every host. With an external URL the values never
 	// change, so the Vary costs nothing but a few cache entries.
 	w.Header().Set("Vary", "Host, X-Forwarded-Host, X-Forwarded-Proto")
-	writeJSON(w, http.StatusOK, s.Metadata(r))
+	httpjson.Write(w, http.StatusOK, s.Metadata(r))
 }
 
 // logFor is the logger for a line about the request whose context is ctx:

@@ -24,6 +24,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
@@ -406,11 +407,11 @@ func serveErr(err error) error {
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	if s.rp != nil {
 		if err := s.rp.Ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "OIDC discovery has not succeeded yet"})
+			httpjson.Write(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "OIDC discovery has not succeeded yet"})
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+	httpjson.Write(w, http.StatusOK, map[string]any{"ready": true})
 }
 
 func (s *Server) redirectURL(r *http.Request) string {
