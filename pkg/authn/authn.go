@@ -309,12 +309,10 @@ func (a *Authenticator) Handler() http.Handler {
 	return mux
 }
 
-// logFor is the logger for a line about the request whose context is ctx:
-// it carries the request ID, so the line can be matched with the access log
-// and with the error body the client reports. Contexts detached from the
-// request (context.WithoutCancel) keep the ID.
+// logFor is the logger for lines about the request whose context is ctx
+// (see requestid.Logger).
 func (a *Authenticator) logFor(ctx context.Context) *zap.Logger {
-	return a.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+	return requestid.Logger(ctx, a.log)
 }
 
 // remoteAddr is the direct peer's address (the zero Addr when RemoteAddr

@@ -435,11 +435,10 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, s.Metadata(r))
 }
 
-// logFor is the logger for a line about the request whose context is ctx:
-// it carries the request ID, so the line can be matched with the access log
-// and with the error the client reports.
+// logFor is the logger for lines about the request whose context is ctx
+// (see requestid.Logger).
 func (s *Server) logFor(ctx context.Context) *zap.Logger {
-	return s.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+	return requestid.Logger(ctx, s.log)
 }
 
 // storeErr turns a store failure into a 503 for the caller and a log line;

@@ -110,11 +110,10 @@ func (b *SessionBinder) WithLogger(l *zap.Logger) *SessionBinder {
 	return b
 }
 
-// logFor is the logger for a line about the request whose context is ctx:
-// it carries the request ID, so the line can be matched with the access log
-// and with the error body the client reports.
+// logFor is the logger for lines about the request whose context is ctx
+// (see requestid.Logger).
 func (b *SessionBinder) logFor(ctx context.Context) *zap.Logger {
-	return b.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+	return requestid.Logger(ctx, b.log)
 }
 
 // Wrap enforces bindings around next (the forwarding handler). It must run
