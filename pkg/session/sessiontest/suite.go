@@ -1,7 +1,10 @@
 // Package sessiontest is the conformance suite every session.Store
 // implementation must pass, so the memory and Redis stores cannot drift
 // apart in the rules callers rely on (what ErrNotFound means, how expiry
-// and per-user limits behave, what is single-use and exclusive).
+// and per-user limits behave, what is single-use and exclusive). Run takes
+// a whole store (a backend, or a decorator of all of it such as the
+// metrics one); RunSessions takes anything that implements only
+// session.Sessions, such as a decorator of the session methods.
 //
 // Expiry is tested with short real TTLs and polling with a deadline, never
 // with fake clocks, because Redis expires keys on its own clock.
