@@ -5,6 +5,7 @@ package apierror
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 )
@@ -39,6 +40,21 @@ const (
 	CodeInternal            = "internal_error"
 	CodeRateLimited         = "rate_limited"
 )
+
+// StoreDownRetryAfter is the Retry-After, in seconds, of every 503 the
+// proxy answers because the session store is unreachable (the OAuth
+// endpoints' temporarily_unavailable included). Nothing is lost while the
+// store is down and its client reconnects, or follows a Sentinel failover,
+// by itself, so a prompt retry is the right advice.
+const StoreDownRetryAfter = 2
+
+// WriteStoreDown answers 503 session_store_unavailable with Retry-After
+// StoreDownRetryAfter. message tells the caller what state they are in
+// (for a cookie session: that it is intact).
+func WriteStoreDown(w http.ResponseWriter, r *http.Request, message string) {
+	w.Header().Set("Retry-After", strconv.Itoa(StoreDownRetryAfter))
+	Write(w, r, http.StatusServiceUnavailable, CodeSessionStoreDown, message)
+}
 
 // Write sends status with the JSON body. The request ID is taken from the
 // request context (see package requestid).

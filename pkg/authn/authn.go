@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/cookiename"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
@@ -35,12 +36,11 @@ const (
 	DefaultCallbackPath = "/oauth2/callback"
 )
 
-// Default cookie names. The __Host- prefix makes browsers refuse the cookie
-// unless it is Secure, host-only and Path=/, which stops a sibling subdomain
-// from planting or shadowing it; it cannot be used over plain HTTP.
+// Default cookie names, owned by package cookiename (see there for why the
+// secure one has the __Host- prefix).
 const (
-	DefaultSecureCookieName   = "__Host-mcp-oidc-session"
-	DefaultInsecureCookieName = "mcp-oidc-session"
+	DefaultSecureCookieName   = cookiename.SecureDefault
+	DefaultInsecureCookieName = cookiename.InsecureDefault
 )
 
 // Defaults for Options.
@@ -108,8 +108,14 @@ const (
 
 // Options are the dependencies and settings of an Authenticator.
 type Options struct {
-	// Store holds sessions, login state and refresh locks. Required.
-	Store session.Store
+	// Sessions holds the login sessions. Required.
+	Sessions session.Sessions
+	// States holds each started login's state until its callback consumes
+	// it, on whichever replica the callback lands. Required.
+	States session.SingleUse
+	// Locks serialises token refreshes of one session across replicas.
+	// Required.
+	Locks session.Locker
 	// Codec turns tickets into cookie values and encrypts payloads. Required.
 	Codec *session.Codec
 	// RelyingParty talks to the identity provider. Required.
@@ -122,8 +128,8 @@ type Options struct {
 	// a session to the edge of its token's expiry.
 	Now func() time.Time
 
-	// CookieName defaults to DefaultSecureCookieName, or
-	// DefaultInsecureCookieName with InsecureCookies.
+	// CookieName defaults to cookiename.Default(InsecureCookies); it must
+	// pass cookiename.Check.
 	CookieName string
 	// InsecureCookies drops the Secure attribute so the session works over
 	// plain HTTP (localhost development only). Off by default: the zero
@@ -181,7 +187,9 @@ var DefaultLoginRate = ratelimit.Rate{PerMinute: 60, Burst: 60}
 // Authenticator serves the browser login endpoints and authenticates
 // requests carrying a session cookie. Safe for concurrent use.
 type Authenticator struct {
-	store    session.Store
+	sessions session.Sessions
+	states   session.SingleUse
+	locks    session.Locker
 	codec    *session.Codec
 	rp       RelyingParty
 	log      *zap.Logger
@@ -195,8 +203,14 @@ type Authenticator struct {
 // New validates opts, fills defaults and returns an Authenticator.
 func New(opts Options) (*Authenticator, error) {
 	var errs []error
-	if opts.Store == nil {
-		errs = append(errs, errors.New("authn: Store is required"))
+	if opts.Sessions == nil {
+		errs = append(errs, errors.New("authn: Sessions is required"))
+	}
+	if opts.States == nil {
+		errs = append(errs, errors.New("authn: States is required"))
+	}
+	if opts.Locks == nil {
+		errs = append(errs, errors.New("authn: Locks is required"))
 	}
 	if opts.Codec == nil {
 		errs = append(errs, errors.New("authn: Codec is required"))
@@ -217,16 +231,10 @@ func New(opts Options) (*Authenticator, error) {
 		opts.Now = time.Now
 	}
 	if opts.CookieName == "" {
-		opts.CookieName = DefaultSecureCookieName
-		if opts.InsecureCookies {
-			opts.CookieName = DefaultInsecureCookieName
-		}
+		opts.CookieName = cookiename.Default(opts.InsecureCookies)
 	}
-	if opts.InsecureCookies && (strings.HasPrefix(opts.CookieName, "__Host-") || strings.HasPrefix(opts.CookieName, "__Secure-")) {
-		errs = append(errs, fmt.Errorf("authn: cookie name %q needs Secure cookies; drop the prefix or disable InsecureCookies", opts.CookieName))
-	}
-	if !validCookieName(opts.CookieName) {
-		errs = append(errs, fmt.Errorf("authn: invalid cookie name %q", opts.CookieName))
+	if err := cookiename.Check(opts.CookieName, opts.InsecureCookies); err != nil {
+		errs = append(errs, fmt.Errorf("authn: CookieName: %w", err))
 	}
 	setDefault(&opts.SessionTTL, DefaultSessionTTL)
 	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
@@ -257,7 +265,9 @@ func New(opts Options) (*Authenticator, error) {
 		return nil, err
 	}
 	a := &Authenticator{
-		store:    opts.Store,
+		sessions: opts.Sessions,
+		states:   opts.States,
+		locks:    opts.Locks,
 		codec:    opts.Codec,
 		rp:       opts.RelyingParty,
 		log:      opts.Logger,
@@ -299,12 +309,10 @@ func (a *Authenticator) Handler() http.Handler {
 	return mux
 }
 
-// logFor is the logger for a line about the request whose context is ctx:
-// it carries the request ID, so the line can be matched with the access log
-// and with the error body the client reports. Contexts detached from the
-// request (context.WithoutCancel) keep the ID.
+// logFor is the logger for lines about the request whose context is ctx
+// (see requestid.Logger).
 func (a *Authenticator) logFor(ctx context.Context) *zap.Logger {
-	return a.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+	return requestid.Logger(ctx, a.log)
 }
 
 // remoteAddr is the direct peer's address (the zero Addr when RemoteAddr
@@ -322,20 +330,6 @@ func setDefault(d *time.Duration, v time.Duration) {
 	if *d <= 0 {
 		*d = v
 	}
-}
-
-// validCookieName accepts RFC 6265 token characters.
-func validCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= 0x20 || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 type nopObserver struct{}

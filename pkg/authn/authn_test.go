@@ -57,7 +57,7 @@ func TestNewValidation(t *testing.T) {
 	mem := session.NewMemory(session.MemoryOptions{})
 	t.Cleanup(func() { _ = mem.Close() })
 	base := func() Options {
-		return Options{Store: mem, Codec: codec, RelyingParty: newFakeRP(time.Now), RedirectURL: func(*http.Request) string { return "https://x/cb" }}
+		return Options{Sessions: mem, States: mem, Locks: mem, Codec: codec, RelyingParty: newFakeRP(time.Now), RedirectURL: func(*http.Request) string { return "https://x/cb" }}
 	}
 	tests := []struct {
 		name    string
@@ -71,7 +71,9 @@ func TestNewValidation(t *testing.T) {
 		{"secure prefix insecure", func(o *Options) { o.InsecureCookies = true; o.CookieName = "__Secure-x" }, true, ""},
 		{"custom name", func(o *Options) { o.CookieName = "sess" }, false, "sess"},
 		{"bad cookie name", func(o *Options) { o.CookieName = "a b" }, true, ""},
-		{"no store", func(o *Options) { o.Store = nil }, true, ""},
+		{"no sessions", func(o *Options) { o.Sessions = nil }, true, ""},
+		{"no states", func(o *Options) { o.States = nil }, true, ""},
+		{"no locks", func(o *Options) { o.Locks = nil }, true, ""},
 		{"no codec", func(o *Options) { o.Codec = nil }, true, ""},
 		{"no rp", func(o *Options) { o.RelyingParty = nil }, true, ""},
 		{"no redirect url", func(o *Options) { o.RedirectURL = nil }, true, ""},

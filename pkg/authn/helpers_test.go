@@ -130,7 +130,9 @@ func newEnvWith(t *testing.T, store session.Store, clk *fakeclock.Clock, mod fun
 	}
 	rp := newFakeRP(clk.Now)
 	opts := Options{
-		Store:        store,
+		Sessions:     store,
+		States:       store,
+		Locks:        store,
 		Codec:        codec,
 		RelyingParty: rp,
 		Logger:       zaptest.NewLogger(t),

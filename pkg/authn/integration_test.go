@@ -94,7 +94,9 @@ func newCluster(t *testing.T) *cluster {
 	c := &cluster{op: op, redis: rs, store: &faultyStore{Store: store}, codec: codec, gate: &refreshGate{}}
 	mk := func(rp RelyingParty) replica {
 		a, err := New(Options{
-			Store:                 c.store,
+			Sessions:              c.store,
+			States:                c.store,
+			Locks:                 c.store,
 			Codec:                 codec,
 			RelyingParty:          rp,
 			Logger:                zaptest.NewLogger(t),

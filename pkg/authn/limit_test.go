@@ -15,7 +15,7 @@ import (
 
 // countingStore counts the login states written.
 type countingStore struct {
-	session.Store
+	session.SingleUse
 	states atomic.Int64
 }
 
@@ -23,7 +23,7 @@ func (c *countingStore) PutOnce(ctx context.Context, key string, value []byte, t
 	if strings.HasPrefix(key, stateKeyPrefix) {
 		c.states.Add(1)
 	}
-	return c.Store.PutOnce(ctx, key, value, ttl)
+	return c.SingleUse.PutOnce(ctx, key, value, ttl)
 }
 
 // TestLoginStateIsRateLimitedPerClientAddress: every unauthenticated
@@ -34,8 +34,8 @@ func TestLoginStateIsRateLimitedPerClientAddress(t *testing.T) {
 	const addrHeader = "X-Test-Client-Addr"
 	var store *countingStore
 	e := newEnv(t, func(o *Options) {
-		store = &countingStore{Store: o.Store}
-		o.Store = store
+		store = &countingStore{SingleUse: o.States}
+		o.States = store
 		o.ClientAddr = func(r *http.Request) netip.Addr {
 			a, _ := netip.ParseAddr(r.Header.Get(addrHeader))
 			return a

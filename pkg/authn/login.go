@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -130,7 +131,7 @@ func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, retur
 		return
 	}
 	h := hashState(state)
-	if err := a.store.PutOnce(r.Context(), stateKeyPrefix+h, value, a.opts.StateTTL); err != nil {
+	if err := a.states.PutOnce(r.Context(), stateKeyPrefix+h, value, a.opts.StateTTL); err != nil {
 		a.logFor(r.Context()).Error("store login state", zap.Error(err))
 		writeStoreDown(w, r)
 		return
@@ -143,65 +144,22 @@ func (a *Authenticator) startLogin(w http.ResponseWriter, r *http.Request, retur
 // handleCallback finishes a login: it checks that the state was issued to
 // this browser and is used once, exchanges the code, creates a brand new
 // session (never reusing the ID the browser came with) and returns the user
-// to where the login started.
+// to where the login started. Each step answers the request itself when
+// the login cannot go on, and reports whether it may.
+//
+// The state cookie is cleared only once the login it belongs to is over
+// (consumed or unknown). A forged callback must not break the login in
+// progress, and a store outage must leave the browser able to retry the
+// same callback once the store is back.
 func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	state := q.Get("state")
 	noStore(w)
-	// The state cookie is cleared only once the login it belongs to is
-	// over (consumed or unknown). A forged callback must not break the
-	// login in progress, and a store outage must leave the browser able to
-	// retry the same callback once the store is back.
-
-	if perr := q.Get("error"); perr != "" {
-		a.clearStateCookie(w)
-		// Consume the state so it cannot be retried; ignore the outcome.
-		if state != "" && len(state) <= maxStateParam {
-			if _, err := a.store.TakeOnce(r.Context(), stateKeyPrefix+hashState(state)); err != nil && !errors.Is(err, session.ErrNotFound) {
-				a.logFor(r.Context()).Warn("discard login state after provider error", zap.Error(err))
-			}
-		}
-		a.obs.LoginOutcome(OutcomeProviderErr)
-		code, desc := sanitize(perr, 64), sanitize(q.Get("error_description"), 200)
-		a.logFor(r.Context()).Info("provider returned a login error", zap.String("error", code), zap.String("description", desc))
-		msg := "the identity provider refused the login: " + code
-		if desc != "" {
-			msg += ": " + desc
-		}
-		status := http.StatusUnauthorized
-		if code != "access_denied" && code != "login_required" && code != "consent_required" && code != "interaction_required" {
-			status = http.StatusBadRequest
-		}
-		apierror.Write(w, r, status, apierror.CodeLoginFailed, msg)
+	q := r.URL.Query()
+	if q.Get("error") != "" {
+		a.providerRefused(w, r, q)
 		return
 	}
-
-	if state == "" || len(state) > maxStateParam {
-		a.badState(w, r, "login state is missing or malformed")
-		return
-	}
-	h := hashState(state)
-	ck, err := r.Cookie(a.stateCk)
-	if err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(h)) != 1 {
-		a.badState(w, r, "this login was not started in this browser; start again")
-		return
-	}
-	raw, err := a.store.TakeOnce(r.Context(), stateKeyPrefix+h)
-	switch {
-	case errors.Is(err, session.ErrNotFound):
-		a.clearStateCookie(w)
-		a.badState(w, r, "login state is unknown, expired or already used")
-		return
-	case err != nil:
-		a.logFor(r.Context()).Error("take login state", zap.Error(err))
-		a.obs.LoginOutcome(OutcomeStoreError)
-		writeStoreDown(w, r)
-		return
-	}
-	a.clearStateCookie(w)
-	var ls loginState
-	if err := json.Unmarshal(raw, &ls); err != nil {
-		a.badState(w, r, "login state is unknown, expired or already used")
+	ls, ok := a.takeLoginState(w, r, q.Get("state"))
+	if !ok {
 		return
 	}
 	code := q.Get("code")
@@ -209,39 +167,134 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 		a.badState(w, r, "the callback carries no authorization code")
 		return
 	}
-
-	tokens, err := a.rp.Exchange(r.Context(), code, ls.Verifier, ls.Nonce, ls.RedirectURL)
-	if err != nil {
-		a.obs.LoginOutcome(OutcomeExchangeErr)
-		a.logFor(r.Context()).Warn("exchange authorization code", zap.Error(err))
-		if errors.Is(err, oidc.ErrInvalidGrant) {
-			apierror.Write(w, r, http.StatusUnauthorized, apierror.CodeLoginFailed, "the authorization code was rejected; start the login again")
-			return
-		}
-		if errors.Is(err, oidc.ErrUnreachable) {
-			writeProviderDown(w, r)
-			return
-		}
-		apierror.Write(w, r, http.StatusBadGateway, apierror.CodeLoginFailed, "could not complete the login with the identity provider")
+	tokens, ok := a.exchangeCode(w, r, code, ls)
+	if !ok {
 		return
 	}
-	if tokens == nil || tokens.Identity.Subject == "" {
-		a.obs.LoginOutcome(OutcomeExchangeErr)
-		apierror.Write(w, r, http.StatusBadGateway, apierror.CodeLoginFailed, "the identity provider returned no subject")
-		return
-	}
-
 	// No session fixation: whatever session the browser had is ended and a
 	// fresh ticket is issued.
-	if old, f := a.ticketFromRequest(r); f == failNone {
-		if err := a.store.DeleteSession(r.Context(), old.ID()); err != nil {
-			a.logFor(r.Context()).Warn("delete previous session at login", zap.String("session", shortID(old.ID())), zap.Error(err))
+	a.endPreviousSession(r)
+	ticket, ok := a.createSession(w, r, tokens)
+	if !ok {
+		return
+	}
+	a.setSessionCookie(w, a.codec.Encode(ticket))
+	rd, _ := returnurl.Validate(ls.ReturnURL)
+	http.Redirect(w, r, rd, http.StatusFound)
+}
+
+// providerRefused answers a callback carrying the provider's error: the
+// login is over, so its state is consumed (whatever the outcome) and its
+// cookie cleared, and the provider's reason is passed on, sanitized.
+func (a *Authenticator) providerRefused(w http.ResponseWriter, r *http.Request, q url.Values) {
+	a.clearStateCookie(w)
+	if state := q.Get("state"); state != "" && len(state) <= maxStateParam {
+		if _, err := a.states.TakeOnce(r.Context(), stateKeyPrefix+hashState(state)); err != nil && !errors.Is(err, session.ErrNotFound) {
+			a.logFor(r.Context()).Warn("discard login state after provider error", zap.Error(err))
 		}
 	}
+	a.obs.LoginOutcome(OutcomeProviderErr)
+	code, desc := sanitize(q.Get("error"), 64), sanitize(q.Get("error_description"), 200)
+	a.logFor(r.Context()).Info("provider returned a login error", zap.String("error", code), zap.String("description", desc))
+	msg := "the identity provider refused the login: " + code
+	if desc != "" {
+		msg += ": " + desc
+	}
+	apierror.Write(w, r, providerErrorStatus(code), apierror.CodeLoginFailed, msg)
+}
+
+// providerErrorStatus is 401 for the provider's errors that mean the user
+// did not (or could not) log in, 400 for the others (a broken request).
+func providerErrorStatus(code string) int {
+	switch code {
+	case "access_denied", "login_required", "consent_required", "interaction_required":
+		return http.StatusUnauthorized
+	default:
+		return http.StatusBadRequest
+	}
+}
+
+// takeLoginState checks that state was issued to this browser (its hash is
+// in the state cookie) and consumes it from the store, so a callback is
+// accepted once, on whichever replica it lands.
+func (a *Authenticator) takeLoginState(w http.ResponseWriter, r *http.Request, state string) (loginState, bool) {
+	if state == "" || len(state) > maxStateParam {
+		a.badState(w, r, "login state is missing or malformed")
+		return loginState{}, false
+	}
+	h := hashState(state)
+	ck, err := r.Cookie(a.stateCk)
+	if err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(h)) != 1 {
+		a.badState(w, r, "this login was not started in this browser; start again")
+		return loginState{}, false
+	}
+	raw, err := a.states.TakeOnce(r.Context(), stateKeyPrefix+h)
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		a.clearStateCookie(w)
+		a.badState(w, r, "login state is unknown, expired or already used")
+		return loginState{}, false
+	case err != nil:
+		a.logFor(r.Context()).Error("take login state", zap.Error(err))
+		a.obs.LoginOutcome(OutcomeStoreError)
+		writeStoreDown(w, r)
+		return loginState{}, false
+	}
+	a.clearStateCookie(w)
+	var ls loginState
+	if err := json.Unmarshal(raw, &ls); err != nil {
+		a.badState(w, r, "login state is unknown, expired or already used")
+		return loginState{}, false
+	}
+	return ls, true
+}
+
+// exchangeCode redeems the authorization code with the login's verifier
+// and nonce. A refused code, an unreachable provider and any other failure
+// get distinct answers; none of them redirects.
+func (a *Authenticator) exchangeCode(w http.ResponseWriter, r *http.Request, code string, ls loginState) (*oidc.Tokens, bool) {
+	tokens, err := a.rp.Exchange(r.Context(), code, ls.Verifier, ls.Nonce, ls.RedirectURL)
+	switch {
+	case err != nil:
+		a.obs.LoginOutcome(OutcomeExchangeErr)
+		a.logFor(r.Context()).Warn("exchange authorization code", zap.Error(err))
+		switch {
+		case errors.Is(err, oidc.ErrInvalidGrant):
+			apierror.Write(w, r, http.StatusUnauthorized, apierror.CodeLoginFailed, "the authorization code was rejected; start the login again")
+		case errors.Is(err, oidc.ErrUnreachable):
+			writeProviderDown(w, r)
+		default:
+			apierror.Write(w, r, http.StatusBadGateway, apierror.CodeLoginFailed, "could not complete the login with the identity provider")
+		}
+		return nil, false
+	case tokens == nil || tokens.Identity.Subject == "":
+		a.obs.LoginOutcome(OutcomeExchangeErr)
+		apierror.Write(w, r, http.StatusBadGateway, apierror.CodeLoginFailed, "the identity provider returned no subject")
+		return nil, false
+	}
+	return tokens, true
+}
+
+// endPreviousSession deletes the session the browser came with, if any. A
+// failure is only logged: the session expires by itself and the new one
+// does not depend on it.
+func (a *Authenticator) endPreviousSession(r *http.Request) {
+	old, f := a.ticketFromRequest(r)
+	if f != failNone {
+		return
+	}
+	if err := a.sessions.DeleteSession(r.Context(), old.ID()); err != nil {
+		a.logFor(r.Context()).Warn("delete previous session at login", zap.String("session", shortID(old.ID())), zap.Error(err))
+	}
+}
+
+// createSession stores a new session for tokens under a fresh ticket,
+// applying the per-user limit.
+func (a *Authenticator) createSession(w http.ResponseWriter, r *http.Request, tokens *oidc.Tokens) (session.Ticket, bool) {
 	ticket, err := a.codec.NewTicket()
 	if err != nil {
 		a.internalError(w, r, "new session ticket", err)
-		return
+		return session.Ticket{}, false
 	}
 	now := a.now()
 	p := payload{
@@ -257,11 +310,12 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 	data, err := seal(ticket, p)
 	if err != nil {
 		a.internalError(w, r, "seal session", err)
-		return
+		return session.Ticket{}, false
 	}
-	evicted, err := a.store.CreateSession(r.Context(), session.Record{
+	user := session.UserKey(p.Identity.Subject)
+	evicted, err := a.sessions.CreateSession(r.Context(), session.Record{
 		ID:          ticket.ID(),
-		UserKey:     session.UserKey(p.Identity.Subject),
+		UserKey:     user,
 		Data:        data,
 		CreatedAt:   now,
 		ExpiresAt:   p.ExpiresAt,
@@ -271,21 +325,19 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, session.ErrLimitReached):
 		a.obs.LoginOutcome(OutcomeLimit)
 		apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "too many active sessions for this user; log out elsewhere first")
-		return
+		return session.Ticket{}, false
 	case err != nil:
 		a.logFor(r.Context()).Error("create session", zap.Error(err))
 		a.obs.LoginOutcome(OutcomeStoreError)
 		writeStoreDown(w, r)
-		return
+		return session.Ticket{}, false
 	}
 	if len(evicted) > 0 {
 		a.logFor(r.Context()).Info("evicted older sessions of the user", zap.Int("count", len(evicted)))
 	}
 	a.obs.LoginOutcome(OutcomeOK)
-	a.logFor(r.Context()).Info("login", zap.String("session", shortID(ticket.ID())), zap.String("user", shortID(session.UserKey(p.Identity.Subject))))
-	a.setSessionCookie(w, a.codec.Encode(ticket))
-	rd, _ := returnurl.Validate(ls.ReturnURL)
-	http.Redirect(w, r, rd, http.StatusFound)
+	a.logFor(r.Context()).Info("login", zap.String("session", shortID(ticket.ID())), zap.String("user", shortID(user)))
+	return ticket, true
 }
 
 // writeProviderDown answers a login that cannot proceed because the

@@ -1,7 +1,6 @@
 package authn
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/weborigin"
 )
@@ -52,7 +52,7 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) {
 			writeStoreDown(w, r)
 			return
 		}
-		if err := a.store.DeleteSession(r.Context(), t.ID()); err != nil {
+		if err := a.sessions.DeleteSession(r.Context(), t.ID()); err != nil {
 			a.logFor(r.Context()).Error("delete session at logout", zap.String("session", shortID(t.ID())), zap.Error(err))
 			writeStoreDown(w, r)
 			return
@@ -77,7 +77,7 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, target, http.StatusSeeOther)
 		return
 	}
-	writeJSON(w, http.StatusOK, logoutResponse{LoggedOut: true, EndSessionURL: endURL})
+	httpjson.Write(w, http.StatusOK, logoutResponse{LoggedOut: true, EndSessionURL: endURL})
 }
 
 // logoutVerdict is what handleLogout does with a request.
@@ -213,12 +213,5 @@ func (a *Authenticator) handleSessionInfo(w http.ResponseWriter, r *http.Request
 		}
 		info.IdleExpiresAt = idle.UTC()
 	}
-	writeJSON(w, http.StatusOK, info)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	httpjson.Write(w, http.StatusOK, info)
 }

@@ -113,9 +113,7 @@ func defaultUnauthenticated(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeStoreDown(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "2")
-	apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
-		"the session store is temporarily unavailable; your session is intact, retry shortly")
+	apierror.WriteStoreDown(w, r, "the session store is temporarily unavailable; your session is intact, retry shortly")
 }
 
 // authenticate loads the request's session and refreshes its tokens when
@@ -134,7 +132,7 @@ func (a *Authenticator) authenticate(r *http.Request) (*current, failure) {
 	if !cur.payload.ExpiresAt.IsZero() && !now.Before(cur.payload.ExpiresAt) {
 		// The store expires it too; this covers clock skew between replicas
 		// and the store, and tests with an injected clock.
-		if err := a.store.DeleteSession(ctx, ticket.ID()); err != nil {
+		if err := a.sessions.DeleteSession(ctx, ticket.ID()); err != nil {
 			a.logFor(ctx).Warn("delete expired session", zap.String("session", shortID(ticket.ID())), zap.Error(err))
 		}
 		return nil, failEnded
@@ -173,7 +171,7 @@ func (a *Authenticator) ticketFromRequest(r *http.Request) (session.Ticket, fail
 
 // load reads and decrypts the session of ticket.
 func (a *Authenticator) load(ctx context.Context, t session.Ticket) (*current, error) {
-	rec, err := a.store.GetSession(ctx, t.ID())
+	rec, err := a.sessions.GetSession(ctx, t.ID())
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}

@@ -60,7 +60,7 @@ func refreshedSince(loaded, stored payload) bool {
 func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, error) {
 	id := cur.ticket.ID()
 	log := a.logFor(ctx)
-	lock, err := a.store.TryLock(ctx, refreshLockName(id), a.opts.RefreshLockTTL)
+	lock, err := a.locks.TryLock(ctx, refreshLockName(id), a.opts.RefreshLockTTL)
 	if errors.Is(err, session.ErrLocked) {
 		var waited *current
 		waited, lock, err = a.waitForRefresh(ctx, cur)
@@ -96,7 +96,7 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 	if errors.Is(err, oidc.ErrInvalidGrant) {
 		a.obs.RefreshOutcome(OutcomeInvalidGrant)
 		log.Info("provider refused the refresh token; ending the session", zap.String("session", shortID(id)))
-		if derr := a.store.DeleteSession(lctx, id); derr != nil {
+		if derr := a.sessions.DeleteSession(lctx, id); derr != nil {
 			log.Warn("delete session after invalid_grant", zap.String("session", shortID(id)), zap.Error(derr))
 		}
 		return nil, errSessionEnded
@@ -108,7 +108,7 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 	if tokens.Identity.Subject != "" && tokens.Identity.Subject != latest.payload.Identity.Subject {
 		// A provider must never do this; do not let the session change hands.
 		log.Error("refresh returned a different subject; ending the session", zap.String("session", shortID(id)))
-		if derr := a.store.DeleteSession(lctx, id); derr != nil {
+		if derr := a.sessions.DeleteSession(lctx, id); derr != nil {
 			log.Warn("delete session after subject change", zap.String("session", shortID(id)), zap.Error(derr))
 		}
 		return nil, errSessionEnded
@@ -139,7 +139,7 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 // the refresh token, and losing the new one to a short store blip would
 // make the next refresh present a retired token and end the session.
 func (a *Authenticator) storeRefreshed(ctx context.Context, rec session.Record) error {
-	err := a.store.UpdateSession(ctx, rec)
+	err := a.sessions.UpdateSession(ctx, rec)
 	for _, d := range [...]time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second} {
 		if err == nil || errors.Is(err, session.ErrNotFound) {
 			return err
@@ -152,7 +152,7 @@ func (a *Authenticator) storeRefreshed(ctx context.Context, rec session.Record) 
 			return err
 		case <-t.C:
 		}
-		err = a.store.UpdateSession(ctx, rec)
+		err = a.sessions.UpdateSession(ctx, rec)
 	}
 	return err
 }
@@ -186,7 +186,7 @@ func (a *Authenticator) waitForRefresh(ctx context.Context, cur *current) (*curr
 			a.obs.RefreshOutcome(OutcomeShared)
 			return latest, nil, nil
 		}
-		lock, err := a.store.TryLock(ctx, refreshLockName(id), a.opts.RefreshLockTTL)
+		lock, err := a.locks.TryLock(ctx, refreshLockName(id), a.opts.RefreshLockTTL)
 		switch {
 		case errors.Is(err, session.ErrLocked):
 			continue

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -363,6 +364,9 @@ func TestStoreErrorNeverLogsOut(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := do(e.h, tt.method, tt.path, tt.header, c)
 			assertAPIError(t, resp, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown)
+			if got, want := resp.Header.Get("Retry-After"), strconv.Itoa(apierror.StoreDownRetryAfter); got != want {
+				t.Errorf("Retry-After %q, want %q (every store outage's)", got, want)
+			}
 			if len(resp.Header.Values("Set-Cookie")) != 0 || resp.Header.Get("Location") != "" {
 				t.Fatalf("store outage touched cookies or redirected: %v", resp.Header)
 			}

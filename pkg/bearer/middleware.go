@@ -102,11 +102,10 @@ func (s *ResourceServer) Wrap(next, fallback http.Handler) http.Handler {
 	})
 }
 
-// logFor is the logger for a line about the request whose context is ctx:
-// it carries the request ID, so the line can be matched with the access log
-// and with the error body the client reports.
+// logFor is the logger for lines about the request whose context is ctx
+// (see requestid.Logger).
 func (s *ResourceServer) logFor(ctx context.Context) *zap.Logger {
-	return s.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+	return requestid.Logger(ctx, s.log)
 }
 
 // Challenge answers a request without credentials: 401 with

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/cookiename"
 )
 
 // TestFields guards the generated --help and README table: every setting is
@@ -114,4 +116,21 @@ func TestSecretFields(t *testing.T) {
 			t.Errorf("%s missing from %v", want, SecretFields())
 		}
 	}
+}
+
+// The usage text of session.cookie_name (a struct tag, so it cannot use the
+// constants) names the defaults package cookiename really applies.
+func TestCookieNameUsageNamesTheDefaults(t *testing.T) {
+	for _, f := range Fields() {
+		if f.Path != "session.cookie_name" {
+			continue
+		}
+		for _, name := range []string{cookiename.Default(false), cookiename.Default(true)} {
+			if !strings.Contains(f.Usage, name) {
+				t.Errorf("usage %q does not name the default %q", f.Usage, name)
+			}
+		}
+		return
+	}
+	t.Fatal("no session.cookie_name field")
 }

@@ -169,6 +169,14 @@ func decodeYAML(data []byte, cfg *Config) error {
 	return nil
 }
 
+// Getenv returns the value of name in s.Env, or "" when it is not set. When
+// name is given twice the last one wins, as everywhere in Load; callers
+// reading variables that are not settings (the pod name, the probe
+// hand-over) use it so the environment has one reading.
+func (s Source) Getenv(name string) string { return envMap(s.Env)[name] }
+
+// envMap reads an environment in os.Environ form; the last of repeated
+// names wins.
 func envMap(env []string) map[string]string {
 	m := make(map[string]string, len(env))
 	for _, kv := range env {

@@ -453,3 +453,17 @@ func TestClusterDefaultsRankBelowFileEnvAndFlags(t *testing.T) {
 		t.Errorf("unknown key in cluster defaults: err = %v, want an error naming %s", err, ClusterDefaultsEnv)
 	}
 }
+
+// Getenv reads the environment the way Load does: the last of repeated
+// names wins, and an entry without "=" is ignored.
+func TestSourceGetenv(t *testing.T) {
+	src := Source{Env: []string{"A=1", "B=x=y", "A=2", "C", "EMPTY="}}
+	tests := []struct{ name, want string }{
+		{"A", "2"}, {"B", "x=y"}, {"C", ""}, {"EMPTY", ""}, {"MISSING", ""},
+	}
+	for _, tt := range tests {
+		if got := src.Getenv(tt.name); got != tt.want {
+			t.Errorf("Getenv(%q) = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -3,13 +3,14 @@ package config
 import (
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"net"
 	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/cookiename"
 )
 
 // FieldError is one problem with one setting. The message says what is wrong
@@ -26,251 +27,333 @@ const MinCookieSecretLen = 32
 
 // Validate returns every problem at once (joined FieldErrors), each with its
 // field path. It performs no network I/O: reachability of the provider or
-// Redis is a runtime concern reported by readiness and metrics.
+// Redis is a runtime concern reported by readiness and metrics. Each
+// section has its own validator below, which gets the path of its section.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
-	}
-	how := func(path string) string {
-		for _, f := range Fields() {
-			if f.Path == path {
-				return fmt.Sprintf("set --%s, %s or %s in the config file", f.Flag, f.Env[len(f.Env)-1], path)
-			}
-		}
-		return ""
-	}
+	var errs errorList
+	errs = append(errs, validateListeners(c, root)...)
+	errs = append(errs, validateRouting(c, root)...)
+	errs = append(errs, validateLogLevel(c.LogLevel, root.Child("log_level"))...)
+	errs = append(errs, validateAuthMode(c, root)...)
+	errs = append(errs, validateStore(c, root)...)
+	errs = append(errs, validateSession(&c.Session, c.AuthMode, root.Child("session"))...)
+	errs = append(errs, validateHeaders(&c.Headers, root.Child("headers"))...)
+	errs = append(errs, validateAuthz(&c.Authz, root.Child("authz"))...)
+	errs = append(errs, validateUpstreamPolicy(&c.UpstreamPolicy, root.Child("upstream_policy"))...)
+	errs = append(errs, validateTracing(&c.Tracing, root.Child("tracing"))...)
+	errs = append(errs, validateRateLimit(&c.RateLimit, root.Child("rate_limit"))...)
+	errs = append(errs, validateExposure(c, root)...)
+	errs = append(errs, validateOAuth(&c.OAuth, root.Child("oauth"))...)
+	return errors.Join(errs...)
+}
 
-	checkAddr := func(path, addr string) {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			bad(path, "%q is not host:port (e.g. :15080 or 0.0.0.0:15080)", addr)
-		}
-	}
-	checkAddr("listen", c.Listen)
-	checkAddr("admin_listen", c.AdminListen)
+// validateListeners checks the two listeners, the serving one's TLS files
+// and how long requests and shutdown may take.
+func validateListeners(c *Config, fld fieldPath) errorList {
+	var errs errorList
+	errs.checkHostPort(fld.Child("listen"), c.Listen)
+	errs.checkHostPort(fld.Child("admin_listen"), c.AdminListen)
 	if sameListener(c.Listen, c.AdminListen) {
-		bad("admin_listen", "must differ from listen so health and metrics are never served on the protected port")
+		errs.add(fld.Child("admin_listen"), "must differ from listen so health and metrics are never served on the protected port")
 	}
-	checkURL := func(path, raw string, required bool) {
-		if raw == "" {
-			if required {
-				bad(path, "required; %s", how(path))
-			}
-			return
-		}
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad(path, "%q is not an absolute http(s) URL", raw)
-		}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs.add(fld.Child("tls"), "cert_file and key_file must be given together")
 	}
-	checkURL("upstream", c.Upstream, true)
-	checkURL("external_url", c.ExternalURL, false)
+	if c.ShutdownGrace < 0 {
+		errs.add(fld.Child("shutdown_grace"), "must not be negative")
+	}
+	if c.RequestBodyTimeout <= 0 {
+		errs.add(fld.Child("request_body_timeout"), "must be positive")
+	}
+	return errs
+}
+
+// validateRouting checks where requests go (upstream), the base of every
+// advertised URL (external_url) and the paths with their own treatment
+// (mcp_path, public_paths).
+func validateRouting(c *Config, fld fieldPath) errorList {
+	var errs errorList
+	errs.checkURL(fld.Child("upstream"), c.Upstream, true)
+	errs.checkURL(fld.Child("external_url"), c.ExternalURL, false)
 	if u, err := url.Parse(c.ExternalURL); err == nil && c.ExternalURL != "" && (u.RawQuery != "" || u.Fragment != "" || u.User != nil) {
 		// It prefixes every URL the proxy advertises (callback, resource,
 		// issuer), which a query, fragment or user info would break.
-		bad("external_url", "%q must be a base URL like https://mcp.example.com, without query, fragment or user info", u.Redacted())
+		errs.add(fld.Child("external_url"), "%q must be a base URL like https://mcp.example.com, without query, fragment or user info", u.Redacted())
 	}
-
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	if !strings.HasPrefix(c.MCPPath, "/") || strings.HasPrefix(c.MCPPath, "/oauth2") || strings.HasPrefix(c.MCPPath, "/.well-known") {
+		errs.add(fld.Child("mcp_path"), "%q must start with / and not be under /oauth2 or /.well-known", c.MCPPath)
 	}
 	for _, p := range c.PublicPaths {
-		if !strings.HasPrefix(p, "/") {
-			bad("public_paths", "%q must start with /", p)
-		}
-		if strings.Contains(strings.TrimSuffix(p, "/*"), "*") {
-			bad("public_paths", "%q: only a trailing /* wildcard is supported", p)
-		}
-		if strings.HasPrefix(p, "/oauth2/") {
-			bad("public_paths", "%q: the proxy's own /oauth2/ endpoints cannot be made public", p)
-		}
+		errs = append(errs, validatePublicPath(p, fld.Child("public_paths"))...)
 	}
-	if c.ShutdownGrace < 0 {
-		bad("shutdown_grace", "must not be negative")
-	}
-	if c.RequestBodyTimeout <= 0 {
-		bad("request_body_timeout", "must be positive")
-	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		bad("tls", "cert_file and key_file must be given together")
-	}
+	return errs
+}
 
+// validatePublicPath checks one public_paths entry.
+func validatePublicPath(p string, fld fieldPath) errorList {
+	var errs errorList
+	if !strings.HasPrefix(p, "/") {
+		errs.add(fld, "%q must start with /", p)
+	}
+	if strings.Contains(strings.TrimSuffix(p, "/*"), "*") {
+		errs.add(fld, "%q: only a trailing /* wildcard is supported", p)
+	}
+	if strings.HasPrefix(p, "/oauth2/") {
+		errs.add(fld, "%q: the proxy's own /oauth2/ endpoints cannot be made public", p)
+	}
+	return errs
+}
+
+// validateLogLevel checks log_level.
+func validateLogLevel(level string, fld fieldPath) errorList {
+	var errs errorList
+	switch level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs.add(fld, "%q is not one of debug, info, warn, error", level)
+	}
+	return errs
+}
+
+// validateAuthMode checks auth_mode and what it needs: the oidc section, or
+// the explicit acknowledgement that bypass lets anyone in.
+func validateAuthMode(c *Config, fld fieldPath) errorList {
+	var errs errorList
 	switch c.AuthMode {
 	case "oidc":
-		checkURL("oidc.discovery_url", c.OIDC.DiscoveryURL, true)
-		if c.OIDC.ClientID == "" {
-			bad("oidc.client_id", "required when auth mode is oidc; %s", how("oidc.client_id"))
-		}
-		checkURL("oidc.redirect_url", c.OIDC.RedirectURL, false)
-		checkURL("oidc.post_logout_redirect_url", c.OIDC.PostLogoutURL, false)
-		if c.OIDC.GroupsClaim == "" {
-			bad("oidc.groups_claim", "must not be empty")
-		}
-		if c.OIDC.DiscoveryRetry <= 0 {
-			bad("oidc.discovery_retry", "must be positive")
-		}
+		errs = append(errs, validateOIDC(&c.OIDC, fld.Child("oidc"))...)
 	case "bypass":
 		if !c.AllowInsecureBypass {
-			bad("auth_mode", "bypass lets anyone in without logging in; it is for local development only and also needs allow_insecure_bypass=true (%s)", how("allow_insecure_bypass"))
+			errs.add(fld.Child("auth_mode"), "bypass lets anyone in without logging in; it is for local development only and also needs allow_insecure_bypass=true (%s)", howToSet(fld.Child("allow_insecure_bypass")))
 		}
 	default:
-		bad("auth_mode", "%q is not oidc or bypass", c.AuthMode)
+		errs.add(fld.Child("auth_mode"), "%q is not oidc or bypass", c.AuthMode)
 	}
+	return errs
+}
 
-	s := c.Session
-	switch s.Store {
+// validateOIDC checks the oidc section (auth_mode oidc only).
+func validateOIDC(o *OIDCConfig, fld fieldPath) errorList {
+	var errs errorList
+	errs.checkURL(fld.Child("discovery_url"), o.DiscoveryURL, true)
+	if o.ClientID == "" {
+		errs.add(fld.Child("client_id"), "required when auth mode is oidc; %s", howToSet(fld.Child("client_id")))
+	}
+	errs.checkURL(fld.Child("redirect_url"), o.RedirectURL, false)
+	errs.checkURL(fld.Child("post_logout_redirect_url"), o.PostLogoutURL, false)
+	if o.GroupsClaim == "" {
+		errs.add(fld.Child("groups_claim"), "must not be empty")
+	}
+	if o.DiscoveryRetry <= 0 {
+		errs.add(fld.Child("discovery_retry"), "must be positive")
+	}
+	return errs
+}
+
+// validateStore checks session.store and, for Redis, the redis section.
+func validateStore(c *Config, fld fieldPath) errorList {
+	var errs errorList
+	switch c.Session.Store {
 	case "memory":
 	case "redis":
-		if c.Redis.URL == "" && len(c.Redis.Addrs) == 0 {
-			bad("redis.url", "required when session.store is redis; %s (or redis.addrs)", how("redis.url"))
-		}
-		if c.Redis.URL != "" && len(c.Redis.Addrs) > 0 {
-			bad("redis.addrs", "set either redis.url or redis.addrs, not both")
-		}
-		if c.Redis.URL != "" {
-			if u, err := url.Parse(c.Redis.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-				// Never echo the URL: it may carry a password.
-				bad("redis.url", "must be a redis:// or rediss:// URL")
-			}
-		}
-		if c.Redis.MasterName != "" && c.Redis.Cluster {
-			bad("redis.cluster", "Sentinel (master_name) and Cluster cannot both be set")
-		}
-		if c.Redis.Cluster && c.Redis.DB != 0 {
-			bad("redis.db", "Redis Cluster supports only database 0")
-		}
-		if c.Redis.KeyPrefix == "" {
-			bad("redis.key_prefix", "must not be empty; keys of different deployments sharing a Redis would collide")
-		}
+		errs = append(errs, validateRedis(&c.Redis, fld.Child("redis"))...)
 	default:
-		bad("session.store", "%q is not memory or redis", s.Store)
+		errs.add(fld.Child("session").Child("store"), "%q is not memory or redis", c.Session.Store)
 	}
-	if c.AuthMode == "oidc" {
+	return errs
+}
+
+// validateRedis checks the redis section (session.store redis only).
+func validateRedis(r *RedisConfig, fld fieldPath) errorList {
+	var errs errorList
+	if r.URL == "" && len(r.Addrs) == 0 {
+		errs.add(fld.Child("url"), "required when session.store is redis; %s (or %s)", howToSet(fld.Child("url")), fld.Child("addrs"))
+	}
+	if r.URL != "" && len(r.Addrs) > 0 {
+		errs.add(fld.Child("addrs"), "set either %s or %s, not both", fld.Child("url"), fld.Child("addrs"))
+	}
+	if r.URL != "" {
+		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			// Never echo the URL: it may carry a password.
+			errs.add(fld.Child("url"), "must be a redis:// or rediss:// URL")
+		}
+	}
+	if r.MasterName != "" && r.Cluster {
+		errs.add(fld.Child("cluster"), "Sentinel (master_name) and Cluster cannot both be set")
+	}
+	if r.Cluster && r.DB != 0 {
+		errs.add(fld.Child("db"), "Redis Cluster supports only database 0")
+	}
+	if r.KeyPrefix == "" {
+		errs.add(fld.Child("key_prefix"), "must not be empty; keys of different deployments sharing a Redis would collide")
+	}
+	return errs
+}
+
+// validateSession checks the session section but its store (see
+// validateStore): the cookie's secret and name, lifetimes and the per-user
+// limit.
+func validateSession(s *SessionConfig, authMode string, fld fieldPath) errorList {
+	var errs errorList
+	if authMode == "oidc" {
 		switch {
 		case s.CookieSecret == "" && s.Store == "redis":
-			bad("session.cookie_secret", "required with the redis store so every replica accepts every cookie; generate one with `openssl rand -base64 32` and %s", how("session.cookie_secret"))
+			errs.add(fld.Child("cookie_secret"), "required with the redis store so every replica accepts every cookie; generate one with `openssl rand -base64 32` and %s", howToSet(fld.Child("cookie_secret")))
 		case s.CookieSecret != "" && len(s.CookieSecret) < MinCookieSecretLen:
-			bad("session.cookie_secret", "must be at least %d bytes (it is %d); generate one with `openssl rand -base64 32`", MinCookieSecretLen, len(s.CookieSecret))
+			errs.add(fld.Child("cookie_secret"), "must be at least %d bytes (it is %d); generate one with `openssl rand -base64 32`", MinCookieSecretLen, len(s.CookieSecret))
 		}
 	}
 	if s.TTL <= 0 {
-		bad("session.ttl", "must be positive")
+		errs.add(fld.Child("ttl"), "must be positive")
 	}
 	if s.IdleTimeout < 0 {
-		bad("session.idle_timeout", "must not be negative (0 disables it)")
+		errs.add(fld.Child("idle_timeout"), "must not be negative (0 disables it)")
 	}
 	if s.MaxPerUser < 0 {
-		bad("session.max_per_user", "must not be negative (0 = unlimited)")
+		errs.add(fld.Child("max_per_user"), "must not be negative (0 = unlimited)")
 	}
 	switch s.LimitPolicy {
 	case "evict-oldest", "refuse":
 	default:
-		bad("session.limit_policy", "%q is not evict-oldest or refuse", s.LimitPolicy)
+		errs.add(fld.Child("limit_policy"), "%q is not evict-oldest or refuse", s.LimitPolicy)
 	}
 	if s.RefreshBefore < 0 {
-		bad("session.refresh_before", "must not be negative")
+		errs.add(fld.Child("refresh_before"), "must not be negative")
 	}
-	if s.InsecureCookies && strings.HasPrefix(s.CookieName, "__Host-") {
-		bad("session.cookie_name", "the __Host- prefix requires Secure cookies; drop the prefix or insecure_cookies")
+	if s.CookieName != "" {
+		if err := cookiename.Check(s.CookieName, s.InsecureCookies); err != nil {
+			errs.add(fld.Child("cookie_name"), "%v", err)
+		}
 	}
+	return errs
+}
 
-	switch c.Headers.Preset {
+// validateHeaders checks the identity header names.
+func validateHeaders(h *HeadersConfig, fld fieldPath) errorList {
+	var errs errorList
+	switch h.Preset {
 	case "default", "original":
 	default:
-		bad("headers.preset", "%q is not default or original", c.Headers.Preset)
+		errs.add(fld.Child("preset"), "%q is not default or original", h.Preset)
 	}
-	for _, h := range []struct{ path, v string }{
-		{"headers.user", c.Headers.User}, {"headers.email", c.Headers.Email},
-		{"headers.groups", c.Headers.Groups}, {"headers.name", c.Headers.Name},
-		{"headers.username", c.Headers.Username},
+	for _, named := range []struct{ name, v string }{
+		{"user", h.User}, {"email", h.Email}, {"groups", h.Groups}, {"name", h.Name}, {"username", h.Username},
 	} {
-		if h.v != "" && !validHeaderName(h.v) {
-			bad(h.path, "%q is not a valid HTTP header name", h.v)
+		if named.v != "" && !validHeaderName(named.v) {
+			errs.add(fld.Child(named.name), "%q is not a valid HTTP header name", named.v)
 		}
 	}
+	return errs
+}
 
-	for _, rc := range c.Authz.RequiredClaims {
+// validateAuthz checks the syntax of the authorization rules.
+func validateAuthz(a *AuthzConfig, fld fieldPath) errorList {
+	var errs errorList
+	for _, rc := range a.RequiredClaims {
 		if k, _, ok := strings.Cut(rc, "="); !ok || strings.TrimSpace(k) == "" {
-			bad("authz.required_claims", "%q is not claim=value", rc)
+			errs.add(fld.Child("required_claims"), "%q is not claim=value", rc)
 		}
 	}
-	if c.UpstreamPolicy.RetryAttempts < 1 {
-		bad("upstream_policy.retry_attempts", "must be at least 1 (1 = no retry)")
-	}
-	if c.UpstreamPolicy.BreakerFailures < 1 {
-		bad("upstream_policy.breaker_failures", "must be at least 1")
-	}
-	if c.UpstreamPolicy.BreakerOpenFor <= 0 {
-		bad("upstream_policy.breaker_open_for", "must be positive")
-	}
-	if c.Tracing.SampleRatio < 0 || c.Tracing.SampleRatio > 1 {
-		bad("tracing.sample_ratio", "must be between 0 and 1")
-	}
-	checkURL("tracing.endpoint", c.Tracing.Endpoint, false)
-	if c.RateLimit.LoginsPerMinute < 1 {
-		bad("rate_limit.logins_per_minute", "must be at least 1")
-	}
-	if c.RateLimit.LoginBurst < 1 {
-		bad("rate_limit.login_burst", "must be at least 1")
-	}
-	if c.RateLimit.MaxAddresses < 100 {
-		bad("rate_limit.max_addresses", "must be at least 100")
-	}
+	return errs
+}
 
-	if !strings.HasPrefix(c.MCPPath, "/") || strings.HasPrefix(c.MCPPath, "/oauth2") || strings.HasPrefix(c.MCPPath, "/.well-known") {
-		bad("mcp_path", "%q must start with / and not be under /oauth2 or /.well-known", c.MCPPath)
+// validateUpstreamPolicy checks retries and the circuit breaker.
+func validateUpstreamPolicy(u *UpstreamConfig, fld fieldPath) errorList {
+	var errs errorList
+	if u.RetryAttempts < 1 {
+		errs.add(fld.Child("retry_attempts"), "must be at least 1 (1 = no retry)")
 	}
+	if u.BreakerFailures < 1 {
+		errs.add(fld.Child("breaker_failures"), "must be at least 1")
+	}
+	if u.BreakerOpenFor <= 0 {
+		errs.add(fld.Child("breaker_open_for"), "must be positive")
+	}
+	return errs
+}
+
+// validateTracing checks the trace export settings.
+func validateTracing(t *TracingConfig, fld fieldPath) errorList {
+	var errs errorList
+	if t.SampleRatio < 0 || t.SampleRatio > 1 {
+		errs.add(fld.Child("sample_ratio"), "must be between 0 and 1")
+	}
+	errs.checkURL(fld.Child("endpoint"), t.Endpoint, false)
+	return errs
+}
+
+// validateRateLimit checks the per-address login limits.
+func validateRateLimit(r *RateLimitConfig, fld fieldPath) errorList {
+	var errs errorList
+	if r.LoginsPerMinute < 1 {
+		errs.add(fld.Child("logins_per_minute"), "must be at least 1")
+	}
+	if r.LoginBurst < 1 {
+		errs.add(fld.Child("login_burst"), "must be at least 1")
+	}
+	if r.MaxAddresses < 100 {
+		errs.add(fld.Child("max_addresses"), "must be at least 100")
+	}
+	return errs
+}
+
+// validateExposure checks whom the proxy believes and accepts: the
+// proxies it trusts, and the browser origins and hosts it serves.
+func validateExposure(c *Config, fld fieldPath) errorList {
+	var errs errorList
 	for _, cidr := range c.TrustedProxies {
-		if _, _, err := net.ParseCIDR(cidr); err != nil {
-			if net.ParseIP(cidr) == nil {
-				bad("trusted_proxies", "%q is not a CIDR (e.g. 10.0.0.0/8) or IP address", cidr)
-			}
+		if _, _, err := net.ParseCIDR(cidr); err != nil && net.ParseIP(cidr) == nil {
+			errs.add(fld.Child("trusted_proxies"), "%q is not a CIDR (e.g. 10.0.0.0/8) or IP address", cidr)
 		}
 	}
 	for _, o := range c.AllowedOrigins {
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			bad("allowed_origins", "%q is not an origin like https://app.example.com", o)
+			errs.add(fld.Child("allowed_origins"), "%q is not an origin like https://app.example.com", o)
 		}
 	}
 	for _, h := range c.AllowedHosts {
 		if !validHostPattern(h) {
-			bad("allowed_hosts", "%q is not a host name pattern: use host, host:port, *.example.com or an IP (no scheme or path)", h)
+			errs.add(fld.Child("allowed_hosts"), "%q is not a host name pattern: use host, host:port, *.example.com or an IP (no scheme or path)", h)
 		}
 	}
-	o := c.OAuth
+	return errs
+}
+
+// validateOAuth checks the oauth section: the mode, token lifetimes,
+// signing keys and the external-mode endpoints.
+func validateOAuth(o *OAuthConfig, fld fieldPath) errorList {
+	var errs errorList
 	switch o.Mode {
 	case "facade", "external":
 	default:
-		bad("oauth.mode", "%q is not facade or external", o.Mode)
+		errs.add(fld.Child("mode"), "%q is not facade or external", o.Mode)
 	}
 	if o.AccessTokenTTL <= 0 || o.AccessTokenTTL > 24*time.Hour {
-		bad("oauth.access_token_ttl", "must be between 1s and 24h (short-lived tokens limit the damage of a leak)")
+		errs.add(fld.Child("access_token_ttl"), "must be between 1s and 24h (short-lived tokens limit the damage of a leak)")
 	}
 	if o.RefreshTokenTTL <= 0 {
-		bad("oauth.refresh_token_ttl", "must be positive")
+		errs.add(fld.Child("refresh_token_ttl"), "must be positive")
 	}
 	if o.RefreshTokenMaxLifetime <= 0 {
-		bad("oauth.refresh_token_max_lifetime", "must be positive")
+		errs.add(fld.Child("refresh_token_max_lifetime"), "must be positive")
 	}
 	if o.UpstreamRecheckInterval < time.Minute {
-		bad("oauth.upstream_recheck_interval", "must be at least 1m (every refresh would call the OIDC provider)")
+		errs.add(fld.Child("upstream_recheck_interval"), "must be at least 1m (every refresh would call the OIDC provider)")
 	}
 	if o.RegistrationsPerMinute < 1 {
-		bad("oauth.registrations_per_minute", "must be at least 1")
+		errs.add(fld.Child("registrations_per_minute"), "must be at least 1")
 	}
 	if o.SigningKeys != "" {
 		if block, _ := pem.Decode([]byte(o.SigningKeys)); block == nil {
 			// Never echo the value: it is a private key.
-			bad("oauth.signing_keys", "no PEM block found; give PEM private keys (-----BEGIN EC PRIVATE KEY----- …), e.g. from `openssl ecparam -name prime256v1 -genkey -noout`")
+			errs.add(fld.Child("signing_keys"), "no PEM block found; give PEM private keys (-----BEGIN EC PRIVATE KEY----- …), e.g. from `openssl ecparam -name prime256v1 -genkey -noout`")
 		}
 	}
-	checkURL("oauth.external_issuer", o.ExternalIssuer, false)
-	checkURL("oauth.external_jwks_url", o.ExternalJWKSURL, false)
-	checkURL("oauth.introspection_url", o.IntrospectionURL, false)
-	return errors.Join(errs...)
+	errs.checkURL(fld.Child("external_issuer"), o.ExternalIssuer, false)
+	errs.checkURL(fld.Child("external_jwks_url"), o.ExternalJWKSURL, false)
+	errs.checkURL(fld.Child("introspection_url"), o.IntrospectionURL, false)
+	return errs
 }
 
 // sameListener reports whether two listen addresses would claim the same

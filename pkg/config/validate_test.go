@@ -128,6 +128,11 @@ func TestValidate(t *testing.T) {
 		{name: "__Host- cookie with insecure cookies", base: validOIDC, mutate: func(c *Config) {
 			c.Session.InsecureCookies, c.Session.CookieName = true, "__Host-mcp"
 		}, want: []string{"session.cookie_name"}},
+		{name: "__Secure- cookie with insecure cookies", base: validOIDC, mutate: func(c *Config) {
+			c.Session.InsecureCookies, c.Session.CookieName = true, "__Secure-mcp"
+		}, want: []string{"session.cookie_name"}},
+		{name: "cookie name with a separator", base: validOIDC, mutate: func(c *Config) { c.Session.CookieName = "mcp;session" },
+			want: []string{"session.cookie_name"}},
 		{name: "public path without slash", base: validOIDC, mutate: func(c *Config) { c.PublicPaths = []string{"healthz"} },
 			want: []string{"public_paths"}},
 		{name: "public path inner wildcard", base: validOIDC, mutate: func(c *Config) { c.PublicPaths = []string{"/a*/b"} },
@@ -235,5 +240,62 @@ func TestValidateNeverEchoesSigningKeysOrURLPasswords(t *testing.T) {
 	mustFieldError(t, err, "external_url")
 	if strings.Contains(err.Error(), secret) {
 		t.Errorf("validation error leaks a secret: %v", err)
+	}
+}
+
+func TestFieldPath(t *testing.T) {
+	tests := []struct {
+		got  fieldPath
+		want string
+	}{
+		{root, ""},
+		{root.Child("listen"), "listen"},
+		{root.Child("session").Child("cookie_name"), "session.cookie_name"},
+		{root.Child("oauth").Child("signing_keys"), "oauth.signing_keys"},
+	}
+	for _, tt := range tests {
+		if tt.got.String() != tt.want {
+			t.Errorf("path %q, want %q", tt.got, tt.want)
+		}
+	}
+}
+
+// Every path a section validator reports names a real setting (or, for a
+// rule about several, their section), so the flags table, the injector's
+// secret lookup and the operator can all find it.
+func TestValidatePathsNameSettings(t *testing.T) {
+	known := map[string]bool{}
+	for _, f := range Fields() {
+		known[f.Path] = true
+		for p := f.Path; strings.Contains(p, "."); {
+			p = p[:strings.LastIndex(p, ".")]
+			known[p] = true
+		}
+	}
+	bad := func(c *Config) {
+		c.Listen, c.AdminListen, c.Upstream, c.ExternalURL, c.LogLevel = "x", "x", "x", "x?q", "x"
+		c.PublicPaths, c.ShutdownGrace, c.RequestBodyTimeout, c.TLS.CertFile = []string{"x*"}, -1, 0, "x"
+		c.OIDC = OIDCConfig{RedirectURL: "x", PostLogoutURL: "x"}
+		c.Session = SessionConfig{Store: "redis", CookieSecret: "short", CookieName: "a b", IdleTimeout: -1, MaxPerUser: -1, RefreshBefore: -1}
+		c.Redis = RedisConfig{URL: "x", Addrs: []string{"a"}, MasterName: "m", Cluster: true, DB: 1}
+		c.Headers = HeadersConfig{Preset: "x", User: "a b", Email: "a b", Groups: "a b", Name: "a b", Username: "a b"}
+		c.Authz.RequiredClaims = []string{"x"}
+		c.UpstreamPolicy, c.Tracing, c.RateLimit = UpstreamConfig{}, TracingConfig{SampleRatio: 2, Endpoint: "x"}, RateLimitConfig{}
+		c.MCPPath, c.TrustedProxies, c.AllowedOrigins, c.AllowedHosts = "x", []string{"x"}, []string{"x"}, []string{"a/b"}
+		c.OAuth = OAuthConfig{Mode: "x", SigningKeys: "x", ExternalIssuer: "x", ExternalJWKSURL: "x", IntrospectionURL: "x"}
+	}
+	for _, mode := range []string{"oidc", "bypass", "other"} {
+		c := validOIDC()
+		bad(&c)
+		c.AuthMode = mode
+		paths := errorPaths(t, c.Validate())
+		if len(paths) < 30 {
+			t.Errorf("auth_mode %s: only %d paths reported for a config wrong everywhere: %v", mode, len(paths), paths)
+		}
+		for _, p := range paths {
+			if !known[p] {
+				t.Errorf("auth_mode %s: error path %q names no setting", mode, p)
+			}
+		}
 	}
 }

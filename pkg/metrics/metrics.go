@@ -178,96 +178,140 @@ func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result
 // (pkg/certreload's observer).
 func (m *Metrics) TLSCertificateReload(result string) { m.tlsReloads.WithLabelValues(result).Inc() }
 
-// InstrumentStore wraps a session store so every operation is counted.
+// InstrumentStore wraps a session store so every operation is counted. It
+// decorates each narrow interface of session.Store on its own (sessions,
+// values, single-use values, locks), so a consumer holding only one of them
+// is counted the same way; Ping and Close pass through.
 func (m *Metrics) InstrumentStore(s session.Store) session.Store {
-	return &instrumentedStore{Store: s, m: m}
-}
-
-type instrumentedStore struct {
-	session.Store
-	m *Metrics
-}
-
-var _ session.Store = (*instrumentedStore)(nil)
-
-func (s *instrumentedStore) observe(op string, err error) {
-	switch {
-	case err == nil:
-		s.m.storeOps.WithLabelValues(op, "ok").Inc()
-	case isNotFound(err):
-		s.m.storeOps.WithLabelValues(op, "not_found").Inc()
-	default:
-		s.m.storeOps.WithLabelValues(op, "error").Inc()
-		s.m.storeErrors.WithLabelValues(op).Inc()
+	obs := storeObserver{m: m}
+	return instrumentedStore{
+		Sessions:  instrumentedSessions{next: s, obs: obs},
+		Values:    instrumentedValues{next: s, obs: obs},
+		SingleUse: instrumentedSingleUse{next: s, obs: obs},
+		Locker:    instrumentedLocker{next: s, obs: obs},
+		lifecycle: s,
 	}
 }
 
-func (s *instrumentedStore) CreateSession(ctx context.Context, rec session.Record, l session.Limit) ([]string, error) {
-	ev, err := s.Store.CreateSession(ctx, rec, l)
-	s.observe("create", err)
+// lifecycle is the part of session.Store that is not counted.
+type lifecycle interface {
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+type instrumentedStore struct {
+	session.Sessions
+	session.Values
+	session.SingleUse
+	session.Locker
+	lifecycle
+}
+
+var _ session.Store = instrumentedStore{}
+
+// storeObserver counts one store operation by its outcome.
+type storeObserver struct{ m *Metrics }
+
+func (o storeObserver) observe(op string, err error) {
+	switch {
+	case err == nil:
+		o.m.storeOps.WithLabelValues(op, "ok").Inc()
+	case isNotFound(err):
+		o.m.storeOps.WithLabelValues(op, "not_found").Inc()
+	default:
+		o.m.storeOps.WithLabelValues(op, "error").Inc()
+		o.m.storeErrors.WithLabelValues(op).Inc()
+	}
+}
+
+type instrumentedSessions struct {
+	next session.Sessions
+	obs  storeObserver
+}
+
+func (s instrumentedSessions) CreateSession(ctx context.Context, rec session.Record, l session.Limit) ([]string, error) {
+	ev, err := s.next.CreateSession(ctx, rec, l)
+	s.obs.observe("create", err)
 	return ev, err
 }
 
-func (s *instrumentedStore) GetSession(ctx context.Context, id string) (session.Record, error) {
-	rec, err := s.Store.GetSession(ctx, id)
-	s.observe("get", err)
+func (s instrumentedSessions) GetSession(ctx context.Context, id string) (session.Record, error) {
+	rec, err := s.next.GetSession(ctx, id)
+	s.obs.observe("get", err)
 	return rec, err
 }
 
-func (s *instrumentedStore) UpdateSession(ctx context.Context, rec session.Record) error {
-	err := s.Store.UpdateSession(ctx, rec)
-	s.observe("update", err)
+func (s instrumentedSessions) UpdateSession(ctx context.Context, rec session.Record) error {
+	err := s.next.UpdateSession(ctx, rec)
+	s.obs.observe("update", err)
 	return err
 }
 
-func (s *instrumentedStore) DeleteSession(ctx context.Context, id string) error {
-	err := s.Store.DeleteSession(ctx, id)
-	s.observe("delete", err)
+func (s instrumentedSessions) DeleteSession(ctx context.Context, id string) error {
+	err := s.next.DeleteSession(ctx, id)
+	s.obs.observe("delete", err)
 	return err
 }
 
-func (s *instrumentedStore) PutOnce(ctx context.Context, key string, v []byte, ttl time.Duration) error {
-	err := s.Store.PutOnce(ctx, key, v, ttl)
-	s.observe("put_once", err)
+type instrumentedValues struct {
+	next session.Values
+	obs  storeObserver
+}
+
+func (s instrumentedValues) Put(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	err := s.next.Put(ctx, key, v, ttl)
+	s.obs.observe("put", err)
 	return err
 }
 
-func (s *instrumentedStore) TakeOnce(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.Store.TakeOnce(ctx, key)
-	s.observe("take_once", err)
+func (s instrumentedValues) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.next.Get(ctx, key)
+	s.obs.observe("get_value", err)
 	return v, err
 }
 
-func (s *instrumentedStore) Put(ctx context.Context, key string, v []byte, ttl time.Duration) error {
-	err := s.Store.Put(ctx, key, v, ttl)
-	s.observe("put", err)
+func (s instrumentedValues) Delete(ctx context.Context, key string) error {
+	err := s.next.Delete(ctx, key)
+	s.obs.observe("delete_value", err)
 	return err
 }
 
-func (s *instrumentedStore) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.Store.Get(ctx, key)
-	s.observe("get_value", err)
-	return v, err
-}
-
-func (s *instrumentedStore) Delete(ctx context.Context, key string) error {
-	err := s.Store.Delete(ctx, key)
-	s.observe("delete_value", err)
-	return err
-}
-
-func (s *instrumentedStore) AnyExists(ctx context.Context, keys ...string) (bool, error) {
-	ok, err := s.Store.AnyExists(ctx, keys...)
-	s.observe("exists", err)
+func (s instrumentedValues) AnyExists(ctx context.Context, keys ...string) (bool, error) {
+	ok, err := s.next.AnyExists(ctx, keys...)
+	s.obs.observe("exists", err)
 	return ok, err
 }
 
-func (s *instrumentedStore) TryLock(ctx context.Context, name string, ttl time.Duration) (session.Lock, error) {
-	l, err := s.Store.TryLock(ctx, name, ttl)
+type instrumentedSingleUse struct {
+	next session.SingleUse
+	obs  storeObserver
+}
+
+func (s instrumentedSingleUse) PutOnce(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	err := s.next.PutOnce(ctx, key, v, ttl)
+	s.obs.observe("put_once", err)
+	return err
+}
+
+func (s instrumentedSingleUse) TakeOnce(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.next.TakeOnce(ctx, key)
+	s.obs.observe("take_once", err)
+	return v, err
+}
+
+type instrumentedLocker struct {
+	next session.Locker
+	obs  storeObserver
+}
+
+// TryLock counts a lock held elsewhere as "held", not as an error: it is
+// the expected outcome when another replica is refreshing the same session.
+func (s instrumentedLocker) TryLock(ctx context.Context, name string, ttl time.Duration) (session.Lock, error) {
+	l, err := s.next.TryLock(ctx, name, ttl)
 	if isLocked(err) {
-		s.m.storeOps.WithLabelValues("lock", "held").Inc()
+		s.obs.m.storeOps.WithLabelValues("lock", "held").Inc()
 	} else {
-		s.observe("lock", err)
+		s.obs.observe("lock", err)
 	}
 	return l, err
 }

@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session/sessiontest"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
 )
 
 func TestRequestDoneCountsByStatusClassAndRoute(t *testing.T) {
@@ -60,6 +64,50 @@ func TestInstrumentStoreSeparatesNotFoundFromErrors(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.storeErrors.WithLabelValues("get")); got != 1 {
 		t.Errorf("store errors = %v, want 1 (not_found is not an error)", got)
+	}
+}
+
+// The instrumented store is what every consumer talks to, so it must keep
+// every rule of the store it wraps: the conformance suite runs through it,
+// against both backends, and every operation it makes is counted.
+func TestInstrumentedStoreConformance(t *testing.T) {
+	srv := redisserver.Start(t)
+	tests := []struct {
+		name    string
+		backend func(t *testing.T) session.Store
+	}{
+		{"memory", func(t *testing.T) session.Store {
+			mem := session.NewMemory(session.MemoryOptions{})
+			t.Cleanup(func() { _ = mem.Close() })
+			return mem
+		}},
+		{"redis", func(t *testing.T) session.Store {
+			prefix := make([]byte, 6)
+			_, _ = rand.Read(prefix)
+			rs, err := session.NewRedis(session.RedisOptions{URL: srv.URL(), KeyPrefix: "instrumented-" + hex.EncodeToString(prefix) + ":"})
+			if err != nil {
+				t.Fatalf("NewRedis: %v", err)
+			}
+			t.Cleanup(func() { _ = rs.Close() })
+			return rs
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := New("v1")
+			// t.Run returns once the suite's parallel subtests are done.
+			t.Run("suite", func(t *testing.T) {
+				sessiontest.Run(t, func(t *testing.T) session.Store { return m.InstrumentStore(tt.backend(t)) })
+			})
+			for _, op := range []string{"create", "get", "update", "delete", "put", "get_value", "delete_value", "exists", "put_once", "take_once", "lock"} {
+				if testutil.ToFloat64(m.storeOps.WithLabelValues(op, "ok")) == 0 {
+					t.Errorf("no successful %q counted while the suite ran through the decorator", op)
+				}
+			}
+			if got := testutil.ToFloat64(m.storeOps.WithLabelValues("lock", "held")); got == 0 {
+				t.Error("no held lock counted while the suite ran through the decorator")
+			}
+		})
 	}
 }
 

@@ -67,14 +67,21 @@ var errCIMD = errors.New("oauth: client metadata document refused")
 // SSRF policy refuses.
 var errForbiddenAddress = errors.New("oauth: address not allowed for client metadata documents")
 
+// cimdCache is where fetched metadata documents are kept for
+// CIMDOptions.CacheTTL (implemented by session.Values).
+type cimdCache interface {
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Get(ctx context.Context, key string) ([]byte, error)
+}
+
 type cimdFetcher struct {
 	opts  CIMDOptions
-	store session.Store
+	store cimdCache
 	now   func() time.Time
 	http  *http.Client
 }
 
-func newCIMDFetcher(opts CIMDOptions, store session.Store, now func() time.Time) (*cimdFetcher, error) {
+func newCIMDFetcher(opts CIMDOptions, store cimdCache, now func() time.Time) (*cimdFetcher, error) {
 	setDefault(&opts.Timeout, DefaultCIMDTimeout)
 	setDefault(&opts.CacheTTL, DefaultCIMDCacheTTL)
 	if opts.MaxBytes <= 0 {

@@ -1,8 +1,9 @@
 package oauth
 
 import (
-	"encoding/json"
 	"net/http"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 )
 
 // OAuth error codes (RFC 6749 §4.1.2.1 and §5.2, RFC 7591 §3.2.2, RFC 8707).
@@ -30,17 +31,5 @@ type oauthError struct {
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
-	writeJSON(w, status, oauthError{Error: code, Description: description})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	if h.Get("Cache-Control") == "" {
-		h.Set("Cache-Control", "no-store")
-	}
-	h.Set("Pragma", "no-cache")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	httpjson.Write(w, status, oauthError{Error: code, Description: description})
 }

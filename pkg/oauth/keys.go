@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 )
 
 // AccessTokenType is the JOSE "typ" of the access tokens this server issues
@@ -157,7 +159,7 @@ func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, s.keys.jwks())
+	httpjson.Write(w, http.StatusOK, s.keys.jwks())
 }
 
 // Signer signs arbitrary claims with the active key. It exists for the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
@@ -64,6 +66,11 @@ func TestLogLinesCarryTheRequestID(t *testing.T) {
 			requestid.Middleware(mux).ServeHTTP(rec, req)
 			if rec.Code != tt.status {
 				t.Fatalf("status %d (%s), want %d", rec.Code, rec.Body, tt.status)
+			}
+			if tt.down && (!strings.Contains(rec.Body.String(), `"temporarily_unavailable"`) ||
+				rec.Header().Get("Retry-After") != strconv.Itoa(apierror.StoreDownRetryAfter)) {
+				t.Errorf("store outage answered %s with Retry-After %q; want temporarily_unavailable with every store outage's Retry-After %d",
+					rec.Body, rec.Header().Get("Retry-After"), apierror.StoreDownRetryAfter)
 			}
 			lines := logs.FilterMessage(tt.msg).All()
 			if len(lines) != 1 {

@@ -38,11 +38,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
@@ -87,11 +90,24 @@ const (
 	codeReplayWindow = 10 * time.Minute
 )
 
+// Store is what the authorization server keeps in the shared store
+// (implemented by session.Store): plain values (clients, pending requests,
+// consent, revocation markers) and single-use ones (codes, refresh-token
+// markers), in one key space shared by all replicas. It never touches login
+// sessions or locks.
+type Store interface {
+	session.SingleUse
+	// Put, Get and AnyExists are those of session.Values.
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Get(ctx context.Context, key string) ([]byte, error)
+	AnyExists(ctx context.Context, keys ...string) (bool, error)
+}
+
 // Options configures New. Store and BaseURL are required.
 type Options struct {
 	// Store holds clients, pending requests, codes, refresh tokens, consent
 	// and the access-token denylist, shared by all replicas.
-	Store session.Store
+	Store Store
 	// BaseURL returns the proxy's external base URL for a request (for
 	// example https://mcp.example.com); it is the issuer. Trusted-proxy
 	// handling lives with the caller.
@@ -178,7 +194,7 @@ type Options struct {
 // Server is the authorization server. Create it with New.
 type Server struct {
 	opts  Options
-	store session.Store
+	store Store
 	log   *zap.Logger
 	now   func() time.Time
 	keys  *keySet
@@ -416,19 +432,20 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	// one) is served for every host. With an external URL the values never
 	// change, so the Vary costs nothing but a few cache entries.
 	w.Header().Set("Vary", "Host, X-Forwarded-Host, X-Forwarded-Proto")
-	writeJSON(w, http.StatusOK, s.Metadata(r))
+	httpjson.Write(w, http.StatusOK, s.Metadata(r))
 }
 
-// logFor is the logger for a line about the request whose context is ctx:
-// it carries the request ID, so the line can be matched with the access log
-// and with the error the client reports.
+// logFor is the logger for lines about the request whose context is ctx
+// (see requestid.Logger).
 func (s *Server) logFor(ctx context.Context) *zap.Logger {
-	return s.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+	return requestid.Logger(ctx, s.log)
 }
 
 // storeErr turns a store failure into a 503 for the caller and a log line;
-// it never leaks the error text.
+// it never leaks the error text. The body is an OAuth error, as clients of
+// these endpoints expect; the retry hint is every store outage's.
 func (s *Server) storeErr(w http.ResponseWriter, r *http.Request, op string, err error) {
 	s.logFor(r.Context()).Error("oauth: session store failure", zap.String("op", op), zap.Error(err))
+	w.Header().Set("Retry-After", strconv.Itoa(apierror.StoreDownRetryAfter))
 	writeOAuthError(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, "state store temporarily unavailable")
 }

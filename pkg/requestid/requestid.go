@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+
+	"go.uber.org/zap"
 )
 
 // Header is the header the ID is read from and written to.
@@ -22,6 +24,20 @@ type ctxKey struct{}
 func FromContext(ctx context.Context) string {
 	id, _ := ctx.Value(ctxKey{}).(string)
 	return id
+}
+
+// LogField is ctx's request ID as the log field every line about a request
+// carries (request_id, as in the access log).
+func LogField(ctx context.Context) zap.Field {
+	return zap.String("request_id", FromContext(ctx))
+}
+
+// Logger is log for lines about the request whose context is ctx: each line
+// carries the request ID, so it can be matched with the access log and
+// with the error body the client reports. Contexts detached from the
+// request (context.WithoutCancel) keep the ID.
+func Logger(ctx context.Context, log *zap.Logger) *zap.Logger {
+	return log.With(LogField(ctx))
 }
 
 // NewContext stores id in ctx.

@@ -1,10 +1,14 @@
 package requestid
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestMiddlewarePropagatesValidIDsAndReplacesOthers(t *testing.T) {
@@ -53,5 +57,24 @@ func TestNewIsUnique(t *testing.T) {
 			t.Fatalf("New() = %q: duplicate or wrong length", id)
 		}
 		seen[id] = true
+	}
+}
+
+// Lines logged through Logger carry the request ID under the field name
+// the access log uses, including from a context detached from the request.
+func TestLoggerCarriesTheID(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	ctx := NewContext(context.Background(), "req-7")
+	Logger(ctx, zap.New(core)).Info("one")
+	Logger(context.WithoutCancel(ctx), zap.New(core)).Info("two")
+	Logger(context.Background(), zap.New(core)).Info("outside")
+	want := map[string]string{"one": "req-7", "two": "req-7", "outside": ""}
+	for _, e := range logs.All() {
+		if got := e.ContextMap()["request_id"]; got != want[e.Message] {
+			t.Errorf("%q: request_id = %v, want %q", e.Message, got, want[e.Message])
+		}
+	}
+	if logs.Len() != len(want) {
+		t.Fatalf("%d lines, want %d", logs.Len(), len(want))
 	}
 }

@@ -127,7 +127,7 @@ func (a *Asserter) Wrap(next http.Handler) http.Handler {
 		if id := identity.FromContext(r.Context()); id != nil {
 			jws, err := a.signer.Sign(a.Claims(r, id))
 			if err != nil {
-				a.opts.Logger.Error("sign identity assertion", zap.String("request_id", requestid.FromContext(r.Context())), zap.String("kid", a.signer.KID()), zap.Error(err))
+				a.opts.Logger.Error("sign identity assertion", requestid.LogField(r.Context()), zap.String("kid", a.signer.KID()), zap.Error(err))
 				apierror.Write(w, r, http.StatusInternalServerError, apierror.CodeInternal, "could not sign the identity assertion")
 				return
 			}

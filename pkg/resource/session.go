@@ -33,7 +33,7 @@ const DefaultSessionBindingTTL = 24 * time.Hour
 const bindingPrefix = "mcp-session:"
 
 // BindingStore is what SessionBinder needs from the session store
-// (implemented by session.Store).
+// (implemented by session.Values, a subset of session.Store).
 type BindingStore interface {
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	Get(ctx context.Context, key string) ([]byte, error)
@@ -110,11 +110,10 @@ func (b *SessionBinder) WithLogger(l *zap.Logger) *SessionBinder {
 	return b
 }
 
-// logFor is the logger for a line about the request whose context is ctx:
-// it carries the request ID, so the line can be matched with the access log
-// and with the error body the client reports.
+// logFor is the logger for lines about the request whose context is ctx
+// (see requestid.Logger).
 func (b *SessionBinder) logFor(ctx context.Context) *zap.Logger {
-	return b.log.With(zap.String("request_id", requestid.FromContext(ctx)))
+	return requestid.Logger(ctx, b.log)
 }
 
 // Wrap enforces bindings around next (the forwarding handler). It must run
@@ -156,9 +155,7 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 				return
 			case err != nil:
 				b.logFor(r.Context()).Error("read MCP session binding", zap.Error(err))
-				w.Header().Set("Retry-After", "2")
-				apierror.Write(w, r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
-					"the session store is temporarily unavailable; retry shortly")
+				apierror.WriteStoreDown(w, r, "the session store is temporarily unavailable; retry shortly")
 				return
 			case boundOwner != owner:
 				apierror.Write(w, r, http.StatusForbidden, apierror.CodeForbidden, "MCP session belongs to another user")
@@ -248,9 +245,7 @@ func (w *bindingWriter) WriteHeader(code int) {
 				h := w.Header()
 				h.Del(SessionHeader)
 				h.Del("Content-Length")
-				h.Set("Retry-After", "2")
-				apierror.Write(w.ResponseWriter, w.r, http.StatusServiceUnavailable, apierror.CodeSessionStoreDown,
-					"the session store is temporarily unavailable; retry shortly")
+				apierror.WriteStoreDown(w.ResponseWriter, w.r, "the session store is temporarily unavailable; retry shortly")
 				return
 			}
 		}

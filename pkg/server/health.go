@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 )
 
 // health answers /healthz in the original project's shape. It is a liveness
@@ -54,7 +56,7 @@ func (h *health) upstreamReachable() bool {
 func (h *health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	up := h.upstreamReachable()
 	uptime := h.now().Sub(h.started)
-	writeJSON(w, http.StatusOK, map[string]any{
+	httpjson.Write(w, http.StatusOK, map[string]any{
 		"status":         "healthy",
 		"version":        h.version,
 		"uptime":         uptime.Round(time.Second).String(),

@@ -24,6 +24,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/certreload"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
@@ -138,7 +139,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	s.policy = authz.New(rulesFrom(cfg))
 	s.public.Store(newPublicPaths(cfg.PublicPaths))
 
-	cookieName := cookieNameFor(cfg)
 	if cfg.Tracing.Enabled {
 		s.tracer, err = tracing.New(ctx, tracing.Options{
 			Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: opts.Version,
@@ -177,13 +177,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			return nil, fmt.Errorf("session.cookie_secret: %w", err)
 		}
 		s.authn, err = authn.New(authn.Options{
-			Store:                 s.store,
+			Sessions:              s.store,
+			States:                s.store,
+			Locks:                 s.store,
 			Codec:                 codec,
 			RelyingParty:          s.rp,
 			Logger:                s.log.Named("authn"),
 			Observer:              s.metrics,
 			Now:                   opts.Now,
-			CookieName:            cookieName,
+			CookieName:            cfg.Session.CookieName, // "" means cookiename.Default
 			InsecureCookies:       cfg.Session.InsecureCookies,
 			SessionTTL:            cfg.Session.TTL,
 			IdleTimeout:           cfg.Session.IdleTimeout,
@@ -406,11 +408,11 @@ func serveErr(err error) error {
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	if s.rp != nil {
 		if err := s.rp.Ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "OIDC discovery has not succeeded yet"})
+			httpjson.Write(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "OIDC discovery has not succeeded yet"})
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+	httpjson.Write(w, http.StatusOK, map[string]any{"ready": true})
 }
 
 func (s *Server) redirectURL(r *http.Request) string {

@@ -3,9 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 
@@ -54,17 +52,6 @@ func newStore(cfg config.Config) (session.Store, error) {
 	return st, nil
 }
 
-func cookieNameFor(cfg config.Config) string {
-	switch {
-	case cfg.Session.CookieName != "":
-		return cfg.Session.CookieName
-	case cfg.Session.InsecureCookies:
-		return "mcp-oidc-session"
-	default:
-		return "__Host-mcp-oidc-session"
-	}
-}
-
 func headerNames(h config.HeadersConfig) proxy.HeaderNames {
 	names := proxy.DefaultHeaderNames()
 	if h.Preset == "original" {
@@ -99,11 +86,4 @@ func rulesFrom(cfg config.Config) authz.Rules {
 		}
 	}
 	return r
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }

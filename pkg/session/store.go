@@ -71,10 +71,11 @@ type Lock interface {
 	Unlock(ctx context.Context) error
 }
 
-// Store is the contract both implementations satisfy. Every method is safe
-// for concurrent use, and every multi-step operation is atomic across
-// replicas (Lua scripts in Redis, a mutex in memory).
-type Store interface {
+// Sessions keeps login sessions: records with an absolute and an idle
+// expiry, grouped per user for the per-user limit. It is the part of the
+// store the cookie path reads on every request, so it is the one a cache or
+// an instrumenting decorator wraps on its own.
+type Sessions interface {
 	// CreateSession stores rec and applies limit to rec.UserKey atomically.
 	// It returns the IDs of sessions evicted to make room.
 	CreateSession(ctx context.Context, rec Record, limit Limit) (evicted []string, err error)
@@ -86,17 +87,14 @@ type Store interface {
 	// DeleteSession removes the record and its entry in the user's index.
 	// Deleting a missing record is not an error.
 	DeleteSession(ctx context.Context, id string) error
+}
 
-	// PutOnce stores a single-use value (OAuth state, authorization codes)
-	// that expires after ttl.
-	PutOnce(ctx context.Context, key string, value []byte, ttl time.Duration) error
-	// TakeOnce atomically reads and deletes a value stored by PutOnce, so a
-	// value can be consumed once across all replicas.
-	TakeOnce(ctx context.Context, key string) ([]byte, error)
-
-	// Put stores a plain value that expires after ttl (registered clients,
-	// consent records, MCP session bindings). It shares its key space with
-	// PutOnce, so Get can read either and TakeOnce can consume either.
+// Values keeps plain short-lived values (registered clients, consent
+// records, MCP session bindings, revocation markers). It shares its key
+// space with SingleUse: Get and AnyExists see values stored by PutOnce, and
+// TakeOnce consumes values stored by Put.
+type Values interface {
+	// Put stores a value that expires after ttl.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// Get reads a value stored by Put or PutOnce without consuming it.
 	Get(ctx context.Context, key string) ([]byte, error)
@@ -107,9 +105,36 @@ type Store interface {
 	// or PutOnce) exists, in one round trip: the bearer path checks an
 	// access token against several revocation markers on every request.
 	AnyExists(ctx context.Context, keys ...string) (bool, error)
+}
 
+// SingleUse keeps values that may be consumed once across all replicas
+// (OAuth state, authorization codes, refresh-token markers).
+type SingleUse interface {
+	// PutOnce stores a single-use value that expires after ttl.
+	PutOnce(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// TakeOnce atomically reads and deletes a value stored by PutOnce (or
+	// Put), so a value can be consumed once across all replicas.
+	TakeOnce(ctx context.Context, key string) ([]byte, error)
+}
+
+// Locker hands out short distributed locks (the cross-replica token
+// refresh).
+type Locker interface {
 	// TryLock takes the named lock for ttl, or returns ErrLocked.
 	TryLock(ctx context.Context, name string, ttl time.Duration) (Lock, error)
+}
+
+// Store is the contract both implementations satisfy: every narrow
+// interface above, plus the lifecycle the process owner needs. Consumers
+// take only the narrow interfaces they use; only the code that builds and
+// closes the backend holds a Store. Every method is safe for concurrent
+// use, and every multi-step operation is atomic across replicas (Lua
+// scripts in Redis, a mutex in memory).
+type Store interface {
+	Sessions
+	Values
+	SingleUse
+	Locker
 
 	// Ping reports whether the backend is reachable.
 	Ping(ctx context.Context) error

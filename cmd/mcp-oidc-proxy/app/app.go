@@ -79,9 +79,8 @@ func Main(ctx context.Context, io IO, run RunFunc) int {
 	defer func() { _ = logger.Sync() }()
 	// Injected sidecars get their pod's name through the downward API;
 	// put it on every line so logs can be told apart without a collector.
-	env := envMap(io.Env)
-	if pod := env[config.PodNameEnv]; pod != "" {
-		logger = logger.With(zap.String("pod", pod), zap.String("namespace", env[config.PodNamespaceEnv]))
+	if pod := src.Getenv(config.PodNameEnv); pod != "" {
+		logger = logger.With(zap.String("pod", pod), zap.String("namespace", src.Getenv(config.PodNamespaceEnv)))
 	}
 
 	if err := run(ctx, Runtime{
@@ -183,14 +182,4 @@ func indent(err error) string {
 		lines[i] = "  - " + l
 	}
 	return strings.Join(lines, "\n")
-}
-
-func envMap(env []string) map[string]string {
-	m := make(map[string]string, len(env))
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
 }

@@ -288,13 +288,7 @@ func get(ctx context.Context, c *http.Client, u string) (int, error) {
 // injector writes it, users never do, and it is not reloadable. Serve and
 // the contract test (test/contract) read it through here.
 func AppProbes(env []string) (probe.Set, error) {
-	v := ""
-	for _, kv := range env {
-		if val, ok := strings.CutPrefix(kv, probe.EnvVar+"="); ok {
-			v = val
-		}
-	}
-	set, err := probe.Decode(v)
+	set, err := probe.Decode(config.Source{Env: env}.Getenv(probe.EnvVar))
 	if err != nil {
 		return nil, fmt.Errorf("reading the app probes handed over by the injector: %w", err)
 	}

@@ -1,7 +1,10 @@
 // Package sessiontest is the conformance suite every session.Store
 // implementation must pass, so the memory and Redis stores cannot drift
 // apart in the rules callers rely on (what ErrNotFound means, how expiry
-// and per-user limits behave, what is single-use and exclusive).
+// and per-user limits behave, what is single-use and exclusive). Run takes
+// a whole store (a backend, or a decorator of all of it such as the
+// metrics one); RunSessions takes anything that implements only
+// session.Sessions, such as a decorator of the session methods.
 //
 // Expiry is tested with short real TTLs and polling with a deadline, never
 // with fake clocks, because Redis expires keys on its own clock.
@@ -33,14 +36,47 @@ const (
 	clockSlack  = 5 * time.Millisecond
 )
 
-// Run runs the suite. newStore must return a fresh, empty store (or one
-// with a namespace of its own) for each subtest and register its Close with
-// t.Cleanup; subtests run in parallel.
+// Run runs the whole suite against a session.Store. newStore must return a
+// fresh, empty store (or one with a namespace of its own) for each subtest
+// and register its Close with t.Cleanup; subtests run in parallel.
 func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 	t.Helper()
+	RunSessions(t, func(t *testing.T) session.Sessions { return newStore(t) })
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s session.Store)
+	}{
+		// Values and single-use values share one key space, so their tests
+		// need both halves.
+		{"PutTakeOnce", testPutTakeOnce},
+		{"OnceExpires", testOnceExpires},
+		{"OnceConcurrentTake", testOnceConcurrentTake},
+		{"PutGetDelete", testPutGetDelete},
+		{"AnyExists", testAnyExists},
+		{"ValueExpires", testValueExpires},
+		{"TryLockExclusive", testTryLockExclusive},
+		{"TryLockConcurrent", testTryLockConcurrent},
+		{"LockExtend", testLockExtend},
+		{"LockExpiry", testLockExpiry},
+		{"Ping", testPing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, newStore(t))
+		})
+	}
+}
+
+// RunSessions runs the session-record part of the suite (create, read,
+// update, delete, expiry, per-user limits) against a session.Sessions, so a
+// decorator over the session methods alone (a cache, instrumentation) is
+// held to the same rules as the stores. newSessions has Run's contract.
+func RunSessions(t *testing.T, newSessions func(t *testing.T) session.Sessions) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s session.Sessions)
 	}{
 		{"CreateGetRoundTrip", testCreateGet},
 		{"GetMissing", testGetMissing},
@@ -61,22 +97,11 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 		{"LimitPerUser", testLimitPerUser},
 		{"LimitConcurrentEvict", testLimitConcurrentEvict},
 		{"LimitConcurrentRefuse", testLimitConcurrentRefuse},
-		{"PutTakeOnce", testPutTakeOnce},
-		{"OnceExpires", testOnceExpires},
-		{"OnceConcurrentTake", testOnceConcurrentTake},
-		{"PutGetDelete", testPutGetDelete},
-		{"AnyExists", testAnyExists},
-		{"ValueExpires", testValueExpires},
-		{"TryLockExclusive", testTryLockExclusive},
-		{"TryLockConcurrent", testTryLockConcurrent},
-		{"LockExtend", testLockExtend},
-		{"LockExpiry", testLockExpiry},
-		{"Ping", testPing},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.fn(t, newStore(t))
+			tt.fn(t, newSessions(t))
 		})
 	}
 }
@@ -104,7 +129,7 @@ func newRecord(t *testing.T, userKey string, ttl time.Duration) session.Record {
 	}
 }
 
-func mustCreate(t *testing.T, s session.Store, rec session.Record, limit session.Limit) []string {
+func mustCreate(t *testing.T, s session.Sessions, rec session.Record, limit session.Limit) []string {
 	t.Helper()
 	evicted, err := s.CreateSession(t.Context(), rec, limit)
 	if err != nil {
@@ -113,7 +138,7 @@ func mustCreate(t *testing.T, s session.Store, rec session.Record, limit session
 	return evicted
 }
 
-func mustGet(t *testing.T, s session.Store, id string) session.Record {
+func mustGet(t *testing.T, s session.Sessions, id string) session.Record {
 	t.Helper()
 	rec, err := s.GetSession(t.Context(), id)
 	if err != nil {
@@ -123,7 +148,7 @@ func mustGet(t *testing.T, s session.Store, id string) session.Record {
 }
 
 // exists reports whether id is readable; any error but ErrNotFound fails.
-func exists(t *testing.T, s session.Store, id string) bool {
+func exists(t *testing.T, s session.Sessions, id string) bool {
 	t.Helper()
 	_, err := s.GetSession(t.Context(), id)
 	switch {
@@ -160,7 +185,7 @@ func describe(r session.Record) string {
 		r.ID, r.UserKey, r.Data, r.CreatedAt.UnixMilli(), r.ExpiresAt.UnixMilli(), r.IdleTimeout)
 }
 
-func testCreateGet(t *testing.T, s session.Store) {
+func testCreateGet(t *testing.T, s session.Sessions) {
 	rec := newRecord(t, randomHex(t, 32), time.Hour)
 	rec.IdleTimeout = 30 * time.Minute
 	if ev := mustCreate(t, s, rec, session.Limit{}); len(ev) != 0 {
@@ -171,12 +196,12 @@ func testCreateGet(t *testing.T, s session.Store) {
 	sameRecord(t, mustGet(t, s, rec.ID), rec)
 }
 
-func testGetMissing(t *testing.T, s session.Store) {
+func testGetMissing(t *testing.T, s session.Sessions) {
 	_, err := s.GetSession(t.Context(), randomHex(t, 32))
 	requireNotFound(t, err, "GetSession(missing)")
 }
 
-func testCreateRejectsInvalid(t *testing.T, s session.Store) {
+func testCreateRejectsInvalid(t *testing.T, s session.Sessions) {
 	user := randomHex(t, 32)
 	tests := []struct {
 		name   string
@@ -206,7 +231,7 @@ func testCreateRejectsInvalid(t *testing.T, s session.Store) {
 	}
 }
 
-func testCreateSameIDReplaces(t *testing.T, s session.Store) {
+func testCreateSameIDReplaces(t *testing.T, s session.Sessions) {
 	rec := newRecord(t, randomHex(t, 32), time.Hour)
 	mustCreate(t, s, rec, session.Limit{Max: 1, Policy: session.LimitRefuse})
 	rec.Data = []byte("second")
@@ -216,7 +241,7 @@ func testCreateSameIDReplaces(t *testing.T, s session.Store) {
 	sameRecord(t, mustGet(t, s, rec.ID), rec)
 }
 
-func testUpdate(t *testing.T, s session.Store) {
+func testUpdate(t *testing.T, s session.Sessions) {
 	rec := newRecord(t, randomHex(t, 32), time.Hour)
 	mustCreate(t, s, rec, session.Limit{})
 	upd := session.Record{
@@ -233,14 +258,14 @@ func testUpdate(t *testing.T, s session.Store) {
 	sameRecord(t, mustGet(t, s, rec.ID), want)
 }
 
-func testUpdateMissing(t *testing.T, s session.Store) {
+func testUpdateMissing(t *testing.T, s session.Sessions) {
 	rec := newRecord(t, randomHex(t, 32), time.Hour)
 	requireNotFound(t, s.UpdateSession(t.Context(), rec), "UpdateSession(missing)")
 	// Update must not create.
 	requireNotFound(t, func() error { _, err := s.GetSession(t.Context(), rec.ID); return err }(), "GetSession after failed update")
 }
 
-func testDelete(t *testing.T, s session.Store) {
+func testDelete(t *testing.T, s session.Sessions) {
 	user := randomHex(t, 32)
 	limit := session.Limit{Max: 2, Policy: session.LimitRefuse}
 	a, b := newRecord(t, user, time.Hour), newRecord(t, user, time.Hour)
@@ -264,7 +289,7 @@ func testDelete(t *testing.T, s session.Store) {
 	}
 }
 
-func testAbsoluteExpiry(t *testing.T, s session.Store) {
+func testAbsoluteExpiry(t *testing.T, s session.Sessions) {
 	rec := newRecord(t, randomHex(t, 32), shortTTL)
 	mustCreate(t, s, rec, session.Limit{})
 	if !exists(t, s, rec.ID) {
@@ -279,7 +304,7 @@ func testAbsoluteExpiry(t *testing.T, s session.Store) {
 // waitPast waits until a probe session, created now with an absolute
 // (non-sliding) expiry of ttl, has expired: reading the session under test
 // would slide its idle timeout, reading the probe does not.
-func waitPast(t *testing.T, s session.Store, ttl time.Duration) {
+func waitPast(t *testing.T, s session.Sessions, ttl time.Duration) {
 	t.Helper()
 	// Redis TTLs have millisecond granularity and a key lives through the
 	// millisecond it expires in; the slack covers that, nothing more.
@@ -288,7 +313,7 @@ func waitPast(t *testing.T, s session.Store, ttl time.Duration) {
 	waitfor.True(t, waitTimeout, "probe expiry", func() bool { return !exists(t, s, probe.ID) })
 }
 
-func testIdleExpires(t *testing.T, s session.Store) {
+func testIdleExpires(t *testing.T, s session.Sessions) {
 	rec := newRecord(t, randomHex(t, 32), time.Hour)
 	rec.IdleTimeout = shortTTL
 	mustCreate(t, s, rec, session.Limit{})
@@ -298,7 +323,7 @@ func testIdleExpires(t *testing.T, s session.Store) {
 	}
 }
 
-func testIdleSlides(t *testing.T, s session.Store) {
+func testIdleSlides(t *testing.T, s session.Sessions) {
 	const idle = 600 * time.Millisecond
 	rec := newRecord(t, randomHex(t, 32), time.Hour)
 	rec.IdleTimeout = idle
@@ -321,7 +346,7 @@ func testIdleSlides(t *testing.T, s session.Store) {
 	}
 }
 
-func testIdleCappedByAbsolute(t *testing.T, s session.Store) {
+func testIdleCappedByAbsolute(t *testing.T, s session.Sessions) {
 	rec := newRecord(t, randomHex(t, 32), shortTTL)
 	rec.IdleTimeout = time.Hour
 	mustCreate(t, s, rec, session.Limit{})
@@ -329,7 +354,7 @@ func testIdleCappedByAbsolute(t *testing.T, s session.Store) {
 	waitfor.True(t, waitTimeout, "absolute expiry despite reads", func() bool { return !exists(t, s, rec.ID) })
 }
 
-func testUpdateAfterExpiry(t *testing.T, s session.Store) {
+func testUpdateAfterExpiry(t *testing.T, s session.Sessions) {
 	rec := newRecord(t, randomHex(t, 32), shortTTL)
 	mustCreate(t, s, rec, session.Limit{})
 	waitfor.True(t, waitTimeout, "expiry", func() bool { return !exists(t, s, rec.ID) })
@@ -352,7 +377,7 @@ func agedRecords(t *testing.T, user string, n int) []session.Record {
 	return recs
 }
 
-func testLimitEvictOldest(t *testing.T, s session.Store) {
+func testLimitEvictOldest(t *testing.T, s session.Sessions) {
 	user := randomHex(t, 32)
 	recs := agedRecords(t, user, 5)
 	limit := session.Limit{Max: 3, Policy: session.LimitEvictOldest}
@@ -377,7 +402,7 @@ func testLimitEvictOldest(t *testing.T, s session.Store) {
 	}
 }
 
-func testLimitRefuse(t *testing.T, s session.Store) {
+func testLimitRefuse(t *testing.T, s session.Sessions) {
 	user := randomHex(t, 32)
 	recs := agedRecords(t, user, 3)
 	limit := session.Limit{Max: 2, Policy: session.LimitRefuse}
@@ -399,7 +424,7 @@ func testLimitRefuse(t *testing.T, s session.Store) {
 	mustCreate(t, s, recs[2], limit)
 }
 
-func testLimitUnlimited(t *testing.T, s session.Store) {
+func testLimitUnlimited(t *testing.T, s session.Sessions) {
 	user := randomHex(t, 32)
 	recs := agedRecords(t, user, 10)
 	for _, r := range recs {
@@ -414,7 +439,7 @@ func testLimitUnlimited(t *testing.T, s session.Store) {
 	}
 }
 
-func testLimitIgnoresExpired(t *testing.T, s session.Store) {
+func testLimitIgnoresExpired(t *testing.T, s session.Sessions) {
 	user := randomHex(t, 32)
 	limit := session.Limit{Max: 2, Policy: session.LimitRefuse}
 	short := newRecord(t, user, shortTTL)
@@ -424,7 +449,7 @@ func testLimitIgnoresExpired(t *testing.T, s session.Store) {
 	mustCreate(t, s, newRecord(t, user, time.Hour), limit)
 }
 
-func testLimitPerUser(t *testing.T, s session.Store) {
+func testLimitPerUser(t *testing.T, s session.Sessions) {
 	alice, bob := randomHex(t, 32), randomHex(t, 32)
 	limit := session.Limit{Max: 2, Policy: session.LimitEvictOldest}
 	a := agedRecords(t, alice, 2)
@@ -443,7 +468,7 @@ func testLimitPerUser(t *testing.T, s session.Store) {
 	}
 }
 
-func testLimitConcurrentEvict(t *testing.T, s session.Store) {
+func testLimitConcurrentEvict(t *testing.T, s session.Sessions) {
 	user := randomHex(t, 32)
 	limit := session.Limit{Max: 3, Policy: session.LimitEvictOldest}
 	recs := make([]session.Record, concurrency)
@@ -488,7 +513,7 @@ func testLimitConcurrentEvict(t *testing.T, s session.Store) {
 	}
 }
 
-func testLimitConcurrentRefuse(t *testing.T, s session.Store) {
+func testLimitConcurrentRefuse(t *testing.T, s session.Sessions) {
 	user := randomHex(t, 32)
 	limit := session.Limit{Max: 3, Policy: session.LimitRefuse}
 	errs := make([]error, concurrency)
