@@ -172,6 +172,9 @@ func (c *Config) Validate() error {
 	if s.RefreshBefore < 0 {
 		bad("session.refresh_before", "must not be negative")
 	}
+	if s.LocalCacheTTL < 0 {
+		bad("session.local_cache_ttl", "must not be negative (0 disables the cache)")
+	}
 	if s.InsecureCookies && strings.HasPrefix(s.CookieName, "__Host-") {
 		bad("session.cookie_name", "the __Host- prefix requires Secure cookies; drop the prefix or insecure_cookies")
 	}

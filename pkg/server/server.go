@@ -74,6 +74,8 @@ type Server struct {
 	limits  *clientLimits
 	started time.Time
 	handler http.Handler
+	// background runs beside the listeners in Serve (cache invalidation).
+	background []func(context.Context)
 }
 
 // New builds a server from a validated configuration. It performs no
@@ -134,6 +136,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		}
 	}
 	s.store = s.metrics.InstrumentStore(store)
+	var runCache func(context.Context)
+	s.store, runCache = withSessionCache(cfg.Session.LocalCacheTTL, store, s.store, s.metrics, s.log.Named("session-cache"), opts.Now)
+	s.background = append(s.background, runCache)
 
 	s.policy = authz.New(rulesFrom(cfg))
 	s.public.Store(newPublicPaths(cfg.PublicPaths))
@@ -273,6 +278,9 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBG()
+	for _, run := range s.background {
+		go run(bg)
+	}
 	if s.rp != nil {
 		go func() {
 			if err := s.rp.Run(bg); err == nil {
