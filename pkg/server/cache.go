@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/sessioncache"
 )
@@ -49,4 +50,16 @@ func (c cachedStore) UpdateSession(ctx context.Context, rec session.Record) erro
 
 func (c cachedStore) DeleteSession(ctx context.Context, id string) error {
 	return c.sessions.DeleteSession(ctx, id)
+}
+
+// newRevokedSet builds the façade's local copy of revoked tokens when raw is
+// the Redis store (oauth.RevokedSet); run loads and follows it. With the
+// memory store the revocation check reads the store, which is local.
+func newRevokedSet(facade bool, raw session.Store, m *metrics.Metrics, log *zap.Logger, now func() time.Time) (*oauth.RevokedSet, func(context.Context)) {
+	r, ok := raw.(*session.Redis)
+	if !ok || !facade {
+		return nil, func(context.Context) {}
+	}
+	set := oauth.NewRevokedSet(r.ExpiringSet("oauth:revoked"), oauth.RevokedSetOptions{Now: now, Logger: log, Observer: m})
+	return set, set.Run
 }

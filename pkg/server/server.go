@@ -25,6 +25,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probereplay"
@@ -76,6 +77,7 @@ type Server struct {
 	handler http.Handler
 	// background runs beside the listeners in Serve (cache invalidation).
 	background []func(context.Context)
+	revoked    *oauth.RevokedSet // nil with the memory store
 }
 
 // New builds a server from a validated configuration. It performs no
@@ -138,7 +140,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	s.store = s.metrics.InstrumentStore(store)
 	var runCache func(context.Context)
 	s.store, runCache = withSessionCache(cfg.Session.LocalCacheTTL, store, s.store, s.metrics, s.log.Named("session-cache"), opts.Now)
-	s.background = append(s.background, runCache)
+	var runRevoked func(context.Context)
+	s.revoked, runRevoked = newRevokedSet(cfg.OAuth.Mode == "facade", store, s.metrics, s.log.Named("revoked"), opts.Now)
+	s.background = append(s.background, runCache, runRevoked)
 
 	s.policy = authz.New(rulesFrom(cfg))
 	s.public.Store(newPublicPaths(cfg.PublicPaths))

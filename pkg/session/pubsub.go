@@ -217,3 +217,7 @@ func ParseSetMessage(payload string) (member string, until time.Time, err error)
 	}
 	return member, time.UnixMilli(n), nil
 }
+
+// Listen feeds the members Add announces to l (payloads for
+// ParseSetMessage) until ctx ends; see Channel.Listen.
+func (s *ExpiringSet) Listen(ctx context.Context, l Listener) { s.ch.Listen(ctx, l) }
