@@ -282,8 +282,9 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBG()
+	var background sync.WaitGroup
 	for _, run := range s.background {
-		go run(bg)
+		background.Go(func() { run(bg) })
 	}
 	if s.rp != nil {
 		go func() {
@@ -378,6 +379,8 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 			s.log.Warn("flushing trace spans", zap.Error(err))
 		}
 	}
+	cancelBG()
+	background.Wait() // the caches' listeners use the store's client
 	if err := s.store.Close(); err != nil {
 		s.log.Warn("closing session store", zap.Error(err))
 	}
