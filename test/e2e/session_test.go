@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
@@ -166,6 +167,19 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	e.redis.Stop()
+	// The local session cache may serve the session it just verified
+	// until its subscription reports the closed connection (milliseconds;
+	// README "Failure behaviour"); never anything but 200 or 503.
+	var first response
+	if !waitfor.Poll(2*session.DefaultHealthInterval+waitFor, waitfor.Interval, func() bool {
+		first = do(t, http.MethodGet, p.URL+"/headers", res.Cookie, http.Header{"Accept": {"application/json"}})
+		if first.Status != http.StatusOK && first.Status != http.StatusServiceUnavailable {
+			t.Fatalf("just after Redis went down = %s, want 200 (cached) or 503", first)
+		}
+		return first.Status == http.StatusServiceUnavailable
+	}) {
+		t.Fatalf("Redis down: cookie request still %s; want 503 once the session cache noticed", first)
+	}
 	for _, h := range []http.Header{
 		{"Accept": {"application/json"}},
 		{"Accept": {"text/html"}, "Sec-Fetch-Mode": {"navigate"}},
