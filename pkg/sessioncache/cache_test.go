@@ -320,3 +320,24 @@ func TestEntryLifetime(t *testing.T) {
 		})
 	}
 }
+
+// TestGetSessionFreshReadsPastTheCache: the refresh path's read sees a
+// write no message announced, and caches what it read.
+func TestGetSessionFreshReadsPastTheCache(t *testing.T) {
+	s := newSetup(t)
+	a := s.replica(t, "A", nil)
+	rec := s.record(t, a, "s1", "u1", 0)
+	warm(t, a, "s1", "v1")
+	rec.Data = []byte("v2")
+	if err := a.store.UpdateSession(context.Background(), rec); err != nil { // behind the cache's back
+		t.Fatal(err)
+	}
+	if got := get(t, a, "s1"); got != "v1" {
+		t.Fatalf("cached read = %q, want the cached v1", got)
+	}
+	fresh, err := a.cache.GetSessionFresh(context.Background(), "s1")
+	if err != nil || string(fresh.Data) != "v2" {
+		t.Fatalf("GetSessionFresh = %q, %v; want v2", fresh.Data, err)
+	}
+	warm(t, a, "s1", "v2")
+}
