@@ -108,7 +108,7 @@ type Cache struct {
 	opts  Options
 	live  atomic.Bool
 
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	gen     uint64
 	entries map[string]entry
 }
@@ -154,24 +154,22 @@ func (c *Cache) Live() bool { return c.live.Load() }
 
 // Len is the number of cached entries (tests, and a gauge if wanted).
 func (c *Cache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return len(c.entries)
 }
 
 // GetSession serves a recently verified record from memory, or reads (and
-// slides) it in the store.
+// slides) it in the store. A served record is shared with other callers:
+// its Data must not be modified in place.
 func (c *Cache) GetSession(ctx context.Context, id string) (session.Record, error) {
 	if c.live.Load() {
 		now := c.opts.Now()
-		c.mu.Lock()
+		c.mu.RLock()
 		e, ok := c.entries[id]
-		if ok && !now.Before(e.until) {
-			delete(c.entries, id)
-			ok = false
-		}
-		c.mu.Unlock()
-		if ok {
+		c.mu.RUnlock()
+		// An expired entry is left for the store read below to replace.
+		if ok && now.Before(e.until) {
 			c.opts.Observer.SessionCacheLookup(true)
 			return e.rec, nil
 		}
