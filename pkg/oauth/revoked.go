@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -121,7 +122,13 @@ func (s *RevokedSet) Revoked(jti, family string) (revoked, known bool) {
 // Add records a revocation in the shared log (which tells every replica)
 // and in this replica's copy.
 func (s *RevokedSet) Add(ctx context.Context, member string, until time.Time) error {
-	if err := s.log.Add(ctx, member, until); err != nil {
+	err := s.log.Add(ctx, member, until)
+	switch {
+	case errors.Is(err, session.ErrNotAnnounced):
+		// Stored: the other replicas load it within one Reload period.
+		s.opts.Logger.Warn("revoked set: revocation stored but not announced; other replicas learn of it on their next reload",
+			zap.Duration("reload", s.opts.Reload), zap.Error(err))
+	case err != nil:
 		return fmt.Errorf("oauth: record revocation: %w", err)
 	}
 	s.put(member, until)

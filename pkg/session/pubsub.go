@@ -73,10 +73,13 @@ func (c *Channel) Publish(ctx context.Context, payload string) error {
 func (c *Channel) Listen(ctx context.Context, l Listener) {
 	ps := c.client.Subscribe(ctx)
 	defer func() { _ = ps.Close() }()
-	up := false
+	// up: subscribed; reported: Lost was called since the last Subscribed
+	// (so a failing start is reported once, too).
+	up, reported := false, false
 	lost := func(err error) {
-		if up {
-			up = false
+		up = false
+		if !reported {
+			reported = true
 			l.Lost(err)
 		}
 	}
@@ -88,6 +91,7 @@ func (c *Channel) Listen(ctx context.Context, l Listener) {
 			// own once it has a connection, and a failed first Subscribe
 			// leaves nothing to resubscribe.
 			if err := ps.Subscribe(ctx, c.name); err != nil {
+				lost(fmt.Errorf("session: redis subscribe %s: %w", c.name, err))
 				if !sleep(ctx, backoff) {
 					return
 				}
@@ -121,7 +125,7 @@ func (c *Channel) Listen(ctx context.Context, l Listener) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && m.Channel == c.name {
-				up = true
+				up, reported = true, false
 				l.Subscribed()
 			}
 		case *redis.Message:
@@ -165,9 +169,9 @@ func (r *Redis) ExpiringSet(name string) *ExpiringSet {
 // with ParseSetMessage.
 func (s *ExpiringSet) Channel() *Channel { return s.ch }
 
-// addScript adds a member (keeping the later expiry), keeps the set's own
-// TTL at least as long as its longest member and announces the member, in
-// one atomic step. KEYS: set. ARGV: member, expiry ms, now ms, channel.
+// addScript adds a member (keeping the later expiry) and keeps the set's
+// own TTL at least as long as its longest member, in one atomic step.
+// KEYS: set. ARGV: member, expiry ms, now ms.
 var addScript = redis.NewScript(`
 local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not cur or tonumber(cur) < tonumber(ARGV[2]) then
@@ -175,16 +179,25 @@ if not cur or tonumber(cur) < tonumber(ARGV[2]) then
 end
 local ttl = tonumber(ARGV[2]) - tonumber(ARGV[3])
 if ttl > 0 and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-redis.call('PUBLISH', ARGV[4], ARGV[2] .. ' ' .. ARGV[1])
 return 1`)
 
-// Add puts member into the set until until and tells every listener.
+// ErrNotAnnounced means a write was stored but its pub/sub announcement
+// failed (for example a Redis ACL user without channel permissions):
+// listeners learn of it only on their next full load.
+var ErrNotAnnounced = errors.New("session: stored, but not announced on pub/sub")
+
+// Add puts member into the set until until, then tells every listener. If
+// only the announcement fails, the error wraps ErrNotAnnounced.
 func (s *ExpiringSet) Add(ctx context.Context, member string, until time.Time) error {
 	if member == "" || strings.ContainsAny(member, " \n") {
 		return fmt.Errorf("session: expiring set member %q: empty or contains a space", member)
 	}
-	if err := addScript.Run(ctx, s.client, []string{s.key}, member, until.UnixMilli(), s.now().UnixMilli(), s.ch.name).Err(); err != nil {
+	ms := until.UnixMilli()
+	if err := addScript.Run(ctx, s.client, []string{s.key}, member, ms, s.now().UnixMilli()).Err(); err != nil {
 		return fmt.Errorf("session: redis expiring set add: %w", err)
+	}
+	if err := s.ch.Publish(ctx, strconv.FormatInt(ms, 10)+" "+member); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotAnnounced, err)
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package session_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -111,5 +113,31 @@ func TestPubSub(t *testing.T) {
 				t.Error("Add accepted a member with a space, which the message format cannot carry")
 			}
 		})
+	}
+}
+
+// TestAddWithoutChannelPermission: a Redis ACL user without channel
+// permissions (Redis 7's default for new users) still stores members; only
+// the announcement fails, with ErrNotAnnounced, and Listen reports the
+// failure once and keeps retrying.
+func TestAddWithoutChannelPermission(t *testing.T) {
+	srv := redisserver.Start(t, redisserver.WithArgs("--user", "nochan", "on", ">pw", "~*", "+@all", "resetchannels"))
+	st := newRedisStore(t, session.RedisOptions{Addrs: []string{srv.Addr()}, Username: "nochan", Password: "pw", KeyPrefix: uniquePrefix(t)})
+	set := st.ExpiringSet("revoked")
+	until := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
+	err := set.Add(t.Context(), "f:fam1", until)
+	if !errors.Is(err, session.ErrNotAnnounced) {
+		t.Fatalf("Add without channel permission = %v, want ErrNotAnnounced", err)
+	}
+	members, err := set.Members(t.Context())
+	if err != nil || !members["f:fam1"].Equal(until) {
+		t.Fatalf("members = %v, %v; want f:fam1 stored", members, err)
+	}
+	ev := make(events, 16)
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	set.Listen(ctx, ev) // returns when ctx ends
+	if n := len(ev); n != 1 || <-ev != "lost" {
+		t.Fatalf("Listen without channel permission: %d events; want one \"lost\" and no subscription", n)
 	}
 }
