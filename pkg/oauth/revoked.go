@@ -73,8 +73,10 @@ type RevokedSet struct {
 	opts   RevokedSetOptions
 	loaded atomic.Bool
 
-	mu      sync.RWMutex
-	members map[string]time.Time
+	mu sync.RWMutex
+	// members[kindJTI] and members[kindFamily] map ids (without their
+	// member prefix, so a lookup builds no string) to their expiry.
+	members [2]map[string]time.Time
 }
 
 // NewRevokedSet returns an empty, not yet loaded set; Run loads and follows
@@ -92,12 +94,29 @@ func NewRevokedSet(log RevocationLog, opts RevokedSetOptions) *RevokedSet {
 	if opts.Observer == nil {
 		opts.Observer = nopRevokedObserver{}
 	}
-	return &RevokedSet{log: log, opts: opts, members: make(map[string]time.Time)}
+	return &RevokedSet{log: log, opts: opts, members: [2]map[string]time.Time{{}, {}}}
 }
 
-// Member names: a revoked access token and a revoked refresh family.
+// Member names in the shared log: a revoked access token and a revoked
+// refresh family.
 func jtiMember(jti string) string       { return "j:" + jti }
 func familyMember(family string) string { return "f:" + family }
+
+const (
+	kindJTI = iota
+	kindFamily
+)
+
+// splitMember returns the kind and id of a member name.
+func splitMember(member string) (kind int, id string, ok bool) {
+	switch {
+	case len(member) > 2 && member[:2] == "j:":
+		return kindJTI, member[2:], true
+	case len(member) > 2 && member[:2] == "f:":
+		return kindFamily, member[2:], true
+	}
+	return 0, "", false
+}
 
 // Revoked reports whether the token with this jti and family is revoked.
 // known is false until the set has been loaded once.
@@ -108,11 +127,11 @@ func (s *RevokedSet) Revoked(jti, family string) (revoked, known bool) {
 	now := s.opts.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, m := range [2]string{jtiMember(jti), familyMember(family)} {
-		if len(m) == 2 {
-			continue // empty jti or family
+	for kind, id := range [2]string{kindJTI: jti, kindFamily: family} {
+		if id == "" {
+			continue
 		}
-		if until, ok := s.members[m]; ok && now.Before(until) {
+		if until, ok := s.members[kind][id]; ok && now.Before(until) {
 			return true, true
 		}
 	}
@@ -136,10 +155,14 @@ func (s *RevokedSet) Add(ctx context.Context, member string, until time.Time) er
 }
 
 func (s *RevokedSet) put(member string, until time.Time) {
+	kind, id, ok := splitMember(member)
+	if !ok {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if until.After(s.members[member]) {
-		s.members[member] = until
+	if until.After(s.members[kind][id]) {
+		s.members[kind][id] = until
 	}
 }
 
@@ -178,15 +201,15 @@ func (s *RevokedSet) reload(ctx context.Context) {
 		return
 	}
 	now := s.opts.Now()
-	s.mu.Lock()
 	for m, until := range members {
-		if until.After(s.members[m]) {
-			s.members[m] = until
-		}
+		s.put(m, until)
 	}
-	for m, until := range s.members {
-		if !now.Before(until) {
-			delete(s.members, m)
+	s.mu.Lock()
+	for _, byID := range s.members {
+		for id, until := range byID {
+			if !now.Before(until) {
+				delete(byID, id)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -198,7 +221,7 @@ func (s *RevokedSet) reload(ctx context.Context) {
 func (s *RevokedSet) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.members)
+	return len(s.members[kindJTI]) + len(s.members[kindFamily])
 }
 
 type revokedListener struct {

@@ -341,3 +341,15 @@ func TestGetSessionFreshReadsPastTheCache(t *testing.T) {
 	}
 	warm(t, a, "s1", "v2")
 }
+
+// TestHitAllocatesNothing: a cache hit is the cookie path's common case.
+func TestHitAllocatesNothing(t *testing.T) {
+	s := newSetup(t)
+	a := s.replica(t, "A", nil)
+	s.record(t, a, "s1", "u1", 0)
+	warm(t, a, "s1", "v1")
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(100, func() { _, _ = a.cache.GetSession(ctx, "s1") }); n != 0 {
+		t.Errorf("a cache hit allocates %v times, want 0", n)
+	}
+}
