@@ -175,6 +175,33 @@ func (a *Authenticator) load(ctx context.Context, t session.Ticket) (*current, e
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}
+	return openRecord(t, rec)
+}
+
+// latestReader is implemented by a store that serves session reads from a
+// local cache (pkg/sessioncache): its GetSessionFresh reads past the cache.
+type latestReader interface {
+	GetSessionFresh(ctx context.Context, id string) (session.Record, error)
+}
+
+// loadLatest is load for decisions that must see the latest write, not a
+// cached copy up to the cache TTL old: the refresh path compares the stored
+// tokens with the ones it holds, and a stale copy would make it present a
+// refresh token another replica already rotated.
+func (a *Authenticator) loadLatest(ctx context.Context, t session.Ticket) (*current, error) {
+	lr, ok := a.sessions.(latestReader)
+	if !ok {
+		return a.load(ctx, t)
+	}
+	rec, err := lr.GetSessionFresh(ctx, t.ID())
+	if err != nil {
+		return nil, fmt.Errorf("load session: %w", err)
+	}
+	return openRecord(t, rec)
+}
+
+// openRecord decrypts a stored session record with its ticket.
+func openRecord(t session.Ticket, rec session.Record) (*current, error) {
 	plain, err := t.Open(rec.Data)
 	if err != nil {
 		return nil, fmt.Errorf("open session: %w", errUnusable)

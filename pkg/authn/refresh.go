@@ -80,7 +80,7 @@ func (a *Authenticator) refresh(ctx context.Context, cur *current) (*current, er
 		}
 	}()
 
-	latest, err := a.load(lctx, cur.ticket)
+	latest, err := a.loadLatest(lctx, cur.ticket)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		return nil, errSessionEnded
@@ -175,7 +175,7 @@ func (a *Authenticator) waitForRefresh(ctx context.Context, cur *current) (*curr
 			return nil, nil, errRefreshBusy
 		case <-tick.C:
 		}
-		latest, err := a.load(ctx, cur.ticket)
+		latest, err := a.loadLatest(ctx, cur.ticket)
 		switch {
 		case errors.Is(err, session.ErrNotFound):
 			return nil, nil, errSessionEnded

@@ -383,3 +383,48 @@ func TestStoreErrorNeverLogsOut(t *testing.T) {
 		t.Fatalf("after recovery: %d", r.StatusCode)
 	}
 }
+
+// staleStore serves GetSession from a frozen copy, as a replica's session
+// cache may for up to its TTL after another replica refreshed; its
+// GetSessionFresh reads the store, as the cache's does.
+type staleStore struct {
+	session.Store
+	stale atomic.Pointer[session.Record]
+}
+
+func (s *staleStore) GetSession(ctx context.Context, id string) (session.Record, error) {
+	if r := s.stale.Load(); r != nil && r.ID == id {
+		return *r, nil
+	}
+	return s.Store.GetSession(ctx, id)
+}
+
+func (s *staleStore) GetSessionFresh(ctx context.Context, id string) (session.Record, error) {
+	return s.Store.GetSession(ctx, id)
+}
+
+// TestRefreshReadsPastTheCache: a cached copy says the tokens are due, but
+// another replica has refreshed them already; the reload under the refresh
+// lock must see that (through GetSessionFresh) and not present the refresh
+// token again, which a rotating provider would answer with invalid_grant.
+func TestRefreshReadsPastTheCache(t *testing.T) {
+	clk := fakeclock.New(time.Now())
+	mem := session.NewMemory(session.MemoryOptions{Now: clk.Now})
+	t.Cleanup(func() { _ = mem.Close() })
+	st := &staleStore{Store: mem}
+	e := newEnvWith(t, st, clk, nil)
+	e.rp.refresh = rotatingRefresh(e.clock)
+	c := e.sessionCookie(t)
+	setTokenExpiry(t, e.a, e.store, e.codec, c, e.clock.Now().Add(30*time.Second))
+	due, _ := e.storedPayload(t, c)
+	st.stale.Store(&due)
+	// "Another replica" refreshed: the stored tokens are no longer due.
+	setTokenExpiry(t, e.a, mem, e.codec, c, e.clock.Now().Add(time.Hour))
+
+	if r := do(e.h, http.MethodGet, "/x", nil, c); r.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", r.StatusCode)
+	}
+	if n := e.rp.refreshN.Load(); n != 0 {
+		t.Fatalf("provider refreshes = %d, want 0: the reload under the lock read the cached copy", n)
+	}
+}

@@ -143,6 +143,7 @@ type SessionConfig struct {
 	MaxPerUser       int           `yaml:"max_per_user" usage:"concurrent sessions per user (0 = unlimited)"`
 	LimitPolicy      string        `yaml:"limit_policy" usage:"what happens past max_per_user: evict-oldest or refuse"`
 	RefreshBefore    time.Duration `yaml:"refresh_before" usage:"refresh the access token when it expires within this margin"`
+	LocalCacheTTL    time.Duration `yaml:"local_cache_ttl" usage:"redis store: serve a session verified this recently from memory; a logout or refresh elsewhere is honoured on every replica within it (0 disables)"`
 }
 
 // RedisConfig reaches the shared session store.
@@ -232,6 +233,7 @@ func Defaults() Config {
 			MaxPerUser:    10,
 			LimitPolicy:   "evict-oldest",
 			RefreshBefore: time.Minute,
+			LocalCacheTTL: 5 * time.Second,
 		},
 		Redis:   RedisConfig{KeyPrefix: "mcp-oidc-proxy:"},
 		Headers: HeadersConfig{Preset: "default"},

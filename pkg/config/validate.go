@@ -220,6 +220,9 @@ func validateSession(s *SessionConfig, authMode string, fld fieldPath) errorList
 	if s.RefreshBefore < 0 {
 		errs.add(fld.Child("refresh_before"), "must not be negative")
 	}
+	if s.LocalCacheTTL < 0 {
+		errs.add(fld.Child("local_cache_ttl"), "must not be negative (0 disables the cache)")
+	}
 	if s.CookieName != "" {
 		if err := cookiename.Check(s.CookieName, s.InsecureCookies); err != nil {
 			errs.add(fld.Child("cookie_name"), "%v", err)

@@ -36,6 +36,11 @@ type Metrics struct {
 	reloads      *prometheus.CounterVec
 	tlsReloads   *prometheus.CounterVec
 	buildInfo    *prometheus.GaugeVec
+	// Local caches (pkg/sessioncache, the revoked set in pkg/oauth).
+	cacheLookups  *prometheus.CounterVec
+	cacheHit      prometheus.Counter
+	cacheMiss     prometheus.Counter
+	invalidations *prometheus.CounterVec
 }
 
 // New registers every metric on a fresh registry.
@@ -86,8 +91,18 @@ func New(version string) *Metrics {
 	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info", Help: "Always 1; the version label says which build runs.",
 	}, []string{"version"})
+	m.cacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "session_cache_lookups_total",
+		Help: "Session reads by result: hit (served from the local cache) or miss (read from the store).",
+	}, []string{"result"})
+	m.cacheHit, m.cacheMiss = m.cacheLookups.WithLabelValues("hit"), m.cacheLookups.WithLabelValues("miss")
+	m.invalidations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "cache_invalidations_total",
+		Help: "Invalidations received by a local cache (session, revoked): message (one entry from another replica) or flush/reload (all of it, after the subscription broke or came back, or the periodic reload).",
+	}, []string{"cache", "kind"})
 	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.openStreams, m.authOutcomes,
 		m.storeOps, m.storeErrors, m.upstreamErrs, m.breakerState, m.reloads, m.tlsReloads, m.buildInfo,
+		m.cacheLookups, m.invalidations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.buildInfo.WithLabelValues(version).Set(1)
 	m.BreakerStateChanged("closed")
@@ -177,6 +192,20 @@ func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result
 // TLSCertificateReload counts a reload of the proxy's own TLS certificate
 // (pkg/certreload's observer).
 func (m *Metrics) TLSCertificateReload(result string) { m.tlsReloads.WithLabelValues(result).Inc() }
+
+// SessionCacheLookup implements the session cache's observer.
+func (m *Metrics) SessionCacheLookup(hit bool) {
+	if hit {
+		m.cacheHit.Inc()
+	} else {
+		m.cacheMiss.Inc()
+	}
+}
+
+// CacheInvalidation implements the local caches' observer.
+func (m *Metrics) CacheInvalidation(cache, kind string) {
+	m.invalidations.WithLabelValues(cache, kind).Inc()
+}
 
 // InstrumentStore wraps a session store so every operation is counted. It
 // decorates each narrow interface of session.Store on its own (sessions,

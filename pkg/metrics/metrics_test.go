@@ -157,3 +157,27 @@ func TestBreakerStateFollowsTheProxysStateNames(t *testing.T) {
 		})
 	}
 }
+
+func TestCacheCounters(t *testing.T) {
+	m := New("v1")
+	m.SessionCacheLookup(true)
+	m.SessionCacheLookup(true)
+	m.SessionCacheLookup(false)
+	m.CacheInvalidation("session", "message")
+	m.CacheInvalidation("revoked", "reload")
+	cases := []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"hits", testutil.ToFloat64(m.cacheLookups.WithLabelValues("hit")), 2},
+		{"misses", testutil.ToFloat64(m.cacheLookups.WithLabelValues("miss")), 1},
+		{"session messages", testutil.ToFloat64(m.invalidations.WithLabelValues("session", "message")), 1},
+		{"revoked reloads", testutil.ToFloat64(m.invalidations.WithLabelValues("revoked", "reload")), 1},
+	}
+	for _, c := range cases {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}

@@ -70,15 +70,24 @@ func (s *Server) denyJTI(ctx context.Context, jti string, exp time.Time) error {
 	if err := s.store.Put(ctx, keyJTIRevoked+jti, []byte{1}, ttl); err != nil {
 		return fmt.Errorf("oauth: deny access token: %w", err)
 	}
+	if s.opts.Revoked != nil {
+		return s.opts.Revoked.Add(ctx, jtiMember(jti), s.now().Add(ttl))
+	}
 	return nil
 }
 
 // IsRevoked reports whether an access token from this server was revoked:
 // directly (its jti) or with its refresh family (its fid claim). The
 // resource server calls it after validating the token; both markers are
-// checked in one store round trip. A store error is returned as is, so the
+// checked in one store round trip, or none once the local RevokedSet
+// (Options.Revoked) has loaded. A store error is returned as is, so the
 // caller decides between failing open and closed.
 func (s *Server) IsRevoked(ctx context.Context, jti, family string) (bool, error) {
+	if s.opts.Revoked != nil {
+		if revoked, known := s.opts.Revoked.Revoked(jti, family); known {
+			return revoked, nil
+		}
+	}
 	keys := make([]string, 0, 2)
 	if jti != "" {
 		keys = append(keys, keyJTIRevoked+jti)

@@ -185,6 +185,12 @@ type Options struct {
 	// CIMD configures client ID metadata documents.
 	CIMD CIMDOptions
 
+	// Revoked is the local copy of revoked tokens and families the bearer
+	// check reads instead of the store (see RevokedSet). Nil: the check
+	// reads the store on every request (the memory store, where that is
+	// local anyway).
+	Revoked *RevokedSet
+
 	// Logger receives structured events; default zap.NewNop().
 	Logger *zap.Logger
 	// Now is the clock for every expiry decision; default time.Now.

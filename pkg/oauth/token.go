@@ -394,6 +394,11 @@ func (s *Server) revokeFamily(ctx context.Context, family string) error {
 	if err := s.store.Put(ctx, keyFamilyDead+family, []byte{1}, ttl); err != nil {
 		return fmt.Errorf("oauth: revoke refresh family: %w", err)
 	}
+	if s.opts.Revoked != nil {
+		// The bearer check only needs to outlive the family's access
+		// tokens, the last of which a racing refresh may issue now.
+		return s.opts.Revoked.Add(ctx, familyMember(family), s.now().Add(s.opts.AccessTokenTTL+time.Minute))
+	}
 	return nil
 }
 

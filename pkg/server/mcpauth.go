@@ -82,6 +82,7 @@ func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer s
 			Authorizer:         s.policy,
 			RequiredScopes:     cfg.OAuth.RequiredScopes,
 			Codec:              codec,
+			Revoked:            s.revoked,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("building the authorization server: %w", err)

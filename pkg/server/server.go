@@ -26,6 +26,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probereplay"
@@ -75,6 +76,9 @@ type Server struct {
 	limits  *clientLimits
 	started time.Time
 	handler http.Handler
+	// background runs beside the listeners in Serve (cache invalidation).
+	background []func(context.Context)
+	revoked    *oauth.RevokedSet // nil with the memory store
 }
 
 // New builds a server from a validated configuration. It performs no
@@ -135,6 +139,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		}
 	}
 	s.store = s.metrics.InstrumentStore(store)
+	var runCache func(context.Context)
+	s.store, runCache = withSessionCache(cfg.Session.LocalCacheTTL, store, s.store, s.metrics, s.log.Named("session-cache"), opts.Now)
+	var runRevoked func(context.Context)
+	s.revoked, runRevoked = newRevokedSet(cfg.OAuth.Mode == "facade", store, s.metrics, s.log.Named("revoked"), opts.Now)
+	s.background = append(s.background, runCache, runRevoked)
 
 	s.policy = authz.New(rulesFrom(cfg))
 	s.public.Store(newPublicPaths(cfg.PublicPaths))
@@ -275,6 +284,10 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBG()
+	var background sync.WaitGroup
+	for _, run := range s.background {
+		background.Go(func() { run(bg) })
+	}
 	if s.rp != nil {
 		go func() {
 			if err := s.rp.Run(bg); err == nil {
@@ -369,6 +382,8 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 			s.log.Warn("flushing trace spans", zap.Error(err))
 		}
 	}
+	cancelBG()
+	background.Wait() // the caches' listeners use the store's client
 	if err := s.store.Close(); err != nil {
 		s.log.Warn("closing session store", zap.Error(err))
 	}

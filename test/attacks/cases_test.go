@@ -308,9 +308,11 @@ func jwtCases() []attack {
 		}, want: invalidToken("wrong token type")},
 		{name: "JWT: revoked access token", send: func(t *testing.T, f *fixture) response {
 			at := f.tokens(t, f.client).AccessToken
+			heard := revokedUpdates(t, f.b)
 			if r := f.postForm(t, "/oauth2/revoke", url.Values{"client_id": {f.client}, "token": {at}}); r.Status != http.StatusOK {
 				t.Fatalf("revoke: %s", r)
 			}
+			awaitRevokedUpdate(t, f.b, heard)
 			return f.mcpPost(t, bearer(at), f.onB())
 		}, want: invalidToken("invalid token")},
 		{name: "JWT: refresh token sent as an access token", send: func(t *testing.T, f *fixture) response {

@@ -28,11 +28,13 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"golang.org/x/oauth2"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/fakeclock"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 const (
@@ -841,4 +843,40 @@ func (f *fixture) cutOffProvider(t *testing.T) {
 	t.Helper()
 	f.idpDown.SetDown(true)
 	t.Cleanup(func() { f.idpDown.SetDown(false) })
+}
+
+// revokedUpdates is how many updates of its local revoked set (pub/sub
+// messages and reloads) replica p has received so far.
+func revokedUpdates(t *testing.T, p *stack.Proxy) float64 {
+	t.Helper()
+	mfs, err := p.Srv.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "mcp_oidc_proxy_cache_invalidations_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cache" && l.GetValue() == "revoked" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// awaitRevokedUpdate waits until p's revoked set changed since it read
+// before: a revocation made on another replica reaches it through Redis
+// pub/sub, normally within milliseconds and within oauth.DefaultRevokedReload
+// at worst (pkg/oauth/revoked.go). Waiting on the set rather than retrying
+// the request keeps the token from reaching the MCP server meanwhile.
+func awaitRevokedUpdate(t *testing.T, p *stack.Proxy, before float64) {
+	t.Helper()
+	if !waitfor.Poll(oauth.DefaultRevokedReload+time.Second, waitfor.Interval, func() bool { return revokedUpdates(t, p) > before }) {
+		t.Fatalf("replica heard of no revocation within %s", oauth.DefaultRevokedReload)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/redisserver"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
@@ -25,6 +26,13 @@ const (
 	// bearerDuringOutage: a bearer request is answered (200) within this
 	// long while Redis is frozen or dead.
 	bearerDuringOutage = 5 * time.Second
+	// sessionCacheOff: the local session cache (pkg/sessioncache) may
+	// serve a session it verified recently until it notices that its
+	// invalidation channel is gone: at once when Redis closes the
+	// connection, within two health intervals (2s) when Redis is frozen.
+	// From then on every cookie request reaches Redis and gets its 503
+	// (within storeDownAnswer).
+	sessionCacheOff = 2*session.DefaultHealthInterval + storeDownAnswer
 )
 
 // Redis frozen (SIGSTOP), then killed (SIGKILL) and restarted on the same
@@ -68,6 +76,22 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 	// During the outage (frozen, then dead) assert the promises directly.
 	checkDown := func(state string) {
 		t.Helper()
+		for _, r := range replicas {
+			// Until the session cache turns itself off, a cached session
+			// may still get 200; never anything but 200 or 503.
+			var last result
+			since := time.Now()
+			if !waitfor.Poll(sessionCacheOff, waitfor.Interval, func() bool {
+				last = r.get(ctx, "/data", credential{cookie: cookie}, jsonAPI)
+				if last.Status != http.StatusOK && last.Status != http.StatusServiceUnavailable {
+					t.Errorf("Redis %s: cookie request on %s = %s; want 200 (cached) or 503", state, r.name, last)
+				}
+				return last.Status == http.StatusServiceUnavailable
+			}) {
+				t.Errorf("Redis %s: cookie requests on %s still %s after %s; promised 503 once the session cache noticed the outage", state, r.name, last, sessionCacheOff)
+			}
+			t.Logf("measured: Redis %s, first cookie 503 on %s %s after the check began (bound %s)", state, r.name, time.Since(since).Round(time.Millisecond), sessionCacheOff)
+		}
 		for _, r := range replicas {
 			for _, h := range []http.Header{jsonAPI, {"Accept": {"text/html"}, "Sec-Fetch-Mode": {"navigate"}}} {
 				res := r.get(ctx, "/data", credential{cookie: cookie}, h)
