@@ -40,7 +40,7 @@ targets=(
 	"./pkg/probe FuzzReplayStaysOnLoopback"
 	"./pkg/bearer FuzzJWTValidate"
 	"./pkg/bearer FuzzChallenge"
-	"./pkg/bearer FuzzBaseURL"
+	"./pkg/forwarded FuzzBaseURL"
 	"./pkg/bearer FuzzAuthorizationHeader"
 	"./pkg/proxy FuzzForwardedHeaders"
 	"./pkg/oauth FuzzRedirectURI"

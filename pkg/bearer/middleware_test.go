@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 )
 
@@ -30,7 +31,7 @@ func newRSFixture(t *testing.T, scopes []string, trusted []string) *rsFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := bearer.BaseURL(bearer.BaseURLOptions{TrustedProxies: trusted})
+	base, err := forwarded.BaseURL(forwarded.BaseURLOptions{TrustedProxies: trusted})
 	if err != nil {
 		t.Fatal(err)
 	}

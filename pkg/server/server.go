@@ -22,8 +22,8 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authn"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
@@ -66,7 +66,7 @@ type Server struct {
 	proxy   *proxy.Proxy
 	tracer  *tracing.Tracer
 	public  atomic.Pointer[publicPaths]
-	base    bearer.ExternalURL
+	base    forwarded.ExternalURL
 	hosts   *resource.HostGuard   // refuses hosts the operator does not expect
 	origins *resource.OriginGuard // refuses foreign browser origins off the MCP route
 	mcp     *mcpAuth
@@ -93,13 +93,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	var err error
 	s.metrics = metrics.New(opts.Version)
 
-	s.base, err = bearer.BaseURL(bearer.BaseURLOptions{ExternalURL: cfg.ExternalURL, TrustedProxies: cfg.TrustedProxies})
+	s.base, err = forwarded.BaseURL(forwarded.BaseURLOptions{ExternalURL: cfg.ExternalURL, TrustedProxies: cfg.TrustedProxies})
 	if err != nil {
 		return nil, fmt.Errorf("external_url / trusted_proxies: %w", err)
 	}
 	// The same peers whose X-Forwarded-Proto/-Host make the advertised URLs
 	// may pass their X-Forwarded-* on to the upstream.
-	trusted, err := bearer.ParseTrustedProxies(cfg.TrustedProxies)
+	trusted, err := forwarded.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("trusted_proxies: %w", err)
 	}
@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	s.hosts, err = resource.NewHostGuard(resource.HostOptions{
 		ExternalURL:  cfg.ExternalURL,
 		AllowedHosts: cfg.AllowedHosts,
-		Host:         func(r *http.Request) string { return bearer.ClientHost(r, trusted) },
+		Host:         func(r *http.Request) string { return forwarded.ClientHost(r, trusted) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("allowed_hosts: %w", err)

@@ -1,4 +1,10 @@
-package bearer
+// Package forwarded decides what a request says about where it came from:
+// which peers are trusted reverse proxies, and so which X-Forwarded-* headers
+// are believed for the host and scheme the client used (the proxy's external
+// base URL) and for the client's address. It is one package so that the
+// advertised URLs, the allowed-hosts check, the per-client limits and the
+// headers passed upstream can never disagree about a peer.
+package forwarded
 
 import (
 	"fmt"
@@ -34,7 +40,7 @@ func BaseURL(opts BaseURLOptions) (ExternalURL, error) {
 	if opts.ExternalURL != "" {
 		u, err := url.Parse(opts.ExternalURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return nil, fmt.Errorf("bearer: external URL %q must be an absolute http(s) URL without query, fragment or user info", opts.ExternalURL)
+			return nil, fmt.Errorf("forwarded: external URL %q must be an absolute http(s) URL without query, fragment or user info", opts.ExternalURL)
 		}
 		base := strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.EscapedPath(), "/")
 		return func(*http.Request) string { return base }, nil
@@ -87,7 +93,7 @@ func ParseTrustedProxies(list []string) (TrustedProxies, error) {
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return nil, fmt.Errorf("bearer: trusted proxy %q is not a CIDR or IP: %w", s, err)
+				return nil, fmt.Errorf("forwarded: trusted proxy %q is not a CIDR or IP: %w", s, err)
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
