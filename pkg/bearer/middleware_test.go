@@ -31,10 +31,11 @@ func newRSFixture(t *testing.T, scopes []string, trusted []string) *rsFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := forwarded.BaseURL(forwarded.BaseURLOptions{TrustedProxies: trusted})
+	res, err := forwarded.NewResolver(forwarded.Options{TrustedProxies: trusted})
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := res.BaseURL
 	rs := bearer.NewResourceServer(bearer.ResourceOptions{
 		Validator:           v,
 		RequiredScopes:      scopes,

@@ -21,10 +21,11 @@ func FuzzBaseURL(f *testing.F) {
 	f.Add("proxy.example", "evil.example/path?q#f", "javascript", "198.51.100.1:1", false)
 	f.Add("Proxy.Example:8443", "EVIL.example:1, other.example", "HTTPS, http", "[::ffff:192.0.2.9]:80", true)
 	f.Add("proxy.example", "user@evil.example", "https", "192.0.2.7", false)
-	base, err := forwarded.BaseURL(forwarded.BaseURLOptions{TrustedProxies: []string{"192.0.2.0/24"}})
+	res, err := forwarded.NewResolver(forwarded.Options{TrustedProxies: []string{"192.0.2.0/24"}})
 	if err != nil {
 		f.Fatal(err)
 	}
+	base := res.BaseURL
 	trusted, err := forwarded.ParseTrustedProxies([]string{"192.0.2.0/24"})
 	if err != nil {
 		f.Fatal(err)

@@ -27,10 +27,11 @@ import (
 
 func newMetadata(t *testing.T, external string) *resource.Metadata {
 	t.Helper()
-	base, err := forwarded.BaseURL(forwarded.BaseURLOptions{ExternalURL: external})
+	res, err := forwarded.NewResolver(forwarded.Options{ExternalURL: external})
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := res.BaseURL
 	m, err := resource.NewMetadata(resource.MetadataOptions{
 		BaseURL: base, MCPPath: "/mcp", AuthorizationServers: []string{"https://idp.example.com"},
 		ScopesSupported: []string{"openid", "mcp:tools"}, ResourceName: "Demo MCP",
@@ -88,7 +89,8 @@ func TestMetadataAtBothPaths(t *testing.T) {
 }
 
 func TestMetadataSelfAuthorizationServer(t *testing.T) {
-	base, _ := forwarded.BaseURL(forwarded.BaseURLOptions{ExternalURL: "https://mcp.example.com"})
+	res, _ := forwarded.NewResolver(forwarded.Options{ExternalURL: "https://mcp.example.com"})
+	base := res.BaseURL
 	m, err := resource.NewMetadata(resource.MetadataOptions{BaseURL: base, MCPPath: "/mcp", SelfAuthorizationServer: true})
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +217,8 @@ func TestResourcePassesSDKChecks(t *testing.T) {
 
 func guardHandler(t *testing.T, allowed ...string) (http.Handler, *int) {
 	t.Helper()
-	base, _ := forwarded.BaseURL(forwarded.BaseURLOptions{ExternalURL: "https://mcp.example.com"})
+	res, _ := forwarded.NewResolver(forwarded.Options{ExternalURL: "https://mcp.example.com"})
+	base := res.BaseURL
 	g := resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: allowed, BaseURL: base})
 	calls := new(int)
 	return g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -532,7 +535,8 @@ func TestAsserter(t *testing.T) {
 	}
 	signer := joseSigner{key: key, kid: "proxy-1"}
 	jwks := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "proxy-1", Algorithm: "RS256", Use: "sig"}}}
-	base, _ := forwarded.BaseURL(forwarded.BaseURLOptions{ExternalURL: "https://mcp.example.com"})
+	res, _ := forwarded.NewResolver(forwarded.Options{ExternalURL: "https://mcp.example.com"})
+	base := res.BaseURL
 	a, err := resource.NewAsserter(signer, resource.AsserterOptions{Issuer: base, Audience: "mcp-server"})
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
@@ -28,7 +27,7 @@ import (
 // mcpAuth is the MCP-client side of authentication: protected resource
 // metadata, bearer validation and, in façade mode, the authorization server.
 type mcpAuth struct {
-	base       forwarded.ExternalURL
+	base       func(*http.Request) string // the external base URL (forwarded.Resolver.BaseURL)
 	mcpPath    string
 	metadata   *resource.Metadata
 	rs         *bearer.ResourceServer
@@ -51,7 +50,7 @@ func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPat
 // keeps the browser login's upstream refresh token (sealed with codec, the
 // cookie codec), renews it through the same relying party and applies the
 // live authorization policy on every refresh.
-func (s *Server) newMCPAuth(cfg config.Config, base forwarded.ExternalURL, issuer string, tokenIssuerOf func() string, codec *session.Codec) (*mcpAuth, error) {
+func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, issuer string, tokenIssuerOf func() string, codec *session.Codec) (*mcpAuth, error) {
 	a := &mcpAuth{base: base, mcpPath: cfg.MCPPath, facade: cfg.OAuth.Mode == "facade"}
 
 	keys, err := signingKeys(cfg, s.log)

@@ -79,7 +79,7 @@ func (s *Server) routes() http.Handler {
 		}
 		protected.ServeHTTP(w, r)
 	}))
-	return requestid.Middleware(s.hosts.Wrap(mux))
+	return requestid.Middleware(s.urls.Middleware(s.hosts.Wrap(mux)))
 }
 
 // openToAnyOrigin reports whether pattern is an OAuth endpoint that answers

@@ -66,7 +66,7 @@ type Server struct {
 	proxy   *proxy.Proxy
 	tracer  *tracing.Tracer
 	public  atomic.Pointer[publicPaths]
-	base    forwarded.ExternalURL
+	urls    *forwarded.Resolver   // external URL and trusted proxies, decided once per request
 	hosts   *resource.HostGuard   // refuses hosts the operator does not expect
 	origins *resource.OriginGuard // refuses foreign browser origins off the MCP route
 	mcp     *mcpAuth
@@ -93,24 +93,20 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	var err error
 	s.metrics = metrics.New(opts.Version)
 
-	s.base, err = forwarded.BaseURL(forwarded.BaseURLOptions{ExternalURL: cfg.ExternalURL, TrustedProxies: cfg.TrustedProxies})
+	// Parsed once: the same peers whose X-Forwarded-Proto/-Host make the
+	// advertised URLs may pass their X-Forwarded-* on to the upstream.
+	s.urls, err = forwarded.NewResolver(forwarded.Options{ExternalURL: cfg.ExternalURL, TrustedProxies: cfg.TrustedProxies})
 	if err != nil {
 		return nil, fmt.Errorf("external_url / trusted_proxies: %w", err)
 	}
-	// The same peers whose X-Forwarded-Proto/-Host make the advertised URLs
-	// may pass their X-Forwarded-* on to the upstream.
-	trusted, err := forwarded.ParseTrustedProxies(cfg.TrustedProxies)
-	if err != nil {
-		return nil, fmt.Errorf("trusted_proxies: %w", err)
-	}
-	s.limits, err = newClientLimits(cfg, trusted, opts.Now)
+	s.limits, err = newClientLimits(cfg, s.urls.TrustedProxies(), opts.Now)
 	if err != nil {
 		return nil, err
 	}
 	s.hosts, err = resource.NewHostGuard(resource.HostOptions{
 		ExternalURL:  cfg.ExternalURL,
 		AllowedHosts: cfg.AllowedHosts,
-		Host:         func(r *http.Request) string { return forwarded.ClientHost(r, trusted) },
+		Host:         s.urls.Host,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("allowed_hosts: %w", err)
@@ -119,7 +115,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		s.log.Warn("external_url is not set: the advertised URLs, the OIDC callback and the accepted token audience follow each request's Host; production needs external_url",
 			zap.Strings("allowed_hosts", cfg.AllowedHosts), zap.Strings("always_allowed", resource.LoopbackHosts()))
 	}
-	s.origins = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: s.base})
+	s.origins = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: s.urls.BaseURL})
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
@@ -190,7 +186,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			Limit:                 session.Limit{Max: cfg.Session.MaxPerUser, Policy: session.LimitPolicy(cfg.Session.LimitPolicy)},
 			RefreshBefore:         cfg.Session.RefreshBefore,
 			RedirectURL:           s.redirectURL,
-			BaseURL:               s.base,
+			BaseURL:               s.urls.BaseURL,
 			PostLogoutRedirectURL: cfg.OIDC.PostLogoutURL,
 			// API callers without a session get the MCP authorization
 			// spec's challenge, which sends MCP clients to the metadata.
@@ -203,7 +199,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		if err != nil {
 			return nil, fmt.Errorf("building authenticator: %w", err)
 		}
-		s.mcp, err = s.newMCPAuth(cfg, s.base, s.rp.Issuer(), s.rp.TokenIssuer, codec)
+		s.mcp, err = s.newMCPAuth(cfg, s.urls.BaseURL, s.rp.Issuer(), s.rp.TokenIssuer, codec)
 		if err != nil {
 			return nil, err
 		}
@@ -218,7 +214,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		StripCookies:    strip,
 		StripHeaders:    []string{"Authorization", "Proxy-Authorization"},
 		AssertionHeader: resource.AssertionHeader,
-		TrustForwarded:  trusted.Trusts,
+		TrustForwarded:  s.urls.Trusts,
 		Retry:           proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
 		Breaker: proxy.BreakerOptions{
 			Failures:     cfg.UpstreamPolicy.BreakerFailures,
@@ -416,5 +412,5 @@ func (s *Server) redirectURL(r *http.Request) string {
 	if s.cfg.OIDC.RedirectURL != "" {
 		return s.cfg.OIDC.RedirectURL
 	}
-	return s.base(r) + "/oauth2/callback"
+	return s.urls.BaseURL(r) + "/oauth2/callback"
 }
