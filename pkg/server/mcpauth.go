@@ -2,13 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/hkdf"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -53,9 +46,12 @@ func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPat
 func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, issuer string, tokenIssuerOf func() string, codec *session.Codec) (*mcpAuth, error) {
 	a := &mcpAuth{base: base, mcpPath: cfg.MCPPath, facade: cfg.OAuth.Mode == "facade"}
 
-	keys, err := signingKeys(cfg, s.log)
+	keys, derived, err := oauth.SigningKeys(cfg.OAuth.SigningKeys, cfg.Session.CookieSecret)
 	if err != nil {
 		return nil, err
+	}
+	if derived {
+		s.log.Info("oauth.signing_keys not set; signing with a key derived from the cookie secret (identical on every replica)")
 	}
 	if a.facade || cfg.OAuth.IdentityAssertion {
 		a.oauth, err = oauth.New(oauth.Options{
@@ -286,55 +282,4 @@ func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Tok
 		return nil, fmt.Errorf("%w: token revoked", bearer.ErrInvalidToken)
 	}
 	return t, nil
-}
-
-// signingKeys returns the façade's PEM keys: the configured ones, or one
-// derived from the cookie secret so that every replica sharing that secret
-// signs and accepts the same tokens without another secret to distribute.
-// Rotating the cookie secret then rotates the key as well. With neither
-// (memory store, generated cookie secret) the façade uses an ephemeral key.
-func signingKeys(cfg config.Config, log *zap.Logger) ([][]byte, error) {
-	if raw := cfg.OAuth.SigningKeys; raw != "" {
-		var out [][]byte
-		rest := []byte(raw)
-		for {
-			var block *pem.Block
-			block, rest = pem.Decode(rest)
-			if block == nil {
-				break
-			}
-			out = append(out, pem.EncodeToMemory(block))
-		}
-		if len(out) == 0 {
-			return nil, errors.New("oauth.signing_keys: no PEM blocks found")
-		}
-		return out, nil
-	}
-	if cfg.Session.CookieSecret == "" {
-		return nil, nil
-	}
-	key, err := deriveP256(cfg.Session.CookieSecret)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("encoding derived signing key: %w", err)
-	}
-	log.Info("oauth.signing_keys not set; signing with a key derived from the cookie secret (identical on every replica)")
-	return [][]byte{pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}, nil
-}
-
-// deriveP256 turns a secret into a P-256 private key deterministically.
-func deriveP256(secret string) (*ecdsa.PrivateKey, error) {
-	for counter := byte(0); counter < 16; counter++ {
-		d, err := hkdf.Key(sha256.New, []byte(secret), []byte{counter}, "mcp-oidc-proxy oauth signing key v1", 32)
-		if err != nil {
-			return nil, fmt.Errorf("deriving signing key: %w", err)
-		}
-		if key, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d); err == nil {
-			return key, nil
-		}
-	}
-	return nil, errors.New("deriving signing key: no valid scalar")
 }
