@@ -7,12 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"go.uber.org/zap"
-
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
@@ -109,17 +106,7 @@ func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, 
 	// request can build, fill or evict per-host validators or key caches.
 	a.validation = &lazyValidator{build: func() (bearer.Validator, error) {
 		if a.facade {
-			v, err := bearer.NewJWTValidator(bearer.JWTOptions{
-				IssuerFromRequest: true, AudienceFromRequest: true, KeySet: a.oauth.PublicKeys,
-				// Only access tokens: the identity assertion is signed
-				// with the same key and must not open the MCP endpoint.
-				Types:       []string{oauth.AccessTokenType},
-				GroupsClaim: cfg.OIDC.GroupsClaim, Now: s.opts.Now,
-			})
-			if err != nil {
-				return nil, err
-			}
-			return &revocationCheck{Validator: v, oauth: a.oauth, log: s.log.Named("bearer")}, nil
+			return a.oauth.AccessTokenValidator(oauth.AccessTokenOptions{GroupsClaim: cfg.OIDC.GroupsClaim, Logger: s.log.Named("bearer")})
 		}
 		// Built on the first bearer request, normally after discovery, so
 		// the provider's own issuer spelling is known.
@@ -247,39 +234,4 @@ func (l *lazyValidator) Validate(ctx context.Context, raw string) (*bearer.Token
 		return nil, err
 	}
 	return v.Validate(ctx, raw)
-}
-
-// revocationCheck refuses façade access tokens revoked through /oauth2/revoke
-// or with their refresh family (revoked on reuse, on revocation of a refresh
-// token, or when the user no longer passes upstream) before they expire.
-//
-// When the store cannot answer, the token is accepted: DESIGN.md promises
-// that bearer requests keep working while Redis is down, and the token has
-// already passed every check that needs no store (signature, issuer,
-// audience, type, expiry). What is given up is only a revocation made
-// before the outage, for at most the remaining lifetime of a short-lived
-// access token; each such acceptance is logged.
-type revocationCheck struct {
-	bearer.Validator
-	oauth *oauth.Server
-	log   *zap.Logger
-}
-
-func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
-	t, err := c.Validator.Validate(ctx, raw)
-	if err != nil {
-		return nil, err
-	}
-	jti, _ := t.Claims["jti"].(string)
-	family, _ := t.Claims["fid"].(string)
-	revoked, err := c.oauth.IsRevoked(ctx, jti, family)
-	if err != nil {
-		c.log.Warn("session store unavailable; accepting a valid access token without its revocation check",
-			zap.String("request_id", requestid.FromContext(ctx)), zap.Error(err))
-		return t, nil
-	}
-	if revoked {
-		return nil, fmt.Errorf("%w: token revoked", bearer.ErrInvalidToken)
-	}
-	return t, nil
 }
