@@ -1,11 +1,9 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
@@ -17,16 +15,15 @@ import (
 // mcpAuth is the MCP-client side of authentication: protected resource
 // metadata, bearer validation and, in façade mode, the authorization server.
 type mcpAuth struct {
-	base       func(*http.Request) string // the external base URL (forwarded.Resolver.BaseURL)
-	mcpPath    string
-	metadata   *resource.Metadata
-	rs         *bearer.ResourceServer
-	origin     *resource.OriginGuard
-	binder     *resource.SessionBinder
-	asserter   *resource.Asserter
-	oauth      *oauth.Server // façade keys and endpoints; nil without them
-	facade     bool
-	validation *lazyValidator
+	base     func(*http.Request) string // the external base URL (forwarded.Resolver.BaseURL)
+	mcpPath  string
+	metadata *resource.Metadata
+	rs       *bearer.ResourceServer
+	origin   *resource.OriginGuard
+	binder   *resource.SessionBinder
+	asserter *resource.Asserter
+	oauth    *oauth.Server // façade keys and endpoints; nil without them
+	facade   bool
 }
 
 func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPath }
@@ -104,43 +101,18 @@ func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, 
 	// One validator for every host: the issuer (façade) and the audience
 	// are what the request's checked base URL says (withResource), so no
 	// request can build, fill or evict per-host validators or key caches.
-	a.validation = &lazyValidator{build: func() (bearer.Validator, error) {
-		if a.facade {
-			return a.oauth.AccessTokenValidator(oauth.AccessTokenOptions{GroupsClaim: cfg.OIDC.GroupsClaim, Logger: s.log.Named("bearer")})
-		}
-		// Built on the first bearer request, normally after discovery, so
-		// the provider's own issuer spelling is known.
-		tokenIssuer := cfg.OAuth.ExternalIssuer
-		if tokenIssuer == "" {
-			tokenIssuer = tokenIssuerOf()
-		}
-		jwtv, err := bearer.NewJWTValidator(bearer.JWTOptions{
-			Issuer: tokenIssuer, JWKSURL: cfg.OAuth.ExternalJWKSURL, AudienceFromRequest: true,
-			GroupsClaim: cfg.OIDC.GroupsClaim, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
-		})
+	var validator bearer.Validator
+	if a.facade {
+		validator, err = a.oauth.AccessTokenValidator(oauth.AccessTokenOptions{GroupsClaim: cfg.OIDC.GroupsClaim, Logger: s.log.Named("bearer")})
 		if err != nil {
 			return nil, err
 		}
-		if cfg.OAuth.IntrospectionURL == "" {
-			return jwtv, nil
-		}
-		id, secret := cfg.OAuth.IntrospectionClientID, cfg.OAuth.IntrospectionSecret
-		if id == "" {
-			id, secret = cfg.OIDC.ClientID, cfg.OIDC.ClientSecret
-		}
-		intro, err := bearer.NewIntrospector(bearer.IntrospectionOptions{
-			Endpoint: cfg.OAuth.IntrospectionURL, ClientID: id, ClientSecret: secret,
-			Issuer: tokenIssuer, AudienceFromRequest: true, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
-			AllowMissingAudience: cfg.OAuth.IntrospectionAllowMissingAudience,
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &bearer.Chain{JWT: jwtv, Opaque: intro}, nil
-	}}
+	} else {
+		validator = bearer.NewProviderValidator(providerOptions(cfg, tokenIssuerOf, s.opts.HTTPClient, s.opts.Now))
+	}
 
 	a.rs = bearer.NewResourceServer(bearer.ResourceOptions{
-		Validator:           a.validation,
+		Validator:           validator,
 		ResourceMetadataURL: a.metadata.URL,
 		RequiredScopes:      cfg.OAuth.RequiredScopes,
 		Logger:              s.log.Named("bearer"),
@@ -199,39 +171,31 @@ func (a *mcpAuth) withResource(next http.Handler) http.Handler {
 	})
 }
 
-// lazyValidator builds its validator on first use and keeps it once built;
-// a failed build (the provider's issuer not yet known) is retried on the
-// next request.
-type lazyValidator struct {
-	build func() (bearer.Validator, error)
-	mu    sync.Mutex
-	v     atomic.Pointer[bearer.Validator]
-}
-
-var _ bearer.Validator = (*lazyValidator)(nil)
-
-func (l *lazyValidator) get() (bearer.Validator, error) {
-	if v := l.v.Load(); v != nil {
-		return *v, nil
+// providerOptions configure the validator for the OIDC provider's tokens
+// (external mode). The issuer its tokens carry is the configured external
+// issuer, or the provider's own spelling once discovery has run.
+func providerOptions(cfg config.Config, tokenIssuerOf func() string, client *http.Client, now func() time.Time) bearer.ProviderOptions {
+	opts := bearer.ProviderOptions{
+		Issuer: func() string {
+			if cfg.OAuth.ExternalIssuer != "" {
+				return cfg.OAuth.ExternalIssuer
+			}
+			return tokenIssuerOf()
+		},
+		JWKSURL:     cfg.OAuth.ExternalJWKSURL,
+		GroupsClaim: cfg.OIDC.GroupsClaim,
+		HTTPClient:  client,
+		Now:         now,
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if v := l.v.Load(); v != nil {
-		return *v, nil
+	if cfg.OAuth.IntrospectionURL != "" {
+		id, secret := cfg.OAuth.IntrospectionClientID, cfg.OAuth.IntrospectionSecret
+		if id == "" {
+			id, secret = cfg.OIDC.ClientID, cfg.OIDC.ClientSecret
+		}
+		opts.Introspection = bearer.IntrospectionOptions{
+			Endpoint: cfg.OAuth.IntrospectionURL, ClientID: id, ClientSecret: secret,
+			AllowMissingAudience: cfg.OAuth.IntrospectionAllowMissingAudience,
+		}
 	}
-	v, err := l.build()
-	if err != nil {
-		return nil, err
-	}
-	l.v.Store(&v)
-	return v, nil
-}
-
-// Validate validates raw with the built validator.
-func (l *lazyValidator) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
-	v, err := l.get()
-	if err != nil {
-		return nil, err
-	}
-	return v.Validate(ctx, raw)
+	return opts
 }
