@@ -63,7 +63,7 @@ func FuzzJWTValidate(f *testing.F) {
 			sig = es256(t, key, input)
 		}
 		raw := input + "." + base64.RawURLEncoding.EncodeToString(sig)
-		tok, err := v.Validate(context.Background(), raw)
+		tok, err := v.Validate(context.Background(), raw, bearer.Expectation{})
 		if err != nil {
 			if !errors.Is(err, bearer.ErrInvalidToken) {
 				t.Fatalf("rejection %v is not ErrInvalidToken", err)

@@ -46,8 +46,8 @@ func DefaultAlgorithms() []jose.SignatureAlgorithm {
 type JWTOptions struct {
 	// Issuer is the exact expected "iss". Required unless IssuerFromRequest.
 	Issuer string
-	// IssuerFromRequest takes the expected "iss" from the request context
-	// (WithExpectation) instead of Issuer: the façade's issuer is its base
+	// IssuerFromRequest takes the expected "iss" from the Expectation passed
+	// to Validate instead of Issuer: the façade's issuer is its base
 	// URL, which without an external URL follows the request's checked
 	// host. A request without one is refused. It needs KeySet or JWKSURL,
 	// since keys cannot be discovered from a per-request issuer.
@@ -63,8 +63,8 @@ type JWTOptions struct {
 	// URL). Required unless AudienceFromRequest: a token for another API
 	// must not open this one.
 	Audiences []string
-	// AudienceFromRequest takes the expected audience from the request
-	// context (WithExpectation) instead of Audiences, so one validator and
+	// AudienceFromRequest takes the expected audience from the Expectation
+	// passed to Validate instead of Audiences, so one validator and
 	// one key cache serve every host the operator expects. A request
 	// without one is refused.
 	AudienceFromRequest bool
@@ -216,8 +216,8 @@ type header struct {
 // Validate verifies raw's signature, issuer, audience and lifetime and
 // returns its claims. A token validated before is answered from the cache
 // while it is unexpired and its signing key is still published.
-func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error) {
-	iss, auds, err := expected(ctx, v.issuer, v.audiences, v.issuerReq, v.audienceReq)
+func (v *JWTValidator) Validate(ctx context.Context, raw string, want Expectation) (*Token, error) {
+	iss, auds, err := expected(want, v.issuer, v.audiences, v.issuerReq, v.audienceReq)
 	if err != nil {
 		return nil, err
 	}

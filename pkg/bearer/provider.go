@@ -91,10 +91,10 @@ func (l *Lazy) get() (Validator, error) {
 }
 
 // Validate validates raw with the built validator.
-func (l *Lazy) Validate(ctx context.Context, raw string) (*Token, error) {
+func (l *Lazy) Validate(ctx context.Context, raw string, want Expectation) (*Token, error) {
 	v, err := l.get()
 	if err != nil {
 		return nil, err
 	}
-	return v.Validate(ctx, raw)
+	return v.Validate(ctx, raw, want)
 }

@@ -13,7 +13,9 @@ import (
 
 type fixedValidator struct{ tok *bearer.Token }
 
-func (f fixedValidator) Validate(context.Context, string) (*bearer.Token, error) { return f.tok, nil }
+func (f fixedValidator) Validate(context.Context, string, bearer.Expectation) (*bearer.Token, error) {
+	return f.tok, nil
+}
 
 // A failed build is retried on the next request; a successful one is kept
 // and shared by concurrent callers.
@@ -28,7 +30,7 @@ func TestLazyBuildsOnceItCan(t *testing.T) {
 		}
 		return fixedValidator{want}, nil
 	})
-	if _, err := l.Validate(t.Context(), "t"); err == nil {
+	if _, err := l.Validate(t.Context(), "t", bearer.Expectation{}); err == nil {
 		t.Fatal("validated before the build could succeed")
 	}
 	ready.Store(true)
@@ -37,7 +39,7 @@ func TestLazyBuildsOnceItCan(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if got, err := l.Validate(context.Background(), "t"); err != nil || got != want {
+			if got, err := l.Validate(context.Background(), "t", bearer.Expectation{}); err != nil || got != want {
 				t.Errorf("Validate = %v, %v", got, err)
 			}
 		}()
@@ -56,13 +58,13 @@ func TestProviderValidatorWaitsForTheIssuer(t *testing.T) {
 	var issuer atomic.Value
 	issuer.Store("")
 	v := bearer.NewProviderValidator(bearer.ProviderOptions{Issuer: func() string { return issuer.Load().(string) }, JWKSURL: jwks.URL})
-	ctx := bearer.WithExpectation(t.Context(), bearer.Expectation{Audience: testResource})
+	want := bearer.Expectation{Audience: testResource}
 	raw := sign(t, kp, claimsAt(time.Now()))
-	if _, err := v.Validate(ctx, raw); err == nil {
+	if _, err := v.Validate(t.Context(), raw, want); err == nil {
 		t.Fatal("accepted before the issuer was known")
 	}
 	issuer.Store(testIssuer)
-	if tok, err := v.Validate(ctx, raw); err != nil || tok.Issuer != testIssuer {
+	if tok, err := v.Validate(t.Context(), raw, want); err != nil || tok.Issuer != testIssuer {
 		t.Fatalf("after discovery: %v, %v", tok, err)
 	}
 }

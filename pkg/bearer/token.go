@@ -36,10 +36,13 @@ type Token struct {
 	Claims map[string]any
 }
 
-// Validator turns a raw bearer token into a validated Token. Implemented by
-// *JWTValidator, *Introspector and *Chain.
+// Validator turns a raw bearer token into a validated Token. want is what
+// the request being served expects of it, for validators that take their
+// issuer or audience from the request (IssuerFromRequest,
+// AudienceFromRequest); the others ignore it. Implemented by
+// *JWTValidator, *Introspector, *Chain and *Lazy.
 type Validator interface {
-	Validate(ctx context.Context, raw string) (*Token, error)
+	Validate(ctx context.Context, raw string, want Expectation) (*Token, error)
 }
 
 type tokenCtxKey struct{}

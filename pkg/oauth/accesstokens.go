@@ -77,8 +77,8 @@ type revocationCheck struct {
 	log         *zap.Logger
 }
 
-func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
-	t, err := c.Validator.Validate(ctx, raw)
+func (c *revocationCheck) Validate(ctx context.Context, raw string, want bearer.Expectation) (*bearer.Token, error) {
+	t, err := c.Validator.Validate(ctx, raw, want)
 	if err != nil {
 		return nil, err
 	}

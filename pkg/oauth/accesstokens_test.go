@@ -42,13 +42,12 @@ func TestAccessTokenValidator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := bearer.WithExpectation(t.Context(), bearer.Expectation{Issuer: issuer, Audience: resource})
 	validate := func(rc oauth.RevocationChecker, raw string) error {
 		v, err := e.srvs[0].AccessTokenValidator(oauth.AccessTokenOptions{Revocations: rc})
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok, err := v.Validate(ctx, raw)
+		tok, err := v.Validate(t.Context(), raw, bearer.Expectation{Issuer: issuer, Audience: resource})
 		if err == nil && tok.Subject != "alice" {
 			t.Fatalf("subject %q, want alice", tok.Subject)
 		}

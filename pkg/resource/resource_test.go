@@ -555,7 +555,7 @@ func TestAsserter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := v.Validate(context.Background(), got)
+	tok, err := v.Validate(context.Background(), got, bearer.Expectation{})
 	if err != nil {
 		t.Fatalf("assertion %q does not verify: %v", got, err)
 	}

@@ -99,8 +99,8 @@ func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, 
 	}
 
 	// One validator for every host: the issuer (façade) and the audience
-	// are what the request's checked base URL says (withResource), so no
-	// request can build, fill or evict per-host validators or key caches.
+	// are what the request's checked base URL says (expect), so no request
+	// can build, fill or evict per-host validators or key caches.
 	var validator bearer.Validator
 	if a.facade {
 		validator, err = a.oauth.AccessTokenValidator(oauth.AccessTokenOptions{GroupsClaim: cfg.OIDC.GroupsClaim, Logger: s.log.Named("bearer")})
@@ -114,6 +114,7 @@ func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, 
 	a.rs = bearer.NewResourceServer(bearer.ResourceOptions{
 		Validator:           validator,
 		ResourceMetadataURL: a.metadata.URL,
+		Expect:              a.expect,
 		RequiredScopes:      cfg.OAuth.RequiredScopes,
 		Logger:              s.log.Named("bearer"),
 	})
@@ -155,20 +156,15 @@ func (a *mcpAuth) wrap(next http.Handler, cookie func(http.Handler) http.Handler
 		inner = a.asserter.Wrap(inner)
 	}
 	inner = authz(a.binder.Wrap(inner))
-	h := a.rs.Wrap(inner, cookie(inner))
-	h = a.withResource(h)
-	return a.origin.Wrap(h)
+	return a.origin.Wrap(a.rs.Wrap(inner, cookie(inner)))
 }
 
-// withResource records what this request expects of a bearer token: the
-// resource URL the client was told about as audience and, for the façade,
-// the base URL as issuer. The host in them has passed the host guard.
-func (a *mcpAuth) withResource(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base := a.base(r)
-		ctx := bearer.WithExpectation(r.Context(), bearer.Expectation{Issuer: base, Audience: base + a.mcpPath})
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+// expect is what r expects of a bearer token: the resource URL the client
+// was told about as audience and, for the façade, the base URL as issuer.
+// The host in them has passed the host guard.
+func (a *mcpAuth) expect(r *http.Request) bearer.Expectation {
+	base := a.base(r)
+	return bearer.Expectation{Issuer: base, Audience: base + a.mcpPath}
 }
 
 // providerOptions configure the validator for the OIDC provider's tokens
