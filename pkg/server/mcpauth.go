@@ -39,78 +39,22 @@ func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPat
 // live authorization policy on every refresh.
 func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, issuer string, tokenIssuerOf func() string, codec *session.Codec) (*mcpAuth, error) {
 	a := &mcpAuth{base: base, mcpPath: cfg.MCPPath, facade: cfg.OAuth.Mode == "facade"}
-
-	keys, derived, err := oauth.SigningKeys(cfg.OAuth.SigningKeys, cfg.Session.CookieSecret)
+	keys, err := s.signingKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if derived {
-		s.log.Info("oauth.signing_keys not set; signing with a key derived from the cookie secret (identical on every replica)")
-	}
 	if a.facade || cfg.OAuth.IdentityAssertion {
-		a.oauth, err = oauth.New(oauth.Options{
-			Store:               s.store,
-			BaseURL:             base,
-			Resources:           func(r *http.Request) []string { return []string{a.resource(r)} },
-			Scopes:              cfg.OAuth.Scopes,
-			MetadataPaths:       []string{cfg.MCPPath},
-			AccessTokenTTL:      cfg.OAuth.AccessTokenTTL,
-			RefreshTokenTTL:     cfg.OAuth.RefreshTokenTTL,
-			SigningKeys:         keys,
-			RegistrationLimiter: s.limits.register,
-			RequestLimiter:      s.limits.login,
-			ClientAddr:          s.limits.addr,
-
-			CIMD:               oauth.CIMDOptions{AllowPrivateAddresses: cfg.OAuth.AllowPrivateClientMetadata},
-			Logger:             s.log.Named("oauth"),
-			Now:                s.opts.Now,
-			RefreshMaxLifetime: cfg.OAuth.RefreshTokenMaxLifetime,
-			UpstreamRecheck:    cfg.OAuth.UpstreamRecheckInterval,
-			SessionTTL:         cfg.Session.TTL,
-			Logins:             s.authn,
-			Upstream:           s.rp,
-			Authorizer:         s.policy,
-			RequiredScopes:     cfg.OAuth.RequiredScopes,
-			Codec:              codec,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("building the authorization server: %w", err)
-		}
-	}
-
-	var servers []string
-	extIssuer := cfg.OAuth.ExternalIssuer
-	if extIssuer == "" {
-		extIssuer = issuer
-	}
-	if !a.facade {
-		servers = []string{extIssuer}
-	}
-	a.metadata, err = resource.NewMetadata(resource.MetadataOptions{
-		BaseURL:                 base,
-		MCPPath:                 cfg.MCPPath,
-		AuthorizationServers:    servers,
-		SelfAuthorizationServer: a.facade,
-		ScopesSupported:         cfg.OAuth.Scopes,
-		ResourceName:            "MCP server protected by mcp-oidc-proxy",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("protected resource metadata: %w", err)
-	}
-
-	// One validator for every host: the issuer (façade) and the audience
-	// are what the request's checked base URL says (expect), so no request
-	// can build, fill or evict per-host validators or key caches.
-	var validator bearer.Validator
-	if a.facade {
-		validator, err = a.oauth.AccessTokenValidator(oauth.AccessTokenOptions{GroupsClaim: cfg.OIDC.GroupsClaim, Logger: s.log.Named("bearer")})
-		if err != nil {
+		if a.oauth, err = s.newAuthorizationServer(cfg, a, keys, codec); err != nil {
 			return nil, err
 		}
-	} else {
-		validator = bearer.NewProviderValidator(providerOptions(cfg, tokenIssuerOf, s.opts.HTTPClient, s.opts.Now))
 	}
-
+	if a.metadata, err = newMetadata(cfg, base, issuer, a.facade); err != nil {
+		return nil, err
+	}
+	validator, err := s.bearerValidator(cfg, a, tokenIssuerOf)
+	if err != nil {
+		return nil, err
+	}
 	a.rs = bearer.NewResourceServer(bearer.ResourceOptions{
 		Validator:           validator,
 		ResourceMetadataURL: a.metadata.URL,
@@ -121,18 +65,112 @@ func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, 
 	a.origin = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: base})
 	a.binder = resource.NewSessionBinder(s.store, 0).WithLogger(s.log.Named("mcp-session"))
 	if cfg.OAuth.IdentityAssertion {
-		aud := cfg.OAuth.IdentityAssertionAudience
-		if aud == "" {
-			aud = cfg.Upstream
-		}
-		a.asserter, err = resource.NewAsserter(a.oauth.Signer(), resource.AsserterOptions{
-			Issuer: base, Audience: aud, Now: s.opts.Now, Logger: s.log.Named("assertion"),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("identity assertion: %w", err)
+		if a.asserter, err = s.newAsserter(cfg, base, a.oauth); err != nil {
+			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// signingKeys are the façade's keys (oauth.SigningKeys), saying so when
+// they are derived from the cookie secret.
+func (s *Server) signingKeys(cfg config.Config) ([][]byte, error) {
+	keys, derived, err := oauth.SigningKeys(cfg.OAuth.SigningKeys, cfg.Session.CookieSecret)
+	if err != nil {
+		return nil, err
+	}
+	if derived {
+		s.log.Info("oauth.signing_keys not set; signing with a key derived from the cookie secret (identical on every replica)")
+	}
+	return keys, nil
+}
+
+// newAuthorizationServer builds the façade's authorization server (or, for
+// the identity assertion alone, its keys) for the resource a.
+func (s *Server) newAuthorizationServer(cfg config.Config, a *mcpAuth, keys [][]byte, codec *session.Codec) (*oauth.Server, error) {
+	srv, err := oauth.New(oauth.Options{
+		Store:               s.store,
+		BaseURL:             a.base,
+		Resources:           func(r *http.Request) []string { return []string{a.resource(r)} },
+		Scopes:              cfg.OAuth.Scopes,
+		MetadataPaths:       []string{cfg.MCPPath},
+		AccessTokenTTL:      cfg.OAuth.AccessTokenTTL,
+		RefreshTokenTTL:     cfg.OAuth.RefreshTokenTTL,
+		SigningKeys:         keys,
+		RegistrationLimiter: s.limits.register,
+		RequestLimiter:      s.limits.login,
+		ClientAddr:          s.limits.addr,
+
+		CIMD:               oauth.CIMDOptions{AllowPrivateAddresses: cfg.OAuth.AllowPrivateClientMetadata},
+		Logger:             s.log.Named("oauth"),
+		Now:                s.opts.Now,
+		RefreshMaxLifetime: cfg.OAuth.RefreshTokenMaxLifetime,
+		UpstreamRecheck:    cfg.OAuth.UpstreamRecheckInterval,
+		SessionTTL:         cfg.Session.TTL,
+		Logins:             s.authn,
+		Upstream:           s.rp,
+		Authorizer:         s.policy,
+		RequiredScopes:     cfg.OAuth.RequiredScopes,
+		Codec:              codec,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the authorization server: %w", err)
+	}
+	return srv, nil
+}
+
+// newMetadata builds the protected resource metadata: the façade names
+// itself as authorization server, external mode the provider (issuer, or
+// the configured external issuer).
+func newMetadata(cfg config.Config, base func(*http.Request) string, issuer string, facade bool) (*resource.Metadata, error) {
+	var servers []string
+	extIssuer := cfg.OAuth.ExternalIssuer
+	if extIssuer == "" {
+		extIssuer = issuer
+	}
+	if !facade {
+		servers = []string{extIssuer}
+	}
+	md, err := resource.NewMetadata(resource.MetadataOptions{
+		BaseURL:                 base,
+		MCPPath:                 cfg.MCPPath,
+		AuthorizationServers:    servers,
+		SelfAuthorizationServer: facade,
+		ScopesSupported:         cfg.OAuth.Scopes,
+		ResourceName:            "MCP server protected by mcp-oidc-proxy",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("protected resource metadata: %w", err)
+	}
+	return md, nil
+}
+
+// bearerValidator picks the validator for a's bearer tokens: the façade's
+// own access tokens, or the provider's. One validator serves every host:
+// the issuer (façade) and the audience are what the request's checked base
+// URL says (expect), so no request can build, fill or evict per-host
+// validators or key caches.
+func (s *Server) bearerValidator(cfg config.Config, a *mcpAuth, tokenIssuerOf func() string) (bearer.Validator, error) {
+	if a.facade {
+		return a.oauth.AccessTokenValidator(oauth.AccessTokenOptions{GroupsClaim: cfg.OIDC.GroupsClaim, Logger: s.log.Named("bearer")})
+	}
+	return bearer.NewProviderValidator(providerOptions(cfg, tokenIssuerOf, s.opts.HTTPClient, s.opts.Now)), nil
+}
+
+// newAsserter builds the identity assertion signed with the façade's key
+// for the upstream (its audience: the configured one, or the upstream URL).
+func (s *Server) newAsserter(cfg config.Config, base func(*http.Request) string, keys *oauth.Server) (*resource.Asserter, error) {
+	aud := cfg.OAuth.IdentityAssertionAudience
+	if aud == "" {
+		aud = cfg.Upstream
+	}
+	as, err := resource.NewAsserter(keys.Signer(), resource.AsserterOptions{
+		Issuer: base, Audience: aud, Now: s.opts.Now, Logger: s.log.Named("assertion"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity assertion: %w", err)
+	}
+	return as, nil
 }
 
 // register mounts the metadata and, in façade mode, the authorization

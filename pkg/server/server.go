@@ -6,7 +6,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -80,61 +79,25 @@ type Server struct {
 // network I/O: OIDC discovery runs in the background from Serve, and
 // readiness reports its outcome.
 func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 15 * time.Second}
-	}
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, started: opts.Now()}
-	var err error
-	s.metrics = metrics.New(opts.Version)
-
-	// Parsed once: the same peers whose X-Forwarded-Proto/-Host make the
-	// advertised URLs may pass their X-Forwarded-* on to the upstream.
-	s.urls, err = forwarded.NewResolver(forwarded.Options{ExternalURL: cfg.ExternalURL, TrustedProxies: cfg.TrustedProxies})
-	if err != nil {
-		return nil, fmt.Errorf("external_url / trusted_proxies: %w", err)
-	}
-	s.limits, err = newClientLimits(cfg, s.urls.TrustedProxies(), opts.Now)
-	if err != nil {
+	opts = withDefaults(opts)
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, started: opts.Now(), metrics: metrics.New(opts.Version)}
+	if err := s.buildEdge(cfg); err != nil {
 		return nil, err
 	}
-	s.hosts, err = resource.NewHostGuard(resource.HostOptions{
-		ExternalURL:  cfg.ExternalURL,
-		AllowedHosts: cfg.AllowedHosts,
-		Host:         s.urls.Host,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("allowed_hosts: %w", err)
-	}
-	if cfg.ExternalURL == "" {
-		s.log.Warn("external_url is not set: the advertised URLs, the OIDC callback and the accepted token audience follow each request's Host; production needs external_url",
-			zap.Strings("allowed_hosts", cfg.AllowedHosts), zap.Strings("always_allowed", resource.LoopbackHosts()))
-	}
-	s.origins = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: s.urls.BaseURL})
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	s.health = newHealth(upstream, opts.Version, s.started, opts.Now)
-
 	store := opts.Store
 	if store == nil {
-		store, err = newStore(cfg)
-		if err != nil {
+		if store, err = newStore(cfg); err != nil {
 			return nil, err
 		}
 	}
 	s.store = s.metrics.InstrumentStore(store)
-
 	s.policy = authz.New(rulesFrom(cfg))
 	s.public.Store(newPublicPaths(cfg.PublicPaths))
-
-	cookieName := cookieNameFor(cfg)
 	if cfg.Tracing.Enabled {
 		s.tracer, err = tracing.New(ctx, tracing.Options{
 			Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: opts.Version,
@@ -143,91 +106,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			return nil, err
 		}
 	}
-
 	if cfg.AuthMode == "oidc" {
-		s.rp, err = oidc.New(oidc.Options{
-			Issuer:          cfg.OIDC.DiscoveryURL,
-			ClientID:        cfg.OIDC.ClientID,
-			ClientSecret:    cfg.OIDC.ClientSecret,
-			Scopes:          cfg.OIDC.Scopes,
-			UseUserInfo:     cfg.OIDC.UseUserInfo,
-			GroupsClaim:     cfg.OIDC.GroupsClaim,
-			SkipIssuerCheck: cfg.OIDC.SkipIssuerCheck,
-			HTTPClient:      opts.HTTPClient,
-			Logger:          s.log.Named("oidc"),
-			Now:             opts.Now,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("building OIDC relying party: %w", err)
-		}
-		secret := []byte(cfg.Session.CookieSecret)
-		if len(secret) == 0 {
-			// Only reachable with the memory store (validation requires a
-			// secret for Redis): sessions die with the process anyway.
-			secret = make([]byte, 32)
-			_, _ = rand.Read(secret)
-			s.log.Info("no cookie secret configured; generated one for this process (sessions end when it restarts)")
-		}
-		codec, err := session.NewCodec(secret)
-		if err != nil {
-			return nil, fmt.Errorf("session.cookie_secret: %w", err)
-		}
-		s.authn, err = authn.New(authn.Options{
-			Store:                 s.store,
-			Codec:                 codec,
-			RelyingParty:          s.rp,
-			Logger:                s.log.Named("authn"),
-			Observer:              s.metrics,
-			Now:                   opts.Now,
-			CookieName:            cookieName,
-			InsecureCookies:       cfg.Session.InsecureCookies,
-			SessionTTL:            cfg.Session.TTL,
-			IdleTimeout:           cfg.Session.IdleTimeout,
-			Limit:                 session.Limit{Max: cfg.Session.MaxPerUser, Policy: session.LimitPolicy(cfg.Session.LimitPolicy)},
-			RefreshBefore:         cfg.Session.RefreshBefore,
-			RedirectURL:           s.redirectURL,
-			BaseURL:               s.urls.BaseURL,
-			PostLogoutRedirectURL: cfg.OIDC.PostLogoutURL,
-			// API callers without a session get the MCP authorization
-			// spec's challenge, which sends MCP clients to the metadata.
-			// (s.mcp is built next: the façade keeps the logins authn
-			// makes, and nothing is served before New returns.)
-			Unauthenticated: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.mcp.rs.Challenge(w, r) }),
-			Limiter:         s.limits.login,
-			ClientAddr:      s.limits.addr,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("building authenticator: %w", err)
-		}
-		s.mcp, err = s.newMCPAuth(cfg, s.urls.BaseURL, s.rp.Issuer(), s.rp.TokenIssuer, codec)
-		if err != nil {
+		if err := s.buildLogin(cfg); err != nil {
 			return nil, err
 		}
 	}
-	var strip []string
-	if s.authn != nil {
-		strip = s.authn.CookieNames()
+	if s.proxy, err = s.newProxy(cfg, upstream); err != nil {
+		return nil, err
 	}
-	s.proxy, err = proxy.New(proxy.Options{
-		Upstream:        upstream,
-		Headers:         headerNames(cfg.Headers),
-		StripCookies:    strip,
-		StripHeaders:    []string{"Authorization", "Proxy-Authorization"},
-		AssertionHeader: resource.AssertionHeader,
-		TrustForwarded:  s.urls.Trusts,
-		Retry:           proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
-		Breaker: proxy.BreakerOptions{
-			Failures:     cfg.UpstreamPolicy.BreakerFailures,
-			OpenDuration: cfg.UpstreamPolicy.BreakerOpenFor,
-		},
-		ResponseHeaderTimeout: cfg.UpstreamPolicy.ResponseTimeout,
-		Logger:                s.log.Named("proxy"),
-		Observer:              s.metrics,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("building proxy: %w", err)
-	}
-
 	s.handler = s.routes()
 	return s, nil
 }
