@@ -45,7 +45,7 @@ targets=(
 	"./pkg/proxy FuzzForwardedHeaders"
 	"./pkg/oauth FuzzRedirectURI"
 	"./pkg/oauth FuzzCIMDURL"
-	"./pkg/server FuzzPublicPaths"
+	"./pkg/publicpath FuzzPublicPaths"
 )
 
 selected() {

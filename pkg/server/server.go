@@ -28,6 +28,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probereplay"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/publicpath"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tracing"
@@ -64,7 +65,7 @@ type Server struct {
 	policy  *authz.Policy
 	proxy   *proxy.Proxy
 	tracer  *tracing.Tracer
-	public  atomic.Pointer[publicPaths]
+	public  atomic.Pointer[publicpath.Set]
 	urls    *forwarded.Resolver   // external URL and trusted proxies, decided once per request
 	hosts   *resource.HostGuard   // refuses hosts the operator does not expect
 	origins *resource.OriginGuard // refuses foreign browser origins off the MCP route
@@ -97,7 +98,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 	}
 	s.store = s.metrics.InstrumentStore(store)
 	s.policy = authz.New(rulesFrom(cfg))
-	s.public.Store(newPublicPaths(cfg.PublicPaths))
+	s.public.Store(publicpath.New(cfg.PublicPaths))
 	if cfg.Tracing.Enabled {
 		s.tracer, err = tracing.New(ctx, tracing.Options{
 			Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: opts.Version,
@@ -143,7 +144,7 @@ func (s *Server) Apply(cfg config.Config) {
 	}
 	s.proxy.SetHeaders(headerNames(cfg.Headers))
 	s.policy.Set(rulesFrom(cfg))
-	s.public.Store(newPublicPaths(cfg.PublicPaths))
+	s.public.Store(publicpath.New(cfg.PublicPaths))
 }
 
 // Metrics exposes the metrics (for the reloader and tests).
