@@ -65,20 +65,20 @@ type Server struct {
 	// sessions are store's session records, through the local session
 	// cache when there is one (pkg/sessioncache).
 	sessions session.Sessions
-	rp      *oidc.RelyingParty
-	authn   *authn.Authenticator
-	policy  *authz.Policy
-	proxy   *proxy.Proxy
-	tracer  *tracing.Tracer
-	public  atomic.Pointer[publicpath.Set]
-	urls    *forwarded.Resolver   // external URL and trusted proxies, decided once per request
-	hosts   *resource.HostGuard   // refuses hosts the operator does not expect
-	origins *resource.OriginGuard // refuses foreign browser origins off the MCP route
-	mcp     *mcpAuth
-	health  *health
-	limits  *clientLimits
-	started time.Time
-	handler http.Handler
+	rp       *oidc.RelyingParty
+	authn    *authn.Authenticator
+	policy   *authz.Policy
+	proxy    *proxy.Proxy
+	tracer   *tracing.Tracer
+	public   atomic.Pointer[publicpath.Set]
+	urls     *forwarded.Resolver   // external URL and trusted proxies, decided once per request
+	hosts    *resource.HostGuard   // refuses hosts the operator does not expect
+	origins  *resource.OriginGuard // refuses foreign browser origins off the MCP route
+	mcp      *mcpAuth
+	health   *health
+	limits   *clientLimits
+	started  time.Time
+	handler  http.Handler
 	// background runs beside the listeners in Serve (cache invalidation).
 	background []func(context.Context)
 	revoked    *oauth.RevokedSet // nil with the memory store
