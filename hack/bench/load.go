@@ -213,18 +213,27 @@ type latencyResult struct {
 	errs           []string
 }
 
-func runVegeta(t target, rate int, d time.Duration) latencyResult {
+// newAttacker is one target's open-loop client; reused across rounds so
+// its connections stay open, as a client's would.
+func newAttacker() *vegeta.Attacker {
+	return vegeta.NewAttacker(vegeta.Timeout(5*time.Second), vegeta.KeepAlive(true))
+}
+
+// runVegeta loads t at rate for d and adds the results to m.
+func runVegeta(atk *vegeta.Attacker, m *vegeta.Metrics, t target, rate int, d time.Duration) {
 	header := http.Header{}
 	for _, h := range t.headers {
 		name, value, _ := strings.Cut(h, ": ")
 		header.Set(name, value)
 	}
-	atk := vegeta.NewAttacker(vegeta.Timeout(5*time.Second), vegeta.KeepAlive(true))
 	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: t.url, Header: header})
-	var m vegeta.Metrics
 	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, t.name) {
 		m.Add(res)
 	}
+}
+
+// latencyOf closes m and reads the percentiles.
+func latencyOf(m *vegeta.Metrics) latencyResult {
 	m.Close()
 	return latencyResult{
 		p50: m.Latencies.P50, p99: m.Latencies.P99, p999: m.Latencies.Quantile(0.999),

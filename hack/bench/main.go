@@ -43,6 +43,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
 func main() {
@@ -65,6 +67,7 @@ type options struct {
 	rate                 int
 	rateDuration         time.Duration
 	streams              int
+	streamsCap           string // why streams is lower than asked, if it is
 	streamEvents         int
 	streamInterval       time.Duration
 	streamOpenTimeout    time.Duration
@@ -78,6 +81,10 @@ type options struct {
 	nofile               uint64
 }
 
+// streamFDReserve is how many descriptor pairs a process keeps for
+// everything but the streams (listeners, Redis, logs, the runtime).
+const streamFDReserve = 50
+
 func parse(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -89,7 +96,7 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured closed-loop run before each target's first round (0 to skip)")
 	fs.IntVar(&o.rounds, "rounds", 3, "closed-loop rounds over all targets, interleaved; the report takes each target's median")
 	fs.IntVar(&o.rate, "rate", 1000, "open-loop request rate (req/s) of the latency scenario")
-	fs.DurationVar(&o.rateDuration, "rate-duration", 10*time.Second, "open-loop duration per target")
+	fs.DurationVar(&o.rateDuration, "rate-duration", 15*time.Second, "open-loop duration per target, split over -rounds interleaved rounds")
 	fs.IntVar(&o.streams, "streams", 10000, "SSE streams to hold at once through each proxy")
 	fs.IntVar(&o.streamEvents, "stream-events", 5, "events sent to every held stream")
 	fs.DurationVar(&o.streamInterval, "stream-interval", time.Second, "time between events")
@@ -165,6 +172,16 @@ func measure(ctx context.Context, o options) (*results, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A stream costs the proxy two descriptors (client and upstream side)
+	// and the harness two (client and upstream); where the hard limit cannot
+	// be raised (no CAP_SYS_RESOURCE), it bounds the streams any process
+	// here can hold.
+	if most := int(nofile/2) - streamFDReserve; o.streams > most {
+		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, so at most %d streams (2 descriptors each, %d kept for the rest)\n", nofile, most, 2*streamFDReserve)
+		o.streamsCap = fmt.Sprintf("asked for %d, but RLIMIT_NOFILE could only be raised to %d here (the hard limit; raising it needs CAP_SYS_RESOURCE), "+
+			"and every stream takes two descriptors in the proxy (client and upstream side) and two in the harness, so %d is the most any process here can hold", o.streams, nofile, most)
+		o.streams = most
+	}
 	root, err := repoRoot()
 	if err != nil {
 		return nil, err
@@ -225,8 +242,21 @@ func measure(ctx context.Context, o options) (*results, error) {
 
 	// Latency at a fixed rate.
 	logf("latency: vegeta at %d req/s for %v per target", o.rate, o.rateDuration)
-	for _, t := range targets {
-		l := runVegeta(t, o.rate, o.rateDuration)
+	// In rounds interleaved like the closed loop's, so a burst of other
+	// work on the machine lands on every target alike.
+	meters := make([]*vegeta.Metrics, len(targets))
+	attackers := make([]*vegeta.Attacker, len(targets))
+	for i := range meters {
+		meters[i], attackers[i] = &vegeta.Metrics{}, newAttacker()
+	}
+	slice := max(time.Second, o.rateDuration/time.Duration(o.rounds))
+	for range o.rounds {
+		for i, t := range targets {
+			runVegeta(attackers[i], meters[i], t, o.rate, slice)
+		}
+	}
+	for i, t := range targets {
+		l := latencyOf(meters[i])
 		logf("%-28s p50 %v p99 %v p99.9 %v success %.4f", t.name, l.p50, l.p99, l.p999, l.success)
 		res.latency = append(res.latency, l)
 	}

@@ -151,7 +151,7 @@ func (r *results) markdown() string {
 
 	// Latency.
 	p("## Latency at a fixed rate (open loop)\n\n")
-	p("vegeta (github.com/tsenart/vegeta/v12) at %d req/s for %v per target, keep-alive; \"added\" is over the bare ReverseProxy in this run.\n\n", o.rate, o.rateDuration)
+	p("vegeta (github.com/tsenart/vegeta/v12) at %d req/s for %v per target in %d interleaved round(s), keep-alive; \"added\" is over the bare ReverseProxy in this run.\n\n", o.rate, o.rateDuration, o.rounds)
 	p("| path | p50 | p99 | p99.9 | p50 added | p99 added | p99.9 added | requests | success |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	bl := r.latency[tBare]
 	for i, t := range r.targets {
@@ -186,6 +186,9 @@ func (r *results) markdown() string {
 		p("| %s | %d of %d | %v | %s | %s | %s | %s | %s | %s | %d of %d |\n", s.kind, s.held, s.want, s.openTime.Round(time.Millisecond),
 			mib(s.idleRSS), mib(s.loggedRSS), mib(s.heldRSS), kib(s.perStream()), fmtDur(s.delayP50), fmtDur(s.delayP99), s.minEvents, s.events)
 	}
+	if o.streamsCap != "" {
+		p("\nFewer than asked: %s.\n", o.streamsCap)
+	}
 	for _, s := range r.streams {
 		if s.openErr != "" {
 			p("\n%s: opening stopped at the first failure: %s\n", s.kind, s.openErr)
@@ -197,7 +200,7 @@ func (r *results) markdown() string {
 			continue
 		}
 		verdict("streams held by mcp-oidc-proxy", s.held >= 10000 && s.minEvents == s.events, fmt.Sprintf("%d (every stream got %d of %d events)", s.held, s.minEvents, s.events),
-			"10,000, every event delivered", fmt.Sprintf("%d short", 10000-s.held))
+			"10,000, every event delivered", streamsMiss(s, o))
 		verdict("memory per held stream", s.perStream() <= 32<<10, kib(s.perStream()), "≤ 32 KiB",
 			fmt.Sprintf("%s over", kib(s.perStream()-32<<10)))
 		verdict("idle RSS", s.idleRSS <= 30<<20, mib(s.idleRSS), "≤ 30 MiB", fmt.Sprintf("%s over", mib(s.idleRSS-30<<20)))
@@ -305,3 +308,15 @@ func fmtSigned(d time.Duration) string {
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
+
+// streamsMiss says by how much, and why when the machine was the limit.
+func streamsMiss(s streamResult, o options) string {
+	switch {
+	case s.held < 10000 && o.streamsCap != "" && s.held == o.streams:
+		return fmt.Sprintf("%d short, every stream asked for was held: this machine's descriptor limit stopped at %d, see above", 10000-s.held, o.streams)
+	case s.held < 10000:
+		return fmt.Sprintf("%d short", 10000-s.held)
+	default:
+		return fmt.Sprintf("%d streams missed events", s.events-s.minEvents)
+	}
+}
