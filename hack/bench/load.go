@@ -213,19 +213,23 @@ type latencyResult struct {
 	errs           []string
 }
 
-// newAttacker is one target's open-loop client; reused across rounds so
-// its connections stay open, as a client's would.
-func newAttacker() *vegeta.Attacker {
-	return vegeta.NewAttacker(vegeta.Timeout(5*time.Second), vegeta.KeepAlive(true))
+// openLoopClient is one target's HTTP client for the open loop, shared by
+// its rounds so its connections stay open between them, as a client's
+// would (a vegeta Attacker cannot be reused once its attack ends).
+func openLoopClient() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 10000, MaxIdleConnsPerHost: 10000, IdleConnTimeout: time.Minute,
+	}}
 }
 
 // runVegeta loads t at rate for d and adds the results to m.
-func runVegeta(atk *vegeta.Attacker, m *vegeta.Metrics, t target, rate int, d time.Duration) {
+func runVegeta(c *http.Client, m *vegeta.Metrics, t target, rate int, d time.Duration) {
 	header := http.Header{}
 	for _, h := range t.headers {
 		name, value, _ := strings.Cut(h, ": ")
 		header.Set(name, value)
 	}
+	atk := vegeta.NewAttacker(vegeta.Client(c), vegeta.KeepAlive(true))
 	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: t.url, Header: header})
 	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, t.name) {
 		m.Add(res)

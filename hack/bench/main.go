@@ -66,6 +66,7 @@ type options struct {
 	rounds               int
 	rate                 int
 	rateDuration         time.Duration
+	rateRounds           int
 	streams              int
 	streamsCap           string // why streams is lower than asked, if it is
 	streamEvents         int
@@ -78,6 +79,7 @@ type options struct {
 	proxyBin             string
 	oauth2Proxy          string
 	timeout              time.Duration
+	goProfiles           bool
 	nofile               uint64
 }
 
@@ -96,7 +98,8 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured closed-loop run before each target's first round (0 to skip)")
 	fs.IntVar(&o.rounds, "rounds", 3, "closed-loop rounds over all targets, interleaved; the report takes each target's median")
 	fs.IntVar(&o.rate, "rate", 1000, "open-loop request rate (req/s) of the latency scenario")
-	fs.DurationVar(&o.rateDuration, "rate-duration", 15*time.Second, "open-loop duration per target, split over -rounds interleaved rounds")
+	fs.DurationVar(&o.rateDuration, "rate-duration", 15*time.Second, "open-loop duration per target, split over -rate-rounds interleaved rounds")
+	fs.IntVar(&o.rateRounds, "rate-rounds", 5, "interleaved open-loop rounds the -rate-duration is split into")
 	fs.IntVar(&o.streams, "streams", 10000, "SSE streams to hold at once through each proxy")
 	fs.IntVar(&o.streamEvents, "stream-events", 5, "events sent to every held stream")
 	fs.DurationVar(&o.streamInterval, "stream-interval", time.Second, "time between events")
@@ -110,13 +113,14 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.proxyBin, "proxy-bin", "", "an mcp-oidc-proxy binary to measure instead of building cmd/mcp-oidc-proxy")
 	fs.StringVar(&o.oauth2Proxy, "oauth2-proxy", os.Getenv("OAUTH2_PROXY"), "oauth2-proxy binary (default $OAUTH2_PROXY, else built by hack/oauth2-proxy-bin.sh)")
 	fs.DurationVar(&o.timeout, "timeout", 40*time.Minute, "bound on the whole run")
+	fs.BoolVar(&o.goProfiles, "go-profiles", true, "when the sidecar serves no pprof, profile its request path with test/e2e's BenchmarkCookieSessionRedis into profiles/ beside -out")
 	fs.Uint64Var(&o.nofile, "nofile", 1<<17, "RLIMIT_NOFILE raised to for this process and its children (streams need about three descriptors each)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if o.smoke {
 		o.duration, o.warmup, o.rounds = time.Second, 0, 1
-		o.rateDuration, o.rate = time.Second, 100
+		o.rateDuration, o.rate, o.rateRounds = time.Second, 100, 1
 		o.streams, o.streamEvents, o.streamInterval = 20, 2, 100*time.Millisecond
 		o.admissions = 5
 		o.timeout = min(o.timeout, 10*time.Minute)
@@ -124,7 +128,7 @@ func parse(args []string) (options, error) {
 	if o.loader != "wrk" && o.loader != "go" {
 		return o, fmt.Errorf("-loader %q: want wrk or go", o.loader)
 	}
-	if o.rounds < 1 || o.duration <= 0 || o.connections < 1 || o.threads < 1 || o.rate < 1 ||
+	if o.rounds < 1 || o.duration <= 0 || o.connections < 1 || o.threads < 1 || o.rate < 1 || o.rateRounds < 1 ||
 		o.rateDuration <= 0 || o.streams < 1 || o.streamEvents < 1 || o.admissions < 1 {
 		return o, errors.New("counts and durations must be positive")
 	}
@@ -245,14 +249,14 @@ func measure(ctx context.Context, o options) (*results, error) {
 	// In rounds interleaved like the closed loop's, so a burst of other
 	// work on the machine lands on every target alike.
 	meters := make([]*vegeta.Metrics, len(targets))
-	attackers := make([]*vegeta.Attacker, len(targets))
+	clients := make([]*http.Client, len(targets))
 	for i := range meters {
-		meters[i], attackers[i] = &vegeta.Metrics{}, newAttacker()
+		meters[i], clients[i] = &vegeta.Metrics{}, openLoopClient()
 	}
-	slice := max(time.Second, o.rateDuration/time.Duration(o.rounds))
-	for range o.rounds {
+	slice := max(time.Second, o.rateDuration/time.Duration(o.rateRounds))
+	for range o.rateRounds {
 		for i, t := range targets {
-			runVegeta(attackers[i], meters[i], t, o.rate, slice)
+			runVegeta(clients[i], meters[i], t, o.rate, slice)
 		}
 	}
 	for i, t := range targets {
@@ -263,6 +267,11 @@ func measure(ctx context.Context, o options) (*results, error) {
 	for _, p := range e.procs {
 		p.stop()
 	}
+	// The streams need every descriptor this process can have.
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
+	http.DefaultClient.CloseIdleConnections()
 
 	// Streams, each proxy fresh and alone.
 	for _, kind := range []string{kindBare, kindRedis, kindO2P} {
@@ -282,6 +291,14 @@ func measure(ctx context.Context, o options) (*results, error) {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	res.startups = e.startups
+
+	if res.profiles != "" && o.goProfiles && !o.smoke && o.out != "-" {
+		logf("profiles: test/e2e BenchmarkCookieSessionRedis with -cpuprofile and -memprofile (the sidecar serves no pprof)")
+		dir := filepath.Join(filepath.Dir(res.abs(o.out)), "profiles")
+		if res.goProfiles, err = benchProfiles(ctx, root, dir, o.duration); err != nil {
+			return nil, fmt.Errorf("profiles: %w", err)
+		}
+	}
 	res.finished = time.Now().UTC()
 	return res, nil
 }
@@ -455,7 +472,8 @@ func fileSize(path string) (int64, error) {
 func commandLine(ctx context.Context, name string, args ...string) string {
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	if err != nil {
+	// wrk -v prints its version and exits 1.
+	if err != nil && line == "" {
 		return fmt.Sprintf("(%s: %v)", name, err)
 	}
 	return line

@@ -30,6 +30,7 @@ type results struct {
 	startups     []startup
 	profiles     string // why there are no profiles; "" when there are
 	profileFiles []profileFile
+	goProfiles   []goProfile
 }
 
 type profileFile struct{ target, path string }
@@ -73,7 +74,7 @@ func machineInfo(ctx context.Context, root string, o options) []string {
 		fmt.Sprintf("load average at the start: %s", read("/proc/loadavg")),
 	}
 	if o.loader == "wrk" {
-		info = append(info, "wrk: "+commandLine(ctx, o.wrk, "--version"))
+		info = append(info, "wrk: "+commandLine(ctx, o.wrk, "-v"))
 	}
 	info = append(info, "redis-server: "+commandLine(ctx, o.redisServer, "--version"))
 	return info
@@ -151,7 +152,7 @@ func (r *results) markdown() string {
 
 	// Latency.
 	p("## Latency at a fixed rate (open loop)\n\n")
-	p("vegeta (github.com/tsenart/vegeta/v12) at %d req/s for %v per target in %d interleaved round(s), keep-alive; \"added\" is over the bare ReverseProxy in this run.\n\n", o.rate, o.rateDuration, o.rounds)
+	p("vegeta (github.com/tsenart/vegeta/v12) at %d req/s for %v per target in %d interleaved round(s), keep-alive; \"added\" is over the bare ReverseProxy in this run.\n\n", o.rate, o.rateDuration, o.rateRounds)
 	p("| path | p50 | p99 | p99.9 | p50 added | p99 added | p99.9 added | requests | success |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	bl := r.latency[tBare]
 	for i, t := range r.targets {
@@ -181,10 +182,20 @@ func (r *results) markdown() string {
 	p("one every %v, to every stream. RSS is VmRSS of the proxy process from /proc/<pid>/status: idle right after\n", o.streamInterval)
 	p("/readyz (or its first 200), then after login and one request (the base), then with every stream held after the events;\n")
 	p("per stream = (held − base) / streams. Event delay: from the upstream's write to the client's read of each event.\n\n")
-	p("| proxy | streams held | opened in | idle RSS | base RSS | RSS held | per stream | delay p50 | delay p99 | fewest events a stream got |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| proxy | streams held | opened in | idle RSS | base RSS | RSS held | per stream | per stream × bare | delay p50 | delay p99 | fewest events a stream got |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var barePer float64
 	for _, s := range r.streams {
-		p("| %s | %d of %d | %v | %s | %s | %s | %s | %s | %s | %d of %d |\n", s.kind, s.held, s.want, s.openTime.Round(time.Millisecond),
-			mib(s.idleRSS), mib(s.loggedRSS), mib(s.heldRSS), kib(s.perStream()), fmtDur(s.delayP50), fmtDur(s.delayP99), s.minEvents, s.events)
+		if s.kind == kindBare {
+			barePer = s.perStream()
+		}
+	}
+	for _, s := range r.streams {
+		ratio := ""
+		if barePer > 0 {
+			ratio = fmt.Sprintf("%.2f", s.perStream()/barePer)
+		}
+		p("| %s | %d of %d | %v | %s | %s | %s | %s | %s | %s | %s | %d of %d |\n", s.kind, s.held, s.want, s.openTime.Round(time.Millisecond),
+			mib(s.idleRSS), mib(s.loggedRSS), mib(s.heldRSS), kib(s.perStream()), ratio, fmtDur(s.delayP50), fmtDur(s.delayP99), s.minEvents, s.events)
 	}
 	if o.streamsCap != "" {
 		p("\nFewer than asked: %s.\n", o.streamsCap)
@@ -247,6 +258,14 @@ func (r *results) markdown() string {
 	p("\n## Profiles\n\n")
 	if r.profiles != "" {
 		p("%s.\n", r.profiles)
+		if len(r.goProfiles) > 0 {
+			p("\nInstead, the same request path in-process: test/e2e's BenchmarkCookieSessionRedis (proxy with a Redis cookie\n")
+			p("session, GETs from a Go client in the same process) with -cpuprofile and -memprofile, for %v. The tables keep\n", o.duration)
+			p("only samples whose stack passes through this module's pkg/ (so not the client). Open the files with `go tool pprof`.\n")
+			for _, gp := range r.goProfiles {
+				p("\n%s: `%s`\n\n```\n%s\n```\n", gp.kind, strings.TrimPrefix(gp.path, r.root+"/"), gp.top)
+			}
+		}
 	} else if len(r.profileFiles) == 0 {
 		p("The sidecar serves pprof, but no profile was taken in this run.\n")
 	} else {

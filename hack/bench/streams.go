@@ -46,6 +46,7 @@ func (e *env) runStreams(ctx context.Context, kind string) (streamResult, error)
 	}
 	defer p.stop()
 	r.startup = p.startup
+	e.startups[len(e.startups)-1].name += " (again, for the streams)"
 	if r.idleRSS, err = p.rss(); err != nil {
 		return r, err
 	}
