@@ -42,9 +42,9 @@ func benchProfiles(ctx context.Context, root, dir string, benchtime time.Duratio
 	}
 	var ps []goProfile
 	for _, p := range []struct{ kind, path, index string }{
-		{"CPU", cpu, ""}, {"allocations (alloc_space)", mem, "-sample_index=alloc_space"},
+		{"CPU, by cumulative time", cpu, "-cum"}, {"allocations (alloc_space)", mem, "-sample_index=alloc_space"},
 	} {
-		args := []string{"tool", "pprof", "-top", "-nodecount=20", "-focus=mcp-oidc-proxy/mcp-oidc-proxy/pkg/"}
+		args := []string{"tool", "pprof", "-top", "-nodecount=30", "-focus=mcp-oidc-proxy/mcp-oidc-proxy/pkg/"}
 		if p.index != "" {
 			args = append(args, p.index)
 		}

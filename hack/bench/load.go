@@ -208,6 +208,7 @@ func runGoLoop(ctx context.Context, o options, t target, d time.Duration) (loadR
 
 type latencyResult struct {
 	p50, p99, p999 time.Duration
+	pooledP99      time.Duration // over every round's requests together
 	requests       uint64
 	success        float64
 	errs           []string
@@ -222,8 +223,8 @@ func openLoopClient() *http.Client {
 	}}
 }
 
-// runVegeta loads t at rate for d and adds the results to m.
-func runVegeta(c *http.Client, m *vegeta.Metrics, t target, rate int, d time.Duration) {
+// runVegeta loads t at rate for d and adds the results to each of ms.
+func runVegeta(c *http.Client, ms []*vegeta.Metrics, t target, rate int, d time.Duration) {
 	header := http.Header{}
 	for _, h := range t.headers {
 		name, value, _ := strings.Cut(h, ": ")
@@ -232,7 +233,9 @@ func runVegeta(c *http.Client, m *vegeta.Metrics, t target, rate int, d time.Dur
 	atk := vegeta.NewAttacker(vegeta.Client(c), vegeta.KeepAlive(true))
 	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: t.url, Header: header})
 	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, t.name) {
-		m.Add(res)
+		for _, m := range ms {
+			m.Add(res)
+		}
 	}
 }
 
@@ -242,5 +245,22 @@ func latencyOf(m *vegeta.Metrics) latencyResult {
 	return latencyResult{
 		p50: m.Latencies.P50, p99: m.Latencies.P99, p999: m.Latencies.Quantile(0.999),
 		requests: m.Requests, success: m.Success, errs: m.Errors,
+	}
+}
+
+// medianLatency takes each percentile's median over the rounds.
+func medianLatency(rs []latencyResult) latencyResult {
+	pick := func(f func(latencyResult) time.Duration) time.Duration {
+		ds := make([]time.Duration, 0, len(rs))
+		for _, r := range rs {
+			ds = append(ds, f(r))
+		}
+		sortDurations(ds)
+		return ds[(len(ds)-1)/2]
+	}
+	return latencyResult{
+		p50:  pick(func(r latencyResult) time.Duration { return r.p50 }),
+		p99:  pick(func(r latencyResult) time.Duration { return r.p99 }),
+		p999: pick(func(r latencyResult) time.Duration { return r.p999 }),
 	}
 }
