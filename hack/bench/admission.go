@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,10 +18,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -32,6 +39,7 @@ import (
 // pod, which the webhook's match conditions keep away from it.
 type admissionResult struct {
 	n                          int
+	directP50, directP99       time.Duration // AdmissionReview POSTed to the webhook itself
 	annotatedP50, annotatedP99 time.Duration
 	plainP50, plainP99         time.Duration
 	injected                   bool
@@ -192,7 +200,79 @@ func (e *env) runAdmission(ctx context.Context) (admissionResult, error) {
 	sortDurations(plain)
 	r.annotatedP50, r.annotatedP99 = quantile(annotated, 0.5), quantile(annotated, 0.99)
 	r.plainP50, r.plainP99 = quantile(plain, 0.5), quantile(plain, 0.99)
+
+	// The webhook alone: the AdmissionReview the API server would send,
+	// POSTed over HTTPS (trusting the caBundle the injector installed) on a
+	// kept-alive connection, as the API server's own client does.
+	if err := c.Get(ctx, client.ObjectKeyFromObject(mwc), mwc); err != nil {
+		return r, err
+	}
+	pool := x509.NewCertPool()
+	if len(mwc.Webhooks) == 0 || !pool.AppendCertsFromPEM(mwc.Webhooks[0].ClientConfig.CABundle) {
+		return r, errors.New("the webhook configuration has no caBundle")
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	defer hc.CloseIdleConnections()
+	var direct []time.Duration
+	for i := range r.n + 5 {
+		d, err := review(ctx, hc, url, i)
+		if err != nil {
+			return r, fmt.Errorf("AdmissionReview straight to the webhook: %w", err)
+		}
+		if i >= 5 {
+			direct = append(direct, d)
+		}
+	}
+	sortDurations(direct)
+	r.directP50, r.directP99 = quantile(direct, 0.5), quantile(direct, 0.99)
 	return r, nil
+}
+
+// review POSTs one AdmissionReview for an annotated pod and checks that it
+// is allowed with a patch (the sidecar).
+func review(ctx context.Context, hc *http.Client, url string, i int) (time.Duration, error) {
+	pod, err := json.Marshal(benchPod(true))
+	if err != nil {
+		return 0, err
+	}
+	dry := true
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       types.UID(fmt.Sprintf("bench-%d", i)),
+			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: "default", Operation: admissionv1.Create, DryRun: &dry,
+			Object: runtime.RawExtension{Raw: pod},
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	t0 := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	d := time.Since(t0)
+	_ = resp.Body.Close()
+	if err != nil {
+		return 0, err
+	}
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return 0, fmt.Errorf("answer %d: %w", resp.StatusCode, err)
+	}
+	if out.Response == nil || !out.Response.Allowed || len(out.Response.Patch) == 0 {
+		return 0, fmt.Errorf("answer %d: %s, want allowed with a patch", resp.StatusCode, raw)
+	}
+	return d, nil
 }
 
 // benchPod is an MCP server pod; annotated, it asks for the sidecar with

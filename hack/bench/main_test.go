@@ -62,7 +62,8 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	a := res.admission
-	if !a.injected || a.n != o.admissions || a.annotatedP50 <= 0 || a.annotatedP99 < a.annotatedP50 || a.plainP50 <= 0 {
+	if !a.injected || a.n != o.admissions || a.annotatedP50 <= 0 || a.annotatedP99 < a.annotatedP50 || a.plainP50 <= 0 ||
+		a.directP50 <= 0 || a.directP99 < a.directP50 {
 		t.Errorf("admission %+v, want the sidecar injected and ordered percentiles", a)
 	}
 	started := map[string]bool{}
