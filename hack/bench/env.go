@@ -157,7 +157,13 @@ func (e *env) startShared(ctx context.Context) error {
 	e.upstream = url
 	e.closers = append(e.closers, stop)
 
-	redisURL, stopRedis, err := startRedis(ctx, e.o.redisServer)
+	var redisURL string
+	var stopRedis func()
+	for range 3 { // a port taken between freeAddr and redis-server: try fresh ones
+		if redisURL, stopRedis, err = startRedis(ctx, e.o.redisServer); !errors.Is(err, errExited) {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -206,8 +212,21 @@ const (
 )
 
 // launch starts one proxy of kind as its own process and records its
-// start-up time.
+// start-up time. A child that exits before it is ready is tried again on
+// fresh ports, twice at most: another process may have taken a port
+// between freeAddr releasing it and the child binding it.
 func (e *env) launch(ctx context.Context, kind string) (*proc, error) {
+	var err error
+	for range 3 {
+		var p *proc
+		if p, err = e.launchOnce(ctx, kind); !errors.Is(err, errExited) {
+			return p, err
+		}
+	}
+	return nil, err
+}
+
+func (e *env) launchOnce(ctx context.Context, kind string) (*proc, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -434,7 +453,7 @@ func startRedis(ctx context.Context, bin string) (string, func(), error) {
 		}
 		select {
 		case <-exited:
-			return "", nil, fmt.Errorf("redis-server exited at start-up: %s", strings.TrimSpace(logs.String()))
+			return "", nil, fmt.Errorf("redis-server %w: %s", errExited, strings.TrimSpace(logs.String()))
 		case <-ctx.Done():
 			stop()
 			return "", nil, ctx.Err()

@@ -197,7 +197,7 @@ func measure(ctx context.Context, o options) (*results, error) {
 
 	e := &env{o: o, root: root, procs: map[string]*proc{}}
 	defer e.close()
-	logf("building mcp-oidc-proxy, the bare proxy and oauth2-proxy")
+	logf("building mcp-oidc-proxy and the bare proxy (and oauth2-proxy unless -oauth2-proxy names one)")
 	if err := e.build(ctx); err != nil {
 		return nil, err
 	}

@@ -30,6 +30,10 @@ type proc struct {
 	startup time.Duration // from exec to the first 200 of its readiness URL
 }
 
+// errExited is a child that exited before it was ready: most often
+// because another process took the port freeAddr had released.
+var errExited = errors.New("exited before it was ready")
+
 // freeAddr reserves a free loopback port and releases it for a child to
 // take. Another process could take it in between; the child then fails to
 // start and the readiness wait reports it.
@@ -73,7 +77,7 @@ func startProc(ctx context.Context, name, bin string, args []string, ready strin
 		last = err
 		select {
 		case <-p.exited:
-			return nil, fmt.Errorf("%s exited before it was ready (%v):\n%s", name, p.cmd.ProcessState, p.logs)
+			return nil, fmt.Errorf("%s %w (%v):\n%s", name, errExited, p.cmd.ProcessState, p.logs)
 		case <-ctx.Done():
 			p.stop()
 			return nil, ctx.Err()
