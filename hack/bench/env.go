@@ -250,7 +250,10 @@ func (e *env) launchOnce(ctx context.Context, kind string) (*proc, error) {
 		args = append(stack.Flags(listen, admin, e.upstream, issuer),
 			"--session-cookie-secret", cookieSecret,
 			"--log-level", e.o.logLevel,
-			"--shutdown-grace", "2s")
+			"--shutdown-grace", "2s",
+			// The run's CPU profiles come from the sidecar's own admin
+			// listener.
+			"--pprof")
 		switch kind {
 		case kindRedis:
 			args = append(args, "--session-store", "redis", "--redis-url", e.redisURL)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -127,15 +128,25 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 // embedding).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// AdminHandler serves /healthz, /readyz, /metrics and the replayed app
-// probes under probe.PathPrefix (unauthenticated, like the rest of the admin
-// port, so only these exact paths bypass authentication).
+// AdminHandler serves /healthz, /readyz, /metrics, the replayed app probes
+// under probe.PathPrefix and, with the pprof setting, /debug/pprof/
+// (unauthenticated, like the rest of the admin port, so only these exact
+// paths bypass authentication).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+config.HealthPath, s.health)
 	mux.HandleFunc("GET "+config.ReadyPath, s.ready)
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.Handle(probe.PathPrefix, probereplay.NewReplayer(s.opts.AppProbes, probereplay.Options{Logger: s.log.Named("probe")}))
+	if s.cfg.Pprof {
+		// pprof.Index also serves the named profiles (heap, allocs,
+		// goroutine, ...) below /debug/pprof/.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
