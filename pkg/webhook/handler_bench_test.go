@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -106,12 +107,16 @@ func benchWebhook(b *testing.B, s inject.Settings) http.Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
+	log := crzap.New(crzap.WriteTo(io.Discard), crzap.UseDevMode(false))
+	// admission.Webhook logs through controller-runtime's logger, which
+	// app.Main sets to the same logger.
+	logf.SetLogger(log)
 	h, err := NewHandler(Options{
 		Decoder:    admission.NewDecoder(scheme),
 		Namespaces: namespaces{"apps": {"kubernetes.io/metadata.name": "apps"}},
 		Settings:   s,
 		Observer:   m,
-		Log:        crzap.New(crzap.WriteTo(io.Discard), crzap.UseDevMode(false)),
+		Log:        log,
 	})
 	if err != nil {
 		b.Fatal(err)
