@@ -48,7 +48,7 @@ type Observer interface {
 	Observe(namespace, result string, d time.Duration)
 }
 
-// Handler admits pods through inject.Mutate.
+// Handler admits pods through an inject.Injector.
 type Handler struct {
 	decoder    admission.Decoder
 	namespaces NamespaceGetter
