@@ -346,12 +346,14 @@ type reading struct {
 	rssKiB                int64
 	goroutines            int64
 	heapInuse, stackInuse int64
-	heapSys               int64
+	heapSys, heapReleased int64
+	sys                   int64
 }
 
 func (r reading) String() string {
-	return fmt.Sprintf("VmRSS %d kB, goroutines %d, heap in use %.1f MiB, stack in use %.1f MiB, heap sys %.1f MiB",
-		r.rssKiB, r.goroutines, float64(r.heapInuse)/(1<<20), float64(r.stackInuse)/(1<<20), float64(r.heapSys)/(1<<20))
+	return fmt.Sprintf("VmRSS %d kB, goroutines %d, heap in use %.1f MiB, stack in use %.1f MiB, heap sys-released %.1f MiB, Go sys %.1f MiB",
+		r.rssKiB, r.goroutines, float64(r.heapInuse)/(1<<20), float64(r.stackInuse)/(1<<20),
+		float64(r.heapSys-r.heapReleased)/(1<<20), float64(r.sys)/(1<<20))
 }
 
 func sample(pid int, metricsURL string) (reading, error) {
@@ -393,6 +395,10 @@ func sample(pid int, metricsURL string) (reading, error) {
 			r.stackInuse = int64(f)
 		case "go_memstats_heap_sys_bytes":
 			r.heapSys = int64(f)
+		case "go_memstats_heap_released_bytes":
+			r.heapReleased = int64(f)
+		case "go_memstats_sys_bytes":
+			r.sys = int64(f)
 		}
 	}
 	return r, sc.Err()

@@ -123,8 +123,11 @@ type Proxy struct {
 	assertion string
 	cookies   *cookieFilter
 	rp        *httputil.ReverseProxy
-	logger    *zap.Logger
-	obs       Observer
+	// streamRP is rp with small copy buffers, for requests that open an
+	// event stream (see opensEventStream).
+	streamRP *httputil.ReverseProxy
+	logger   *zap.Logger
+	obs      Observer
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -191,6 +194,9 @@ func New(opts Options) (*Proxy, error) {
 		// were sent, almost always a client that disconnected mid-stream.
 		ErrorLog: zap.NewStdLog(logger),
 	}
+	stream := *p.rp
+	stream.BufferPool = &streamBufferPool{}
+	p.streamRP = &stream
 	return p, nil
 }
 
@@ -217,6 +223,48 @@ func (b *bufferPool) Put(buf []byte) {
 	if len(buf) == copyBufferSize {
 		b.p.Put((*[copyBufferSize]byte)(buf))
 	}
+}
+
+// streamCopyBufferSize is the copy buffer of a request that opens an event
+// stream (opensEventStream): a held stream keeps its buffer for as long as
+// it is open, however rarely events come, and SSE events are small. A
+// larger event is still forwarded whole, in more reads and writes (each
+// flushed at once, as ReverseProxy does for event streams).
+const streamCopyBufferSize = 2 << 10
+
+// streamBufferPool is bufferPool for the stream copy buffers.
+type streamBufferPool struct{ p sync.Pool }
+
+func (b *streamBufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[streamCopyBufferSize]byte); ok {
+		return buf[:]
+	}
+	return new([streamCopyBufferSize]byte)[:]
+}
+
+func (b *streamBufferPool) Put(buf []byte) {
+	if len(buf) == streamCopyBufferSize {
+		b.p.Put((*[streamCopyBufferSize]byte)(buf))
+	}
+}
+
+// opensEventStream reports whether r asks for an event stream that may be
+// held open for long: a GET accepting text/event-stream (the Streamable HTTP
+// transport's standalone stream, and the older HTTP+SSE transport's
+// stream). A POST is answered with a JSON-RPC result, as JSON or as a short
+// stream of events, and keeps the larger buffer.
+func opensEventStream(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, v := range r.Header["Accept"] {
+		for part := range strings.SplitSeq(v, ",") {
+			if mt, _, _ := strings.Cut(part, ";"); strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Transport buffer sizes: the upstream connection's bufio reader and
@@ -272,6 +320,10 @@ func (p *Proxy) Headers() HeaderNames {
 
 // ServeHTTP forwards r to the upstream.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if opensEventStream(r) {
+		p.streamRP.ServeHTTP(w, r)
+		return
+	}
 	p.rp.ServeHTTP(w, r)
 }
 
