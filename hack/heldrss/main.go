@@ -14,7 +14,8 @@
 //
 // The descriptor limit is raised to its hard limit (the harness holds two
 // descriptors per stream, the sidecar two more). Every wait is bounded.
-// Linux only.
+// CPU time is read assuming 100 clock ticks a second (Linux on amd64 and
+// arm64). Linux only.
 package main
 
 import (
@@ -59,6 +60,8 @@ func run() error {
 	bare := flag.String("bare", "", "a bare reverse proxy binary (flags -listen, -upstream) to measure instead")
 	n := flag.Int("n", 3000, "SSE streams to hold")
 	events := flag.Int("events", 5, "events sent to every stream once all are held")
+	noLogin := flag.Bool("no-login", false, "send no session cookie (for --auth-mode bypass)")
+	dump := flag.Bool("dump", false, "print the process's go_memstats_* metrics while holding")
 	settle := flag.Duration("settle", 2*time.Second, "wait before the held reading")
 	gcURL := flag.String("gc-url", "", "a URL that makes the process collect garbage (a memdebug build's /debug/pprof/heap?gc=1); read again after it")
 	pause := flag.Duration("pause", 0, "keep the streams held this long after the reading (to profile the process)")
@@ -130,7 +133,7 @@ func run() error {
 		err = waitStatus(ctx, base+"/data", "", http.StatusOK)
 	} else {
 		metricsURL = "http://" + admin + "/metrics"
-		if err = waitStatus(ctx, "http://"+admin+"/readyz", "", http.StatusOK); err == nil {
+		if err = waitStatus(ctx, "http://"+admin+"/readyz", "", http.StatusOK); err == nil && !*noLogin {
 			var c string
 			if c, err = sessionCookie(ctx, base, idp); err == nil {
 				header = "Cookie: " + c
@@ -190,6 +193,17 @@ func run() error {
 		fmt.Printf("after GC: VmRSS per stream %.1f KiB, heap+stack per stream %.1f KiB\n",
 			float64(gc.rssKiB-before.rssKiB)/float64(*n),
 			float64(gc.heapInuse+gc.stackInuse-before.heapInuse-before.stackInuse)/1024/float64(*n))
+	}
+	if *dump && metricsURL != "" {
+		if resp, err := http.Get(metricsURL); err == nil {
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				if strings.HasPrefix(sc.Text(), "go_memstats_") || strings.HasPrefix(sc.Text(), "go_gc_gogc") || strings.HasPrefix(sc.Text(), "go_gc_gomemlimit") {
+					fmt.Println(sc.Text())
+				}
+			}
+			_ = resp.Body.Close()
+		}
 	}
 	time.Sleep(*pause) // time for a profiler, not synchronisation
 	return nil
@@ -348,11 +362,12 @@ type reading struct {
 	heapInuse, stackInuse int64
 	heapSys, heapReleased int64
 	sys                   int64
+	cpuTicks              int64 // user+system time so far, in clock ticks
 }
 
 func (r reading) String() string {
-	return fmt.Sprintf("VmRSS %d kB, goroutines %d, heap in use %.1f MiB, stack in use %.1f MiB, heap sys-released %.1f MiB, Go sys %.1f MiB",
-		r.rssKiB, r.goroutines, float64(r.heapInuse)/(1<<20), float64(r.stackInuse)/(1<<20),
+	return fmt.Sprintf("CPU %.2fs, VmRSS %d kB, goroutines %d, heap in use %.1f MiB, stack in use %.1f MiB, heap sys-released %.1f MiB, Go sys %.1f MiB",
+		float64(r.cpuTicks)/100, r.rssKiB, r.goroutines, float64(r.heapInuse)/(1<<20), float64(r.stackInuse)/(1<<20),
 		float64(r.heapSys-r.heapReleased)/(1<<20), float64(r.sys)/(1<<20))
 }
 
@@ -368,6 +383,19 @@ func sample(pid int, metricsURL string) (reading, error) {
 			if err != nil {
 				return r, fmt.Errorf("VmRSS %q: %w", v, err)
 			}
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return r, err
+	}
+	// Fields after the command name (which is in parentheses): utime and
+	// stime are the 12th and 13th.
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+		if f := strings.Fields(string(stat[i+1:])); len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			r.cpuTicks = u + s
 		}
 	}
 	if metricsURL == "" {
