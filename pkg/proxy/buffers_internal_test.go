@@ -114,3 +114,74 @@ func TestEventStreamGETsCopyThroughSmallBuffers(t *testing.T) {
 		t.Errorf("regular copy buffer of %d bytes, want %d", got, copyBufferSize)
 	}
 }
+
+// upstreamTransport unwraps the breaker and retry layers New puts around
+// the base transport.
+func upstreamTransport(t *testing.T, rt http.RoundTripper) (*http.Transport, *breaker) {
+	t.Helper()
+	bt, ok := rt.(*breakerTransport)
+	if !ok {
+		t.Fatalf("outer transport %T, want the breaker", rt)
+	}
+	r, ok := bt.next.(*retryTransport)
+	if !ok {
+		t.Fatalf("inside the breaker %T, want retries", bt.next)
+	}
+	base, ok := r.next.(*http.Transport)
+	if !ok {
+		t.Fatalf("base transport %T", r.next)
+	}
+	return base, bt.b
+}
+
+// TestEventStreamsHaveTheirOwnSmallConnections: event-stream GETs reach
+// the upstream over connections with 1 KiB buffers, everything else over
+// the 2 KiB ones, and one breaker guards both; a request header larger
+// than the small write buffer still arrives whole.
+func TestEventStreamsHaveTheirOwnSmallConnections(t *testing.T) {
+	long := strings.Repeat("v", 3<<10)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: "+strings.Repeat("e", 3<<10)+"\n\n")
+		_, _ = io.WriteString(w, "data: "+r.Header.Get("X-Long")+"\n\n")
+	}))
+	t.Cleanup(up.Close)
+	u, err := url.Parse(up.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Options{Upstream: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regular, rb := upstreamTransport(t, p.rp.Transport)
+	stream, sb := upstreamTransport(t, p.streamRP.Transport)
+	if regular == stream {
+		t.Fatal("event streams share the regular transport")
+	}
+	if rb != sb {
+		t.Error("event streams have their own breaker; one upstream needs one")
+	}
+	if regular.ReadBufferSize != transportReadBufferSize || regular.WriteBufferSize != transportWriteBufferSize {
+		t.Errorf("regular transport buffers %d/%d", regular.ReadBufferSize, regular.WriteBufferSize)
+	}
+	if stream.ReadBufferSize != streamTransportReadBufferSize || stream.WriteBufferSize != streamTransportWriteBufferSize {
+		t.Errorf("stream transport buffers %d/%d", stream.ReadBufferSize, stream.WriteBufferSize)
+	}
+
+	front := httptest.NewServer(p)
+	t.Cleanup(front.Close)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, front.URL+"/mcp", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("X-Long", long)
+	resp, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	want := "data: " + strings.Repeat("e", 3<<10) + "\n\n" + "data: " + long + "\n\n"
+	if string(body) != want {
+		t.Errorf("body of %d bytes, want %d: the long header or event did not pass whole", len(body), len(want))
+	}
+}

@@ -163,18 +163,29 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p.SetHeaders(opts.Headers)
 
-	var rt http.RoundTripper = opts.Transport
+	// Event-stream GETs get their own connections with smaller buffers
+	// (streamTransport); both share one breaker, since they reach the same
+	// upstream.
+	var rt, streamRT http.RoundTripper = opts.Transport, opts.Transport
 	if rt == nil {
 		rt = DefaultTransport(opts.ResponseHeaderTimeout)
+		streamRT = streamTransport(opts.ResponseHeaderTimeout)
 	}
-	rt = &retryTransport{next: rt, opts: opts.Retry.withDefaults(), logger: logger}
+	var b *breaker
 	if opts.Breaker.Failures >= 0 {
-		b := newBreaker(opts.Breaker, func(state string) {
+		b = newBreaker(opts.Breaker, func(state string) {
 			logger.Warn("upstream circuit breaker changed state", zap.String("state", state))
 			obs.BreakerStateChanged(state)
 		})
-		rt = &breakerTransport{next: rt, b: b, logger: logger}
 	}
+	wrap := func(rt http.RoundTripper) http.RoundTripper {
+		rt = &retryTransport{next: rt, opts: opts.Retry.withDefaults(), logger: logger}
+		if b != nil {
+			rt = &breakerTransport{next: rt, b: b, logger: logger}
+		}
+		return rt
+	}
+	rt, streamRT = wrap(rt), wrap(streamRT)
 
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
@@ -196,6 +207,7 @@ func New(opts Options) (*Proxy, error) {
 	}
 	stream := *p.rp
 	stream.BufferPool = &streamBufferPool{}
+	stream.Transport = streamRT
 	p.streamRP = &stream
 	return p, nil
 }
@@ -298,6 +310,24 @@ func DefaultTransport(responseHeaderTimeout time.Duration) *http.Transport {
 	t.ResponseHeaderTimeout = responseHeaderTimeout
 	t.ReadBufferSize = transportReadBufferSize
 	t.WriteBufferSize = transportWriteBufferSize
+	return t
+}
+
+// Buffer sizes of the upstream connections that carry event streams
+// (opensEventStream): such a connection is held for the stream's life and
+// carries one small GET and then events; longer headers and events still
+// pass whole, in more calls.
+const (
+	streamTransportReadBufferSize  = 1 << 10
+	streamTransportWriteBufferSize = 1 << 10
+)
+
+// streamTransport is DefaultTransport with the smaller buffers of
+// event-stream connections.
+func streamTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	t := DefaultTransport(responseHeaderTimeout)
+	t.ReadBufferSize = streamTransportReadBufferSize
+	t.WriteBufferSize = streamTransportWriteBufferSize
 	return t
 }
 
