@@ -40,12 +40,12 @@ targets=(
 	"./pkg/probe FuzzReplayStaysOnLoopback"
 	"./pkg/bearer FuzzJWTValidate"
 	"./pkg/bearer FuzzChallenge"
-	"./pkg/bearer FuzzBaseURL"
+	"./pkg/forwarded FuzzBaseURL"
 	"./pkg/bearer FuzzAuthorizationHeader"
 	"./pkg/proxy FuzzForwardedHeaders"
 	"./pkg/oauth FuzzRedirectURI"
 	"./pkg/oauth FuzzCIMDURL"
-	"./pkg/server FuzzPublicPaths"
+	"./pkg/publicpath FuzzPublicPaths"
 )
 
 selected() {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what `make bench` needs beyond the test dependencies, or says
 # exactly what to install. Kept apart from hack/ensure-test-deps.sh because
-# the tests never need a load generator.
-#   wrk  the HTTP load generator hack/bench drives (Debian package wrk)
+# the tests never need a load generator (hack/bench's smoke test uses its Go
+# closed loop). oauth2-proxy, the other thing make bench needs, is built by
+# hack/oauth2-proxy-bin.sh.
+#   wrk  the closed-loop HTTP load generator hack/bench drives (Debian package wrk)
 set -euo pipefail
 
 if ! command -v wrk >/dev/null 2>&1; then

@@ -1,57 +1,51 @@
-// Command bench measures DESIGN.md's throughput targets as ratios in one
-// run, on loopback, against the same small-JSON upstream: direct (for
-// scale), a bare httputil.ReverseProxy (the limit any proxy is measured
-// against), and mcp-oidc-proxy with a Redis-backed cookie session and with
-// a façade bearer token. Ratios rather than absolute numbers, because the
-// absolute numbers depend on the machine while the ratios should not.
+// Command bench measures DESIGN.md's performance targets in one run, on
+// loopback, and writes them with their ratios to bench/results.md.
 //
-// It drives wrk (Debian package wrk; hack/bench/ensure-bench-deps.sh
-// installs it) with the setup the targets were stated for: -t1 -c32. The
-// load generator, the proxies, the upstream and Redis share the machine,
-// exactly as when the targets were measured.
+// Every proxy runs as its own process, started from its binary with flags
+// as a user would start it: a bare httputil.ReverseProxy (hack/bench/
+// bareproxy, the limit any proxy here is measured against), mcp-oidc-proxy
+// (built like `make build`) with a Redis cookie session, with a memory
+// cookie session, with façade bearer tokens and in external mode with the
+// provider's JWTs, and oauth2-proxy (built from its Go module by
+// hack/oauth2-proxy-bin.sh) with the same Redis and a cookie session. The
+// upstream (a small JSON answer and an SSE stream), Redis and the OpenID
+// providers are shared.
 //
-// It prints a report and exits 0 whether or not a target is met; it exits
-// non-zero only when something could not be measured.
+// Scenarios, all in one run:
+//   - throughput: a closed loop (wrk -t1 -c32, or a Go loop with -loader go)
+//     per target, rounds interleaved, medians; ratios to the bare proxy;
+//   - latency: an open loop at a fixed rate (vegeta, 1,000 req/s) per
+//     target; p50, p99, p99.9 and what each adds over the bare proxy;
+//   - streams: as many concurrent SSE streams as -streams through a fresh
+//     process of each proxy; VmRSS idle and per stream; event delay;
+//   - admission: dry-run pod creations through envtest's kube-apiserver with
+//     the injector's webhook installed, annotated against plain pods;
+//   - start-up: exec to the first 200 from the readiness URL;
+//   - the sidecar's binary size.
+//
+// It exits 0 whether or not a target is met; non-zero only when something
+// could not be measured. -smoke runs every scenario with tiny counts (the
+// test in this package does, in CI).
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
-	"regexp"
-	"runtime/pprof"
+	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpclient"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
-
-// cookieSecret signs session cookies; any 32+ byte value will do on
-// loopback.
-const cookieSecret = "bench-cookie-secret-0123456789abcdef"
-
-// dataBody is the small JSON response every target ends at.
-const dataBody = `{"ok":true}`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,288 +59,292 @@ func main() {
 // options are the knobs of one run; the defaults are the setup DESIGN.md's
 // targets were stated for.
 type options struct {
+	smoke                bool
+	loader               string
 	threads, connections int
 	duration, warmup     time.Duration
 	rounds               int
-	redisServer          string
-	wrk                  string
+	rate                 int
+	rateDuration         time.Duration
+	rateRounds           int
+	streams              int
+	streamsCap           string // why streams is lower than asked, if it is
+	streamEvents         int
+	streamInterval       time.Duration
+	streamOpenTimeout    time.Duration
+	admissions           int
+	redisServer, wrk     string
 	logLevel             string
-	cpuProfile           string
+	out, work            string
+	proxyBin             string
+	oauth2Proxy          string
+	timeout              time.Duration
+	goProfiles           bool
+	nofile               uint64
 }
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+// streamFDReserve is how many descriptor pairs a process keeps for
+// everything but the streams (listeners, Redis, logs, the runtime).
+const streamFDReserve = 50
+
+func parse(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.BoolVar(&o.smoke, "smoke", false, "every scenario with tiny counts (seconds): checks the harness, not the proxy")
+	fs.StringVar(&o.loader, "loader", "wrk", "closed-loop load generator: wrk or go")
 	fs.IntVar(&o.threads, "threads", 1, "wrk threads (-t)")
-	fs.IntVar(&o.connections, "connections", 32, "wrk connections (-c)")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured duration per target and round (-d)")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured wrk run before each target's first round (0 to skip)")
-	fs.IntVar(&o.rounds, "rounds", 1, "rounds over all targets, interleaved; the report takes each target's median")
+	fs.IntVar(&o.connections, "connections", 32, "closed-loop connections (wrk -c)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured closed-loop duration per target and round")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured closed-loop run before each target's first round (0 to skip)")
+	fs.IntVar(&o.rounds, "rounds", 3, "closed-loop rounds over all targets, interleaved; the report takes each target's median")
+	fs.IntVar(&o.rate, "rate", 1000, "open-loop request rate (req/s) of the latency scenario")
+	fs.DurationVar(&o.rateDuration, "rate-duration", 20*time.Second, "open-loop duration per target, split over -rate-rounds interleaved rounds")
+	fs.IntVar(&o.rateRounds, "rate-rounds", 5, "interleaved open-loop rounds the -rate-duration is split into")
+	fs.IntVar(&o.streams, "streams", 10000, "SSE streams to hold at once through each proxy")
+	fs.IntVar(&o.streamEvents, "stream-events", 5, "events sent to every held stream")
+	fs.DurationVar(&o.streamInterval, "stream-interval", time.Second, "time between events")
+	fs.DurationVar(&o.streamOpenTimeout, "stream-open-timeout", 2*time.Minute, "how long opening the streams may take")
+	fs.IntVar(&o.admissions, "admissions", 200, "timed dry-run pod creations of each kind")
 	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "redis-server binary")
 	fs.StringVar(&o.wrk, "wrk", "wrk", "wrk binary")
-	fs.StringVar(&o.logLevel, "log-level", "error", "proxy log level")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (proxy, upstream and bare proxy are in-process) per measured target to <value>.<target>.pprof")
+	fs.StringVar(&o.logLevel, "log-level", "error", "mcp-oidc-proxy log level")
+	fs.StringVar(&o.out, "out", "bench/results.md", "where the results go (relative to the repository root); - for stdout only")
+	fs.StringVar(&o.work, "work", "bin/bench", "where the binaries are built (relative to the repository root)")
+	fs.StringVar(&o.proxyBin, "proxy-bin", "", "an mcp-oidc-proxy binary to measure instead of building cmd/mcp-oidc-proxy")
+	fs.StringVar(&o.oauth2Proxy, "oauth2-proxy", os.Getenv("OAUTH2_PROXY"), "oauth2-proxy binary (default $OAUTH2_PROXY, else built by hack/oauth2-proxy-bin.sh)")
+	fs.DurationVar(&o.timeout, "timeout", 40*time.Minute, "bound on the whole run")
+	fs.BoolVar(&o.goProfiles, "go-profiles", true, "when the sidecar serves no pprof, profile its request path with test/e2e's BenchmarkCookieSessionRedis into profiles/ beside -out")
+	fs.Uint64Var(&o.nofile, "nofile", 1<<17, "RLIMIT_NOFILE raised to for this process and its children (streams need about three descriptors each)")
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.smoke {
+		o.duration, o.warmup, o.rounds = time.Second, 0, 1
+		o.rateDuration, o.rate, o.rateRounds = time.Second, 100, 1
+		o.streams, o.streamEvents, o.streamInterval = 20, 2, 100*time.Millisecond
+		o.admissions = 5
+		o.timeout = min(o.timeout, 10*time.Minute)
+	}
+	if o.loader != "wrk" && o.loader != "go" {
+		return o, fmt.Errorf("-loader %q: want wrk or go", o.loader)
+	}
+	if o.rounds < 1 || o.duration <= 0 || o.connections < 1 || o.threads < 1 || o.rate < 1 || o.rateRounds < 1 ||
+		o.rateDuration <= 0 || o.streams < 1 || o.streamEvents < 1 || o.admissions < 1 {
+		return o, errors.New("counts and durations must be positive")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	o, err := parse(args)
+	if err != nil {
 		return err
 	}
-	if o.rounds < 1 || o.duration <= 0 || o.connections < 1 || o.threads < 1 {
-		return errors.New("-rounds, -duration, -connections and -threads must be positive")
+	res, err := measure(ctx, o)
+	if err != nil {
+		return err
 	}
-	if _, err := exec.LookPath(o.wrk); err != nil {
-		return fmt.Errorf("wrk not found (%w): install it with hack/bench/ensure-bench-deps.sh or `apt-get install wrk`", err)
+	md := res.markdown()
+	fmt.Fprint(stdout, md)
+	if o.out != "-" {
+		path := res.abs(o.out)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", path)
+	}
+	return nil
+}
+
+// measure runs every scenario once.
+func measure(ctx context.Context, o options) (*results, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	var err error
+	if o.loader == "wrk" {
+		if _, err := exec.LookPath(o.wrk); err != nil {
+			return nil, fmt.Errorf("wrk not found (%w): install it with hack/bench/ensure-bench-deps.sh, or use -loader go", err)
+		}
 	}
 	if _, err := exec.LookPath(o.redisServer); err != nil {
-		return fmt.Errorf("redis-server not found (%w): install it with hack/ensure-test-deps.sh or `apt-get install redis-server`", err)
+		return nil, fmt.Errorf("redis-server not found (%w): install it with hack/ensure-test-deps.sh or `apt-get install redis-server`", err)
 	}
-
-	env, err := start(ctx, o)
+	nofile, err := raiseNofile(o.nofile)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer env.close()
-
-	targets, err := env.targets(ctx)
+	// A stream costs the proxy two descriptors (client and upstream side)
+	// and the harness two (client and upstream); where the hard limit cannot
+	// be raised (no CAP_SYS_RESOURCE), it bounds the streams any process
+	// here can hold.
+	if most := int(nofile/2) - streamFDReserve; o.streams > most {
+		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, so at most %d streams (2 descriptors each, %d kept for the rest)\n", nofile, most, 2*streamFDReserve)
+		o.streamsCap = fmt.Sprintf("asked for %d, but RLIMIT_NOFILE could only be raised to %d here (the hard limit; raising it needs CAP_SYS_RESOURCE), "+
+			"and every stream takes two descriptors in the proxy (client and upstream side) and two in the harness, so %d is the most any process here can hold", o.streams, nofile, most)
+		o.streams = most
+	}
+	root, err := repoRoot()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Fprintf(out, "bench: wrk -t%d -c%d -d%s --latency, %d round(s), GET /data -> %s\n",
-		o.threads, o.connections, o.duration, o.rounds, dataBody)
+	res := &results{o: o, root: root, nofile: nofile, started: time.Now().UTC()}
+	o.work = res.abs(o.work)
+	res.machine = machineInfo(ctx, root, o)
+	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
 
-	results := make([][]wrkResult, len(targets))
+	e := &env{o: o, root: root, procs: map[string]*proc{}}
+	defer e.close()
+	logf("building mcp-oidc-proxy and the bare proxy (and oauth2-proxy unless -oauth2-proxy names one)")
+	if err := e.build(ctx); err != nil {
+		return nil, err
+	}
+	if res.binarySize, err = fileSize(e.proxyBin); err != nil {
+		return nil, err
+	}
+	res.o2pVersion = commandLine(ctx, e.o2pBin, "--version")
+	if err := e.startShared(ctx); err != nil {
+		return nil, err
+	}
+	for _, kind := range []string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P} {
+		p, err := e.launch(ctx, kind)
+		if err != nil {
+			return nil, err
+		}
+		e.procs[kind] = p
+		e.closers = append(e.closers, p.stop)
+	}
+	targets, err := e.targets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.targets = targets
+
+	// Throughput.
+	logf("throughput: %s, %d connections, %v x %d round(s) per target", o.loader, o.connections, o.duration, o.rounds)
+	res.profiles = e.profileNote(ctx)
+	res.load = make([][]loadResult, len(targets))
 	for round := range o.rounds {
 		for i, t := range targets {
 			if round == 0 && o.warmup > 0 {
-				if _, err := runWrk(ctx, o, t, o.warmup); err != nil {
-					return fmt.Errorf("warm-up of %s: %w", t.name, err)
+				if _, err := e.load(ctx, t, o.warmup); err != nil {
+					return nil, fmt.Errorf("warm-up of %s: %w", t.name, err)
 				}
 			}
-			stopProfile, err := startProfile(o.cpuProfile, t.name, round)
-			if err != nil {
-				return err
-			}
-			r, err := runWrk(ctx, o, t, o.duration)
+			stopProfile := e.startProfile(ctx, res, t, round)
+			r, err := e.load(ctx, t, o.duration)
 			stopProfile()
 			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+				return nil, fmt.Errorf("%s: %w", t.name, err)
 			}
-			fmt.Fprintf(out, "bench: round %d %-22s %9.0f req/s\n", round+1, t.name, r.rps)
-			results[i] = append(results[i], r)
+			logf("round %d %-28s %9.0f req/s", round+1, t.name, r.rps)
+			res.load[i] = append(res.load[i], r)
 		}
 	}
-	report(out, targets, results)
-	return nil
-}
 
-// ---------------------------------------------------------------------------
-// The environment: upstream, bare reverse proxy, Redis, OIDC provider, proxy.
-
-type env struct {
-	upstreamURL, bareURL, proxyURL string
-	idp                            *oidcprovider.Provider
-	closers                        []func()
-}
-
-// close stops everything start started, last first.
-func (e *env) close() {
-	for _, c := range slices.Backward(e.closers) {
-		c()
+	// Latency at a fixed rate.
+	logf("latency: vegeta at %d req/s for %v per target", o.rate, o.rateDuration)
+	// In rounds interleaved like the closed loop's, so a burst of other
+	// work on the machine lands on every target alike; the report takes the
+	// median of the rounds' percentiles, so one stall on this shared machine
+	// (which queues hundreds of requests at this rate) moves one round only.
+	clients := make([]*http.Client, len(targets))
+	pooled := make([]*vegeta.Metrics, len(targets))
+	rounds := make([][]latencyResult, len(targets))
+	for i := range targets {
+		clients[i], pooled[i] = openLoopClient(), &vegeta.Metrics{}
 	}
-}
-
-// serve runs h on a fresh loopback listener and returns its URL.
-func (e *env) serve(h http.Handler) (string, error) {
-	ln, err := stack.Listen()
-	if err != nil {
-		return "", err
+	slice := max(time.Second, o.rateDuration/time.Duration(o.rateRounds))
+	for range o.rateRounds {
+		for i, t := range targets {
+			var m vegeta.Metrics
+			runVegeta(clients[i], []*vegeta.Metrics{&m, pooled[i]}, t, o.rate, slice)
+			rounds[i] = append(rounds[i], latencyOf(&m))
+		}
 	}
-	url, stop := stack.Serve(ln, h)
-	e.closers = append(e.closers, stop)
-	return url, nil
-}
+	for i, t := range targets {
+		l := medianLatency(rounds[i])
+		all := latencyOf(pooled[i])
+		l.pooledP99, l.requests, l.success, l.errs = all.p99, all.requests, all.success, all.errs
+		logf("%-28s p50 %v p99 %v p99.9 %v (median of rounds) p99 %v (pooled) success %.4f", t.name, l.p50, l.p99, l.p999, l.pooledP99, l.success)
+		res.latency = append(res.latency, l)
+	}
+	for _, p := range e.procs {
+		p.stop()
+	}
+	// The streams need every descriptor this process can have.
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
+	http.DefaultClient.CloseIdleConnections()
 
-func start(ctx context.Context, o options) (_ *env, err error) {
-	e := &env{}
-	defer func() {
+	// Streams, each proxy fresh and alone.
+	for _, kind := range []string{kindBare, kindRedis, kindO2P} {
+		logf("streams: holding up to %d through %s", o.streams, kind)
+		s, err := e.runStreams(ctx, kind)
 		if err != nil {
-			e.close()
+			return nil, fmt.Errorf("streams through %s: %w", kind, err)
 		}
-	}()
-
-	// The upstream: /data is what is measured; /mcp lets the MCP client
-	// complete its initialize handshake while it obtains a bearer token.
-	mux := stack.UpstreamMux()
-	mux.HandleFunc("/data", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, dataBody)
-	})
-	if e.upstreamURL, err = e.serve(mux); err != nil {
-		return nil, err
+		logf("%s: held %d (opened in %v), idle RSS %s, %s per stream, delay p99 %v, fewest events %d/%d",
+			kind, s.held, s.openTime.Round(time.Millisecond), mib(s.idleRSS), kib(s.perStream()), s.delayP99, s.minEvents, s.events)
+		res.streams = append(res.streams, s)
 	}
 
-	// The bare reverse proxy, with enough idle upstream connections for
-	// wrk's connections (the default two per host would measure connection
-	// churn rather than proxying).
-	target, err := url.Parse(e.upstreamURL)
-	if err != nil {
-		return nil, err
+	// Admission.
+	logf("admission: %d dry-run pod creations of each kind through envtest", o.admissions)
+	if res.admission, err = e.runAdmission(ctx); err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
 	}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.Transport = &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
-	// wrk drops its connections mid-request when a run ends; those are not
-	// errors worth a line each. Anything else still reaches stderr.
-	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
-		if !errors.Is(err, context.Canceled) {
-			fmt.Fprintf(os.Stderr, "bench: bare reverse proxy: %v\n", err)
+	res.startups = e.startups
+
+	if res.profiles != "" && o.goProfiles && !o.smoke && o.out != "-" {
+		logf("profiles: test/e2e BenchmarkCookieSessionRedis with -cpuprofile and -memprofile (the sidecar serves no pprof)")
+		dir := filepath.Join(filepath.Dir(res.abs(o.out)), "profiles")
+		if res.goProfiles, err = benchProfiles(ctx, root, dir, o.duration); err != nil {
+			return nil, fmt.Errorf("profiles: %w", err)
 		}
-		w.WriteHeader(http.StatusBadGateway)
 	}
-	if e.bareURL, err = e.serve(rp); err != nil {
-		return nil, err
-	}
-
-	redisURL, stopRedis, err := startRedis(ctx, o.redisServer)
-	if err != nil {
-		return nil, err
-	}
-	e.closers = append(e.closers, stopRedis)
-
-	// The OpenID provider. Its access tokens outlive the run, so no session
-	// refresh lands inside a measurement.
-	idpLn, err := stack.Listen()
-	if err != nil {
-		return nil, err
-	}
-	e.idp, err = oidcprovider.New(idpLn, oidcprovider.Options{AccessTokenLifetime: time.Hour})
-	if err != nil {
-		_ = idpLn.Close()
-		return nil, fmt.Errorf("OpenID provider: %w", err)
-	}
-	go func() { _ = e.idp.Serve() }()
-	e.closers = append(e.closers, func() { _ = e.idp.Close() })
-
-	// The proxy, configured with flags as a user would.
-	proxy, err := stack.StartProxy(ctx, stack.ProxyOptions{
-		Flags: func(listen, admin string) []string {
-			return append(stack.Flags(listen, admin, e.upstreamURL, "http://"+idpLn.Addr().String()),
-				"--session-store", "redis",
-				"--redis-url", redisURL,
-				"--session-cookie-secret", cookieSecret,
-				"--log-level", o.logLevel,
-				"--shutdown-grace", "2s",
-			)
-		},
-		Logger:  func(level zap.AtomicLevel) *zap.Logger { return app.NewLogger(os.Stderr, level) },
-		Version: "bench", Timeout: 30 * time.Second,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	e.proxyURL = proxy.URL
-	e.closers = append(e.closers, func() { _ = proxy.Stop() })
-	return e, nil
+	res.finished = time.Now().UTC()
+	return res, nil
 }
 
-// startRedis runs a private, non-persistent redis-server on a free loopback
-// port and returns its URL and a function that stops it.
-func startRedis(ctx context.Context, bin string) (string, func(), error) {
-	// Reserve a free port, then hand it to redis-server. Another process
-	// could take it in between; redis-server then fails to start and the
-	// readiness wait below reports it.
-	ln, err := stack.Listen()
-	if err != nil {
-		return "", nil, err
-	}
-	addr := ln.Addr().(*net.TCPAddr)
-	_ = ln.Close()
-	var logs strings.Builder
-	cmd := exec.Command(bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(addr.Port),
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	// Do not outlive the benchmark if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("starting redis-server: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if redisPing(addr.String()) == nil {
-			return fmt.Sprintf("redis://%s/0", addr), stop, nil
-		}
-		select {
-		case <-exited:
-			return "", nil, fmt.Errorf("redis-server exited at start-up: %s", strings.TrimSpace(logs.String()))
-		case <-ctx.Done():
-			stop()
-			return "", nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("redis-server on %s did not answer PING within 10s", addr)
-		}
-	}
-}
-
-// redisPing sends an inline PING and expects +PONG.
-func redisPing(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := io.WriteString(c, "PING\r\n"); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("redis answered %q", line)
-	}
-	return nil
-}
-
-// ---------------------------------------------------------------------------
-// Credentials and targets.
-
-// target is one thing wrk loads.
-type target struct {
-	name    string
-	url     string
-	headers []string // "Name: value"
-	// ratio is the DESIGN.md target as a fraction of the bare reverse
-	// proxy's throughput; 0 when the row is for scale only.
-	ratio float64
-}
-
+// targets obtains every credential and lists the throughput and latency
+// targets, checking that each answers the upstream's 200.
 func (e *env) targets(ctx context.Context) ([]target, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cookie, err := e.sessionCookie(ctx)
+	p := e.procs
+	redisCookie, err := sessionCookie(ctx, p[kindRedis].url, e.idp)
 	if err != nil {
-		return nil, fmt.Errorf("browser login for a session cookie: %w", err)
+		return nil, fmt.Errorf("browser login (Redis): %w", err)
 	}
-	token, err := e.bearerToken(ctx)
+	memCookie, err := sessionCookie(ctx, p[kindMemory].url, e.idp)
 	if err != nil {
-		return nil, fmt.Errorf("MCP OAuth flow for a bearer token: %w", err)
+		return nil, fmt.Errorf("browser login (memory): %w", err)
+	}
+	facade, err := facadeToken(ctx, p[kindRedis].url, e.idp)
+	if err != nil {
+		return nil, fmt.Errorf("MCP OAuth flow through the façade: %w", err)
+	}
+	external, err := providerToken(ctx, e.ext)
+	if err != nil {
+		return nil, fmt.Errorf("provider token for external mode: %w", err)
+	}
+	o2pCookie, err := sessionCookie(ctx, p[kindO2P].url, e.idp)
+	if err != nil {
+		return nil, fmt.Errorf("browser login (oauth2-proxy): %w", err)
 	}
 	ts := []target{
-		{name: "direct upstream", url: e.upstreamURL + "/data"},
-		{name: "bare ReverseProxy", url: e.bareURL + "/data"},
-		{name: "proxy, Redis cookie", url: e.proxyURL + "/data", headers: []string{"Cookie: " + cookie}, ratio: 0.8},
-		{name: "proxy, bearer JWT", url: e.proxyURL + "/data", headers: []string{"Authorization: Bearer " + token}, ratio: 0.9},
+		{name: "direct upstream", url: e.upstream + "/data"},
+		{name: "bare ReverseProxy", kind: kindBare, url: p[kindBare].url + "/data"},
+		{name: "cookie, Redis", kind: kindRedis, url: p[kindRedis].url + "/data", headers: []string{"Cookie: " + redisCookie}},
+		{name: "cookie, memory", kind: kindMemory, url: p[kindMemory].url + "/data", headers: []string{"Cookie: " + memCookie}},
+		{name: "bearer JWT, façade", kind: kindRedis, url: p[kindRedis].url + "/data", headers: []string{"Authorization: Bearer " + facade}},
+		{name: "bearer JWT, external IdP", kind: kindExternal, url: p[kindExternal].url + "/data", headers: []string{"Authorization: Bearer " + external}},
+		{name: "oauth2-proxy, cookie, Redis", kind: kindO2P, url: p[kindO2P].url + "/data", headers: []string{"Cookie: " + o2pCookie}},
 	}
-	// A target that answers anything but the upstream's 200 would make its
-	// number meaningless; check once before loading it.
 	for _, t := range ts {
 		if err := probe(ctx, t); err != nil {
 			return nil, fmt.Errorf("%s: %w", t.name, err)
@@ -355,250 +353,146 @@ func (e *env) targets(ctx context.Context) ([]target, error) {
 	return ts, nil
 }
 
-// sessionCookie logs the demo user in through the proxy's browser flow and
-// returns the Cookie header value the browser would then send.
-func (e *env) sessionCookie(ctx context.Context) (string, error) {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		return "", err
+// Indexes into targets() for the report.
+const (
+	tDirect = iota
+	tBare
+	tCookieRedis
+	tCookieMemory
+	tBearerFacade
+	tBearerExternal
+	tO2P
+)
+
+func (e *env) load(ctx context.Context, t target, d time.Duration) (loadResult, error) {
+	if e.o.loader == "go" {
+		return runGoLoop(ctx, e.o, t, d)
 	}
-	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get := func(u string) (*http.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		_ = resp.Body.Close()
-		return resp, nil
-	}
-	resp, err := get(e.proxyURL + "/oauth2/start?rd=/")
-	if err != nil {
-		return "", err
-	}
-	authURL := resp.Header.Get("Location")
-	if authURL == "" {
-		return "", fmt.Errorf("login start answered %d without a redirect", resp.StatusCode)
-	}
-	callback, err := e.idp.Login(ctx, nil, authURL)
-	if err != nil {
-		return "", err
-	}
-	if resp, err = get(callback.String()); err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
-		return "", fmt.Errorf("callback answered %d", resp.StatusCode)
-	}
-	u, err := url.Parse(e.proxyURL + "/data")
-	if err != nil {
-		return "", err
-	}
-	var pairs []string
-	for _, c := range jar.Cookies(u) {
-		pairs = append(pairs, c.Name+"="+c.Value)
-	}
-	if len(pairs) == 0 {
-		return "", errors.New("no session cookie after the callback")
-	}
-	return strings.Join(pairs, "; "), nil
+	return runWrk(ctx, e.o, t, d)
 }
 
-// bearerToken runs the official MCP SDK client through the façade's OAuth
-// flow (registration, login, consent, token) and returns its access token.
-func (e *env) bearerToken(ctx context.Context) (string, error) {
-	c, err := mcpclient.Connect(ctx, mcpclient.Options{
-		Endpoint:   e.proxyURL + "/mcp",
-		ClientName: "bench",
-		Login:      func(ctx context.Context, authURL string) (*url.URL, error) { return e.idp.Login(ctx, nil, authURL) },
-	})
+// profileNote checks whether the sidecar's admin listener serves pprof;
+// when it does, CPU profiles are taken during the first measured round of
+// each mcp-oidc-proxy target.
+func (e *env) profileNote(ctx context.Context) string {
+	p := e.procs[kindRedis]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.admin+"/debug/pprof/", nil)
 	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	tok, err := c.Tokens.Token()
-	if err != nil {
-		return "", err
-	}
-	return tok.AccessToken, nil
-}
-
-func probe(ctx context.Context, t target) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url, nil)
-	if err != nil {
-		return err
-	}
-	for _, h := range t.headers {
-		name, value, _ := strings.Cut(h, ": ")
-		req.Header.Set(name, value)
+		return err.Error()
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return fmt.Sprintf("the admin listener did not answer /debug/pprof/: %v", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-	if resp.StatusCode != http.StatusOK || string(body) != dataBody {
-		return fmt.Errorf("GET /data answered %d %q, want 200 %s", resp.StatusCode, body, dataBody)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("the sidecar serves no pprof endpoint (GET %s/debug/pprof/ answered %d), so there is no profile from this run", "<admin>", resp.StatusCode)
 	}
-	return nil
+	return ""
 }
 
-// ---------------------------------------------------------------------------
-// wrk.
-
-type wrkResult struct {
-	rps      float64
-	p50, p99 time.Duration
-}
-
-var (
-	rpsRe      = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
-	pctRe      = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
-	non2xxRe   = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses:\s+(\d+)`)
-	sockErrsRe = regexp.MustCompile(`(?m)^\s*Socket errors:.*$`)
-)
-
-// runWrk loads t for d and parses wrk's summary. Any non-2xx answer or
-// socket error makes the run invalid: the number would not be the one the
-// target is about.
-func runWrk(ctx context.Context, o options, t target, d time.Duration) (wrkResult, error) {
-	args := []string{
-		"-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.connections),
-		"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second)/time.Second))),
-		"--timeout", "5s", "--latency",
+// startProfile fetches a CPU profile from the sidecar's admin listener for
+// the duration of one measured run (first round, mcp-oidc-proxy targets
+// only, and only when it serves pprof) and returns what waits for it.
+func (e *env) startProfile(ctx context.Context, res *results, t target, round int) func() {
+	if res.profiles != "" || round != 0 || !strings.HasPrefix(t.kind, "mcp-") || e.o.out == "-" || e.o.smoke {
+		return func() {}
 	}
-	for _, h := range t.headers {
-		args = append(args, "-H", h)
-	}
-	args = append(args, t.url)
-	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
-	defer cancel()
-	raw, err := exec.CommandContext(ctx, o.wrk, args...).CombinedOutput()
-	// wrk's output echoes the headers; never let a credential reach an
-	// error message or a log.
-	out := string(raw)
-	for _, h := range t.headers {
-		_, v, _ := strings.Cut(h, ": ")
-		out = strings.ReplaceAll(out, v, "<redacted>")
-	}
-	if err != nil {
-		return wrkResult{}, fmt.Errorf("wrk: %w: %s", err, out)
-	}
-	if m := non2xxRe.FindStringSubmatch(out); m != nil && m[1] != "0" {
-		return wrkResult{}, fmt.Errorf("wrk saw %s non-2xx answers:\n%s", m[1], out)
-	}
-	if m := sockErrsRe.FindString(out); m != "" {
-		return wrkResult{}, fmt.Errorf("wrk saw socket errors (%s):\n%s", strings.TrimSpace(m), out)
-	}
-	var r wrkResult
-	m := rpsRe.FindStringSubmatch(out)
-	if m == nil {
-		return wrkResult{}, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
-	}
-	if r.rps, err = strconv.ParseFloat(m[1], 64); err != nil {
-		return wrkResult{}, fmt.Errorf("Requests/sec %q: %w", m[1], err)
-	}
-	for _, p := range pctRe.FindAllStringSubmatch(out, -1) {
-		d, err := time.ParseDuration(p[2] + p[3])
+	secs := max(1, int(e.o.duration/time.Second)-1)
+	dir := filepath.Join(filepath.Dir(res.abs(e.o.out)), "profiles")
+	path := filepath.Join(dir, slug(t.name)+".cpu.pprof")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return
+		}
+		url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", e.procs[t.kind].admin, secs)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return wrkResult{}, fmt.Errorf("latency %q: %w", p[0], err)
+			return
 		}
-		if p[1] == "50" {
-			r.p50 = d
-		} else {
-			r.p99 = d
+		resp, err := (&http.Client{Timeout: time.Duration(secs+30) * time.Second}).Do(req)
+		if err != nil {
+			return
 		}
-	}
-	if r.p50 == 0 || r.p99 == 0 {
-		return wrkResult{}, fmt.Errorf("no 50%%/99%% latency in wrk output:\n%s", out)
-	}
-	return r, nil
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		if _, err := io.Copy(f, resp.Body); err == nil {
+			res.profileFiles = append(res.profileFiles, profileFile{target: t.name, path: path})
+		}
+		_ = f.Close()
+	}()
+	return func() { <-done }
 }
 
-// startProfile starts a CPU profile for one measured run when prefix is set
-// and returns what stops it.
-func startProfile(prefix, name string, round int) (func(), error) {
-	if prefix == "" {
-		return func() {}, nil
-	}
-	slug := strings.Map(func(r rune) rune {
+func slug(name string) string {
+	s := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			return r
 		}
 		return '-'
 	}, strings.ToLower(name))
-	path := fmt.Sprintf("%s.%s.%d.pprof", prefix, strings.Trim(strings.ReplaceAll(slug, "--", "-"), "-"), round+1)
-	f, err := os.Create(path)
+	for strings.Contains(s, "--") {
+		s = strings.ReplaceAll(s, "--", "-")
+	}
+	return strings.Trim(s, "-")
+}
+
+// raiseNofile raises RLIMIT_NOFILE (soft and, as root, hard) to want, or
+// as far as allowed, for this process and the children it starts.
+func raiseNofile(want uint64) (uint64, error) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	if l.Cur >= want {
+		return l.Cur, nil
+	}
+	n := syscall.Rlimit{Cur: want, Max: max(want, l.Max)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &n); err != nil {
+		// Not root: as far as the hard limit goes.
+		n = syscall.Rlimit{Cur: l.Max, Max: l.Max}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &n); err != nil {
+			return 0, fmt.Errorf("setrlimit: %w", err)
+		}
+	}
+	return n.Cur, nil
+}
+
+func fileSize(path string) (int64, error) {
+	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
+		return 0, err
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
+	return fi.Size(), nil
 }
 
-// ---------------------------------------------------------------------------
-// The report.
+// commandLine runs a command for a one-line fact about the machine; the
+// error is the fact when it fails.
+func commandLine(ctx context.Context, name string, args ...string) string {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	// wrk -v prints its version and exits 1.
+	if err != nil && line == "" {
+		return fmt.Sprintf("(%s: %v)", name, err)
+	}
+	return line
+}
 
-// median returns the run with the median throughput (the lower middle one
-// for an even count), keeping its latencies with it.
-func median(rs []wrkResult) wrkResult {
-	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b wrkResult) int {
-		switch {
-		case a.rps < b.rps:
-			return -1
-		case a.rps > b.rps:
-			return 1
-		}
+func sortDurations(d []time.Duration) { slices.Sort(d) }
+
+// quantile of sorted d (nearest rank).
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
 		return 0
-	})
-	return s[(len(s)-1)/2]
-}
-
-func report(out io.Writer, targets []target, results [][]wrkResult) {
-	med := make([]wrkResult, len(targets))
-	for i := range targets {
-		med[i] = median(results[i])
 	}
-	bare := med[1] // targets() puts the bare reverse proxy second
-	fmt.Fprintln(out)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\treq/s\tp50\tp99\t× bare\tgoal\tresult\t")
-	met, total := 0, 0
-	for i, t := range targets {
-		r := med[i]
-		ratio := r.rps / bare.rps
-		goal, verdict := "", ""
-		if t.ratio > 0 {
-			total++
-			goal = fmt.Sprintf("≥ %.2f", t.ratio)
-			verdict = "FAIL"
-			if ratio >= t.ratio {
-				verdict = "pass"
-				met++
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.2f\t%s\t%s\t\n", t.name, r.rps, fmtDur(r.p50), fmtDur(r.p99), ratio, goal, verdict)
-	}
-	_ = tw.Flush()
-	fmt.Fprintf(out, "\nthroughput targets met: %d of %d (DESIGN.md \"Targets\"; ratios against the bare ReverseProxy in this run)\n", met, total)
-	fmt.Fprintln(out, "p99 added latency at a fixed 1,000 req/s: not measured (needs a constant-rate load generator such as wrk2, which Debian does not package)")
-}
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
-	default:
-		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
-	}
+	i := int(q*float64(len(d))+0.5) - 1
+	return d[min(max(i, 0), len(d)-1)]
 }

@@ -175,7 +175,7 @@ type Options struct {
 	// means DefaultLoginRate.
 	Limiter *ratelimit.Limiter
 	// ClientAddr returns the caller's address for Limiter (normally
-	// bearer.TrustedProxies.ClientAddr). Default: r.RemoteAddr.
+	// forwarded.TrustedProxies.ClientAddr). Default: r.RemoteAddr.
 	ClientAddr func(r *http.Request) netip.Addr
 }
 

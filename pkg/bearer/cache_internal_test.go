@@ -22,7 +22,7 @@ func TestIntrospectionCacheKeyIsHashed(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "secret-opaque-token"
-	if _, err := in.Validate(context.Background(), token); err != nil {
+	if _, err := in.Validate(context.Background(), token, Expectation{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := in.cache[sha256.Sum256([]byte(token))]; !ok || len(in.cache) != 1 {

@@ -14,12 +14,12 @@ type Chain struct {
 var _ Validator = (*Chain)(nil)
 
 // Validate routes raw by its shape.
-func (c *Chain) Validate(ctx context.Context, raw string) (*Token, error) {
+func (c *Chain) Validate(ctx context.Context, raw string, want Expectation) (*Token, error) {
 	if LooksLikeJWT(raw) && c.JWT != nil {
-		return c.JWT.Validate(ctx, raw)
+		return c.JWT.Validate(ctx, raw, want)
 	}
 	if c.Opaque != nil {
-		return c.Opaque.Validate(ctx, raw)
+		return c.Opaque.Validate(ctx, raw, want)
 	}
 	return nil, invalid("malformed token", nil)
 }

@@ -26,22 +26,22 @@ func TestJWTExpectationFromRequest(t *testing.T) {
 	claims := claimsAt(time.Now())
 	claims["iss"], claims["aud"] = "https://a.example", "https://a.example/mcp"
 	raw := sign(t, kp, claims)
-	ctxFor := func(base string) context.Context {
-		return bearer.WithExpectation(context.Background(), bearer.Expectation{Issuer: base, Audience: base + "/mcp"})
+	expectFor := func(base string) bearer.Expectation {
+		return bearer.Expectation{Issuer: base, Audience: base + "/mcp"}
 	}
 	for i, tc := range []struct {
 		name   string
-		ctx    context.Context
+		want   bearer.Expectation
 		reason string
 	}{
-		{"expected host", ctxFor("https://a.example"), ""},
-		{"again, from the cache", ctxFor("https://a.example"), ""},
-		{"another host, from the cache", ctxFor("https://b.example"), "wrong issuer"},
-		{"audience only differs", bearer.WithExpectation(context.Background(), bearer.Expectation{Issuer: "https://a.example", Audience: "https://a.example/other"}), "wrong audience"},
-		{"no expectation", context.Background(), "no expected issuer for this request"},
-		{"empty audience", bearer.WithExpectation(context.Background(), bearer.Expectation{Issuer: "https://a.example"}), "no expected audience for this request"},
+		{"expected host", expectFor("https://a.example"), ""},
+		{"again, from the cache", expectFor("https://a.example"), ""},
+		{"another host, from the cache", expectFor("https://b.example"), "wrong issuer"},
+		{"audience only differs", bearer.Expectation{Issuer: "https://a.example", Audience: "https://a.example/other"}, "wrong audience"},
+		{"no expectation", bearer.Expectation{}, "no expected issuer for this request"},
+		{"empty audience", bearer.Expectation{Issuer: "https://a.example"}, "no expected audience for this request"},
 	} {
-		_, err := v.Validate(tc.ctx, raw)
+		_, err := v.Validate(context.Background(), raw, tc.want)
 		if tc.reason == "" {
 			if err != nil {
 				t.Fatalf("%d %s: %v", i, tc.name, err)
@@ -69,16 +69,15 @@ func TestIntrospectionAudienceFromRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	aud := func(a string) context.Context {
-		return bearer.WithExpectation(context.Background(), bearer.Expectation{Audience: a})
-	}
-	if _, err := in.Validate(aud("https://b.example/mcp"), "opaque"); bearer.Reason(err) != "wrong audience" {
+	aud := func(a string) bearer.Expectation { return bearer.Expectation{Audience: a} }
+	ctx := context.Background()
+	if _, err := in.Validate(ctx, "opaque", aud("https://b.example/mcp")); bearer.Reason(err) != "wrong audience" {
 		t.Fatalf("other host: %v, want wrong audience", err)
 	}
-	if _, err := in.Validate(aud("https://a.example/mcp"), "opaque"); err != nil {
+	if _, err := in.Validate(ctx, "opaque", aud("https://a.example/mcp")); err != nil {
 		t.Fatalf("expected host after a refusal elsewhere: %v", err)
 	}
-	if _, err := in.Validate(context.Background(), "opaque"); bearer.Reason(err) != "no expected audience for this request" {
+	if _, err := in.Validate(ctx, "opaque", bearer.Expectation{}); bearer.Reason(err) != "no expected audience for this request" {
 		t.Fatalf("no expectation: %v", err)
 	}
 	if n := calls.Load(); n != 1 {

@@ -38,8 +38,8 @@ type IntrospectionOptions struct {
 	// the MCP spec requires tokens issued for this resource: any other token
 	// the IdP issued (for another API) would otherwise open it.
 	Audiences []string
-	// AudienceFromRequest takes the expected audience from the request
-	// context (WithExpectation) instead of Audiences, so one introspector
+	// AudienceFromRequest takes the expected audience from the Expectation
+	// passed to Validate instead of Audiences, so one introspector
 	// (one cache) serves every host the operator expects. A request without
 	// one is refused.
 	AudienceFromRequest bool
@@ -115,11 +115,11 @@ func NewIntrospector(opts IntrospectionOptions) (*Introspector, error) {
 // Validate introspects raw (or reuses a recent answer). The answer is
 // cached independently of the request; the audience is checked against
 // what this request expects every time.
-func (in *Introspector) Validate(ctx context.Context, raw string) (*Token, error) {
+func (in *Introspector) Validate(ctx context.Context, raw string, want Expectation) (*Token, error) {
 	if raw == "" {
 		return nil, invalid("malformed token", nil)
 	}
-	_, auds, err := expected(ctx, "", in.opts.Audiences, false, in.opts.AudienceFromRequest)
+	_, auds, err := expected(want, "", in.opts.Audiences, false, in.opts.AudienceFromRequest)
 	if err != nil {
 		return nil, err
 	}

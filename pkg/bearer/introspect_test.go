@@ -33,21 +33,21 @@ func TestIntrospectionAgainstRealProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := in.Validate(context.Background(), tok.AccessToken)
+	got, err := in.Validate(context.Background(), tok.AccessToken, bearer.Expectation{})
 	if err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	if got.Subject != oidcprovider.DemoUserID || got.Identity.Email != oidcprovider.DemoEmail || got.Identity.Method != bearer.Method {
 		t.Fatalf("token = %+v", got)
 	}
-	if _, err := in.Validate(context.Background(), "not-a-token-the-provider-issued"); !errors.Is(err, bearer.ErrInvalidToken) {
+	if _, err := in.Validate(context.Background(), "not-a-token-the-provider-issued", bearer.Expectation{}); !errors.Is(err, bearer.ErrInvalidToken) {
 		t.Fatalf("unknown token: err = %v", err)
 	}
 	bad, err := bearer.NewIntrospector(bearer.IntrospectionOptions{Endpoint: p.Issuer() + "/oauth/introspect", ClientID: "rp", ClientSecret: "wrong"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bad.Validate(context.Background(), tok.AccessToken); !errors.Is(err, bearer.ErrUnavailable) {
+	if _, err := bad.Validate(context.Background(), tok.AccessToken, bearer.Expectation{}); !errors.Is(err, bearer.ErrUnavailable) {
 		t.Fatalf("rejected client credentials: err = %v, want ErrUnavailable", err)
 	}
 }
@@ -113,7 +113,7 @@ func TestIntrospectionRejections(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tok, err := in.Validate(context.Background(), "opaque-token")
+			tok, err := in.Validate(context.Background(), "opaque-token", bearer.Expectation{})
 			if tt.reason == "" {
 				if err != nil || tok.Subject != "u1" || tok.ClientID != "c1" || len(tok.Scopes) != 2 {
 					t.Fatalf("tok = %+v, err = %v", tok, err)
@@ -143,7 +143,7 @@ func TestIntrospectionCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	validate := func(tok string) error { _, err := in.Validate(ctx, tok); return err }
+	validate := func(tok string) error { _, err := in.Validate(ctx, tok, bearer.Expectation{}); return err }
 
 	if err := validate("tok-1"); err != nil {
 		t.Fatal(err)
@@ -188,13 +188,13 @@ func TestIntrospectionNegativeCacheCapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = in.Validate(context.Background(), "t")
-	_, _ = in.Validate(context.Background(), "t")
+	_, _ = in.Validate(context.Background(), "t", bearer.Expectation{})
+	_, _ = in.Validate(context.Background(), "t", bearer.Expectation{})
 	if calls.Load() != 1 {
 		t.Fatalf("calls = %d, want the negative answer cached", calls.Load())
 	}
 	clk.Advance(bearer.MaxNegativeCacheTTL + time.Millisecond)
-	_, _ = in.Validate(context.Background(), "t")
+	_, _ = in.Validate(context.Background(), "t", bearer.Expectation{})
 	if calls.Load() != 2 {
 		t.Fatalf("calls = %d, negative cache exceeded its cap", calls.Load())
 	}
@@ -215,13 +215,13 @@ func TestChainRoutesByShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &bearer.Chain{JWT: jv, Opaque: in}
-	if tok, err := c.Validate(context.Background(), sign(t, kp, claimsAt(time.Now()))); err != nil || tok.Subject != "user-1" || calls.Load() != 0 {
+	if tok, err := c.Validate(context.Background(), sign(t, kp, claimsAt(time.Now())), bearer.Expectation{}); err != nil || tok.Subject != "user-1" || calls.Load() != 0 {
 		t.Fatalf("JWT: %+v %v calls %d", tok, err, calls.Load())
 	}
-	if tok, err := c.Validate(context.Background(), "opaque"); err != nil || tok.Subject != "opaque-user" {
+	if tok, err := c.Validate(context.Background(), "opaque", bearer.Expectation{}); err != nil || tok.Subject != "opaque-user" {
 		t.Fatalf("opaque: %+v %v", tok, err)
 	}
-	if _, err := (&bearer.Chain{JWT: jv}).Validate(context.Background(), "opaque"); !errors.Is(err, bearer.ErrInvalidToken) {
+	if _, err := (&bearer.Chain{JWT: jv}).Validate(context.Background(), "opaque", bearer.Expectation{}); !errors.Is(err, bearer.ErrInvalidToken) {
 		t.Fatalf("opaque without introspection: %v", err)
 	}
 }

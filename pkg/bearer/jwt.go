@@ -48,8 +48,8 @@ func DefaultAlgorithms() []jose.SignatureAlgorithm {
 type JWTOptions struct {
 	// Issuer is the exact expected "iss". Required unless IssuerFromRequest.
 	Issuer string
-	// IssuerFromRequest takes the expected "iss" from the request context
-	// (WithExpectation) instead of Issuer: the façade's issuer is its base
+	// IssuerFromRequest takes the expected "iss" from the Expectation passed
+	// to Validate instead of Issuer: the façade's issuer is its base
 	// URL, which without an external URL follows the request's checked
 	// host. A request without one is refused. It needs KeySet or JWKSURL,
 	// since keys cannot be discovered from a per-request issuer.
@@ -65,8 +65,8 @@ type JWTOptions struct {
 	// URL). Required unless AudienceFromRequest: a token for another API
 	// must not open this one.
 	Audiences []string
-	// AudienceFromRequest takes the expected audience from the request
-	// context (WithExpectation) instead of Audiences, so one validator and
+	// AudienceFromRequest takes the expected audience from the Expectation
+	// passed to Validate instead of Audiences, so one validator and
 	// one key cache serve every host the operator expects. A request
 	// without one is refused.
 	AudienceFromRequest bool
@@ -220,8 +220,8 @@ type header struct {
 // while it is unexpired and its signing key is still published; the cached
 // Token itself is returned, shared by every request carrying that token
 // (read-only, see Validator), so a hit copies no claims.
-func (v *JWTValidator) Validate(ctx context.Context, raw string) (*Token, error) {
-	iss, auds, err := expected(ctx, v.issuer, v.audiences, v.issuerReq, v.audienceReq)
+func (v *JWTValidator) Validate(ctx context.Context, raw string, want Expectation) (*Token, error) {
+	iss, auds, err := expected(want, v.issuer, v.audiences, v.issuerReq, v.audienceReq)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func TestJWTAgainstRealProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := v.Validate(context.Background(), tok.AccessToken)
+	got, err := v.Validate(context.Background(), tok.AccessToken, bearer.Expectation{})
 	if err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
@@ -56,14 +56,14 @@ func TestJWTAgainstRealProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.Validate(context.Background(), tok.AccessToken); !errors.Is(err, bearer.ErrInvalidToken) || bearer.Reason(err) != "wrong audience" {
+	if _, err := other.Validate(context.Background(), tok.AccessToken, bearer.Expectation{}); !errors.Is(err, bearer.ErrInvalidToken) || bearer.Reason(err) != "wrong audience" {
 		t.Fatalf("token for another resource: err = %v", err)
 	}
 	explicit, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: p.Issuer(), JWKSURL: p.Issuer() + "/keys", Audiences: []string{testResource}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := explicit.Validate(context.Background(), tok.AccessToken); err != nil {
+	if _, err := explicit.Validate(context.Background(), tok.AccessToken, bearer.Expectation{}); err != nil {
 		t.Fatalf("explicit JWKS URL: %v", err)
 	}
 }
@@ -136,7 +136,7 @@ func TestJWTRejections(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok, err := v.Validate(context.Background(), tt.token)
+			tok, err := v.Validate(context.Background(), tt.token, bearer.Expectation{})
 			if tt.reason == "" {
 				if err != nil {
 					t.Fatalf("Validate: %v", err)
@@ -170,10 +170,10 @@ func TestJWTAlgorithmAllowList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Validate(context.Background(), sign(t, kp, claimsAt(time.Now()))); err != nil {
+	if _, err := v.Validate(context.Background(), sign(t, kp, claimsAt(time.Now())), bearer.Expectation{}); err != nil {
 		t.Fatalf("RS256: %v", err)
 	}
-	if _, err := v.Validate(context.Background(), sign(t, ec, claimsAt(time.Now()))); bearer.Reason(err) != "unsupported signing algorithm" {
+	if _, err := v.Validate(context.Background(), sign(t, ec, claimsAt(time.Now())), bearer.Expectation{}); bearer.Reason(err) != "unsupported signing algorithm" {
 		t.Fatalf("ES256 outside the allow-list: err = %v", err)
 	}
 }
@@ -203,7 +203,7 @@ func TestJWTScopes(t *testing.T) {
 				c[k] = val
 			}
 			c["roles"] = []string{"r1"}
-			tok, err := v.Validate(context.Background(), sign(t, kp, c))
+			tok, err := v.Validate(context.Background(), sign(t, kp, c), bearer.Expectation{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -228,18 +228,18 @@ func TestJWTKeyRotation(t *testing.T) {
 	if srv.fetches.Load() != 0 {
 		t.Fatal("constructor fetched keys")
 	}
-	if _, err := v.Validate(ctx, sign(t, old, claimsAt(clk.Now()))); err != nil {
+	if _, err := v.Validate(ctx, sign(t, old, claimsAt(clk.Now())), bearer.Expectation{}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Minute) // past the refresh interval since the first fetch
 	srv.setKeys(old.pub, next.pub)
-	if _, err := v.Validate(ctx, sign(t, next, claimsAt(clk.Now()))); err != nil {
+	if _, err := v.Validate(ctx, sign(t, next, claimsAt(clk.Now())), bearer.Expectation{}); err != nil {
 		t.Fatalf("after rotation: %v", err)
 	}
 	if got := srv.fetches.Load(); got != 2 {
 		t.Fatalf("fetches = %d, want 2 (initial + one refresh)", got)
 	}
-	if _, err := v.Validate(ctx, sign(t, old, claimsAt(clk.Now()))); err != nil || srv.fetches.Load() != 2 {
+	if _, err := v.Validate(ctx, sign(t, old, claimsAt(clk.Now())), bearer.Expectation{}); err != nil || srv.fetches.Load() != 2 {
 		t.Fatalf("known key: err %v, fetches %d", err, srv.fetches.Load())
 	}
 }
@@ -255,7 +255,7 @@ func TestJWTUnknownKIDStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := v.Validate(ctx, sign(t, kp, claimsAt(clk.Now()))); err != nil {
+	if _, err := v.Validate(ctx, sign(t, kp, claimsAt(clk.Now())), bearer.Expectation{}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Minute)
@@ -267,7 +267,7 @@ func TestJWTUnknownKIDStorm(t *testing.T) {
 			defer wg.Done()
 			b := bogus
 			b.kid = fmt.Sprintf("bogus-%d", i)
-			if _, err := v.Validate(ctx, sign(t, b, claimsAt(clk.Now()))); bearer.Reason(err) != "unknown signing key" {
+			if _, err := v.Validate(ctx, sign(t, b, claimsAt(clk.Now())), bearer.Expectation{}); bearer.Reason(err) != "unknown signing key" {
 				t.Errorf("err = %v", err)
 			}
 		}()
@@ -277,7 +277,7 @@ func TestJWTUnknownKIDStorm(t *testing.T) {
 		t.Fatalf("fetches = %d after 50 unknown kids, want 2", got)
 	}
 	clk.Advance(31 * time.Second)
-	_, _ = v.Validate(ctx, sign(t, bogus, claimsAt(clk.Now())))
+	_, _ = v.Validate(ctx, sign(t, bogus, claimsAt(clk.Now())), bearer.Expectation{})
 	if got := srv.fetches.Load(); got != 3 {
 		t.Fatalf("fetches = %d after the interval, want 3", got)
 	}
@@ -295,18 +295,18 @@ func TestJWTKeysUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	_, err = v.Validate(ctx, sign(t, kp, claimsAt(clk.Now())))
+	_, err = v.Validate(ctx, sign(t, kp, claimsAt(clk.Now())), bearer.Expectation{})
 	if !errors.Is(err, bearer.ErrUnavailable) || errors.Is(err, bearer.ErrInvalidToken) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 	srv.down.Store(false)
 	clk.Advance(time.Minute)
-	if _, err := v.Validate(ctx, sign(t, kp, claimsAt(clk.Now()))); err != nil {
+	if _, err := v.Validate(ctx, sign(t, kp, claimsAt(clk.Now())), bearer.Expectation{}); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
 	srv.down.Store(true)
 	clk.Advance(2 * time.Hour) // keys are stale; the refetch fails
-	if _, err := v.Validate(ctx, sign(t, kp, claimsAt(clk.Now()))); err != nil {
+	if _, err := v.Validate(ctx, sign(t, kp, claimsAt(clk.Now())), bearer.Expectation{}); err != nil {
 		t.Fatalf("stale keys during an outage: %v", err)
 	}
 }
@@ -348,7 +348,7 @@ func TestJWTKeySelection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = v.Validate(context.Background(), tt.token())
+			_, err = v.Validate(context.Background(), tt.token(), bearer.Expectation{})
 			if tt.reason == "" && err != nil || tt.reason != "" && bearer.Reason(err) != tt.reason {
 				t.Fatalf("err = %v, want reason %q", err, tt.reason)
 			}
@@ -361,7 +361,7 @@ func TestJWTDiscoveryChecksIssuer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Validate(context.Background(), sign(t, newRSAKey(t, "k"), claimsAt(time.Now()))); !errors.Is(err, bearer.ErrUnavailable) {
+	if _, err := v.Validate(context.Background(), sign(t, newRSAKey(t, "k"), claimsAt(time.Now())), bearer.Expectation{}); !errors.Is(err, bearer.ErrUnavailable) {
 		t.Fatalf("unreachable issuer: err = %v", err)
 	}
 	// A provider whose discovery names another issuer is not trusted.
@@ -371,7 +371,7 @@ func TestJWTDiscoveryChecksIssuer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Validate(context.Background(), tok.AccessToken); !errors.Is(err, bearer.ErrUnavailable) {
+	if _, err := v.Validate(context.Background(), tok.AccessToken, bearer.Expectation{}); !errors.Is(err, bearer.ErrUnavailable) {
 		t.Fatalf("discovery for another issuer: err = %v", err)
 	}
 	// A discovery document naming another issuer is refused even when its
@@ -390,7 +390,7 @@ func TestJWTDiscoveryChecksIssuer(t *testing.T) {
 	}
 	c := claimsAt(time.Now())
 	c["iss"] = disco.URL
-	if _, err := v.Validate(context.Background(), sign(t, kp, c)); !errors.Is(err, bearer.ErrUnavailable) {
+	if _, err := v.Validate(context.Background(), sign(t, kp, c), bearer.Expectation{}); !errors.Is(err, bearer.ErrUnavailable) {
 		t.Fatalf("discovery naming another issuer: err = %v", err)
 	}
 }
@@ -407,10 +407,10 @@ func TestJWTLocalKeySet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Validate(context.Background(), sign(t, kp, claimsAt(time.Now()))); err != nil || calls != 1 {
+	if _, err := v.Validate(context.Background(), sign(t, kp, claimsAt(time.Now())), bearer.Expectation{}); err != nil || calls != 1 {
 		t.Fatalf("err = %v, calls = %d", err, calls)
 	}
-	if _, err := v.Validate(context.Background(), sign(t, newRSAKey(t, "k2"), claimsAt(time.Now()))); bearer.Reason(err) != "unknown signing key" {
+	if _, err := v.Validate(context.Background(), sign(t, newRSAKey(t, "k2"), claimsAt(time.Now())), bearer.Expectation{}); bearer.Reason(err) != "unknown signing key" {
 		t.Fatalf("unknown kid: %v", err)
 	}
 }
@@ -471,14 +471,14 @@ func TestJWTTypeAllowList(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("typ "+tt.typ, func(t *testing.T) {
 			tok := signTyp(t, kp, tt.typ, claimsAt(time.Now()))
-			_, err := strict.Validate(context.Background(), tok)
+			_, err := strict.Validate(context.Background(), tok, bearer.Expectation{})
 			if tt.strictOK != (err == nil) {
 				t.Fatalf("with Types: err = %v, want ok=%v", err, tt.strictOK)
 			}
 			if err != nil && bearer.Reason(err) != "wrong token type" {
 				t.Fatalf("reason = %q", bearer.Reason(err))
 			}
-			if _, err := lenient.Validate(context.Background(), tok); tt.lenientOK != (err == nil) {
+			if _, err := lenient.Validate(context.Background(), tok, bearer.Expectation{}); tt.lenientOK != (err == nil) {
 				t.Fatalf("without Types: err = %v", err)
 			}
 		})

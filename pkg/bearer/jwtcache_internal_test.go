@@ -124,11 +124,11 @@ func TestJWTCacheHit(t *testing.T) {
 	f := newCacheFixture(t, 0)
 	ctx := context.Background()
 	raw := f.token(time.Hour, nil, nil)
-	if _, err := f.v.Validate(ctx, raw); err != nil {
+	if _, err := f.v.Validate(ctx, raw, Expectation{}); err != nil {
 		t.Fatal(err)
 	}
 	f.mark(raw)
-	got, err := f.v.Validate(ctx, raw)
+	got, err := f.v.Validate(ctx, raw, Expectation{})
 	if err != nil || got.ClientID != "from-cache" || got.Subject != "user-1" {
 		t.Fatalf("second Validate = %+v, %v; want a cache hit", got, err)
 	}
@@ -167,12 +167,12 @@ func TestJWTCacheLifetime(t *testing.T) {
 			f := newCacheFixture(t, 0)
 			ctx := context.Background()
 			raw := f.token(tt.lifetime, nil, nil)
-			if _, err := f.v.Validate(ctx, raw); err != nil {
+			if _, err := f.v.Validate(ctx, raw, Expectation{}); err != nil {
 				t.Fatal(err)
 			}
 			f.mark(raw)
 			f.Advance(tt.advance)
-			got, err := f.v.Validate(ctx, raw)
+			got, err := f.v.Validate(ctx, raw, Expectation{})
 			switch {
 			case tt.reason != "":
 				if Reason(err) != tt.reason {
@@ -213,12 +213,12 @@ func TestJWTCacheKeyRemoved(t *testing.T) {
 			ctx := context.Background()
 			raw := f.token(time.Hour, nil, nil)
 			for range 2 {
-				if _, err := f.v.Validate(ctx, raw); err != nil {
+				if _, err := f.v.Validate(ctx, raw, Expectation{}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			f.setKeys(tt.keys(f)...)
-			if _, err := f.v.Validate(ctx, raw); Reason(err) != tt.reason {
+			if _, err := f.v.Validate(ctx, raw, Expectation{}); Reason(err) != tt.reason {
 				t.Fatalf("err = %v, want reason %q", err, tt.reason)
 			}
 			if n := f.v.cache.len(); n != 0 {
@@ -245,7 +245,7 @@ func TestJWTCacheOnlySuccesses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for range 2 {
-				if _, err := f.v.Validate(context.Background(), tt.raw); Reason(err) != tt.reason {
+				if _, err := f.v.Validate(context.Background(), tt.raw, Expectation{}); Reason(err) != tt.reason {
 					t.Fatalf("err = %v, want reason %q", err, tt.reason)
 				}
 			}
@@ -271,7 +271,7 @@ func TestJWTCacheBounded(t *testing.T) {
 			f := newCacheFixture(t, tt.size)
 			for i := range 50 {
 				raw := f.token(time.Hour, nil, func(c map[string]any) { c["jti"] = fmt.Sprint(i) })
-				if _, err := f.v.Validate(context.Background(), raw); err != nil {
+				if _, err := f.v.Validate(context.Background(), raw, Expectation{}); err != nil {
 					t.Fatal(err)
 				}
 				if f.v.cache == nil {
@@ -297,16 +297,16 @@ func TestJWTCacheEvictsExpiredFirst(t *testing.T) {
 	for i := range 3 {
 		raw := f.token(time.Minute, nil, func(c map[string]any) { c["jti"] = fmt.Sprint(i) })
 		short = append(short, raw)
-		if _, err := f.v.Validate(ctx, raw); err != nil {
+		if _, err := f.v.Validate(ctx, raw, Expectation{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	long := f.token(time.Hour, nil, func(c map[string]any) { c["jti"] = "long" })
-	if _, err := f.v.Validate(ctx, long); err != nil {
+	if _, err := f.v.Validate(ctx, long, Expectation{}); err != nil {
 		t.Fatal(err)
 	}
 	f.Advance(2 * time.Minute) // the short tokens are past exp plus skew
-	if _, err := f.v.Validate(ctx, f.token(time.Hour, nil, func(c map[string]any) { c["jti"] = "new" })); err != nil {
+	if _, err := f.v.Validate(ctx, f.token(time.Hour, nil, func(c map[string]any) { c["jti"] = "new" }), Expectation{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.v.cache.len(); n != 2 {
@@ -322,12 +322,12 @@ func TestJWTCacheSharesTheToken(t *testing.T) {
 	f := newCacheFixture(t, 0)
 	ctx := context.Background()
 	raw := f.token(time.Hour, nil, nil)
-	first, err := f.v.Validate(ctx, raw)
+	first, err := f.v.Validate(ctx, raw, Expectation{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		got, err := f.v.Validate(ctx, raw)
+		got, err := f.v.Validate(ctx, raw, Expectation{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -350,7 +350,7 @@ func TestJWTCacheSharesTheToken(t *testing.T) {
 	// fresh set on every call.
 	const maxAllocs = 2
 	if n := testing.AllocsPerRun(100, func() {
-		if _, err := f.v.Validate(ctx, raw); err != nil {
+		if _, err := f.v.Validate(ctx, raw, Expectation{}); err != nil {
 			t.Fatal(err)
 		}
 	}); n > maxAllocs {
@@ -372,7 +372,7 @@ func TestJWTCacheConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 50 {
-				got, err := f.v.Validate(context.Background(), tokens[(g+i)%len(tokens)])
+				got, err := f.v.Validate(context.Background(), tokens[(g+i)%len(tokens)], Expectation{})
 				if err != nil {
 					t.Error(err)
 					return
@@ -413,7 +413,7 @@ func TestJWTCacheJWKSKeyRemoved(t *testing.T) {
 	ctx := context.Background()
 	raw := f.token(time.Hour, nil, nil)
 	for range 3 {
-		if _, err := v.Validate(ctx, raw); err != nil {
+		if _, err := v.Validate(ctx, raw, Expectation{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -424,7 +424,7 @@ func TestJWTCacheJWKSKeyRemoved(t *testing.T) {
 	published = nil
 	mu.Unlock()
 	f.Advance(2 * time.Minute) // keys are past KeysMaxAge; the entry is not past its max age
-	if _, err := v.Validate(ctx, raw); Reason(err) != "unknown signing key" {
+	if _, err := v.Validate(ctx, raw, Expectation{}); Reason(err) != "unknown signing key" {
 		t.Fatalf("err = %v, want unknown signing key", err)
 	}
 }

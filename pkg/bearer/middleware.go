@@ -22,6 +22,10 @@ type ResourceOptions struct {
 	// ResourceMetadataURL returns the absolute URL of the RFC 9728
 	// metadata for r, advertised in every challenge. Required.
 	ResourceMetadataURL func(r *http.Request) string
+	// Expect returns what r expects of its token (the resource URL as
+	// audience and, for the façade, the base URL as issuer), passed to the
+	// Validator. Nil expects nothing beyond the validator's own settings.
+	Expect func(r *http.Request) Expectation
 	// RequiredScopes must all be granted to the token; they are also
 	// advertised in challenges as scope="...".
 	RequiredScopes []string
@@ -35,6 +39,7 @@ type ResourceOptions struct {
 type ResourceServer struct {
 	validator   Validator
 	metadataURL func(r *http.Request) string
+	expect      func(r *http.Request) Expectation
 	scopes      []string
 	scopeParam  string
 	log         *zap.Logger
@@ -53,6 +58,7 @@ func NewResourceServer(opts ResourceOptions) *ResourceServer {
 	return &ResourceServer{
 		validator:   opts.Validator,
 		metadataURL: opts.ResourceMetadataURL,
+		expect:      opts.Expect,
 		scopes:      slices.Clone(opts.RequiredScopes),
 		scopeParam:  strings.Join(opts.RequiredScopes, " "),
 		log:         opts.Logger,
@@ -75,7 +81,11 @@ func (s *ResourceServer) Wrap(next, fallback http.Handler) http.Handler {
 			s.invalidToken(w, r, "malformed authorization header")
 			return
 		}
-		tok, err := s.validator.Validate(r.Context(), raw)
+		var want Expectation
+		if s.expect != nil {
+			want = s.expect(r)
+		}
+		tok, err := s.validator.Validate(r.Context(), raw, want)
 		switch {
 		case errors.Is(err, ErrUnavailable):
 			s.logFor(r.Context()).Error("bearer token validation unavailable", zap.Error(err))

@@ -1,6 +1,7 @@
 package bearer_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -8,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 )
 
@@ -30,10 +34,11 @@ func newRSFixture(t *testing.T, scopes []string, trusted []string) *rsFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := bearer.BaseURL(bearer.BaseURLOptions{TrustedProxies: trusted})
+	res, err := forwarded.NewResolver(forwarded.Options{TrustedProxies: trusted})
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := res.BaseURL
 	rs := bearer.NewResourceServer(bearer.ResourceOptions{
 		Validator:           v,
 		RequiredScopes:      scopes,
@@ -235,6 +240,54 @@ func TestResourceServerMultipleAuthorization(t *testing.T) {
 			}
 			if len(f.next) != 0 || len(f.fellBack) != 0 {
 				t.Fatal("the request was passed on")
+			}
+		})
+	}
+}
+
+// The resource server passes each request's expectation (here: its host as
+// issuer and resource) to the validator, so one validator serves every host
+// and a token for one host does not open another; without Expect a
+// validator that needs one refuses everything.
+func TestResourceServerPassesTheRequestsExpectation(t *testing.T) {
+	kp := newECKey(t, "k1")
+	v, err := bearer.NewJWTValidator(bearer.JWTOptions{IssuerFromRequest: true, AudienceFromRequest: true,
+		KeySet: func(context.Context) (*jose.JSONWebKeySet, error) {
+			return &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{kp.pub}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := claimsAt(time.Now())
+	claims["iss"], claims["aud"] = "https://a.example", "https://a.example/mcp"
+	raw := sign(t, kp, claims)
+	byHost := func(r *http.Request) bearer.Expectation {
+		return bearer.Expectation{Issuer: "https://" + r.Host, Audience: "https://" + r.Host + "/mcp"}
+	}
+	tests := []struct {
+		name   string
+		expect func(*http.Request) bearer.Expectation
+		host   string
+		want   int
+	}{
+		{"expected host", byHost, "a.example", http.StatusNoContent},
+		{"another host", byHost, "b.example", http.StatusUnauthorized},
+		{"no expectation", nil, "a.example", http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := bearer.NewResourceServer(bearer.ResourceOptions{
+				Validator:           v,
+				ResourceMetadataURL: func(r *http.Request) string { return "https://" + r.Host + metadataPath },
+				Expect:              tt.expect,
+			})
+			h := rs.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }), http.NotFoundHandler())
+			req := mcpRequest("Bearer " + raw)
+			req.Host = tt.host
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.want, rec.Body)
 			}
 		})
 	}

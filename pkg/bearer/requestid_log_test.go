@@ -17,7 +17,7 @@ import (
 // validatorFunc adapts a function to bearer.Validator.
 type validatorFunc func(ctx context.Context, raw string) (*bearer.Token, error)
 
-func (f validatorFunc) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
+func (f validatorFunc) Validate(ctx context.Context, raw string, _ bearer.Expectation) (*bearer.Token, error) {
 	return f(ctx, raw)
 }
 

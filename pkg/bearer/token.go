@@ -36,12 +36,15 @@ type Token struct {
 	Claims map[string]any
 }
 
-// Validator turns a raw bearer token into a validated Token. Implemented by
-// *JWTValidator, *Introspector and *Chain. The Token may be shared with
-// other requests (JWTValidator answers repeated tokens from a cache without
-// copying them): treat it, its slices and its Claims as read-only.
+// Validator turns a raw bearer token into a validated Token. want is what
+// the request being served expects of it, for validators that take their
+// issuer or audience from the request (IssuerFromRequest,
+// AudienceFromRequest); the others ignore it. Implemented by
+// *JWTValidator, *Introspector, *Chain and *Lazy. The Token may be shared
+// with other requests (JWTValidator answers repeated tokens from a cache
+// without copying them): treat it, its slices and its Claims as read-only.
 type Validator interface {
-	Validate(ctx context.Context, raw string) (*Token, error)
+	Validate(ctx context.Context, raw string, want Expectation) (*Token, error)
 }
 
 type tokenCtxKey struct{}

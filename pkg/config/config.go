@@ -27,6 +27,10 @@ type Config struct {
 	// AdminListen serves /healthz, /readyz and /metrics away from the
 	// protected port so they are never exposed through the Service.
 	AdminListen string `yaml:"admin_listen" usage:"address of the admin listener (/healthz, /readyz, /metrics)"`
+	// Pprof serves Go's runtime profiles on the admin listener, for finding
+	// where CPU and memory go in production. Off by default: profiles reveal
+	// internals, and the admin port is reachable by other pods.
+	Pprof bool `yaml:"pprof" usage:"serve Go's CPU, heap, allocation and goroutine profiles at /debug/pprof/ on the admin listener (off: they reveal internals, and the admin port is reachable inside the cluster)"`
 	// Upstream is the MCP server, normally on localhost.
 	Upstream string `yaml:"upstream" usage:"URL of the MCP server to protect; the original MCP_TARGET_HOST/MCP_TARGET_PORT also set it"`
 	// ExternalURL is the public base URL users type; it builds the OIDC

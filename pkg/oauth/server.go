@@ -175,7 +175,7 @@ type Options struct {
 	// means DefaultRequestRate.
 	RequestLimiter *ratelimit.Limiter
 	// ClientAddr returns the caller's address for the limits (normally
-	// bearer.TrustedProxies.ClientAddr). Default: r.RemoteAddr.
+	// forwarded.TrustedProxies.ClientAddr). Default: r.RemoteAddr.
 	ClientAddr func(r *http.Request) netip.Addr
 	// UnusedClientTTL is how long a dynamic registration lives until a
 	// token is first issued to it; from then on each token request keeps

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
 )
@@ -41,7 +41,7 @@ func FuzzForwardedHeaders(f *testing.F) {
 	f.Add("FORWARDED", "for=6.6.6.6;host=evil", "", "", "", false)
 	f.Add("X-Forwarded-Email", "root@example.com", "x", "y", "z", false)
 	id := &identity.Identity{Subject: "alice", Email: "alice@example.com", Groups: []string{"staff"}, Username: "alice"}
-	trusted, err := bearer.ParseTrustedProxies([]string{"192.0.2.0/24"})
+	trusted, err := forwarded.ParseTrustedProxies([]string{"192.0.2.0/24"})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
 )
@@ -243,9 +243,9 @@ func TestForwardedHeaders(t *testing.T) {
 	}
 }
 
-func mustTrusted(t *testing.T, cidrs ...string) bearer.TrustedProxies {
+func mustTrusted(t *testing.T, cidrs ...string) forwarded.TrustedProxies {
 	t.Helper()
-	trusted, err := bearer.ParseTrustedProxies(cidrs)
+	trusted, err := forwarded.ParseTrustedProxies(cidrs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ type Options struct {
 	// assertion header (it is then only stripped if listed in StripHeaders).
 	AssertionHeader string
 	// TrustForwarded decides per request whether its direct peer is a
-	// trusted ingress (typically bearer.TrustedProxies.Trusts). For such a
+	// trusted ingress (typically forwarded.TrustedProxies.Trusts). For such a
 	// request the incoming X-Forwarded-For is kept and this hop's peer
 	// appended, and the incoming X-Forwarded-Host/-Proto/-Port/-Prefix and
 	// X-Real-IP are kept, so the upstream sees the public scheme, host and

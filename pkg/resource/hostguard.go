@@ -35,7 +35,7 @@ type HostOptions struct {
 	// or without brackets.
 	AllowedHosts []string
 	// Host returns the host[:port] the client addressed (the Host header,
-	// or a trusted proxy's X-Forwarded-Host: bearer.ClientHost). Nil: Host.
+	// or a trusted proxy's X-Forwarded-Host: forwarded.Resolver.Host). Nil: Host.
 	Host func(r *http.Request) string
 }
 

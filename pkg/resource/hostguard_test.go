@@ -70,7 +70,7 @@ func TestHostGuardRefusesBadPatterns(t *testing.T) {
 func TestHostGuardWrapUsesTheClientHost(t *testing.T) {
 	g, err := resource.NewHostGuard(resource.HostOptions{
 		AllowedHosts: []string{"mcp.example.com"},
-		// As bearer.ClientHost does for a trusted proxy.
+		// As forwarded.Resolver.Host does for a trusted proxy.
 		Host: func(r *http.Request) string { return r.Header.Get("X-Forwarded-Host") },
 	})
 	if err != nil {

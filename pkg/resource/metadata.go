@@ -21,7 +21,7 @@ const WellKnownPath = "/.well-known/oauth-protected-resource"
 // MetadataOptions describe the protected resource.
 type MetadataOptions struct {
 	// BaseURL returns the external base URL for a request (see
-	// bearer.BaseURL). Required.
+	// forwarded.Resolver.BaseURL). Required.
 	BaseURL func(r *http.Request) string
 	// MCPPath is the MCP endpoint's path, such as "/mcp". Required.
 	MCPPath string

@@ -19,6 +19,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
@@ -26,10 +27,11 @@ import (
 
 func newMetadata(t *testing.T, external string) *resource.Metadata {
 	t.Helper()
-	base, err := bearer.BaseURL(bearer.BaseURLOptions{ExternalURL: external})
+	res, err := forwarded.NewResolver(forwarded.Options{ExternalURL: external})
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := res.BaseURL
 	m, err := resource.NewMetadata(resource.MetadataOptions{
 		BaseURL: base, MCPPath: "/mcp", AuthorizationServers: []string{"https://idp.example.com"},
 		ScopesSupported: []string{"openid", "mcp:tools"}, ResourceName: "Demo MCP",
@@ -87,7 +89,8 @@ func TestMetadataAtBothPaths(t *testing.T) {
 }
 
 func TestMetadataSelfAuthorizationServer(t *testing.T) {
-	base, _ := bearer.BaseURL(bearer.BaseURLOptions{ExternalURL: "https://mcp.example.com"})
+	res, _ := forwarded.NewResolver(forwarded.Options{ExternalURL: "https://mcp.example.com"})
+	base := res.BaseURL
 	m, err := resource.NewMetadata(resource.MetadataOptions{BaseURL: base, MCPPath: "/mcp", SelfAuthorizationServer: true})
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +217,8 @@ func TestResourcePassesSDKChecks(t *testing.T) {
 
 func guardHandler(t *testing.T, allowed ...string) (http.Handler, *int) {
 	t.Helper()
-	base, _ := bearer.BaseURL(bearer.BaseURLOptions{ExternalURL: "https://mcp.example.com"})
+	res, _ := forwarded.NewResolver(forwarded.Options{ExternalURL: "https://mcp.example.com"})
+	base := res.BaseURL
 	g := resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: allowed, BaseURL: base})
 	calls := new(int)
 	return g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -531,7 +535,8 @@ func TestAsserter(t *testing.T) {
 	}
 	signer := joseSigner{key: key, kid: "proxy-1"}
 	jwks := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "proxy-1", Algorithm: "RS256", Use: "sig"}}}
-	base, _ := bearer.BaseURL(bearer.BaseURLOptions{ExternalURL: "https://mcp.example.com"})
+	res, _ := forwarded.NewResolver(forwarded.Options{ExternalURL: "https://mcp.example.com"})
+	base := res.BaseURL
 	a, err := resource.NewAsserter(signer, resource.AsserterOptions{Issuer: base, Audience: "mcp-server"})
 	if err != nil {
 		t.Fatal(err)
@@ -550,7 +555,7 @@ func TestAsserter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := v.Validate(context.Background(), got)
+	tok, err := v.Validate(context.Background(), got, bearer.Expectation{})
 	if err != nil {
 		t.Fatalf("assertion %q does not verify: %v", got, err)
 	}

@@ -39,7 +39,7 @@ func TestLocalCachesOnlyWithRedis(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, _ := withSessionCache(tc.ttl, tc.store, tc.store, m, zap.NewNop(), nil)
-			if _, cached := got.(cachedStore); cached != tc.wantCache {
+			if _, cached := got.(*sessioncache.Cache); cached != tc.wantCache {
 				t.Errorf("session cache = %v, want %v", cached, tc.wantCache)
 			}
 			set, _ := newRevokedSet(tc.facade, tc.store, m, zap.NewNop(), nil)

@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/ratelimit"
 )
 
@@ -25,7 +25,7 @@ type clientLimits struct {
 	register *ratelimit.Limiter
 }
 
-func newClientLimits(cfg config.Config, trusted bearer.TrustedProxies, now func() time.Time) (*clientLimits, error) {
+func newClientLimits(cfg config.Config, trusted forwarded.TrustedProxies, now func() time.Time) (*clientLimits, error) {
 	opts := ratelimit.Options{MaxAddresses: cfg.RateLimit.MaxAddresses, Now: now}
 	login, err := ratelimit.New(ratelimit.Rate{PerMinute: float64(cfg.RateLimit.LoginsPerMinute), Burst: cfg.RateLimit.LoginBurst}, opts)
 	if err != nil {

@@ -1,25 +1,13 @@
 package server
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/hkdf"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
-	"sync"
-	"sync/atomic"
-
-	"go.uber.org/zap"
+	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
@@ -27,16 +15,15 @@ import (
 // mcpAuth is the MCP-client side of authentication: protected resource
 // metadata, bearer validation and, in façade mode, the authorization server.
 type mcpAuth struct {
-	base       bearer.ExternalURL
-	mcpPath    string
-	metadata   *resource.Metadata
-	rs         *bearer.ResourceServer
-	origin     *resource.OriginGuard
-	binder     *resource.SessionBinder
-	asserter   *resource.Asserter
-	oauth      *oauth.Server // façade keys and endpoints; nil without them
-	facade     bool
-	validation *lazyValidator
+	base     func(*http.Request) string // the external base URL (forwarded.Resolver.BaseURL)
+	mcpPath  string
+	metadata *resource.Metadata
+	rs       *bearer.ResourceServer
+	origin   *resource.OriginGuard
+	binder   *resource.SessionBinder
+	asserter *resource.Asserter
+	oauth    *oauth.Server // façade keys and endpoints; nil without them
+	facade   bool
 }
 
 func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPath }
@@ -50,134 +37,141 @@ func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPat
 // keeps the browser login's upstream refresh token (sealed with codec, the
 // cookie codec), renews it through the same relying party and applies the
 // live authorization policy on every refresh.
-func (s *Server) newMCPAuth(cfg config.Config, base bearer.ExternalURL, issuer string, tokenIssuerOf func() string, codec *session.Codec) (*mcpAuth, error) {
+func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, issuer string, tokenIssuerOf func() string, codec *session.Codec) (*mcpAuth, error) {
 	a := &mcpAuth{base: base, mcpPath: cfg.MCPPath, facade: cfg.OAuth.Mode == "facade"}
-
-	keys, err := signingKeys(cfg, s.log)
+	keys, err := s.signingKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
 	if a.facade || cfg.OAuth.IdentityAssertion {
-		a.oauth, err = oauth.New(oauth.Options{
-			Store:               s.store,
-			BaseURL:             base,
-			Resources:           func(r *http.Request) []string { return []string{a.resource(r)} },
-			Scopes:              cfg.OAuth.Scopes,
-			MetadataPaths:       []string{cfg.MCPPath},
-			AccessTokenTTL:      cfg.OAuth.AccessTokenTTL,
-			RefreshTokenTTL:     cfg.OAuth.RefreshTokenTTL,
-			SigningKeys:         keys,
-			RegistrationLimiter: s.limits.register,
-			RequestLimiter:      s.limits.login,
-			ClientAddr:          s.limits.addr,
-
-			CIMD:               oauth.CIMDOptions{AllowPrivateAddresses: cfg.OAuth.AllowPrivateClientMetadata},
-			Logger:             s.log.Named("oauth"),
-			Now:                s.opts.Now,
-			RefreshMaxLifetime: cfg.OAuth.RefreshTokenMaxLifetime,
-			UpstreamRecheck:    cfg.OAuth.UpstreamRecheckInterval,
-			SessionTTL:         cfg.Session.TTL,
-			Logins:             s.authn,
-			Upstream:           s.rp,
-			Authorizer:         s.policy,
-			RequiredScopes:     cfg.OAuth.RequiredScopes,
-			Codec:              codec,
-			Revoked:            s.revoked,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("building the authorization server: %w", err)
+		if a.oauth, err = s.newAuthorizationServer(cfg, a, keys, codec); err != nil {
+			return nil, err
 		}
 	}
-
-	var servers []string
-	extIssuer := cfg.OAuth.ExternalIssuer
-	if extIssuer == "" {
-		extIssuer = issuer
+	if a.metadata, err = newMetadata(cfg, base, issuer, a.facade); err != nil {
+		return nil, err
 	}
-	if !a.facade {
-		servers = []string{extIssuer}
-	}
-	a.metadata, err = resource.NewMetadata(resource.MetadataOptions{
-		BaseURL:                 base,
-		MCPPath:                 cfg.MCPPath,
-		AuthorizationServers:    servers,
-		SelfAuthorizationServer: a.facade,
-		ScopesSupported:         cfg.OAuth.Scopes,
-		ResourceName:            "MCP server protected by mcp-oidc-proxy",
-	})
+	validator, err := s.bearerValidator(cfg, a, tokenIssuerOf)
 	if err != nil {
-		return nil, fmt.Errorf("protected resource metadata: %w", err)
+		return nil, err
 	}
-
-	// One validator for every host: the issuer (façade) and the audience
-	// are what the request's checked base URL says (withResource), so no
-	// request can build, fill or evict per-host validators or key caches.
-	a.validation = &lazyValidator{build: func() (bearer.Validator, error) {
-		if a.facade {
-			v, err := bearer.NewJWTValidator(bearer.JWTOptions{
-				IssuerFromRequest: true, AudienceFromRequest: true, KeySet: a.oauth.PublicKeys,
-				// Only access tokens: the identity assertion is signed
-				// with the same key and must not open the MCP endpoint.
-				Types:       []string{oauth.AccessTokenType},
-				GroupsClaim: cfg.OIDC.GroupsClaim, Now: s.opts.Now,
-			})
-			if err != nil {
-				return nil, err
-			}
-			return &revocationCheck{Validator: v, oauth: a.oauth, log: s.log.Named("bearer")}, nil
-		}
-		// Built on the first bearer request, normally after discovery, so
-		// the provider's own issuer spelling is known.
-		tokenIssuer := cfg.OAuth.ExternalIssuer
-		if tokenIssuer == "" {
-			tokenIssuer = tokenIssuerOf()
-		}
-		jwtv, err := bearer.NewJWTValidator(bearer.JWTOptions{
-			Issuer: tokenIssuer, JWKSURL: cfg.OAuth.ExternalJWKSURL, AudienceFromRequest: true,
-			GroupsClaim: cfg.OIDC.GroupsClaim, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if cfg.OAuth.IntrospectionURL == "" {
-			return jwtv, nil
-		}
-		id, secret := cfg.OAuth.IntrospectionClientID, cfg.OAuth.IntrospectionSecret
-		if id == "" {
-			id, secret = cfg.OIDC.ClientID, cfg.OIDC.ClientSecret
-		}
-		intro, err := bearer.NewIntrospector(bearer.IntrospectionOptions{
-			Endpoint: cfg.OAuth.IntrospectionURL, ClientID: id, ClientSecret: secret,
-			Issuer: tokenIssuer, AudienceFromRequest: true, HTTPClient: s.opts.HTTPClient, Now: s.opts.Now,
-			AllowMissingAudience: cfg.OAuth.IntrospectionAllowMissingAudience,
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &bearer.Chain{JWT: jwtv, Opaque: intro}, nil
-	}}
-
 	a.rs = bearer.NewResourceServer(bearer.ResourceOptions{
-		Validator:           a.validation,
+		Validator:           validator,
 		ResourceMetadataURL: a.metadata.URL,
+		Expect:              a.expect,
 		RequiredScopes:      cfg.OAuth.RequiredScopes,
 		Logger:              s.log.Named("bearer"),
 	})
 	a.origin = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: base})
 	a.binder = resource.NewSessionBinder(s.store, 0).WithLogger(s.log.Named("mcp-session"))
 	if cfg.OAuth.IdentityAssertion {
-		aud := cfg.OAuth.IdentityAssertionAudience
-		if aud == "" {
-			aud = cfg.Upstream
-		}
-		a.asserter, err = resource.NewAsserter(a.oauth.Signer(), resource.AsserterOptions{
-			Issuer: base, Audience: aud, Now: s.opts.Now, Logger: s.log.Named("assertion"),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("identity assertion: %w", err)
+		if a.asserter, err = s.newAsserter(cfg, base, a.oauth); err != nil {
+			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// signingKeys are the façade's keys (oauth.SigningKeys), saying so when
+// they are derived from the cookie secret.
+func (s *Server) signingKeys(cfg config.Config) ([][]byte, error) {
+	keys, derived, err := oauth.SigningKeys(cfg.OAuth.SigningKeys, cfg.Session.CookieSecret)
+	if err != nil {
+		return nil, err
+	}
+	if derived {
+		s.log.Info("oauth.signing_keys not set; signing with a key derived from the cookie secret (identical on every replica)")
+	}
+	return keys, nil
+}
+
+// newAuthorizationServer builds the façade's authorization server (or, for
+// the identity assertion alone, its keys) for the resource a.
+func (s *Server) newAuthorizationServer(cfg config.Config, a *mcpAuth, keys [][]byte, codec *session.Codec) (*oauth.Server, error) {
+	srv, err := oauth.New(oauth.Options{
+		Store:               s.store,
+		BaseURL:             a.base,
+		Resources:           func(r *http.Request) []string { return []string{a.resource(r)} },
+		Scopes:              cfg.OAuth.Scopes,
+		MetadataPaths:       []string{cfg.MCPPath},
+		AccessTokenTTL:      cfg.OAuth.AccessTokenTTL,
+		RefreshTokenTTL:     cfg.OAuth.RefreshTokenTTL,
+		SigningKeys:         keys,
+		RegistrationLimiter: s.limits.register,
+		RequestLimiter:      s.limits.login,
+		ClientAddr:          s.limits.addr,
+
+		CIMD:               oauth.CIMDOptions{AllowPrivateAddresses: cfg.OAuth.AllowPrivateClientMetadata},
+		Logger:             s.log.Named("oauth"),
+		Now:                s.opts.Now,
+		RefreshMaxLifetime: cfg.OAuth.RefreshTokenMaxLifetime,
+		UpstreamRecheck:    cfg.OAuth.UpstreamRecheckInterval,
+		SessionTTL:         cfg.Session.TTL,
+		Logins:             s.authn,
+		Upstream:           s.rp,
+		Authorizer:         s.policy,
+		RequiredScopes:     cfg.OAuth.RequiredScopes,
+		Codec:              codec,
+		Revoked:            s.revoked,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the authorization server: %w", err)
+	}
+	return srv, nil
+}
+
+// newMetadata builds the protected resource metadata: the façade names
+// itself as authorization server, external mode the provider (issuer, or
+// the configured external issuer).
+func newMetadata(cfg config.Config, base func(*http.Request) string, issuer string, facade bool) (*resource.Metadata, error) {
+	var servers []string
+	extIssuer := cfg.OAuth.ExternalIssuer
+	if extIssuer == "" {
+		extIssuer = issuer
+	}
+	if !facade {
+		servers = []string{extIssuer}
+	}
+	md, err := resource.NewMetadata(resource.MetadataOptions{
+		BaseURL:                 base,
+		MCPPath:                 cfg.MCPPath,
+		AuthorizationServers:    servers,
+		SelfAuthorizationServer: facade,
+		ScopesSupported:         cfg.OAuth.Scopes,
+		ResourceName:            "MCP server protected by mcp-oidc-proxy",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("protected resource metadata: %w", err)
+	}
+	return md, nil
+}
+
+// bearerValidator picks the validator for a's bearer tokens: the façade's
+// own access tokens, or the provider's. One validator serves every host:
+// the issuer (façade) and the audience are what the request's checked base
+// URL says (expect), so no request can build, fill or evict per-host
+// validators or key caches.
+func (s *Server) bearerValidator(cfg config.Config, a *mcpAuth, tokenIssuerOf func() string) (bearer.Validator, error) {
+	if a.facade {
+		return a.oauth.AccessTokenValidator(oauth.AccessTokenOptions{GroupsClaim: cfg.OIDC.GroupsClaim, Logger: s.log.Named("bearer")})
+	}
+	return bearer.NewProviderValidator(providerOptions(cfg, tokenIssuerOf, s.opts.HTTPClient, s.opts.Now)), nil
+}
+
+// newAsserter builds the identity assertion signed with the façade's key
+// for the upstream (its audience: the configured one, or the upstream URL).
+func (s *Server) newAsserter(cfg config.Config, base func(*http.Request) string, keys *oauth.Server) (*resource.Asserter, error) {
+	aud := cfg.OAuth.IdentityAssertionAudience
+	if aud == "" {
+		aud = cfg.Upstream
+	}
+	as, err := resource.NewAsserter(keys.Signer(), resource.AsserterOptions{
+		Issuer: base, Audience: aud, Now: s.opts.Now, Logger: s.log.Named("assertion"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity assertion: %w", err)
+	}
+	return as, nil
 }
 
 // register mounts the metadata and, in façade mode, the authorization
@@ -201,141 +195,42 @@ func (a *mcpAuth) wrap(next http.Handler, cookie func(http.Handler) http.Handler
 		inner = a.asserter.Wrap(inner)
 	}
 	inner = authz(a.binder.Wrap(inner))
-	h := a.rs.Wrap(inner, cookie(inner))
-	h = a.withResource(h)
-	return a.origin.Wrap(h)
+	return a.origin.Wrap(a.rs.Wrap(inner, cookie(inner)))
 }
 
-// withResource records what this request expects of a bearer token: the
-// resource URL the client was told about as audience and, for the façade,
-// the base URL as issuer. The host in them has passed the host guard.
-func (a *mcpAuth) withResource(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base := a.base(r)
-		ctx := bearer.WithExpectation(r.Context(), bearer.Expectation{Issuer: base, Audience: base + a.mcpPath})
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+// expect is what r expects of a bearer token: the resource URL the client
+// was told about as audience and, for the façade, the base URL as issuer.
+// The host in them has passed the host guard.
+func (a *mcpAuth) expect(r *http.Request) bearer.Expectation {
+	base := a.base(r)
+	return bearer.Expectation{Issuer: base, Audience: base + a.mcpPath}
 }
 
-// lazyValidator builds its validator on first use and keeps it once built;
-// a failed build (the provider's issuer not yet known) is retried on the
-// next request.
-type lazyValidator struct {
-	build func() (bearer.Validator, error)
-	mu    sync.Mutex
-	v     atomic.Pointer[bearer.Validator]
-}
-
-var _ bearer.Validator = (*lazyValidator)(nil)
-
-func (l *lazyValidator) get() (bearer.Validator, error) {
-	if v := l.v.Load(); v != nil {
-		return *v, nil
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if v := l.v.Load(); v != nil {
-		return *v, nil
-	}
-	v, err := l.build()
-	if err != nil {
-		return nil, err
-	}
-	l.v.Store(&v)
-	return v, nil
-}
-
-// Validate validates raw with the built validator.
-func (l *lazyValidator) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
-	v, err := l.get()
-	if err != nil {
-		return nil, err
-	}
-	return v.Validate(ctx, raw)
-}
-
-// revocationCheck refuses façade access tokens revoked through /oauth2/revoke
-// or with their refresh family (revoked on reuse, on revocation of a refresh
-// token, or when the user no longer passes upstream) before they expire.
-//
-// When the store cannot answer, the token is accepted: DESIGN.md promises
-// that bearer requests keep working while Redis is down, and the token has
-// already passed every check that needs no store (signature, issuer,
-// audience, type, expiry). What is given up is only a revocation made
-// before the outage, for at most the remaining lifetime of a short-lived
-// access token; each such acceptance is logged.
-type revocationCheck struct {
-	bearer.Validator
-	oauth *oauth.Server
-	log   *zap.Logger
-}
-
-func (c *revocationCheck) Validate(ctx context.Context, raw string) (*bearer.Token, error) {
-	t, err := c.Validator.Validate(ctx, raw)
-	if err != nil {
-		return nil, err
-	}
-	jti, _ := t.Claims["jti"].(string)
-	family, _ := t.Claims["fid"].(string)
-	revoked, err := c.oauth.IsRevoked(ctx, jti, family)
-	if err != nil {
-		c.log.Warn("session store unavailable; accepting a valid access token without its revocation check",
-			zap.String("request_id", requestid.FromContext(ctx)), zap.Error(err))
-		return t, nil
-	}
-	if revoked {
-		return nil, fmt.Errorf("%w: token revoked", bearer.ErrInvalidToken)
-	}
-	return t, nil
-}
-
-// signingKeys returns the façade's PEM keys: the configured ones, or one
-// derived from the cookie secret so that every replica sharing that secret
-// signs and accepts the same tokens without another secret to distribute.
-// Rotating the cookie secret then rotates the key as well. With neither
-// (memory store, generated cookie secret) the façade uses an ephemeral key.
-func signingKeys(cfg config.Config, log *zap.Logger) ([][]byte, error) {
-	if raw := cfg.OAuth.SigningKeys; raw != "" {
-		var out [][]byte
-		rest := []byte(raw)
-		for {
-			var block *pem.Block
-			block, rest = pem.Decode(rest)
-			if block == nil {
-				break
+// providerOptions configure the validator for the OIDC provider's tokens
+// (external mode). The issuer its tokens carry is the configured external
+// issuer, or the provider's own spelling once discovery has run.
+func providerOptions(cfg config.Config, tokenIssuerOf func() string, client *http.Client, now func() time.Time) bearer.ProviderOptions {
+	opts := bearer.ProviderOptions{
+		Issuer: func() string {
+			if cfg.OAuth.ExternalIssuer != "" {
+				return cfg.OAuth.ExternalIssuer
 			}
-			out = append(out, pem.EncodeToMemory(block))
+			return tokenIssuerOf()
+		},
+		JWKSURL:     cfg.OAuth.ExternalJWKSURL,
+		GroupsClaim: cfg.OIDC.GroupsClaim,
+		HTTPClient:  client,
+		Now:         now,
+	}
+	if cfg.OAuth.IntrospectionURL != "" {
+		id, secret := cfg.OAuth.IntrospectionClientID, cfg.OAuth.IntrospectionSecret
+		if id == "" {
+			id, secret = cfg.OIDC.ClientID, cfg.OIDC.ClientSecret
 		}
-		if len(out) == 0 {
-			return nil, errors.New("oauth.signing_keys: no PEM blocks found")
-		}
-		return out, nil
-	}
-	if cfg.Session.CookieSecret == "" {
-		return nil, nil
-	}
-	key, err := deriveP256(cfg.Session.CookieSecret)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("encoding derived signing key: %w", err)
-	}
-	log.Info("oauth.signing_keys not set; signing with a key derived from the cookie secret (identical on every replica)")
-	return [][]byte{pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}, nil
-}
-
-// deriveP256 turns a secret into a P-256 private key deterministically.
-func deriveP256(secret string) (*ecdsa.PrivateKey, error) {
-	for counter := byte(0); counter < 16; counter++ {
-		d, err := hkdf.Key(sha256.New, []byte(secret), []byte{counter}, "mcp-oidc-proxy oauth signing key v1", 32)
-		if err != nil {
-			return nil, fmt.Errorf("deriving signing key: %w", err)
-		}
-		if key, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d); err == nil {
-			return key, nil
+		opts.Introspection = bearer.IntrospectionOptions{
+			Endpoint: cfg.OAuth.IntrospectionURL, ClientID: id, ClientSecret: secret,
+			AllowMissingAudience: cfg.OAuth.IntrospectionAllowMissingAudience,
 		}
 	}
-	return nil, errors.New("deriving signing key: no valid scalar")
+	return opts
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"path"
 	"strings"
 	"time"
 
@@ -73,13 +72,13 @@ func (s *Server) routes() http.Handler {
 		}
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.public.Load().match(r.URL.Path) {
+		if s.public.Load().Match(r.URL.Path) {
 			public.ServeHTTP(w, r)
 			return
 		}
 		protected.ServeHTTP(w, r)
 	}))
-	return requestid.Middleware(s.hosts.Wrap(mux))
+	return requestid.Middleware(s.urls.Middleware(s.hosts.Wrap(mux)))
 }
 
 // openToAnyOrigin reports whether pattern is an OAuth endpoint that answers
@@ -135,49 +134,6 @@ func (s *Server) bypass(next http.Handler) http.Handler {
 		s.metrics.AuthOutcome("bypass", "allowed")
 		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), dev)))
 	})
-}
-
-// publicPaths matches unauthenticated paths. Only clean paths can match, so
-// "/public/../mcp" or "/public/%2e%2e/mcp" never skip authentication. Paths
-// that upstream stacks may read differently from us never match either:
-// a ";" (Java servlet containers drop ";params", so "/public/..;/mcp" reaches
-// them as "/mcp"), a "%" left after decoding (an upstream that decodes again
-// turns "%2e%2e" into ".."), a backslash or a control character.
-type publicPaths struct {
-	exact    map[string]bool
-	prefixes []string
-}
-
-func newPublicPaths(list []string) *publicPaths {
-	p := &publicPaths{exact: map[string]bool{}}
-	for _, e := range list {
-		if prefix, ok := strings.CutSuffix(e, "/*"); ok {
-			p.prefixes = append(p.prefixes, prefix+"/")
-			continue
-		}
-		p.exact[e] = true
-	}
-	return p
-}
-
-func (p *publicPaths) match(urlPath string) bool {
-	if urlPath == "" || path.Clean(urlPath) != urlPath && path.Clean(urlPath)+"/" != urlPath {
-		return false
-	}
-	if strings.Contains(urlPath, "//") || strings.ContainsFunc(urlPath, func(r rune) bool {
-		return r == '\\' || r == ';' || r == '%' || r < 0x20 || r == 0x7f
-	}) {
-		return false
-	}
-	if p.exact[urlPath] {
-		return true
-	}
-	for _, pre := range p.prefixes {
-		if strings.HasPrefix(urlPath, pre) {
-			return true
-		}
-	}
-	return false
 }
 
 // statusRecorder remembers the status code. Flush is forwarded explicitly

@@ -6,12 +6,12 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -21,9 +21,9 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authn"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/certreload"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
@@ -31,6 +31,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probereplay"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/publicpath"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tracing"
@@ -62,20 +63,23 @@ type Server struct {
 	log     *zap.Logger
 	metrics *metrics.Metrics
 	store   session.Store
-	rp      *oidc.RelyingParty
-	authn   *authn.Authenticator
-	policy  *authz.Policy
-	proxy   *proxy.Proxy
-	tracer  *tracing.Tracer
-	public  atomic.Pointer[publicPaths]
-	base    bearer.ExternalURL
-	hosts   *resource.HostGuard   // refuses hosts the operator does not expect
-	origins *resource.OriginGuard // refuses foreign browser origins off the MCP route
-	mcp     *mcpAuth
-	health  *health
-	limits  *clientLimits
-	started time.Time
-	handler http.Handler
+	// sessions are store's session records, through the local session
+	// cache when there is one (pkg/sessioncache).
+	sessions session.Sessions
+	rp       *oidc.RelyingParty
+	authn    *authn.Authenticator
+	policy   *authz.Policy
+	proxy    *proxy.Proxy
+	tracer   *tracing.Tracer
+	public   atomic.Pointer[publicpath.Set]
+	urls     *forwarded.Resolver   // external URL and trusted proxies, decided once per request
+	hosts    *resource.HostGuard   // refuses hosts the operator does not expect
+	origins  *resource.OriginGuard // refuses foreign browser origins off the MCP route
+	mcp      *mcpAuth
+	health   *health
+	limits   *clientLimits
+	started  time.Time
+	handler  http.Handler
 	// background runs beside the listeners in Serve (cache invalidation).
 	background []func(context.Context)
 	revoked    *oauth.RevokedSet // nil with the memory store
@@ -85,69 +89,21 @@ type Server struct {
 // network I/O: OIDC discovery runs in the background from Serve, and
 // readiness reports its outcome.
 func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 15 * time.Second}
-	}
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, started: opts.Now()}
-	var err error
-	s.metrics = metrics.New(opts.Version)
-
-	s.base, err = bearer.BaseURL(bearer.BaseURLOptions{ExternalURL: cfg.ExternalURL, TrustedProxies: cfg.TrustedProxies})
-	if err != nil {
-		return nil, fmt.Errorf("external_url / trusted_proxies: %w", err)
-	}
-	// The same peers whose X-Forwarded-Proto/-Host make the advertised URLs
-	// may pass their X-Forwarded-* on to the upstream.
-	trusted, err := bearer.ParseTrustedProxies(cfg.TrustedProxies)
-	if err != nil {
-		return nil, fmt.Errorf("trusted_proxies: %w", err)
-	}
-	s.limits, err = newClientLimits(cfg, trusted, opts.Now)
-	if err != nil {
+	opts = withDefaults(opts)
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, started: opts.Now(), metrics: metrics.New(opts.Version)}
+	if err := s.buildEdge(cfg); err != nil {
 		return nil, err
 	}
-	s.hosts, err = resource.NewHostGuard(resource.HostOptions{
-		ExternalURL:  cfg.ExternalURL,
-		AllowedHosts: cfg.AllowedHosts,
-		Host:         func(r *http.Request) string { return bearer.ClientHost(r, trusted) },
-	})
-	if err != nil {
-		return nil, fmt.Errorf("allowed_hosts: %w", err)
-	}
-	if cfg.ExternalURL == "" {
-		s.log.Warn("external_url is not set: the advertised URLs, the OIDC callback and the accepted token audience follow each request's Host; production needs external_url",
-			zap.Strings("allowed_hosts", cfg.AllowedHosts), zap.Strings("always_allowed", resource.LoopbackHosts()))
-	}
-	s.origins = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: s.base})
 	upstream, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	s.health = newHealth(upstream, opts.Version, s.started, opts.Now)
-
-	store := opts.Store
-	if store == nil {
-		store, err = newStore(cfg)
-		if err != nil {
-			return nil, err
-		}
+	if err := s.buildStore(cfg); err != nil {
+		return nil, err
 	}
-	s.store = s.metrics.InstrumentStore(store)
-	var runCache func(context.Context)
-	s.store, runCache = withSessionCache(cfg.Session.LocalCacheTTL, store, s.store, s.metrics, s.log.Named("session-cache"), opts.Now)
-	var runRevoked func(context.Context)
-	s.revoked, runRevoked = newRevokedSet(cfg.OAuth.Mode == "facade", store, s.metrics, s.log.Named("revoked"), opts.Now)
-	s.background = append(s.background, runCache, runRevoked)
-
 	s.policy = authz.New(rulesFrom(cfg))
-	s.public.Store(newPublicPaths(cfg.PublicPaths))
-
+	s.public.Store(publicpath.New(cfg.PublicPaths))
 	if cfg.Tracing.Enabled {
 		s.tracer, err = tracing.New(ctx, tracing.Options{
 			Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: opts.Version,
@@ -156,93 +112,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 			return nil, err
 		}
 	}
-
 	if cfg.AuthMode == "oidc" {
-		s.rp, err = oidc.New(oidc.Options{
-			Issuer:          cfg.OIDC.DiscoveryURL,
-			ClientID:        cfg.OIDC.ClientID,
-			ClientSecret:    cfg.OIDC.ClientSecret,
-			Scopes:          cfg.OIDC.Scopes,
-			UseUserInfo:     cfg.OIDC.UseUserInfo,
-			GroupsClaim:     cfg.OIDC.GroupsClaim,
-			SkipIssuerCheck: cfg.OIDC.SkipIssuerCheck,
-			HTTPClient:      opts.HTTPClient,
-			Logger:          s.log.Named("oidc"),
-			Now:             opts.Now,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("building OIDC relying party: %w", err)
-		}
-		secret := []byte(cfg.Session.CookieSecret)
-		if len(secret) == 0 {
-			// Only reachable with the memory store (validation requires a
-			// secret for Redis): sessions die with the process anyway.
-			secret = make([]byte, 32)
-			_, _ = rand.Read(secret)
-			s.log.Info("no cookie secret configured; generated one for this process (sessions end when it restarts)")
-		}
-		codec, err := session.NewCodec(secret)
-		if err != nil {
-			return nil, fmt.Errorf("session.cookie_secret: %w", err)
-		}
-		s.authn, err = authn.New(authn.Options{
-			Sessions:              s.store,
-			States:                s.store,
-			Locks:                 s.store,
-			Codec:                 codec,
-			RelyingParty:          s.rp,
-			Logger:                s.log.Named("authn"),
-			Observer:              s.metrics,
-			Now:                   opts.Now,
-			CookieName:            cfg.Session.CookieName, // "" means cookiename.Default
-			InsecureCookies:       cfg.Session.InsecureCookies,
-			SessionTTL:            cfg.Session.TTL,
-			IdleTimeout:           cfg.Session.IdleTimeout,
-			Limit:                 session.Limit{Max: cfg.Session.MaxPerUser, Policy: session.LimitPolicy(cfg.Session.LimitPolicy)},
-			RefreshBefore:         cfg.Session.RefreshBefore,
-			RedirectURL:           s.redirectURL,
-			BaseURL:               s.base,
-			PostLogoutRedirectURL: cfg.OIDC.PostLogoutURL,
-			// API callers without a session get the MCP authorization
-			// spec's challenge, which sends MCP clients to the metadata.
-			// (s.mcp is built next: the façade keeps the logins authn
-			// makes, and nothing is served before New returns.)
-			Unauthenticated: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.mcp.rs.Challenge(w, r) }),
-			Limiter:         s.limits.login,
-			ClientAddr:      s.limits.addr,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("building authenticator: %w", err)
-		}
-		s.mcp, err = s.newMCPAuth(cfg, s.base, s.rp.Issuer(), s.rp.TokenIssuer, codec)
-		if err != nil {
+		if err := s.buildLogin(cfg); err != nil {
 			return nil, err
 		}
 	}
-	var strip []string
-	if s.authn != nil {
-		strip = s.authn.CookieNames()
+	if s.proxy, err = s.newProxy(cfg, upstream); err != nil {
+		return nil, err
 	}
-	s.proxy, err = proxy.New(proxy.Options{
-		Upstream:        upstream,
-		Headers:         headerNames(cfg.Headers),
-		StripCookies:    strip,
-		StripHeaders:    []string{"Authorization", "Proxy-Authorization"},
-		AssertionHeader: resource.AssertionHeader,
-		TrustForwarded:  trusted.Trusts,
-		Retry:           proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},
-		Breaker: proxy.BreakerOptions{
-			Failures:     cfg.UpstreamPolicy.BreakerFailures,
-			OpenDuration: cfg.UpstreamPolicy.BreakerOpenFor,
-		},
-		ResponseHeaderTimeout: cfg.UpstreamPolicy.ResponseTimeout,
-		Logger:                s.log.Named("proxy"),
-		Observer:              s.metrics,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("building proxy: %w", err)
-	}
-
 	s.handler = s.routes()
 	return s, nil
 }
@@ -251,15 +128,25 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 // embedding).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// AdminHandler serves /healthz, /readyz, /metrics and the replayed app
-// probes under probe.PathPrefix (unauthenticated, like the rest of the admin
-// port, so only these exact paths bypass authentication).
+// AdminHandler serves /healthz, /readyz, /metrics, the replayed app probes
+// under probe.PathPrefix and, with the pprof setting, /debug/pprof/
+// (unauthenticated, like the rest of the admin port, so only these exact
+// paths bypass authentication).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+config.HealthPath, s.health)
 	mux.HandleFunc("GET "+config.ReadyPath, s.ready)
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.Handle(probe.PathPrefix, probereplay.NewReplayer(s.opts.AppProbes, probereplay.Options{Logger: s.log.Named("probe")}))
+	if s.cfg.Pprof {
+		// pprof.Index also serves the named profiles (heap, allocs,
+		// goroutine, ...) below /debug/pprof/.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -272,7 +159,7 @@ func (s *Server) Apply(cfg config.Config) {
 	}
 	s.proxy.SetHeaders(headerNames(cfg.Headers))
 	s.policy.Set(rulesFrom(cfg))
-	s.public.Store(newPublicPaths(cfg.PublicPaths))
+	s.public.Store(publicpath.New(cfg.PublicPaths))
 }
 
 // Metrics exposes the metrics (for the reloader and tests).
@@ -434,5 +321,5 @@ func (s *Server) redirectURL(r *http.Request) string {
 	if s.cfg.OIDC.RedirectURL != "" {
 		return s.cfg.OIDC.RedirectURL
 	}
-	return s.base(r) + "/oauth2/callback"
+	return s.urls.BaseURL(r) + "/oauth2/callback"
 }

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,5 +168,46 @@ func TestAdminEndpoints(t *testing.T) {
 	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code == http.StatusOK {
 		t.Fatalf("/metrics answered 200 on the protected listener")
+	}
+}
+
+// TestAdminPprof: the runtime profiles are served on the admin listener only
+// when the pprof setting asks for them, and never on the protected one.
+func TestAdminPprof(t *testing.T) {
+	upstream := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(upstream.Close)
+	for _, tc := range []struct {
+		name  string
+		pprof bool
+		want  int
+	}{
+		{"off by default", false, http.StatusNotFound},
+		{"on", true, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := bypassConfig(t, upstream.URL)
+			cfg.Pprof = tc.pprof
+			srv, err := New(context.Background(), cfg, Options{Logger: zaptest.NewLogger(t), Level: zap.NewAtomicLevel()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for path, looksLike := range map[string]string{
+				"/debug/pprof/": "goroutine", "/debug/pprof/heap?debug=1": "heap profile", "/debug/pprof/goroutine?debug=1": "goroutine profile",
+			} {
+				rec := httptest.NewRecorder()
+				srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+				if rec.Code != tc.want {
+					t.Errorf("admin %s = %d, want %d", path, rec.Code, tc.want)
+				}
+				if tc.pprof && !strings.Contains(rec.Body.String(), looksLike) {
+					t.Errorf("admin %s does not look like a profile: %.200s", path, rec.Body.String())
+				}
+				rec = httptest.NewRecorder()
+				srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+				if rec.Code == http.StatusOK {
+					t.Errorf("protected listener %s = 200; profiles belong to the admin listener only", path)
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,13 @@
-package bearer
+// Package forwarded decides what a request says about where it came from:
+// which peers are trusted reverse proxies, and so which X-Forwarded-* headers
+// are believed for the host and scheme the client used (the proxy's external
+// base URL) and for the client's address. It is one package so that the
+// advertised URLs, the allowed-hosts check, the per-client limits and the
+// headers passed upstream can never disagree about a peer.
+package forwarded
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,13 +17,8 @@ import (
 	"strings"
 )
 
-// ExternalURL returns the absolute base URL (scheme://host[/prefix], no
-// trailing slash) under which clients reach the proxy for r. Absolute URLs
-// in challenges and metadata are built from it.
-type ExternalURL func(r *http.Request) string
-
-// BaseURLOptions say how to find the external base URL.
-type BaseURLOptions struct {
+// Options say how to find the external base URL and whom to believe.
+type Options struct {
 	// ExternalURL, when set, is always used (for example
 	// "https://mcp.example.com").
 	ExternalURL string
@@ -27,43 +29,113 @@ type BaseURLOptions struct {
 	TrustedProxies []string
 }
 
-// BaseURL returns the ExternalURL function for opts. Precedence: the
-// configured external URL; X-Forwarded-Proto/-Host from a trusted proxy;
-// the request's own scheme and Host.
-func BaseURL(opts BaseURLOptions) (ExternalURL, error) {
+// Resolver makes the forwarding decisions for one configuration. The
+// configuration is parsed once, by NewResolver; the decisions about one
+// request are made once, by Middleware, and read back through BaseURL, Host
+// and Trusts, which every consumer takes as a plain func(*http.Request).
+// Safe for concurrent use.
+type Resolver struct {
+	external string // normalised ExternalURL; "" when not configured
+	trusted  TrustedProxies
+}
+
+// NewResolver checks opts and returns their Resolver.
+func NewResolver(opts Options) (*Resolver, error) {
+	res := &Resolver{}
 	if opts.ExternalURL != "" {
 		u, err := url.Parse(opts.ExternalURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return nil, fmt.Errorf("bearer: external URL %q must be an absolute http(s) URL without query, fragment or user info", opts.ExternalURL)
+			return nil, fmt.Errorf("forwarded: external URL %q must be an absolute http(s) URL without query, fragment or user info", opts.ExternalURL)
 		}
-		base := strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.EscapedPath(), "/")
-		return func(*http.Request) string { return base }, nil
+		res.external = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.EscapedPath(), "/")
 	}
 	trusted, err := ParseTrustedProxies(opts.TrustedProxies)
 	if err != nil {
 		return nil, err
 	}
-	return func(r *http.Request) string {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		if trusted.Trusts(r) {
-			if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
-				scheme = p
-			}
-		}
-		return scheme + "://" + ClientHost(r, trusted)
-	}, nil
+	res.trusted = trusted
+	return res, nil
 }
 
-// ClientHost is the host[:port] the client addressed, lower-cased: the
+// TrustedProxies are the parsed trusted proxies (for ClientAddr).
+func (res *Resolver) TrustedProxies() TrustedProxies { return res.trusted }
+
+// Decision is what the proxy believes about one request.
+type Decision struct {
+	// Trusted: the direct peer is a trusted proxy, so its X-Forwarded-*
+	// headers are believed (and may be passed upstream).
+	Trusted bool
+	// Host is the host[:port] the client addressed, lower-cased: the first
+	// X-Forwarded-Host from a trusted proxy, otherwise the Host header.
+	Host string
+	// BaseURL is the absolute base URL (scheme://host[/prefix], no trailing
+	// slash) under which the client reaches the proxy. Precedence: the
+	// configured external URL; X-Forwarded-Proto/-Host from a trusted
+	// proxy; the request's own scheme and Host. Absolute URLs in
+	// challenges, metadata and redirects, and the expected token audience,
+	// are built from it.
+	BaseURL string
+}
+
+// Decide makes the decisions about r. Middleware calls it once per request;
+// everything else reads the result through For.
+func (res *Resolver) Decide(r *http.Request) Decision {
+	d := Decision{Trusted: res.trusted.Trusts(r)}
+	d.Host = clientHost(r, d.Trusted)
+	if res.external != "" {
+		d.BaseURL = res.external
+		return d
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if d.Trusted {
+		if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
+			scheme = p
+		}
+	}
+	d.BaseURL = scheme + "://" + d.Host
+	return d
+}
+
+type decisionKey struct{}
+
+// Middleware decides once about each request and stores the Decision in
+// its context for For. It goes in front of everything that reads it.
+func (res *Resolver) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := res.Decide(r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionKey{}, &d)))
+	})
+}
+
+// For returns the Decision Middleware stored for r, or decides now for a
+// request that did not pass through it (a handler used on its own), so the
+// answer is the same either way.
+func (res *Resolver) For(r *http.Request) Decision {
+	if d, ok := r.Context().Value(decisionKey{}).(*Decision); ok {
+		return *d
+	}
+	return res.Decide(r)
+}
+
+// BaseURL is For(r).BaseURL.
+func (res *Resolver) BaseURL(r *http.Request) string { return res.For(r).BaseURL }
+
+// Host is For(r).Host.
+func (res *Resolver) Host(r *http.Request) string { return res.For(r).Host }
+
+// Trusts is For(r).Trusted.
+func (res *Resolver) Trusts(r *http.Request) bool { return res.For(r).Trusted }
+
+// clientHost is the host[:port] the client addressed, lower-cased: the
 // first X-Forwarded-Host when r's peer is a trusted proxy (the host the
 // client used in front of it), otherwise the Host header. It is the one
 // place that decides this, for the advertised URLs and for the check that
 // the host is one the operator expects, so the two cannot disagree.
-func ClientHost(r *http.Request, trusted TrustedProxies) string {
-	if trusted.Trusts(r) {
+func clientHost(r *http.Request, trusted bool) string {
+	if trusted {
 		if h := firstValue(r.Header.Get("X-Forwarded-Host")); validHost(h) {
 			return h
 		}
@@ -87,7 +159,7 @@ func ParseTrustedProxies(list []string) (TrustedProxies, error) {
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return nil, fmt.Errorf("bearer: trusted proxy %q is not a CIDR or IP: %w", s, err)
+				return nil, fmt.Errorf("forwarded: trusted proxy %q is not a CIDR or IP: %w", s, err)
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}

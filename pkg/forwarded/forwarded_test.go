@@ -1,52 +1,54 @@
-package bearer_test
+package forwarded_test
 
 import (
 	"crypto/tls"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 )
 
 func TestBaseURL(t *testing.T) {
 	trusted := []string{"10.0.0.0/8", "fd00::/8", "192.0.2.7"}
 	tests := []struct {
 		name    string
-		opts    bearer.BaseURLOptions
+		opts    forwarded.Options
 		host    string
 		remote  string
 		tls     bool
 		headers map[string]string
 		want    string
 	}{
-		{"request host, plain", bearer.BaseURLOptions{}, "pod.internal:15080", "10.1.1.1:1", false, nil, "http://pod.internal:15080"},
-		{"request host, TLS", bearer.BaseURLOptions{}, "pod.internal:15443", "10.1.1.1:1", true, nil, "https://pod.internal:15443"},
-		{"external URL wins over everything", bearer.BaseURLOptions{ExternalURL: "https://MCP.example.com/", TrustedProxies: trusted}, "pod.internal:15080", "10.1.1.1:1", false,
+		{"request host, plain", forwarded.Options{}, "pod.internal:15080", "10.1.1.1:1", false, nil, "http://pod.internal:15080"},
+		{"request host, TLS", forwarded.Options{}, "pod.internal:15443", "10.1.1.1:1", true, nil, "https://pod.internal:15443"},
+		{"external URL wins over everything", forwarded.Options{ExternalURL: "https://MCP.example.com/", TrustedProxies: trusted}, "pod.internal:15080", "10.1.1.1:1", false,
 			map[string]string{"X-Forwarded-Host": "other.example", "X-Forwarded-Proto": "http"}, "https://mcp.example.com"},
-		{"external URL with prefix", bearer.BaseURLOptions{ExternalURL: "https://example.com/tools/"}, "pod:1", "1.1.1.1:1", false, nil, "https://example.com/tools"},
-		{"trusted proxy", bearer.BaseURLOptions{TrustedProxies: trusted}, "pod.internal:15080", "10.9.9.9:443", false,
+		{"external URL with prefix", forwarded.Options{ExternalURL: "https://example.com/tools/"}, "pod:1", "1.1.1.1:1", false, nil, "https://example.com/tools"},
+		{"trusted proxy", forwarded.Options{TrustedProxies: trusted}, "pod.internal:15080", "10.9.9.9:443", false,
 			map[string]string{"X-Forwarded-Host": "mcp.example.com", "X-Forwarded-Proto": "https"}, "https://mcp.example.com"},
-		{"trusted single IP", bearer.BaseURLOptions{TrustedProxies: trusted}, "pod:1", "192.0.2.7:80", false,
+		{"trusted single IP", forwarded.Options{TrustedProxies: trusted}, "pod:1", "192.0.2.7:80", false,
 			map[string]string{"X-Forwarded-Host": "mcp.example.com", "X-Forwarded-Proto": "https"}, "https://mcp.example.com"},
-		{"trusted IPv6 proxy", bearer.BaseURLOptions{TrustedProxies: trusted}, "pod:1", "[fd00::5]:80", false,
+		{"trusted IPv6 proxy", forwarded.Options{TrustedProxies: trusted}, "pod:1", "[fd00::5]:80", false,
 			map[string]string{"X-Forwarded-Host": "mcp.example.com", "X-Forwarded-Proto": "https"}, "https://mcp.example.com"},
-		{"trusted chain: first value", bearer.BaseURLOptions{TrustedProxies: trusted}, "pod:1", "10.0.0.1:1", false,
+		{"trusted chain: first value", forwarded.Options{TrustedProxies: trusted}, "pod:1", "10.0.0.1:1", false,
 			map[string]string{"X-Forwarded-Host": "mcp.example.com, lb.internal", "X-Forwarded-Proto": "https, http"}, "https://mcp.example.com"},
-		{"trusted, only proto", bearer.BaseURLOptions{TrustedProxies: trusted}, "mcp.example.com", "10.0.0.1:1", false,
+		{"trusted, only proto", forwarded.Options{TrustedProxies: trusted}, "mcp.example.com", "10.0.0.1:1", false,
 			map[string]string{"X-Forwarded-Proto": "https"}, "https://mcp.example.com"},
-		{"spoofed host from untrusted peer", bearer.BaseURLOptions{TrustedProxies: trusted}, "pod.internal:15080", "203.0.113.5:1", false,
+		{"spoofed host from untrusted peer", forwarded.Options{TrustedProxies: trusted}, "pod.internal:15080", "203.0.113.5:1", false,
 			map[string]string{"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}, "http://pod.internal:15080"},
-		{"spoofed host, no trusted proxies", bearer.BaseURLOptions{}, "pod.internal:15080", "10.0.0.1:1", false,
+		{"spoofed host, no trusted proxies", forwarded.Options{}, "pod.internal:15080", "10.0.0.1:1", false,
 			map[string]string{"X-Forwarded-Host": "evil.example"}, "http://pod.internal:15080"},
-		{"trusted but malformed host", bearer.BaseURLOptions{TrustedProxies: trusted}, "pod:1", "10.0.0.1:1", false,
+		{"trusted but malformed host", forwarded.Options{TrustedProxies: trusted}, "pod:1", "10.0.0.1:1", false,
 			map[string]string{"X-Forwarded-Host": "evil.example/path?x", "X-Forwarded-Proto": "javascript"}, "http://pod:1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			base, err := bearer.BaseURL(tt.opts)
+			res, err := forwarded.NewResolver(tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
+			base := res.BaseURL
 			req := httptest.NewRequest("GET", "/mcp", nil)
 			req.Host = tt.host
 			req.RemoteAddr = tt.remote
@@ -61,31 +63,44 @@ func TestBaseURL(t *testing.T) {
 			if got := base(req); got != tt.want {
 				t.Fatalf("BaseURL = %q, want %q", got, tt.want)
 			}
+			// Behind the middleware the same decision is made once and
+			// read back, even if a later handler rewrites the headers.
+			want := res.Decide(req)
+			var seen forwarded.Decision
+			res.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+				r.Header.Set("X-Forwarded-Host", "rewritten.example")
+				r.Host = "rewritten.example"
+				seen = res.For(r)
+			})).ServeHTTP(httptest.NewRecorder(), req)
+			if seen.BaseURL != tt.want || seen != want {
+				t.Fatalf("behind the middleware: %+v, want the decision %+v made on entry", seen, want)
+			}
 		})
 	}
 }
 
 func TestBaseURLRejectsBadConfig(t *testing.T) {
-	for _, opts := range []bearer.BaseURLOptions{
+	for _, opts := range []forwarded.Options{
 		{ExternalURL: "mcp.example.com"},
 		{ExternalURL: "ftp://mcp.example.com"},
 		{ExternalURL: "https://mcp.example.com/?q=1"},
 		{TrustedProxies: []string{"not-a-cidr"}},
+		{ExternalURL: "https://mcp.example.com", TrustedProxies: []string{"not-a-cidr"}},
 	} {
-		if _, err := bearer.BaseURL(opts); err == nil {
-			t.Errorf("BaseURL(%+v) accepted", opts)
+		if _, err := forwarded.NewResolver(opts); err == nil {
+			t.Errorf("NewResolver(%+v) accepted", opts)
 		}
 	}
 }
 
 func TestClientAddr(t *testing.T) {
-	trusted, err := bearer.ParseTrustedProxies([]string{"10.0.0.0/8", "fd00::/8"})
+	trusted, err := forwarded.ParseTrustedProxies([]string{"10.0.0.0/8", "fd00::/8"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
 		name   string
-		trust  bearer.TrustedProxies
+		trust  forwarded.TrustedProxies
 		remote string
 		xff    []string
 		want   string

@@ -1,10 +1,12 @@
-package server
+package publicpath_test
 
 import (
 	"net/url"
 	"path"
 	"strings"
 	"testing"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/publicpath"
 )
 
 // FuzzPublicPaths checks the paths that skip authentication. A path is
@@ -19,9 +21,9 @@ func FuzzPublicPaths(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	p := newPublicPaths([]string{"/public/*", "/health"})
+	p := publicpath.New([]string{"/public/*", "/health"})
 	f.Fuzz(func(t *testing.T, raw string) {
-		if !p.match(raw) {
+		if !p.Match(raw) {
 			return
 		}
 		if strings.ContainsAny(raw, "\\;%") || strings.Contains(raw, "//") ||

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs every scenario with tiny counts (-smoke) and checks that
+// each produced numbers, so `make bench` cannot rot between runs. It asserts
+// nothing about how fast anything is. It needs redis-server
+// (hack/ensure-test-deps.sh), KUBEBUILDER_ASSETS (hack/envtest-bins.sh; run
+// by the harness when unset) and builds oauth2-proxy with
+// hack/oauth2-proxy-bin.sh unless $OAUTH2_PROXY names one. The closed loop
+// is the Go one, so wrk is not needed.
+func TestSmoke(t *testing.T) {
+	o, err := parse([]string{"-smoke", "-loader", "go", "-out", "-", "-work", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	res, err := measure(ctx, o)
+	if err != nil {
+		t.Fatalf("measure: %v", err)
+	}
+
+	if len(res.targets) != tO2P+1 {
+		t.Fatalf("%d targets, want %d", len(res.targets), tO2P+1)
+	}
+	for i, tg := range res.targets {
+		if len(res.load[i]) != o.rounds {
+			t.Errorf("%s: %d throughput rounds, want %d", tg.name, len(res.load[i]), o.rounds)
+		}
+		for _, r := range res.load[i] {
+			if r.rps <= 0 || r.p50 <= 0 || r.p99 < r.p50 {
+				t.Errorf("%s: throughput %+v, want positive req/s and ordered latencies", tg.name, r)
+			}
+		}
+		l := res.latency[i]
+		if l.requests == 0 || l.success != 1 || l.p50 <= 0 || l.p99 < l.p50 || l.p999 < l.p99 {
+			t.Errorf("%s: open loop %+v, want every request answered 200 and ordered percentiles", tg.name, l)
+		}
+	}
+	kinds := map[string]bool{}
+	for _, s := range res.streams {
+		kinds[s.kind] = true
+		if s.held != o.streams || s.openErr != "" {
+			t.Errorf("%s: held %d of %d streams (%s)", s.kind, s.held, o.streams, s.openErr)
+		}
+		if s.minEvents != s.events {
+			t.Errorf("%s: a stream got %d of %d events", s.kind, s.minEvents, s.events)
+		}
+		if s.idleRSS <= 0 || s.loggedRSS <= 0 || s.heldRSS <= 0 || s.delayP99 <= 0 {
+			t.Errorf("%s: stream numbers missing: %+v", s.kind, s)
+		}
+	}
+	for _, k := range []string{kindBare, kindRedis, kindO2P} {
+		if !kinds[k] {
+			t.Errorf("no stream result for %s", k)
+		}
+	}
+	a := res.admission
+	if !a.injected || a.n != o.admissions || a.annotatedP50 <= 0 || a.annotatedP99 < a.annotatedP50 || a.plainP50 <= 0 ||
+		a.directP50 <= 0 || a.directP99 < a.directP50 {
+		t.Errorf("admission %+v, want the sidecar injected and ordered percentiles", a)
+	}
+	started := map[string]bool{}
+	for _, s := range res.startups {
+		started[s.name] = true
+		if s.d <= 0 {
+			t.Errorf("start-up of %s: %v", s.name, s.d)
+		}
+	}
+	for _, k := range []string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P} {
+		if !started[k] {
+			t.Errorf("no start-up time for %s", k)
+		}
+	}
+	if res.binarySize <= 0 {
+		t.Errorf("binary size %d", res.binarySize)
+	}
+
+	md := res.markdown()
+	for _, want := range []string{"## Throughput", "## Latency", "## Held SSE streams", "## Admission", "## Start-up",
+		"## Sidecar binary", "## Targets", "| cookie, Redis |", "| bearer JWT, external IdP |", "| oauth2-proxy, cookie, Redis |", "CPUs (nproc): "} {
+		if !strings.Contains(md, want) {
+			t.Errorf("results.md lacks %q", want)
+		}
+	}
+	if strings.Contains(md, "NaN") || strings.Contains(md, "Inf") {
+		t.Errorf("results.md has a NaN or Inf:\n%s", md)
+	}
+}
