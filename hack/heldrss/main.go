@@ -63,7 +63,7 @@ func run() error {
 	noLogin := flag.Bool("no-login", false, "send no session cookie (for --auth-mode bypass)")
 	dump := flag.Bool("dump", false, "print the process's go_memstats_* metrics while holding")
 	settle := flag.Duration("settle", 2*time.Second, "wait before the held reading")
-	gcURL := flag.String("gc-url", "", "a URL that makes the process collect garbage (a memdebug build's /debug/pprof/heap?gc=1); read again after it")
+	gcURL := flag.String("gc-url", "", "a URL that makes the process collect garbage (/debug/pprof/heap?gc=1 with --pprof; ADMIN is replaced with the admin listener's address); read again after it")
 	pause := flag.Duration("pause", 0, "keep the streams held this long after the reading (to profile the process)")
 	var env, args listFlag
 	flag.Var(&env, "env", "KEY=VALUE for the measured process (repeatable)")
@@ -181,7 +181,7 @@ func run() error {
 		float64(held.goroutines-before.goroutines)/float64(*n),
 		float64(held.heapInuse+held.stackInuse-before.heapInuse-before.stackInuse)/1024/float64(*n))
 	if *gcURL != "" {
-		if err := waitStatus(ctx, *gcURL, "", http.StatusOK); err != nil {
+		if err := waitStatus(ctx, strings.ReplaceAll(*gcURL, "ADMIN", admin), "", http.StatusOK); err != nil {
 			return err
 		}
 		time.Sleep(*settle) // a measurement interval, not synchronisation
