@@ -71,6 +71,12 @@ type Config struct {
 	// time cannot hold connections open. Proxied requests are not limited:
 	// uploads to the MCP server may legitimately be slow.
 	RequestBodyTimeout time.Duration `yaml:"request_body_timeout" usage:"how long the proxy's own endpoints (/oauth2/*, /api/v1/session, OAuth metadata) wait for a request body before answering 408; requests forwarded to the upstream are not limited"`
+	// MemoryLimit is the container's memory limit. The Go runtime's soft
+	// limit is set to 90% of it (pkg/memlimit), so garbage is collected
+	// before it counts against the container, instead of only when the heap
+	// has doubled. The injector passes limits.memory through the downward
+	// API. An explicit GOMEMLIMIT wins.
+	MemoryLimit string `yaml:"memory_limit" usage:"the container's memory limit, in bytes or with a suffix (512Mi, 1G); the Go runtime's soft memory limit is set to 90% of it (empty: none; GOMEMLIMIT, if set, wins). Injected sidecars get their limits.memory"`
 
 	TLS            TLSConfig       `yaml:"tls"`
 	OIDC           OIDCConfig      `yaml:"oidc"`

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/cookiename"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/memlimit"
 )
 
 // FieldError is one problem with one setting. The message says what is wrong
@@ -34,6 +35,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateListeners(c, root)...)
 	errs = append(errs, validateRouting(c, root)...)
 	errs = append(errs, validateLogLevel(c.LogLevel, root.Child("log_level"))...)
+	errs = append(errs, validateMemoryLimit(c.MemoryLimit, root.Child("memory_limit"))...)
 	errs = append(errs, validateAuthMode(c, root)...)
 	errs = append(errs, validateStore(c, root)...)
 	errs = append(errs, validateSession(&c.Session, c.AuthMode, root.Child("session"))...)
@@ -64,6 +66,15 @@ func validateListeners(c *Config, fld fieldPath) errorList {
 	}
 	if c.RequestBodyTimeout <= 0 {
 		errs.add(fld.Child("request_body_timeout"), "must be positive")
+	}
+	return errs
+}
+
+// validateMemoryLimit checks the container memory limit parses (pkg/memlimit).
+func validateMemoryLimit(limit string, fld fieldPath) errorList {
+	var errs errorList
+	if _, err := memlimit.Parse(limit); err != nil {
+		errs.add(fld, "%v", err)
 	}
 	return errs
 }

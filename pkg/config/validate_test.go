@@ -72,6 +72,10 @@ func TestValidate(t *testing.T) {
 			want: []string{"allowed_origins"}},
 		{name: "no request body timeout", base: validOIDC, mutate: func(c *Config) { c.RequestBodyTimeout = 0 },
 			want: []string{"request_body_timeout"}},
+		{name: "memory limit in bytes", base: validOIDC, mutate: func(c *Config) { c.MemoryLimit = "536870912" }},
+		{name: "memory limit with a suffix", base: validOIDC, mutate: func(c *Config) { c.MemoryLimit = "512Mi" }},
+		{name: "memory limit not a size", base: validOIDC, mutate: func(c *Config) { c.MemoryLimit = "lots" },
+			want: []string{"memory_limit"}},
 		{name: "allowed hosts", base: validOIDC, mutate: func(c *Config) {
 			c.AllowedHosts = []string{"mcp.example.com", "*.team.svc", "*.team.svc.cluster.local:8080", "10.1.2.3", "fd00::1", "[fd00::1]:8080"}
 		}},

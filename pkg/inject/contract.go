@@ -25,6 +25,10 @@ func logLevelSetting() config.Field {
 	return config.FieldOf(func(c *config.Config) any { return &c.LogLevel })
 }
 
+func memoryLimitSetting() config.Field {
+	return config.FieldOf(func(c *config.Config) any { return &c.MemoryLimit })
+}
+
 func allowedHostsSetting() config.Field {
 	return config.FieldOf(func(c *config.Config) any { return &c.AllowedHosts })
 }

@@ -234,7 +234,15 @@ func (in *Injector) proxyContainer(p plan) (corev1.Container, error) {
 		{Name: config.PodNamespaceEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
 		{Name: config.PodIPEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
 	}
-	var env []corev1.EnvVar
+	env := []corev1.EnvVar{
+		// The container's memory limit in bytes (the node's allocatable
+		// memory when it has none): the sidecar gives the Go runtime 90% of
+		// it as its soft limit, so garbage is collected before it counts
+		// against the container (pkg/memlimit).
+		{Name: memoryLimitSetting().EnvName(), ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+			ContainerName: ProxyContainerName, Resource: "limits.memory", Divisor: resource.MustParse("1"),
+		}}},
+	}
 	if p.logLevel != "" {
 		env = append(env, corev1.EnvVar{Name: in.f.logLevel.EnvName(), Value: p.logLevel})
 	}

@@ -92,6 +92,8 @@ func heldStreamsMemory(b *testing.B, n int, viaProxy bool) uint64 {
 		go func() {
 			defer wg.Done()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/sse", nil)
+			// As MCP clients open their streams (the small copy buffers).
+			req.Header.Set("Accept", "text/event-stream")
 			resp, err := client.Do(req)
 			if err != nil {
 				errs <- err

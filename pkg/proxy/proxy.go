@@ -123,8 +123,11 @@ type Proxy struct {
 	assertion string
 	cookies   *cookieFilter
 	rp        *httputil.ReverseProxy
-	logger    *zap.Logger
-	obs       Observer
+	// streamRP is rp with small copy buffers, for requests that open an
+	// event stream (see opensEventStream).
+	streamRP *httputil.ReverseProxy
+	logger   *zap.Logger
+	obs      Observer
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -160,18 +163,29 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p.SetHeaders(opts.Headers)
 
-	var rt http.RoundTripper = opts.Transport
+	// Event-stream GETs get their own connections with smaller buffers
+	// (streamTransport); both share one breaker, since they reach the same
+	// upstream.
+	var rt, streamRT http.RoundTripper = opts.Transport, opts.Transport
 	if rt == nil {
 		rt = DefaultTransport(opts.ResponseHeaderTimeout)
+		streamRT = streamTransport(opts.ResponseHeaderTimeout)
 	}
-	rt = &retryTransport{next: rt, opts: opts.Retry.withDefaults(), logger: logger}
+	var b *breaker
 	if opts.Breaker.Failures >= 0 {
-		b := newBreaker(opts.Breaker, func(state string) {
+		b = newBreaker(opts.Breaker, func(state string) {
 			logger.Warn("upstream circuit breaker changed state", zap.String("state", state))
 			obs.BreakerStateChanged(state)
 		})
-		rt = &breakerTransport{next: rt, b: b, logger: logger}
 	}
+	wrap := func(rt http.RoundTripper) http.RoundTripper {
+		rt = &retryTransport{next: rt, opts: opts.Retry.withDefaults(), logger: logger}
+		if b != nil {
+			rt = &breakerTransport{next: rt, b: b, logger: logger}
+		}
+		return rt
+	}
+	rt, streamRT = wrap(rt), wrap(streamRT)
 
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
@@ -191,6 +205,10 @@ func New(opts Options) (*Proxy, error) {
 		// were sent, almost always a client that disconnected mid-stream.
 		ErrorLog: zap.NewStdLog(logger),
 	}
+	stream := *p.rp
+	stream.BufferPool = &streamBufferPool{}
+	stream.Transport = streamRT
+	p.streamRP = &stream
 	return p, nil
 }
 
@@ -217,6 +235,48 @@ func (b *bufferPool) Put(buf []byte) {
 	if len(buf) == copyBufferSize {
 		b.p.Put((*[copyBufferSize]byte)(buf))
 	}
+}
+
+// streamCopyBufferSize is the copy buffer of a request that opens an event
+// stream (opensEventStream): a held stream keeps its buffer for as long as
+// it is open, however rarely events come, and SSE events are small. A
+// larger event is still forwarded whole, in more reads and writes (each
+// flushed at once, as ReverseProxy does for event streams).
+const streamCopyBufferSize = 2 << 10
+
+// streamBufferPool is bufferPool for the stream copy buffers.
+type streamBufferPool struct{ p sync.Pool }
+
+func (b *streamBufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[streamCopyBufferSize]byte); ok {
+		return buf[:]
+	}
+	return new([streamCopyBufferSize]byte)[:]
+}
+
+func (b *streamBufferPool) Put(buf []byte) {
+	if len(buf) == streamCopyBufferSize {
+		b.p.Put((*[streamCopyBufferSize]byte)(buf))
+	}
+}
+
+// opensEventStream reports whether r asks for an event stream that may be
+// held open for long: a GET accepting text/event-stream (the Streamable HTTP
+// transport's standalone stream, and the older HTTP+SSE transport's
+// stream). A POST is answered with a JSON-RPC result, as JSON or as a short
+// stream of events, and keeps the larger buffer.
+func opensEventStream(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, v := range r.Header["Accept"] {
+		for part := range strings.SplitSeq(v, ",") {
+			if mt, _, _ := strings.Cut(part, ";"); strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Transport buffer sizes: the upstream connection's bufio reader and
@@ -253,6 +313,24 @@ func DefaultTransport(responseHeaderTimeout time.Duration) *http.Transport {
 	return t
 }
 
+// Buffer sizes of the upstream connections that carry event streams
+// (opensEventStream): such a connection is held for the stream's life and
+// carries one small GET and then events; longer headers and events still
+// pass whole, in more calls.
+const (
+	streamTransportReadBufferSize  = 1 << 10
+	streamTransportWriteBufferSize = 1 << 10
+)
+
+// streamTransport is DefaultTransport with the smaller buffers of
+// event-stream connections.
+func streamTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	t := DefaultTransport(responseHeaderTimeout)
+	t.ReadBufferSize = streamTransportReadBufferSize
+	t.WriteBufferSize = streamTransportWriteBufferSize
+	return t
+}
+
 // SetHeaders replaces the identity header names; safe to call while serving
 // (configuration reload). Names with all five fields empty mean
 // DefaultHeaderNames() (keeping names.Extra).
@@ -272,6 +350,10 @@ func (p *Proxy) Headers() HeaderNames {
 
 // ServeHTTP forwards r to the upstream.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if opensEventStream(r) {
+		p.streamRP.ServeHTTP(w, r)
+		return
+	}
 	p.rp.ServeHTTP(w, r)
 }
 

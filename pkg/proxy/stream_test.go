@@ -28,12 +28,18 @@ import (
 // when complete (TestFixedLengthBodyKeepsItsLength), which spares every
 // small JSON answer an eager flush (bench/results-fast.md).
 func TestStreamingIsUnbuffered(t *testing.T) {
+	// An event larger than the small copy buffer of event-stream GETs
+	// (and than the transport's read buffer).
+	big := "id: 1\ndata: " + strings.Repeat("x", 10<<10) + "\n\n"
 	tests := []struct {
 		name          string
 		contentType   string
+		accept        string
 		first, second string
 	}{
 		{name: "sse", contentType: "text/event-stream", first: "id: 1\ndata: one\n\n", second: "id: 2\ndata: two\n\n"},
+		{name: "sse asked for", contentType: "text/event-stream", accept: "text/event-stream", first: "id: 1\ndata: one\n\n", second: "id: 2\ndata: two\n\n"},
+		{name: "sse asked for, large event", contentType: "text/event-stream", accept: "text/event-stream", first: big, second: big},
 		{name: "chunked json lines", contentType: "application/x-ndjson", first: "{\"n\":1}\n", second: "{\"n\":2}\n"},
 	}
 	for _, tt := range tests {
@@ -57,6 +63,9 @@ func TestStreamingIsUnbuffered(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, front.URL+"/stream", nil)
+			if tt.accept != "" {
+				req.Header.Set("Accept", tt.accept)
+			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatalf("request: %v", err)

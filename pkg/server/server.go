@@ -169,36 +169,13 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 // stops accepting, lets in-flight requests and open streams finish for up
 // to the configured grace period, closes what remains and returns nil.
 func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
-	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBG()
-	var background sync.WaitGroup
-	for _, run := range s.background {
-		background.Go(func() { run(bg) })
-	}
-	if s.rp != nil {
-		go func() {
-			if err := s.rp.Run(bg); err == nil {
-				s.log.Info("OIDC discovery succeeded; ready", zap.String("issuer", s.rp.Issuer()))
-			}
-		}()
-	}
-
+	bg, stopBackground := s.startBackground(ctx)
+	defer stopBackground()
 	if s.cfg.TLS.CertFile != "" {
-		cw, err := certreload.New(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile,
-			certreload.Options{Logger: s.log, Observe: s.metrics.TLSCertificateReload})
-		if err != nil {
-			return fmt.Errorf("tls: loading certificate: %w", err)
+		var err error
+		if ln, err = s.tlsListener(bg, ln); err != nil {
+			return err
 		}
-		go func() {
-			if err := cw.Run(bg); err != nil {
-				s.log.Error("tls certificate watcher stopped", zap.Error(err))
-			}
-		}()
-		ln = tls.NewListener(ln, &tls.Config{
-			GetCertificate: cw.GetCertificate,
-			MinVersion:     tls.VersionTLS12,
-			NextProtos:     []string{"h2", "http/1.1"},
-		})
 	}
 
 	// http.Server.Shutdown neither waits for nor closes hijacked
@@ -209,22 +186,7 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	var active sync.WaitGroup
 	forceCtx, force := context.WithCancel(context.WithoutCancel(ctx))
 	defer force()
-	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		active.Add(1)
-		defer active.Done()
-		s.handler.ServeHTTP(w, r)
-	})
-
-	errLog, _ := zap.NewStdLogAt(s.log.Named("http"), zap.WarnLevel)
-	main := &http.Server{
-		Handler:           counted,
-		BaseContext:       func(net.Listener) context.Context { return forceCtx },
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          errLog,
-	}
-	admin := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+	main, admin := s.httpServers(forceCtx, &active)
 
 	errc := make(chan error, 2)
 	go func() { errc <- serveErr(main.Serve(ln)) }()
@@ -241,13 +203,85 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
+	s.drain(main, &active, force)
+	s.stop(admin, stopBackground)
+	return runErr
+}
 
+// startBackground starts what runs beside the listeners (the caches'
+// invalidation listeners, OIDC discovery) on a context that outlives ctx
+// until stop is called, so that they serve the whole grace period. stop
+// cancels them and waits for the ones that use the store.
+func (s *Server) startBackground(ctx context.Context) (context.Context, func()) {
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	for _, run := range s.background {
+		background.Go(func() { run(bg) })
+	}
+	if s.rp != nil {
+		go func() {
+			if err := s.rp.Run(bg); err == nil {
+				s.log.Info("OIDC discovery succeeded; ready", zap.String("issuer", s.rp.Issuer()))
+			}
+		}()
+	}
+	return bg, func() {
+		cancel()
+		background.Wait() // the caches' listeners use the store's client
+	}
+}
+
+// tlsListener serves ln with the configured certificate pair, reloaded when
+// its files change (pkg/certreload) for as long as bg lives.
+func (s *Server) tlsListener(bg context.Context, ln net.Listener) (net.Listener, error) {
+	cw, err := certreload.New(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile,
+		certreload.Options{Logger: s.log, Observe: s.metrics.TLSCertificateReload})
+	if err != nil {
+		return nil, fmt.Errorf("tls: loading certificate: %w", err)
+	}
+	go func() {
+		if err := cw.Run(bg); err != nil {
+			s.log.Error("tls certificate watcher stopped", zap.Error(err))
+		}
+	}()
+	return tls.NewListener(ln, &tls.Config{
+		GetCertificate: cw.GetCertificate,
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"h2", "http/1.1"},
+	}), nil
+}
+
+// httpServers are the protected listener's server, whose handlers active
+// counts and whose requests end when forceCtx is cancelled, and the admin
+// listener's.
+func (s *Server) httpServers(forceCtx context.Context, active *sync.WaitGroup) (main, admin *http.Server) {
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		active.Add(1)
+		defer active.Done()
+		s.handler.ServeHTTP(w, r)
+	})
+	errLog, _ := zap.NewStdLogAt(s.log.Named("http"), zap.WarnLevel)
+	main = &http.Server{
+		Handler:           counted,
+		BaseContext:       func(net.Listener) context.Context { return forceCtx },
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errLog,
+	}
+	admin = &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+	return main, admin
+}
+
+// drain stops the protected listener and lets in-flight requests and open
+// streams finish for up to the grace period; then force ends what is left.
+func (s *Server) drain(main *http.Server, active *sync.WaitGroup, force func()) {
 	s.log.Info("shutting down; waiting for in-flight requests and streams", zap.Duration("grace", s.cfg.ShutdownGrace))
 	graceCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	err := main.Shutdown(graceCtx)
 	if err == nil {
-		err = waitGroup(graceCtx, &active)
+		err = waitGroup(graceCtx, active)
 	}
 	if err != nil {
 		s.log.Warn("grace period over; closing remaining connections", zap.Error(err))
@@ -256,9 +290,14 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 		// The handlers of the connections just closed return promptly;
 		// wait briefly so nothing is still writing when Serve returns.
 		closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Second)
-		_ = waitGroup(closeCtx, &active)
+		_ = waitGroup(closeCtx, active)
 		cancelClose()
 	}
+}
+
+// stop ends the rest once the protected listener has drained: the admin
+// listener, the span flush, the background work and the store.
+func (s *Server) stop(admin *http.Server, stopBackground func()) {
 	// The admin listener and the span flush get their own short deadline:
 	// the grace period may already be spent on long streams.
 	finalCtx, cancelFinal := context.WithTimeout(context.Background(), 5*time.Second)
@@ -269,13 +308,11 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 			s.log.Warn("flushing trace spans", zap.Error(err))
 		}
 	}
-	cancelBG()
-	background.Wait() // the caches' listeners use the store's client
+	stopBackground()
 	if err := s.store.Close(); err != nil {
 		s.log.Warn("closing session store", zap.Error(err))
 	}
 	s.log.Info("stopped")
-	return runErr
 }
 
 // waitGroup waits for wg or ctx, whichever is first.

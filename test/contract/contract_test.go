@@ -26,11 +26,13 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
 	proxyapp "github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/memlimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probereplay"
 )
@@ -192,6 +194,16 @@ func checkInjectedPod(t *testing.T, pod *corev1.Pod, fx fixtures) {
 		t.Fatalf("the sidecar refuses its configuration:\n%v\nargs %q\nenv %q", err, args, names(env))
 	}
 	cfg := loaded.Config
+	// The Go runtime's soft limit follows the container's memory limit
+	// (pods injected before the injector passed it have none).
+	wantLimit := nodeAllocatableMemory
+	if l, ok := proxy.Resources.Limits[corev1.ResourceMemory]; ok {
+		wantLimit = l
+	}
+	passed := slices.ContainsFunc(env, func(e envVar) bool { return e.name == "MCP_OIDC_PROXY_MEMORY_LIMIT" })
+	if got, err := memlimit.Parse(cfg.MemoryLimit); passed && (err != nil || got != wantLimit.Value()) {
+		t.Errorf("the sidecar's memory_limit is %q (%v), want the container's limit %s", cfg.MemoryLimit, err, wantLimit.String())
+	}
 	if hasVolumeMount(proxy) && loaded.File != config.PodConfigFile {
 		t.Errorf("the sidecar read config file %q, want the mounted ConfigMap's %s", loaded.File, config.PodConfigFile)
 	}
@@ -346,6 +358,8 @@ func (k *kubelet) valueFrom(container string, e corev1.EnvVar) (string, bool) {
 			k.t.Fatalf("container %s: %s uses field %s, which this kubelet does not know", container, e.Name, src.FieldRef.FieldPath)
 		}
 		return v, true
+	case src.ResourceFieldRef != nil:
+		return k.resource(container, e.Name, src.ResourceFieldRef), true
 	case src.SecretKeyRef != nil:
 		ref := src.SecretKeyRef
 		s, ok := k.fx.secrets[k.pod.Namespace+"/"+ref.Name]
@@ -373,6 +387,40 @@ func (k *kubelet) valueFrom(container string, e corev1.EnvVar) (string, bool) {
 	}
 	k.t.Fatalf("container %s: %s has a source this kubelet does not resolve: %+v", container, e.Name, src)
 	return "", false
+}
+
+// nodeAllocatableMemory is what this kubelet's node offers: a container
+// without a memory limit sees it as limits.memory, as on a real node.
+var nodeAllocatableMemory = resource.MustParse("8Gi")
+
+// resource resolves a resourceFieldRef the way the kubelet does: the named
+// container's request or limit divided by the divisor (1 when unset),
+// rounded up; a missing memory or CPU limit is the node's allocatable.
+func (k *kubelet) resource(own, name string, ref *corev1.ResourceFieldSelector) string {
+	k.t.Helper()
+	ctr := own
+	if ref.ContainerName != "" {
+		ctr = ref.ContainerName
+	}
+	c := container(k.t, k.pod, ctr)
+	kind, res, _ := strings.Cut(ref.Resource, ".")
+	list := c.Resources.Requests
+	if kind == "limits" {
+		list = c.Resources.Limits
+	}
+	q, ok := list[corev1.ResourceName(res)]
+	switch {
+	case ok:
+	case ref.Resource == "limits.memory":
+		q = nodeAllocatableMemory
+	default:
+		k.t.Fatalf("%s: resourceFieldRef %s, which this kubelet does not resolve without a value", name, ref.Resource)
+	}
+	divisor := ref.Divisor
+	if divisor.IsZero() {
+		divisor = resource.MustParse("1")
+	}
+	return strconv.FormatInt((q.Value()+divisor.Value()-1)/divisor.Value(), 10)
 }
 
 func (k *kubelet) optional(container, name, what string, optional *bool) {

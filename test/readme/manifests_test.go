@@ -14,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"sigs.k8s.io/yaml"
 
@@ -137,6 +138,7 @@ func TestREADMEManifests(t *testing.T) {
 		{"session.store", c.Session.Store, "redis"},
 		{"session.insecure_cookies", fmt.Sprint(c.Session.InsecureCookies), vals["INSECURE_COOKIES"]},
 		{"upstream", c.Upstream, "http://127.0.0.1:" + env["PORT"]},
+		{"memory_limit (the container's limit, or the node's)", c.MemoryLimit, fmt.Sprint(new(memoryLimitOf(proxy)).Value())},
 		{"listen", c.Listen, ":8080"},
 	} {
 		if tc.got != tc.want {
@@ -370,6 +372,44 @@ func applyAnnotate(t *testing.T, w *Walkthrough, d *appsv1.Deployment) *appsv1.D
 // kubeletSource resolves the container's environment (values, downward API,
 // Secret keys, $(VAR) references) and its ConfigMap mounts the way the
 // kubelet would, into what the sidecar's loader reads.
+// containerResource resolves a resourceFieldRef to limits.memory as the
+// kubelet does (bytes over the divisor, rounded up); a container without a
+// memory limit sees its node's allocatable memory, 8Gi here.
+func containerResource(t *testing.T, pod *corev1.Pod, own string, ref *corev1.ResourceFieldSelector) string {
+	t.Helper()
+	if ref.Resource != "limits.memory" {
+		t.Errorf("resourceFieldRef %s: only limits.memory is resolved here", ref.Resource)
+		return ""
+	}
+	name := own
+	if ref.ContainerName != "" {
+		name = ref.ContainerName
+	}
+	c := findContainer(pod.Spec.InitContainers, name)
+	if c == nil {
+		c = findContainer(pod.Spec.Containers, name)
+	}
+	if c == nil {
+		t.Errorf("resourceFieldRef names container %q, which the pod does not have", name)
+		return ""
+	}
+	q := memoryLimitOf(c)
+	d := ref.Divisor
+	if d.IsZero() {
+		d = resource.MustParse("1")
+	}
+	return fmt.Sprint((q.Value() + d.Value() - 1) / d.Value())
+}
+
+// memoryLimitOf is c's memory limit, or the node's allocatable memory
+// (8Gi here) without one.
+func memoryLimitOf(c *corev1.Container) resource.Quantity {
+	if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+		return q
+	}
+	return resource.MustParse("8Gi")
+}
+
 func kubeletSource(t *testing.T, pod *corev1.Pod, c *corev1.Container, objs objects) config.Source {
 	t.Helper()
 	fields := map[string]string{"metadata.name": pod.Name, "metadata.namespace": pod.Namespace, "status.podIP": "198.18.0.10"}
@@ -387,6 +427,8 @@ func kubeletSource(t *testing.T, pod *corev1.Pod, c *corev1.Container, objs obje
 			})
 		case e.ValueFrom.FieldRef != nil:
 			v = fields[e.ValueFrom.FieldRef.FieldPath]
+		case e.ValueFrom.ResourceFieldRef != nil:
+			v = containerResource(t, pod, c.Name, e.ValueFrom.ResourceFieldRef)
 		case e.ValueFrom.SecretKeyRef != nil:
 			ref := e.ValueFrom.SecretKeyRef
 			if ref.Name != objs.secretName {

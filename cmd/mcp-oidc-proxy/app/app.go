@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
@@ -20,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/memlimit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/server"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
@@ -116,6 +118,9 @@ func Serve(ctx context.Context, rt Runtime) error {
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		otelLog.Warn("OpenTelemetry error", zap.Error(err))
 	}))
+	if _, err := ApplyMemoryLimit(rt, debug.SetMemoryLimit); err != nil {
+		return err
+	}
 	probes, err := AppProbes(rt.Source.Env)
 	if err != nil {
 		return err
@@ -182,4 +187,23 @@ func indent(err error) string {
 		lines[i] = "  - " + l
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ApplyMemoryLimit gives the Go runtime a soft memory limit of
+// memlimit.Fraction of the configured container limit (memory_limit), unless
+// GOMEMLIMIT is set, which the runtime has already applied. set is
+// runtime/debug.SetMemoryLimit in the binary; it is a parameter so tests do
+// not change their own process's limit. It returns the limit in force and
+// logs it.
+func ApplyMemoryLimit(rt Runtime, set func(int64) int64) (int64, error) {
+	d, err := memlimit.Derive(rt.Config.MemoryLimit, rt.Source.Getenv(memlimit.GoEnv))
+	if err != nil {
+		return 0, fmt.Errorf("memory_limit: %w", err)
+	}
+	limit := memlimit.Apply(d, set)
+	if d.Limit > 0 || d.FromGoEnv {
+		rt.Logger.Info("Go soft memory limit set", zap.Int64("limit_bytes", limit),
+			zap.Int64("container_limit_bytes", d.Container), zap.Bool("from_gomemlimit", d.FromGoEnv))
+	}
+	return limit, nil
 }

@@ -142,3 +142,62 @@ func TestUsageAndREADMEDocumentEverySetting(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyMemoryLimit checks the container limit from the environment
+// reaches the runtime as 90%, and that GOMEMLIMIT, which the runtime has
+// already applied, is left alone.
+func TestApplyMemoryLimit(t *testing.T) {
+	const before = int64(1) << 62
+	tests := []struct {
+		name string
+		env  []string
+		want int64
+	}{
+		{name: "container limit in bytes", env: []string{"MCP_OIDC_PROXY_MEMORY_LIMIT=1000000000"}, want: 900000000},
+		{name: "with a suffix", env: []string{"MCP_OIDC_PROXY_MEMORY_LIMIT=100Mi"}, want: 100 << 20 * 9 / 10},
+		{name: "GOMEMLIMIT wins", env: []string{"MCP_OIDC_PROXY_MEMORY_LIMIT=1000000000", "GOMEMLIMIT=64MiB"}, want: before},
+		{name: "none", want: before},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			limit := before
+			set := func(n int64) int64 {
+				old := limit
+				if n >= 0 {
+					limit = n
+				}
+				return old
+			}
+			var got int64
+			code := Main(context.Background(), IO{
+				Args: []string{"--log-level", "info"}, Env: append(append([]string(nil), validEnv...), tt.env...),
+				Stdout: &bytes.Buffer{}, Stderr: &stderr,
+			}, func(_ context.Context, rt Runtime) error {
+				var err error
+				got, err = ApplyMemoryLimit(rt, set)
+				return err
+			})
+			if code != 0 {
+				t.Fatalf("exit code %d, stderr: %s", code, stderr.String())
+			}
+			if got != tt.want || limit != tt.want {
+				t.Errorf("limit in force %d (runtime %d), want %d", got, limit, tt.want)
+			}
+			if logged := strings.Contains(stderr.String(), "Go soft memory limit set"); logged != (len(tt.env) > 0) {
+				t.Errorf("start-up log line present %v, want %v: %s", logged, len(tt.env) > 0, stderr.String())
+			}
+		})
+	}
+}
+
+func TestMainRefusesABadMemoryLimit(t *testing.T) {
+	var stderr bytes.Buffer
+	code := Main(context.Background(), IO{
+		Env:    append(append([]string(nil), validEnv...), "MCP_OIDC_PROXY_MEMORY_LIMIT=plenty"),
+		Stdout: &bytes.Buffer{}, Stderr: &stderr,
+	}, func(context.Context, Runtime) error { t.Error("run called with an invalid memory limit"); return nil })
+	if code != 2 || !strings.Contains(stderr.String(), "memory_limit") {
+		t.Fatalf("exit code %d, stderr %q; want 2 naming memory_limit", code, stderr.String())
+	}
+}

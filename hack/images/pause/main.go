@@ -14,6 +14,9 @@ import (
 	"syscall"
 )
 
+// notFirstWarning is pause.c's warning when it is not PID 1.
+const notFirstWarning = "Warning: pause should be the first process"
+
 // version is set by hack/images through -ldflags -X main.version.
 var version = "dev"
 
@@ -22,11 +25,13 @@ func main() {
 		fmt.Printf("pause.go %s\n", version)
 		return
 	}
-	if os.Getpid() != 1 {
-		fmt.Fprintln(os.Stderr, "Warning: pause should be the first process")
-	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	// Warned only once the handlers are in place, so the line also tells a
+	// parent (the tests) that SIGTERM now ends pause with exit code 0.
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, notFirstWarning)
+	}
 	os.Exit(loop(sigs, reap))
 }
 
