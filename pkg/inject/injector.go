@@ -30,7 +30,7 @@ type Injector struct {
 
 // sidecarFields are the sidecar settings the injector names, resolved once.
 type sidecarFields struct {
-	listen, adminListen, upstream, logLevel config.Field
+	listen, adminListen, upstream, logLevel, memoryLimit config.Field
 	// podSecretKeys is config.PodSecretKeys(); secretKey maps each
 	// setting's path to its key.
 	podSecretKeys []config.PodSecretKey
@@ -50,6 +50,7 @@ func New(s Settings) *Injector {
 			adminListen:   adminListenSetting(),
 			upstream:      upstreamSetting(),
 			logLevel:      logLevelSetting(),
+			memoryLimit:   memoryLimitSetting(),
 			podSecretKeys: config.PodSecretKeys(),
 			secretKey:     map[string]string{},
 			redisKeys:     s.RedisSecret.keys(),

@@ -239,7 +239,7 @@ func (in *Injector) proxyContainer(p plan) (corev1.Container, error) {
 		// memory when it has none): the sidecar gives the Go runtime 90% of
 		// it as its soft limit, so garbage is collected before it counts
 		// against the container (pkg/memlimit).
-		{Name: memoryLimitSetting().EnvName(), ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+		{Name: in.f.memoryLimit.EnvName(), ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
 			ContainerName: ProxyContainerName, Resource: "limits.memory", Divisor: resource.MustParse("1"),
 		}}},
 	}
