@@ -34,14 +34,21 @@ const DefaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
 // never modified: an injected pod is a deep copy, and a skipped or already
 // injected pod is returned as given. Mutate is pure and deterministic so the
 // webhook can compute a patch from it and tests can compare it to goldens.
+// It works out what depends on s alone for this one call; the webhook keeps
+// an Injector (New) so that this happens once, at start-up.
 func Mutate(pod *corev1.Pod, ns Namespace, s Settings) (Result, error) {
+	return New(s).Mutate(pod, ns)
+}
+
+// Mutate is the package's Mutate with the Injector's Settings.
+func (in *Injector) Mutate(pod *corev1.Pod, ns Namespace) (Result, error) {
 	if pod == nil {
 		return Result{}, errors.New("inject: nil pod")
 	}
 	if ns.Name == "" {
 		ns.Name = pod.Namespace
 	}
-	if reason := skipReason(pod, ns, s); reason != "" {
+	if reason := skipReason(pod, ns, in.s); reason != "" {
 		return Result{Pod: pod, Skipped: reason}, nil
 	}
 	if _, ok := pod.Annotations[AnnotationStatus]; ok {
@@ -56,11 +63,11 @@ func Mutate(pod *corev1.Pod, ns Namespace, s Settings) (Result, error) {
 		return Result{Pod: pod, AlreadyInjected: true}, nil
 	}
 	req := parse(pod)
-	p, err := validate(req, pod, ns, s)
+	p, err := in.validate(req, pod, ns)
 	if err != nil {
 		return Result{}, err
 	}
-	out, err := patch(pod, p, s)
+	out, err := in.patch(pod, p)
 	if err != nil {
 		return Result{}, err
 	}

@@ -56,7 +56,8 @@ type RebindEnvStatus struct {
 }
 
 // patch applies a validated plan to a deep copy of pod.
-func patch(pod *corev1.Pod, p plan, s Settings) (*corev1.Pod, error) {
+func (in *Injector) patch(pod *corev1.Pod, p plan) (*corev1.Pod, error) {
+	s := in.s
 	out := pod.DeepCopy()
 	app := out.Spec.Containers[0].Name
 	st := Status{Version: StatusVersion, Mode: p.mode, Port: p.port, Native: p.native, Image: s.Image,
@@ -97,7 +98,7 @@ func patch(pod *corev1.Pod, p plan, s Settings) (*corev1.Pod, error) {
 		st.Volumes = append(st.Volumes, ConfigVolumeName)
 	}
 
-	proxy, err := proxyContainer(p, s)
+	proxy, err := in.proxyContainer(p)
 	if err != nil {
 		return nil, err
 	}
@@ -182,25 +183,26 @@ func restrictedSecurityContext() *corev1.SecurityContext {
 
 // proxyArgs are the proxy's flags: where it listens and the app it
 // protects.
-func proxyArgs(p plan) []string {
+func (f *sidecarFields) proxyArgs(p plan) []string {
 	listen, upstream := ProxyPort, p.port
 	if p.mode == ModeRebind {
 		listen, upstream = int(p.port), p.appPort
 	}
 	return []string{
-		listenSetting().Arg(fmt.Sprintf(":%d", listen)),
-		adminListenSetting().Arg(fmt.Sprintf(":%d", AdminPort)),
-		upstreamSetting().Arg(fmt.Sprintf("http://127.0.0.1:%d", upstream)),
+		f.listen.Arg(fmt.Sprintf(":%d", listen)),
+		f.adminListen.Arg(fmt.Sprintf(":%d", AdminPort)),
+		f.upstream.Arg(fmt.Sprintf("http://127.0.0.1:%d", upstream)),
 	}
 }
 
-func proxyContainer(p plan, s Settings) (corev1.Container, error) {
+func (in *Injector) proxyContainer(p plan) (corev1.Container, error) {
+	s := in.s
 	c := corev1.Container{
 		Name:                     ProxyContainerName,
 		Image:                    s.Image,
 		ImagePullPolicy:          s.ImagePullPolicy,
 		Command:                  []string{config.BinaryPath},
-		Args:                     proxyArgs(p),
+		Args:                     in.f.proxyArgs(p),
 		Ports:                    []corev1.ContainerPort{{Name: "mcp-oidc-admin", ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP}},
 		Resources:                p.resources,
 		ReadinessProbe:           adminProbe(config.ReadyPath, 5, 3),
@@ -237,12 +239,12 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 		// memory when it has none): the sidecar gives the Go runtime 90% of
 		// it as its soft limit, so garbage is collected before it counts
 		// against the container (pkg/memlimit).
-		{Name: memoryLimitSetting().EnvName(), ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+		{Name: in.f.memoryLimit.EnvName(), ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
 			ContainerName: ProxyContainerName, Resource: "limits.memory", Divisor: resource.MustParse("1"),
 		}}},
 	}
 	if p.logLevel != "" {
-		env = append(env, corev1.EnvVar{Name: logLevelSetting().EnvName(), Value: p.logLevel})
+		env = append(env, corev1.EnvVar{Name: in.f.logLevel.EnvName(), Value: p.logLevel})
 	}
 	if len(p.probes) > 0 {
 		v, err := probe.Encode(p.probes)
@@ -251,18 +253,17 @@ func proxyContainer(p plan, s Settings) (corev1.Container, error) {
 		}
 		env = append(env, corev1.EnvVar{Name: probe.EnvVar, Value: v})
 	}
-	defaults, err := clusterDefaults(s.ProxyDefaults)
-	if err != nil {
-		return corev1.Container{}, err
+	if in.defaultsErr != nil {
+		return corev1.Container{}, in.defaultsErr
 	}
-	env = append(env, corev1.EnvVar{Name: config.ClusterDefaultsEnv, Value: defaults})
+	env = append(env, corev1.EnvVar{Name: config.ClusterDefaultsEnv, Value: in.defaults})
 	if p.configMap != "" {
 		env = append(env, corev1.EnvVar{Name: config.ConfigFileEnv, Value: config.PodConfigFile})
 		c.VolumeMounts = []corev1.VolumeMount{{Name: ConfigVolumeName, MountPath: config.PodConfigDir, ReadOnly: true}}
 	}
-	redisKeys := s.RedisSecret.keys()
+	redisKeys := in.f.redisKeys
 	if p.secret != "" {
-		for _, k := range config.PodSecretKeys() {
+		for _, k := range in.f.podSecretKeys {
 			if _, replaced := redisKeys[k.Setting.EnvName()]; replaced {
 				continue
 			}

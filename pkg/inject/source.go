@@ -26,8 +26,8 @@ var errNoSuchFile = errors.New("no such file: an injected sidecar mounts only th
 // own loader and refuses the pod when the sidecar would refuse to start,
 // instead of letting it crash-loop. Problems with secret settings are left
 // out when the pod names a Secret, which can supply them at run time.
-func checkConfigSource(d *denials, p plan, s Settings) {
-	problems, secretsNeeded := sidecarProblems(p, s)
+func (in *Injector) checkConfigSource(d *denials, p plan) {
+	problems, secretsNeeded := in.sidecarProblems(p)
 	if len(problems) == 0 {
 		return
 	}
@@ -36,7 +36,7 @@ func checkConfigSource(d *denials, p plan, s Settings) {
 	if len(secretsNeeded) > 0 {
 		fix += fmt.Sprintf("; secrets come from the Secret named by %s (%s)", AnnotationSecret, strings.Join(secretsNeeded, ", "))
 	}
-	if emptyDefaults(s.ProxyDefaults) {
+	if in.noDefaults {
 		var paths []string
 		for _, pr := range problems {
 			var fe *config.FieldError
@@ -59,28 +59,30 @@ func checkConfigSource(d *denials, p plan, s Settings) {
 
 // sidecarProblems loads what the sidecar would see without a ConfigMap and
 // returns the problems the pod's Secret cannot fix, and, when the pod names
-// no Secret, the Secret keys that would fix the others.
-func sidecarProblems(p plan, s Settings) (problems []error, secretsNeeded []string) {
-	env := []string{config.ClusterDefaultsEnv + "=" + s.ProxyDefaults}
-	if p.logLevel != "" {
-		env = append(env, logLevelSetting().EnvName()+"="+p.logLevel)
-	}
-	_, err := config.LoadValidated(config.Source{
-		Args:     proxyArgs(p),
-		Env:      env,
-		ReadFile: func(string) ([]byte, error) { return nil, errNoSuchFile },
+// no Secret, the Secret keys that would fix the others. The load depends on
+// the cluster defaults and the pod's command line and log level only, so
+// the Injector remembers its outcome for each of those.
+func (in *Injector) sidecarProblems(p plan) (problems []error, secretsNeeded []string) {
+	args := in.f.proxyArgs(p)
+	loaded := in.sources.problems(args, p.logLevel, func() []error {
+		env := []string{config.ClusterDefaultsEnv + "=" + in.s.ProxyDefaults}
+		if p.logLevel != "" {
+			env = append(env, in.f.logLevel.EnvName()+"="+p.logLevel)
+		}
+		_, err := config.LoadValidated(config.Source{
+			Args:     args,
+			Env:      env,
+			ReadFile: func(string) ([]byte, error) { return nil, errNoSuchFile },
+		})
+		return flattenErrors(err)
 	})
-	secretKey := map[string]string{}
-	for _, k := range config.PodSecretKeys() {
-		secretKey[k.Setting.Path] = k.Key
-	}
-	for _, e := range flattenErrors(err) {
+	for _, e := range loaded {
 		var fe *config.FieldError
 		if !errors.As(e, &fe) {
 			problems = append(problems, e)
 			continue
 		}
-		if key, secret := secretKey[fe.Path]; secret {
+		if key, secret := in.f.secretKey[fe.Path]; secret {
 			if p.secret != "" {
 				continue
 			}

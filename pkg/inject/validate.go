@@ -56,7 +56,8 @@ const (
 
 // validate judges the request against the pod, the namespace and the cluster
 // settings. It reports every problem, not just the first.
-func validate(r request, pod *corev1.Pod, ns Namespace, s Settings) (plan, error) {
+func (in *Injector) validate(r request, pod *corev1.Pod, ns Namespace) (plan, error) {
+	s := in.s
 	var d denials
 	p := plan{appPort: DefaultRebindAppPort}
 
@@ -143,7 +144,7 @@ func validate(r request, pod *corev1.Pod, ns Namespace, s Settings) (plan, error
 	if !r.config.set {
 		// A ConfigMap name, even an invalid one (denied above), is the
 		// pod's configuration source.
-		checkConfigSource(&d, p, s)
+		in.checkConfigSource(&d, p)
 	}
 	if len(d) > 0 {
 		return plan{}, d.err()

@@ -38,16 +38,17 @@ type NamespaceGetter interface {
 	GetNamespace(ctx context.Context, name string) (*corev1.Namespace, error)
 }
 
-// MutateFunc is inject.Mutate's signature; the handler takes it as a value so
-// that error branches the real mutation cannot produce can be tested.
-type MutateFunc func(pod *corev1.Pod, ns inject.Namespace, s inject.Settings) (inject.Result, error)
+// MutateFunc is (*inject.Injector).Mutate's signature; the handler takes it
+// as a value so that error branches the real mutation cannot produce can be
+// tested.
+type MutateFunc func(pod *corev1.Pod, ns inject.Namespace) (inject.Result, error)
 
 // Observer records the outcome of each admission (metrics).
 type Observer interface {
 	Observe(namespace, result string, d time.Duration)
 }
 
-// Handler admits pods through inject.Mutate.
+// Handler admits pods through an inject.Injector.
 type Handler struct {
 	decoder    admission.Decoder
 	namespaces NamespaceGetter
@@ -60,8 +61,9 @@ type Handler struct {
 
 var _ admission.Handler = (*Handler)(nil)
 
-// Options configure a Handler. Mutate defaults to inject.Mutate, Observer to
-// none, Now to time.Now.
+// Options configure a Handler. Mutate defaults to an inject.Injector for
+// Settings, made once here so that no admission repeats the work that
+// depends on the Settings alone; Observer defaults to none, Now to time.Now.
 type Options struct {
 	Decoder    admission.Decoder
 	Namespaces NamespaceGetter
@@ -81,7 +83,7 @@ func NewHandler(o Options) (*Handler, error) {
 		return nil, errors.New("webhook: a namespace getter is required")
 	}
 	if o.Mutate == nil {
-		o.Mutate = inject.Mutate
+		o.Mutate = inject.New(o.Settings).Mutate
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -137,7 +139,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return admission.Errored(http.StatusInternalServerError,
 			fmt.Errorf("mcp-oidc-injector: looking up namespace %q: %w", nsName, err)), ResultError, pod
 	}
-	res, err := h.mutate(pod, inject.Namespace{Name: nsName, Labels: ns.Labels}, h.settings)
+	res, err := h.mutate(pod, inject.Namespace{Name: nsName, Labels: ns.Labels})
 	if err != nil {
 		var d *inject.Denial
 		if errors.As(err, &d) {

@@ -127,7 +127,7 @@ func TestHandle(t *testing.T) {
 		{name: "opted-out pod allowed when the namespace lookup fails", ns: "gone", pod: pod(map[string]string{inject.AnnotationInject: "false"}),
 			wantAllowed: true, wantResult: ResultSkipped},
 		{name: "mutation failure that is not a denial is an error", ns: "apps", pod: pod(map[string]string{inject.AnnotationInject: "true"}),
-			mutate: func(*corev1.Pod, inject.Namespace, inject.Settings) (inject.Result, error) {
+			mutate: func(*corev1.Pod, inject.Namespace) (inject.Result, error) {
 				return inject.Result{}, errors.New("boom")
 			},
 			wantMsg: []string{"mutating the pod", "boom"}, wantCode: http.StatusInternalServerError, wantResult: ResultError},
