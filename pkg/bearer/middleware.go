@@ -102,14 +102,25 @@ func (s *ResourceServer) Wrap(next, fallback http.Handler) http.Handler {
 			s.insufficientScope(w, r)
 			return
 		}
-		id := tok.Identity
-		id.Method = Method
-		ctx := identity.NewContext(r.Context(), &id)
+		ctx := identity.NewContext(r.Context(), callerIdentity(tok))
 		ctx = NewContext(ctx, tok)
 		r = r.WithContext(ctx)
 		r.Header.Del("Authorization")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// callerIdentity is tok's Identity as the request's identity. Tokens from
+// this package carry Method already, and their Identity is then shared
+// as it is, like the Token itself (read-only, see Validator), which spares
+// every request a copy; any other Token gets a copy with Method set.
+func callerIdentity(tok *Token) *identity.Identity {
+	if tok.Identity.Method == Method {
+		return &tok.Identity
+	}
+	id := tok.Identity
+	id.Method = Method
+	return &id
 }
 
 // logFor is the logger for lines about the request whose context is ctx

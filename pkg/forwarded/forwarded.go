@@ -105,9 +105,26 @@ type decisionKey struct{}
 // its context for For. It goes in front of everything that reads it.
 func (res *Resolver) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := res.Decide(r)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionKey{}, &d)))
+		ctx := &decisionContext{Context: r.Context(), d: res.Decide(r)}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// decisionContext carries a request's Decision. It is context.WithValue
+// with the value inside, so storing the Decision costs one allocation
+// rather than two on every request.
+type decisionContext struct {
+	context.Context
+	d Decision
+}
+
+// Value answers For's key with the Decision and every other key from the
+// parent.
+func (c *decisionContext) Value(key any) any {
+	if _, ok := key.(decisionKey); ok {
+		return &c.d
+	}
+	return c.Context.Value(key)
 }
 
 // For returns the Decision Middleware stored for r, or decides now for a
