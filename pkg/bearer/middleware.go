@@ -226,8 +226,16 @@ func bearerToken(r *http.Request) (token string, present, ok bool) {
 		return "", true, false
 	}
 	token = strings.TrimSpace(rest)
-	if token == "" || strings.ContainsAny(token, " \t,") {
+	if token == "" || hasSeparator(token) {
 		return "", true, false
 	}
 	return token, true, true
+}
+
+// hasSeparator reports whether token holds a space, tab or comma: what
+// strings.ContainsAny(token, " \t,") says, with one vectorised byte search
+// per separator instead of a byte-by-byte set lookup over a token of a
+// kilobyte or so on every request.
+func hasSeparator(token string) bool {
+	return strings.IndexByte(token, ' ') >= 0 || strings.IndexByte(token, '\t') >= 0 || strings.IndexByte(token, ',') >= 0
 }
