@@ -65,7 +65,12 @@ func newKeyCache(opts keyCacheOptions) *keyCache {
 // get returns the cached keys, fetching them when there are none yet or
 // they are older than maxAge (stale keys are kept if that fetch fails).
 func (c *keyCache) get(ctx context.Context) (*jose.JSONWebKeySet, error) {
-	if f := c.fresh.Load(); f != nil && c.opts.now().Sub(f.at) < c.opts.maxAge {
+	return c.getAt(ctx, c.opts.now())
+}
+
+// getAt is get with the current time already read by the caller.
+func (c *keyCache) getAt(ctx context.Context, now time.Time) (*jose.JSONWebKeySet, error) {
+	if f := c.fresh.Load(); f != nil && now.Sub(f.at) < c.opts.maxAge {
 		return f.set, nil
 	}
 	return c.refresh(ctx)

@@ -297,7 +297,7 @@ func TestResourceServerPassesTheRequestsExpectation(t *testing.T) {
 // keys fetched from its JWKS URL, the audience from each request) whose
 // token has been validated once, so every later request is a cache hit,
 // and a request carrying that token.
-func cachedTokenHandler(t *testing.T) (http.Handler, func() *http.Request) {
+func cachedTokenHandler(t testing.TB) (http.Handler, func() *http.Request) {
 	t.Helper()
 	kp := newRSAKey(t, "k1")
 	jwks := newJWKSServer(t, kp.pub)
@@ -359,5 +359,21 @@ func TestResourceServerCachedTokenAllocations(t *testing.T) {
 		}
 	}); n > maxAllocs {
 		t.Fatalf("a request with a cached token allocates %.0f times in the resource server, want at most %d", n, maxAllocs)
+	}
+}
+
+// BenchmarkResourceServerCachedToken is the resource server's own cost for
+// a request whose token was validated before (external mode), the common
+// case: hashing the token, the cache and key checks, and the context.
+func BenchmarkResourceServerCachedToken(b *testing.B) {
+	h, next := cachedTokenHandler(b)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.code = 0
+		h.ServeHTTP(w, next())
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d, want 204", w.code)
+		}
 	}
 }
