@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Options say how to find the external base URL and whom to believe.
@@ -37,6 +38,15 @@ type Options struct {
 type Resolver struct {
 	external string // normalised ExternalURL; "" when not configured
 	trusted  TrustedProxies
+	// last is the base URL built for the last scheme and host seen, so
+	// that without an external URL the requests to one host do not build
+	// the same string again and again.
+	last atomic.Pointer[builtBase]
+}
+
+// builtBase is a base URL and the scheme and host it was built from.
+type builtBase struct {
+	scheme, host, url string
 }
 
 // NewResolver checks opts and returns their Resolver.
@@ -95,8 +105,18 @@ func (res *Resolver) Decide(r *http.Request) Decision {
 			scheme = p
 		}
 	}
-	d.BaseURL = scheme + "://" + d.Host
+	d.BaseURL = res.baseURL(scheme, d.Host)
 	return d
+}
+
+// baseURL is scheme://host, reusing the last one built when it is the same.
+func (res *Resolver) baseURL(scheme, host string) string {
+	if b := res.last.Load(); b != nil && b.scheme == scheme && b.host == host {
+		return b.url
+	}
+	u := scheme + "://" + host
+	res.last.Store(&builtBase{scheme: scheme, host: host, url: u})
+	return u
 }
 
 type decisionKey struct{}

@@ -168,3 +168,32 @@ func TestMiddlewareContext(t *testing.T) {
 		t.Fatal("cancelling the request's context did not reach a context derived behind the middleware")
 	}
 }
+
+// Requests alternating between hosts and schemes each get their own base
+// URL (the resolver reuses the last one it built only for the same
+// scheme and host).
+func TestBaseURLFollowsEachRequest(t *testing.T) {
+	res, err := forwarded.NewResolver(forwarded.Options{TrustedProxies: []string{"192.0.2.7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		host, proto, want string
+	}{
+		{"a.example", "", "http://a.example"},
+		{"a.example", "", "http://a.example"},
+		{"b.example:8443", "", "http://b.example:8443"},
+		{"b.example:8443", "https", "https://b.example:8443"},
+		{"a.example", "https", "https://a.example"},
+		{"a.example", "", "http://a.example"},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "http://"+tc.host+"/mcp", nil)
+		req.RemoteAddr = "192.0.2.7:1234"
+		if tc.proto != "" {
+			req.Header.Set("X-Forwarded-Proto", tc.proto)
+		}
+		if got := res.BaseURL(req); got != tc.want {
+			t.Fatalf("request %d: BaseURL = %q, want %q", i, got, tc.want)
+		}
+	}
+}
