@@ -12,8 +12,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// Header is the header the ID is read from and written to.
-const Header = "X-Request-ID"
+// Header is the header the ID is read from and written to (X-Request-ID;
+// header names are case-insensitive). It is spelt in Go's canonical form,
+// which is also how net/http writes it, so that Header.Get, Set and Del
+// with it do not build the canonical key anew on every request.
+const Header = "X-Request-Id"
 
 // maxLen bounds a propagated ID so a client cannot inflate logs.
 const maxLen = 128

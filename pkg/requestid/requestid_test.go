@@ -108,3 +108,11 @@ func TestContextCarriesTheID(t *testing.T) {
 		t.Errorf("NewContext allocates %.0f times, want at most 1", n)
 	}
 }
+
+// Header is already canonical, so reading and writing it on every request
+// costs no key allocation.
+func TestHeaderIsCanonical(t *testing.T) {
+	if got := http.CanonicalHeaderKey(Header); got != Header {
+		t.Fatalf("Header = %q, canonical form %q", Header, got)
+	}
+}
