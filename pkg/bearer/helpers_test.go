@@ -34,7 +34,7 @@ type keyPair struct {
 	priv jose.JSONWebKey
 }
 
-func newRSAKey(t *testing.T, kid string) keyPair {
+func newRSAKey(t testing.TB, kid string) keyPair {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -57,7 +57,7 @@ func newECKey(t *testing.T, kid string) keyPair {
 }
 
 // sign signs claims with kp, kid in the header.
-func sign(t *testing.T, kp keyPair, claims map[string]any) string {
+func sign(t testing.TB, kp keyPair, claims map[string]any) string {
 	t.Helper()
 	return signTyp(t, kp, "JWT", claims)
 }
@@ -71,7 +71,7 @@ type jwksServer struct {
 	down    atomic.Bool
 }
 
-func newJWKSServer(t *testing.T, keys ...jose.JSONWebKey) *jwksServer {
+func newJWKSServer(t testing.TB, keys ...jose.JSONWebKey) *jwksServer {
 	t.Helper()
 	s := &jwksServer{keys: keys}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

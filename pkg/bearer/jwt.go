@@ -232,13 +232,14 @@ func (v *JWTValidator) Validate(ctx context.Context, raw string, want Expectatio
 	// Sum256 only reads its input: hashing the string's bytes in place
 	// spares every request a copy of the token.
 	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
-	if e := v.cache.get(sum, v.now(), v.skew); e != nil {
+	now := v.now()
+	if e := v.cache.get(sum, now, v.skew); e != nil {
 		// The cache remembers the signature and lifetime; issuer and
 		// audience are what this request expects, checked every time.
 		if err := checkIssuerAudience(e.iss, e.aud, iss, auds); err != nil {
 			return nil, err
 		}
-		set, err := v.currentKeys(ctx, false)
+		set, err := v.cachedKeys(ctx, now)
 		if err == nil && keyStillTrusted(set, e.kid, e.alg, e.key) {
 			return e.tok, nil
 		}
@@ -317,6 +318,15 @@ func (v *JWTValidator) verify(ctx context.Context, tok *jwt.JSONWebToken, hdr jo
 		return nil, invalid("bad signature", nil)
 	}
 	return nil, invalid("unknown signing key", nil)
+}
+
+// cachedKeys is currentKeys(ctx, false) with the time the caller already
+// read: a cache hit reads the clock once.
+func (v *JWTValidator) cachedKeys(ctx context.Context, now time.Time) (*jose.JSONWebKeySet, error) {
+	if v.keySet != nil {
+		return v.currentKeys(ctx, false)
+	}
+	return v.keys.getAt(ctx, now)
 }
 
 func (v *JWTValidator) currentKeys(ctx context.Context, unknownKID bool) (*jose.JSONWebKeySet, error) {

@@ -416,7 +416,7 @@ func TestJWTLocalKeySet(t *testing.T) {
 }
 
 // signTyp signs claims with an explicit typ header ("" omits it).
-func signTyp(t *testing.T, kp keyPair, typ string, claims map[string]any) string {
+func signTyp(t testing.TB, kp keyPair, typ string, claims map[string]any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{}).WithHeader(jose.HeaderKey("kid"), kp.kid)
 	if typ != "" {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -38,6 +39,17 @@ type keyCache struct {
 	tried     time.Time // last attempt, successful or not
 	lastErr   error
 	inflight  *fetchCall
+
+	// fresh is the last successful fetch (set and fetchedAt, written under
+	// mu), read without the lock by get: every validation asks for the
+	// keys, and a mutex there serialised all requests on one lock.
+	fresh atomic.Pointer[fetchedKeys]
+}
+
+// fetchedKeys is one successful fetch, as get reads it.
+type fetchedKeys struct {
+	set *jose.JSONWebKeySet
+	at  time.Time
 }
 
 type fetchCall struct {
@@ -53,11 +65,13 @@ func newKeyCache(opts keyCacheOptions) *keyCache {
 // get returns the cached keys, fetching them when there are none yet or
 // they are older than maxAge (stale keys are kept if that fetch fails).
 func (c *keyCache) get(ctx context.Context) (*jose.JSONWebKeySet, error) {
-	c.mu.Lock()
-	set, fetched := c.set, c.fetchedAt
-	c.mu.Unlock()
-	if set != nil && c.opts.now().Sub(fetched) < c.opts.maxAge {
-		return set, nil
+	return c.getAt(ctx, c.opts.now())
+}
+
+// getAt is get with the current time already read by the caller.
+func (c *keyCache) getAt(ctx context.Context, now time.Time) (*jose.JSONWebKeySet, error) {
+	if f := c.fresh.Load(); f != nil && now.Sub(f.at) < c.opts.maxAge {
+		return f.set, nil
 	}
 	return c.refresh(ctx)
 }
@@ -103,6 +117,7 @@ func (c *keyCache) refresh(ctx context.Context) (*jose.JSONWebKeySet, error) {
 	}
 	if err == nil {
 		c.set, c.fetchedAt, c.lastErr = set, c.tried, nil
+		c.fresh.Store(&fetchedKeys{set: set, at: c.tried})
 	} else {
 		c.lastErr = err
 		if c.set != nil {

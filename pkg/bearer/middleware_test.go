@@ -292,3 +292,88 @@ func TestResourceServerPassesTheRequestsExpectation(t *testing.T) {
 		})
 	}
 }
+
+// cachedTokenHandler is a ResourceServer in external mode (the provider's
+// keys fetched from its JWKS URL, the audience from each request) whose
+// token has been validated once, so every later request is a cache hit,
+// and a request carrying that token.
+func cachedTokenHandler(t testing.TB) (http.Handler, func() *http.Request) {
+	t.Helper()
+	kp := newRSAKey(t, "k1")
+	jwks := newJWKSServer(t, kp.pub)
+	v, err := bearer.NewJWTValidator(bearer.JWTOptions{Issuer: testIssuer, JWKSURL: jwks.URL, AudienceFromRequest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bearer.Expectation{Audience: testResource}
+	var served int
+	rs := bearer.NewResourceServer(bearer.ResourceOptions{
+		Validator:           v,
+		ResourceMetadataURL: func(*http.Request) string { return "https://mcp.example.com" + metadataPath },
+		Expect:              func(*http.Request) bearer.Expectation { return want },
+		RequiredScopes:      []string{"mcp:tools"},
+	})
+	h := rs.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id := identity.FromContext(r.Context()); id == nil || id.Subject != "user-1" || id.Method != bearer.Method {
+			t.Fatalf("identity behind the resource server = %+v", id)
+		}
+		served++
+		w.WriteHeader(http.StatusNoContent)
+	}), http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Fatal("fell back to the cookie authenticator") }))
+	auth := []string{"Bearer " + sign(t, kp, claimsAt(time.Now()))}
+	req := httptest.NewRequest(http.MethodGet, testResource, nil)
+	// The resource server removes the header (from the map the request
+	// copies share), so each request puts it back.
+	next := func() *http.Request { req.Header["Authorization"] = auth; return req }
+	w := &discardWriter{h: http.Header{}}
+	h.ServeHTTP(w, next())
+	if served != 1 || w.code != http.StatusNoContent {
+		t.Fatalf("first request: status %d, served %d", w.code, served)
+	}
+	return h, next
+}
+
+// discardWriter is a ResponseWriter that remembers only the status.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+// A request with a token validated before costs the resource server the
+// request copy and its two context values (identity and token) and
+// nothing else: no copy of the claims or of the identity, no key lookup
+// that allocates, no expectation built per request.
+func TestResourceServerCachedTokenAllocations(t *testing.T) {
+	h, next := cachedTokenHandler(t)
+	w := &discardWriter{h: http.Header{}}
+	const maxAllocs = 3
+	if n := testing.AllocsPerRun(200, func() {
+		w.code = 0
+		h.ServeHTTP(w, next())
+		if w.code != http.StatusNoContent {
+			t.Fatalf("status %d, want 204", w.code)
+		}
+	}); n > maxAllocs {
+		t.Fatalf("a request with a cached token allocates %.0f times in the resource server, want at most %d", n, maxAllocs)
+	}
+}
+
+// BenchmarkResourceServerCachedToken is the resource server's own cost for
+// a request whose token was validated before (external mode), the common
+// case: hashing the token, the cache and key checks, and the context.
+func BenchmarkResourceServerCachedToken(b *testing.B) {
+	h, next := cachedTokenHandler(b)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.code = 0
+		h.ServeHTTP(w, next())
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d, want 204", w.code)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Options say how to find the external base URL and whom to believe.
@@ -37,6 +38,15 @@ type Options struct {
 type Resolver struct {
 	external string // normalised ExternalURL; "" when not configured
 	trusted  TrustedProxies
+	// last is the base URL built for the last scheme and host seen, so
+	// that without an external URL the requests to one host do not build
+	// the same string again and again.
+	last atomic.Pointer[builtBase]
+}
+
+// builtBase is a base URL and the scheme and host it was built from.
+type builtBase struct {
+	scheme, host, url string
 }
 
 // NewResolver checks opts and returns their Resolver.
@@ -95,8 +105,18 @@ func (res *Resolver) Decide(r *http.Request) Decision {
 			scheme = p
 		}
 	}
-	d.BaseURL = scheme + "://" + d.Host
+	d.BaseURL = res.baseURL(scheme, d.Host)
 	return d
+}
+
+// baseURL is scheme://host, reusing the last one built when it is the same.
+func (res *Resolver) baseURL(scheme, host string) string {
+	if b := res.last.Load(); b != nil && b.scheme == scheme && b.host == host {
+		return b.url
+	}
+	u := scheme + "://" + host
+	res.last.Store(&builtBase{scheme: scheme, host: host, url: u})
+	return u
 }
 
 type decisionKey struct{}
@@ -105,9 +125,26 @@ type decisionKey struct{}
 // its context for For. It goes in front of everything that reads it.
 func (res *Resolver) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := res.Decide(r)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionKey{}, &d)))
+		ctx := &decisionContext{Context: r.Context(), d: res.Decide(r)}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// decisionContext carries a request's Decision. It is context.WithValue
+// with the value inside, so storing the Decision costs one allocation
+// rather than two on every request.
+type decisionContext struct {
+	context.Context
+	d Decision
+}
+
+// Value answers For's key with the Decision and every other key from the
+// parent.
+func (c *decisionContext) Value(key any) any {
+	if _, ok := key.(decisionKey); ok {
+		return &c.d
+	}
+	return c.Context.Value(key)
 }
 
 // For returns the Decision Middleware stored for r, or decides now for a

@@ -1,10 +1,12 @@
 package forwarded_test
 
 import (
+	"context"
 	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 )
@@ -130,5 +132,68 @@ func TestClientAddr(t *testing.T) {
 				t.Fatalf("ClientAddr = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+type parentKey struct{}
+
+// The context Middleware hands on keeps everything of the request's own
+// (its values, its cancellation) and its Decision stays visible through
+// contexts derived from it.
+func TestMiddlewareContext(t *testing.T) {
+	res, err := forwarded.NewResolver(forwarded.Options{ExternalURL: "https://mcp.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, cancelParent := context.WithCancel(context.WithValue(context.Background(), parentKey{}, "kept"))
+	req := httptest.NewRequest(http.MethodGet, "http://other.example/mcp", nil).WithContext(parent)
+	var derived context.Context
+	var seen forwarded.Decision
+	res.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		if got := r.Context().Value(parentKey{}); got != "kept" {
+			t.Errorf("parent value behind the middleware = %v, want kept", got)
+		}
+		var cancel context.CancelFunc
+		derived, cancel = context.WithCancel(r.Context())
+		t.Cleanup(cancel)
+		seen = res.For(r.WithContext(derived))
+	})).ServeHTTP(httptest.NewRecorder(), req)
+	if seen.BaseURL != "https://mcp.example.com" || seen.Host != "other.example" {
+		t.Fatalf("decision through a derived context = %+v", seen)
+	}
+	cancelParent()
+	select {
+	case <-derived.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelling the request's context did not reach a context derived behind the middleware")
+	}
+}
+
+// Requests alternating between hosts and schemes each get their own base
+// URL (the resolver reuses the last one it built only for the same
+// scheme and host).
+func TestBaseURLFollowsEachRequest(t *testing.T) {
+	res, err := forwarded.NewResolver(forwarded.Options{TrustedProxies: []string{"192.0.2.7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		host, proto, want string
+	}{
+		{"a.example", "", "http://a.example"},
+		{"a.example", "", "http://a.example"},
+		{"b.example:8443", "", "http://b.example:8443"},
+		{"b.example:8443", "https", "https://b.example:8443"},
+		{"a.example", "https", "https://a.example"},
+		{"a.example", "", "http://a.example"},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "http://"+tc.host+"/mcp", nil)
+		req.RemoteAddr = "192.0.2.7:1234"
+		if tc.proto != "" {
+			req.Header.Set("X-Forwarded-Proto", tc.proto)
+		}
+		if got := res.BaseURL(req); got != tc.want {
+			t.Fatalf("request %d: BaseURL = %q, want %q", i, got, tc.want)
+		}
 	}
 }

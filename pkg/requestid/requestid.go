@@ -12,8 +12,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// Header is the header the ID is read from and written to.
-const Header = "X-Request-ID"
+// Header is the header the ID is read from and written to (X-Request-ID;
+// header names are case-insensitive). It is spelt in Go's canonical form,
+// which is also how net/http writes it, so that Header.Get, Set and Del
+// with it do not build the canonical key anew on every request.
+const Header = "X-Request-Id"
 
 // maxLen bounds a propagated ID so a client cannot inflate logs.
 const maxLen = 128
@@ -22,8 +25,10 @@ type ctxKey struct{}
 
 // FromContext returns the request ID, or "" outside a request.
 func FromContext(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	if id, ok := ctx.Value(ctxKey{}).(*string); ok {
+		return *id
+	}
+	return ""
 }
 
 // LogField is ctx's request ID as the log field every line about a request
@@ -42,14 +47,34 @@ func Logger(ctx context.Context, log *zap.Logger) *zap.Logger {
 
 // NewContext stores id in ctx.
 func NewContext(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
+	return &idContext{Context: ctx, id: id}
+}
+
+// idContext carries a request ID. It is context.WithValue with the ID
+// inside and handed out by pointer, so storing it costs every request one
+// allocation rather than two (the context and the string boxed as a
+// value), and reading it none.
+type idContext struct {
+	context.Context
+	id string
+}
+
+// Value answers FromContext's key with the ID and every other key from
+// the parent.
+func (c *idContext) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return &c.id
+	}
+	return c.Context.Value(key)
 }
 
 // New returns a fresh random ID (128 bits, hex).
 func New() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	var h [2 * len(b)]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 // valid accepts IDs made of a conservative character set so that a propagated

@@ -78,3 +78,41 @@ func TestLoggerCarriesTheID(t *testing.T) {
 		t.Fatalf("%d lines, want %d", logs.Len(), len(want))
 	}
 }
+
+type otherKey struct{}
+
+// The ID is read back through derived and detached contexts, the parent's
+// own values stay visible, and storing and reading it cost one allocation
+// and none.
+func TestContextCarriesTheID(t *testing.T) {
+	parent := context.WithValue(context.Background(), otherKey{}, "kept")
+	ctx := NewContext(parent, "req-1")
+	derived, cancel := context.WithCancel(context.WithValue(ctx, otherKey{}, "inner"))
+	defer cancel()
+	for name, c := range map[string]context.Context{"direct": ctx, "derived": derived, "detached": context.WithoutCancel(derived)} {
+		if got := FromContext(c); got != "req-1" {
+			t.Errorf("%s: FromContext = %q, want req-1", name, got)
+		}
+	}
+	if got := ctx.Value(otherKey{}); got != "kept" {
+		t.Errorf("parent value = %v, want kept", got)
+	}
+	if got := FromContext(parent); got != "" {
+		t.Errorf("FromContext outside a request = %q, want empty", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = FromContext(derived) }); n != 0 {
+		t.Errorf("FromContext allocates %.0f times, want 0", n)
+	}
+	id := New() // not a constant, which would be stored without allocating
+	if n := testing.AllocsPerRun(100, func() { _ = NewContext(parent, id) }); n > 1 {
+		t.Errorf("NewContext allocates %.0f times, want at most 1", n)
+	}
+}
+
+// Header is already canonical, so reading and writing it on every request
+// costs no key allocation.
+func TestHeaderIsCanonical(t *testing.T) {
+	if got := http.CanonicalHeaderKey(Header); got != Header {
+		t.Fatalf("Header = %q, canonical form %q", Header, got)
+	}
+}

@@ -135,9 +135,12 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 			apierror.Write(w, r, http.StatusUnauthorized, apierror.CodeUnauthenticated, "no authenticated identity")
 			return
 		}
-		owner := ownerKey(id)
+		// The owner key (a hash) is only needed for a request naming a
+		// session or a response starting one; most requests need neither.
+		var owner string
 		sid := r.Header.Get(SessionHeader)
 		if sid != "" {
+			owner = ownerKey(id)
 			key := bindingKey(sid)
 			bound, err := b.store.Get(r.Context(), key)
 			boundOwner, renewAt := parseBinding(bound)
@@ -168,7 +171,7 @@ func (b *SessionBinder) Wrap(next http.Handler) http.Handler {
 				}
 			}
 		}
-		bw := &bindingWriter{ResponseWriter: w, b: b, r: r, owner: owner, requestSID: sid}
+		bw := &bindingWriter{ResponseWriter: w, b: b, r: r, id: id, owner: owner, requestSID: sid}
 		next.ServeHTTP(bw, r)
 		if !bw.wroteHeader {
 			bw.WriteHeader(http.StatusOK)
@@ -212,7 +215,9 @@ func parseBinding(v []byte) (string, time.Time) {
 // the store holds no user identifiers.
 func ownerKey(id *identity.Identity) string {
 	sum := sha256.Sum256([]byte(id.Subject))
-	return hex.EncodeToString(sum[:])
+	var buf [2 * sha256.Size]byte
+	hex.Encode(buf[:], sum[:])
+	return string(buf[:])
 }
 
 // bindingWriter acts on the upstream's status and headers before they are
@@ -221,7 +226,8 @@ type bindingWriter struct {
 	http.ResponseWriter
 	b           *SessionBinder
 	r           *http.Request
-	owner       string
+	id          *identity.Identity
+	owner       string // ownerKey(id), computed on first use
 	requestSID  string
 	wroteHeader bool
 	failed      bool
@@ -239,6 +245,9 @@ func (w *bindingWriter) WriteHeader(code int) {
 	if code >= 200 && code < 300 {
 		ctx := context.WithoutCancel(w.r.Context())
 		if sid := w.Header().Get(SessionHeader); sid != "" && sid != w.requestSID {
+			if w.owner == "" {
+				w.owner = ownerKey(w.id)
+			}
 			if err := w.b.put(ctx, sid, w.owner); err != nil {
 				w.b.logFor(ctx).Error("store MCP session binding", zap.Error(err))
 				w.failed = true

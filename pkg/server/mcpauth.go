@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
@@ -24,6 +25,16 @@ type mcpAuth struct {
 	asserter *resource.Asserter
 	oauth    *oauth.Server // façade keys and endpoints; nil without them
 	facade   bool
+	// lastExpect is the expectation built for the last base URL seen: with
+	// an external URL, or one host, every request expects the same, so it
+	// is built once rather than concatenated per request.
+	lastExpect atomic.Pointer[expectation]
+}
+
+// expectation is a bearer.Expectation and the base URL it was built from.
+type expectation struct {
+	base string
+	want bearer.Expectation
 }
 
 func (a *mcpAuth) resource(r *http.Request) string { return a.base(r) + a.mcpPath }
@@ -203,7 +214,12 @@ func (a *mcpAuth) wrap(next http.Handler, cookie func(http.Handler) http.Handler
 // The host in them has passed the host guard.
 func (a *mcpAuth) expect(r *http.Request) bearer.Expectation {
 	base := a.base(r)
-	return bearer.Expectation{Issuer: base, Audience: base + a.mcpPath}
+	if last := a.lastExpect.Load(); last != nil && last.base == base {
+		return last.want
+	}
+	want := bearer.Expectation{Issuer: base, Audience: base + a.mcpPath}
+	a.lastExpect.Store(&expectation{base: base, want: want})
+	return want
 }
 
 // providerOptions configure the validator for the OIDC provider's tokens

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 )
 
@@ -99,6 +100,20 @@ func TestChallengeAndMetadataUseTheExternalURL(t *testing.T) {
 		}
 		if doc.Resource != "https://mcp.example.com/mcp" || len(doc.AuthorizationServers) != 1 || doc.AuthorizationServers[0] != "https://mcp.example.com" {
 			t.Fatalf("%s: %+v, want the external resource and the façade as authorization server", path, doc)
+		}
+	}
+}
+
+// The expectation built once per base URL never answers one host with
+// another's: requests alternating between hosts each expect their own
+// issuer and audience.
+func TestExpectFollowsTheBaseURL(t *testing.T) {
+	a := &mcpAuth{base: func(r *http.Request) string { return "https://" + r.Host }, mcpPath: "/mcp"}
+	for i, host := range []string{"a.example", "a.example", "b.example", "a.example", "b.example", "b.example"} {
+		r := httptest.NewRequest(http.MethodGet, "https://"+host+"/mcp", nil)
+		want := bearer.Expectation{Issuer: "https://" + host, Audience: "https://" + host + "/mcp"}
+		if got := a.expect(r); got != want {
+			t.Fatalf("request %d to %s expects %+v, want %+v", i, host, got, want)
 		}
 	}
 }

@@ -82,6 +82,18 @@ func BenchmarkBearerExternal(b *testing.B) {
 	runGets(b, p.URL+"/data", nil, token)
 }
 
+// BenchmarkBearerFacade is the full sidecar validating the access tokens
+// its own authorization server (the façade) issued, on every request, in
+// front of the same endpoint: the same bearer path as
+// BenchmarkBearerExternal with the façade's keys and revocation check in
+// place of the provider's JWKS.
+func BenchmarkBearerFacade(b *testing.B) {
+	e := newEnv(b, envOptions{})
+	p := e.start(b, proxyOptions{args: []string{"--oauth-scopes", "mcp:tools,offline_access", "--log-level", "warn"}})
+	c := facadeAuthorize(b, e, p.URL, p)
+	runGets(b, p.URL+"/data", nil, c.tok.AccessToken)
+}
+
 // BenchmarkBareReverseProxy is the limit any proxy is measured against: a
 // plain httputil.ReverseProxy without authentication in front of the same
 // upstream endpoint.

@@ -32,7 +32,7 @@ type facadeClient struct {
 // facadeAuthorize runs the SDK client through discovery, registration,
 // login at the provider, consent and the code exchange against the façade
 // served at public (requests spread over replicas) and returns its tokens.
-func facadeAuthorize(t *testing.T, e *env, public string, replicas ...*replica) *facadeClient {
+func facadeAuthorize(t testing.TB, e *env, public string, replicas ...*replica) *facadeClient {
 	t.Helper()
 	names := map[*replica]string{}
 	for i, r := range replicas {
