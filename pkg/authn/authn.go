@@ -191,6 +191,7 @@ type Authenticator struct {
 	states   session.SingleUse
 	locks    session.Locker
 	codec    *session.Codec
+	opened   *opened
 	rp       RelyingParty
 	log      *zap.Logger
 	obs      Observer
@@ -269,6 +270,7 @@ func New(opts Options) (*Authenticator, error) {
 		states:   opts.States,
 		locks:    opts.Locks,
 		codec:    opts.Codec,
+		opened:   newOpened(),
 		rp:       opts.RelyingParty,
 		log:      opts.Logger,
 		obs:      opts.Observer,

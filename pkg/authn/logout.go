@@ -57,6 +57,7 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) {
 			writeStoreDown(w, r)
 			return
 		}
+		a.opened.forget(t.ID())
 		a.logFor(r.Context()).Info("logout", zap.String("session", shortID(t.ID())))
 	}
 	a.clearSessionCookie(w)

@@ -175,7 +175,7 @@ func (a *Authenticator) load(ctx context.Context, t session.Ticket) (*current, e
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}
-	return openRecord(t, rec)
+	return a.open(t, rec)
 }
 
 // latestReader is implemented by a store that serves session reads from a
@@ -197,7 +197,20 @@ func (a *Authenticator) loadLatest(ctx context.Context, t session.Ticket) (*curr
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}
-	return openRecord(t, rec)
+	return a.open(t, rec)
+}
+
+// open is openRecord through the decoded-session memo (opened).
+func (a *Authenticator) open(t session.Ticket, rec session.Record) (*current, error) {
+	if p, ok := a.opened.get(t.ID(), t, rec.Data); ok {
+		return &current{ticket: t, rec: rec, payload: p}, nil
+	}
+	cur, err := openRecord(t, rec)
+	if err != nil {
+		return nil, err
+	}
+	a.opened.put(t.ID(), t, rec.Data, cur.payload)
+	return cur, nil
 }
 
 // openRecord decrypts a stored session record with its ticket.
@@ -222,6 +235,7 @@ var errUnusable = errors.New("authn: stored session is unusable")
 func (a *Authenticator) classify(ctx context.Context, t session.Ticket, err error) failure {
 	switch {
 	case errors.Is(err, session.ErrNotFound):
+		a.opened.forget(t.ID())
 		return failEnded
 	case errors.Is(err, errUnusable):
 		// Not deleted: during a rolling upgrade another replica may still

@@ -7,6 +7,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -90,6 +91,12 @@ func (c *Codec) NewTicket() (Ticket, error) {
 func (t Ticket) ID() string {
 	sum := sha256.Sum256(t.rawID[:])
 	return hex.EncodeToString(sum[:])
+}
+
+// Equal reports whether t and o are the same ticket (raw ID and key), in
+// time that does not depend on where they differ.
+func (t Ticket) Equal(o Ticket) bool {
+	return subtle.ConstantTimeCompare(t.rawID[:], o.rawID[:])&subtle.ConstantTimeCompare(t.key[:], o.key[:]) == 1
 }
 
 // Encode returns the cookie value "v1.<id>.<key>.<mac>" (base64url without
