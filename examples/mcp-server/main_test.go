@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 const testTimeout = 30 * time.Second
@@ -110,18 +112,13 @@ func TestServeStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, ln, zap.NewNop()) }()
-	deadline := time.Now().Add(testTimeout)
-	for {
+	waitfor.NoError(t, testTimeout, "the server to answer /healthz", func() error {
 		resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not answer: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 	// A stream far longer than the test: the shutdown must end it.
 	resp, err := http.Get("http://" + ln.Addr().String() + "/events?count=600&interval=1s")
 	if err != nil || resp.StatusCode != http.StatusOK {

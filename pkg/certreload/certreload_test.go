@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/certreload"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // pair is a PEM certificate and key whose certificate carries serial.
@@ -234,12 +236,8 @@ func start(t *testing.T, r *certreload.Reloader) {
 // waitSerial polls the served certificate until it has serial.
 func waitSerial(t *testing.T, r *certreload.Reloader, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for serial(t, r) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("still serving serial %d after 10s, want %d", serial(t, r), want)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !waitfor.Poll(10*time.Second, waitfor.Interval, func() bool { return serial(t, r) == want }) {
+		t.Fatalf("still serving serial %d after 10s, want %d", serial(t, r), want)
 	}
 }
 
@@ -296,12 +294,8 @@ func TestRunFollowsAKubernetesSecretUpdate(t *testing.T) {
 	bad := newPair(t, 3)
 	bad.key = newPair(t, 4).key
 	k.update(bad)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(res.get()) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the invalid update was not reported within 10s; observed %v", res.get())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !waitfor.Poll(10*time.Second, waitfor.Interval, func() bool { return len(res.get()) >= 2 }) {
+		t.Fatalf("the invalid update was not reported within 10s; observed %v", res.get())
 	}
 	if got := res.get(); got[0] != certreload.Applied || got[1] != certreload.Refused {
 		t.Fatalf("observed %v, want [applied refused ...]", got)

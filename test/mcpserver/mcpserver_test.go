@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 const testTimeout = 30 * time.Second
@@ -62,18 +64,15 @@ func TestTicksStreamsProgress(t *testing.T) {
 	}
 	// The client handles notifications on its own goroutine, so the last
 	// one may arrive after the result: poll for it.
-	deadline := time.Now().Add(testTimeout)
-	for {
+	var got []float64
+	waitfor.Poll(testTimeout, waitfor.Interval, func() bool {
 		mu.Lock()
-		got := slices.Clone(progress)
+		got = slices.Clone(progress)
 		mu.Unlock()
-		if len(got) >= 3 || time.Now().After(deadline) {
-			if !slices.Equal(got, []float64{1, 2, 3}) {
-				t.Errorf("progress %v, want [1 2 3]", got)
-			}
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+		return len(got) >= 3
+	})
+	if !slices.Equal(got, []float64{1, 2, 3}) {
+		t.Errorf("progress %v, want [1 2 3]", got)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // TestReapCollectsZombies forks children that nothing waits for, and checks
@@ -27,18 +29,16 @@ func TestReapCollectsZombies(t *testing.T) {
 		}
 		pids[pid] = true
 	}
+	// The children may not have exited yet: reap until they all have.
 	reaped := 0
-	deadline := time.Now().Add(10 * time.Second)
-	for reaped < children && time.Now().Before(deadline) {
+	waitfor.Poll(10*time.Second, waitfor.Interval, func() bool {
 		n, err := reap()
 		if err != nil {
 			t.Fatalf("reap: %v", err)
 		}
 		reaped += n
-		if reaped < children {
-			time.Sleep(10 * time.Millisecond) // poll: the children may not have exited yet
-		}
-	}
+		return reaped >= children
+	})
 	if reaped != children {
 		t.Fatalf("reaped %d children, want %d", reaped, children)
 	}
