@@ -1,24 +1,17 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/godeps"
 )
 
 // TestInjectorLinksOnlyTheProbeEncoding keeps the sidecar's probe replay
 // (and gRPC, which only the replay needs) out of the injector: the injector
 // encodes probes, it never runs them.
 func TestInjectorLinksOnlyTheProbeEncoding(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("this test runs `go list`; put the Go toolchain on PATH: %v", err)
-	}
-	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
+	deps := godeps.Of(t, ".")
 	const module = "github.com/mcp-oidc-proxy/mcp-oidc-proxy/"
 	var sawEncoding bool
 	for _, d := range deps {

@@ -1,9 +1,10 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/godeps"
 )
 
 // TestSidecarLinksNoKubernetesPackages keeps client-go, controller-runtime
@@ -12,15 +13,7 @@ import (
 // start-up for nothing it uses. Its TLS reload is pkg/certreload, and the
 // probe hand-over (pkg/probe) has its own Kubernetes-compatible types.
 func TestSidecarLinksNoKubernetesPackages(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("this test runs `go list`; put the Go toolchain on PATH: %v", err)
-	}
-	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
+	deps := godeps.Of(t, ".")
 	const module = "github.com/mcp-oidc-proxy/mcp-oidc-proxy/"
 	forbidden := []string{
 		"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "k8s.io/api", "k8s.io/apimachinery",
