@@ -171,11 +171,12 @@ func (a *Authenticator) ticketFromRequest(r *http.Request) (session.Ticket, fail
 
 // load reads and decrypts the session of ticket.
 func (a *Authenticator) load(ctx context.Context, t session.Ticket) (*current, error) {
-	rec, err := a.sessions.GetSession(ctx, t.ID())
+	id := t.ID()
+	rec, err := a.sessions.GetSession(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}
-	return a.open(t, rec)
+	return a.open(t, id, rec)
 }
 
 // latestReader is implemented by a store that serves session reads from a
@@ -193,23 +194,25 @@ func (a *Authenticator) loadLatest(ctx context.Context, t session.Ticket) (*curr
 	if !ok {
 		return a.load(ctx, t)
 	}
-	rec, err := lr.GetSessionFresh(ctx, t.ID())
+	id := t.ID()
+	rec, err := lr.GetSessionFresh(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}
-	return a.open(t, rec)
+	return a.open(t, id, rec)
 }
 
-// open is openRecord through the decoded-session memo (opened).
-func (a *Authenticator) open(t session.Ticket, rec session.Record) (*current, error) {
-	if p, ok := a.opened.get(t.ID(), t, rec.Data); ok {
+// open is openRecord through the decoded-session memo (opened); id is
+// t.ID(), which the caller has already computed for the store.
+func (a *Authenticator) open(t session.Ticket, id string, rec session.Record) (*current, error) {
+	if p, ok := a.opened.get(id, t, rec.Data); ok {
 		return &current{ticket: t, rec: rec, payload: p}, nil
 	}
 	cur, err := openRecord(t, rec)
 	if err != nil {
 		return nil, err
 	}
-	a.opened.put(t.ID(), t, rec.Data, cur.payload)
+	a.opened.put(id, t, rec.Data, cur.payload)
 	return cur, nil
 }
 
