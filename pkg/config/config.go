@@ -78,16 +78,71 @@ type Config struct {
 	// API. An explicit GOMEMLIMIT wins.
 	MemoryLimit string `yaml:"memory_limit" usage:"the container's memory limit, in bytes or with a suffix (512Mi, 1G); the Go runtime's soft memory limit is set to 90% of it (empty: none; GOMEMLIMIT, if set, wins). Injected sidecars get their limits.memory"`
 
-	TLS            TLSConfig       `yaml:"tls"`
-	OIDC           OIDCConfig      `yaml:"oidc"`
-	Session        SessionConfig   `yaml:"session"`
-	Redis          RedisConfig     `yaml:"redis"`
-	Headers        HeadersConfig   `yaml:"headers"`
-	Authz          AuthzConfig     `yaml:"authz"`
-	UpstreamPolicy UpstreamConfig  `yaml:"upstream_policy"`
-	Tracing        TracingConfig   `yaml:"tracing"`
-	RateLimit      RateLimitConfig `yaml:"rate_limit"`
-	OAuth          OAuthConfig     `yaml:"oauth"`
+	TLS            TLSConfig           `yaml:"tls"`
+	OIDC           OIDCConfig          `yaml:"oidc"`
+	Session        SessionConfig       `yaml:"session"`
+	Redis          RedisConfig         `yaml:"redis"`
+	Headers        HeadersConfig       `yaml:"headers"`
+	Authz          AuthzConfig         `yaml:"authz"`
+	UpstreamPolicy UpstreamConfig      `yaml:"upstream_policy"`
+	Tracing        TracingConfig       `yaml:"tracing"`
+	RateLimit      RateLimitConfig     `yaml:"rate_limit"`
+	OAuth          OAuthConfig         `yaml:"oauth"`
+	Policy         PolicyConfig        `yaml:"policy"`
+	Audit          AuditConfig         `yaml:"audit"`
+	TokenExchange  TokenExchangeConfig `yaml:"token_exchange"`
+}
+
+// PolicyConfig is the MCP-aware authorization: which tools, prompts and
+// resources a caller may use, decided per JSON-RPC request by CEL rules
+// (pkg/mcppolicy). With no rules the proxy never parses a request body.
+type PolicyConfig struct {
+	// Rules are tried in order; the first whose expression is true decides.
+	Rules []PolicyRule `yaml:"rules" reload:"true" usage:"ordered rules, each {name, effect: allow|deny, when: CEL expression}; the first whose expression is true decides a tools/call, prompts/get or resources/read, and lists show only what a caller may use (YAML or JSON list in the environment and flag)"`
+	// Default decides governed requests no rule matches.
+	Default string `yaml:"default" reload:"true" usage:"allow or deny: the decision for a tools/call, prompts/get or resources/read that no rule matches"`
+	// Claims lets rules read claims beyond the standard ones; naming them
+	// is what lets a misspelt claim be refused at load instead of silently
+	// denying everyone. Cookie sessions and façade tokens keep these claims
+	// from the login.
+	Claims []string `yaml:"claims" reload:"true" usage:"comma-separated extra claims rules may read as claims.<name> (besides sub, email, email_verified, name, preferred_username, groups); sessions and façade tokens keep them from the login"`
+	// MaxBodyBytes caps the request body read for a decision; a larger one
+	// is denied, never waved through unread.
+	MaxBodyBytes int `yaml:"max_body_bytes" reload:"true" usage:"largest MCP request body (bytes) the policy reads; a larger one is refused with 413, never forwarded unchecked"`
+	// MaxListBytes caps a list response the proxy rewrites.
+	MaxListBytes int `yaml:"max_list_bytes" reload:"true" usage:"largest tools/prompts/resources list response (bytes) the policy filters; a larger one is replaced by a JSON-RPC error, never shown unfiltered"`
+}
+
+// PolicyRule is one policy rule.
+type PolicyRule struct {
+	// Name identifies the rule in audit lines and errors.
+	Name string `yaml:"name" json:"name"`
+	// Effect is allow or deny.
+	Effect string `yaml:"effect" json:"effect"`
+	// When is a CEL expression over the caller and the MCP request.
+	When string `yaml:"when" json:"when"`
+}
+
+// AuditConfig turns on the audit trail: one line per JSON-RPC request on
+// the "audit" logger.
+type AuditConfig struct {
+	Enabled       bool     `yaml:"enabled" reload:"true" usage:"write one line per MCP JSON-RPC request (user, client, method, tool, decision, rule, outcome, duration) on the audit logger; also on whenever policy rules are set"`
+	Arguments     bool     `yaml:"arguments" reload:"true" usage:"include tools/call and prompts/get arguments in audit lines, with values under audit.redact_keys replaced"`
+	RedactKeys    []string `yaml:"redact_keys" reload:"true" usage:"comma-separated argument key names (any depth, case-insensitive) whose values audit lines replace with \"[REDACTED]\""`
+	ToolNameLabel bool     `yaml:"tool_name_label" usage:"add the tool name as a label of mcp_oidc_proxy_mcp_requests_total (off: tool names are unbounded label values)"`
+}
+
+// TokenExchangeConfig makes the proxy obtain, per user, a token for a
+// downstream API (RFC 8693) and hand it to the MCP server, so the server
+// never needs the client's token.
+type TokenExchangeConfig struct {
+	Enabled        bool          `yaml:"enabled" usage:"exchange each caller's upstream token at the provider (RFC 8693) for a token for token_exchange.audience and send it to the MCP server"`
+	Endpoint       string        `yaml:"endpoint" usage:"token endpoint for the exchange (default: the OIDC provider's, from discovery)"`
+	Audience       string        `yaml:"audience" usage:"audience of the exchanged token (the downstream API)"`
+	Scopes         []string      `yaml:"scopes" usage:"comma-separated scopes requested for the exchanged token"`
+	Header         string        `yaml:"header" usage:"request header carrying the exchanged token to the MCP server (Authorization gets \"Bearer <token>\")"`
+	ExpiryMargin   time.Duration `yaml:"expiry_margin" usage:"a cached exchanged token is renewed this long before it expires"`
+	FailureBackoff time.Duration `yaml:"failure_backoff" usage:"after a failed exchange, the same user's requests get 502 without asking the provider again for this long (no retry storm)"`
 }
 
 // OAuthConfig configures how MCP clients obtain bearer tokens (the MCP
@@ -259,6 +314,19 @@ func Defaults() Config {
 			MaxAddresses:    10000,
 		},
 		MCPPath: "/mcp",
+		Policy: PolicyConfig{
+			Default:      "deny",
+			MaxBodyBytes: 1 << 20,
+			MaxListBytes: 8 << 20,
+		},
+		Audit: AuditConfig{
+			RedactKeys: []string{"password", "secret", "token", "api_key", "apikey", "authorization", "credential", "private_key"},
+		},
+		TokenExchange: TokenExchangeConfig{
+			Header:         "X-Downstream-Token",
+			ExpiryMargin:   30 * time.Second,
+			FailureBackoff: 5 * time.Second,
+		},
 		OAuth: OAuthConfig{
 			Mode:                    "facade",
 			AccessTokenTTL:          10 * time.Minute,

@@ -1,11 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // EnvPrefix prefixes the derived environment name of every setting.
@@ -106,6 +110,9 @@ func (f Field) Type() string {
 	case reflect.TypeOf([]string(nil)):
 		return "list"
 	}
+	if structList(f.typ) {
+		return "yaml"
+	}
 	return f.typ.Kind().String()
 }
 
@@ -121,6 +128,16 @@ func (f Field) set(cfg *Config, raw string) error {
 		v.SetInt(int64(d))
 	case f.typ == reflect.TypeOf([]string(nil)):
 		v.Set(reflect.ValueOf(splitList(raw)))
+	case structList(f.typ):
+		// A list of records (policy.rules) is given as YAML or JSON text,
+		// strictly: a misspelt key is an error, not an ignored rule part.
+		p := reflect.New(f.typ)
+		dec := yaml.NewDecoder(strings.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(p.Interface()); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("not a YAML or JSON list: %v", err)
+		}
+		v.Set(p.Elem())
 	case f.typ.Kind() == reflect.String:
 		v.SetString(raw)
 	case f.typ.Kind() == reflect.Bool:
@@ -147,6 +164,12 @@ func (f Field) set(cfg *Config, raw string) error {
 	return nil
 }
 
+// structList reports whether t is a list of records, such as policy.rules,
+// which flags and environment variables give as YAML or JSON text.
+func structList(t reflect.Type) bool {
+	return t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct
+}
+
 func (f Field) value(cfg *Config) reflect.Value {
 	return reflect.ValueOf(cfg).Elem().FieldByIndex(f.index)
 }
@@ -162,6 +185,16 @@ func splitList(raw string) []string {
 }
 
 func format(v reflect.Value) string {
+	if structList(v.Type()) {
+		if v.Len() == 0 {
+			return ""
+		}
+		out, err := yaml.Marshal(v.Interface())
+		if err != nil {
+			return fmt.Sprint(v.Interface())
+		}
+		return strings.TrimSpace(string(out))
+	}
 	switch x := v.Interface().(type) {
 	case time.Duration:
 		if x == 0 {

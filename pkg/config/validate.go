@@ -46,6 +46,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateRateLimit(&c.RateLimit, root.Child("rate_limit"))...)
 	errs = append(errs, validateExposure(c, root)...)
 	errs = append(errs, validateOAuth(&c.OAuth, root.Child("oauth"))...)
+	errs = append(errs, validatePolicy(&c.Policy, root.Child("policy"))...)
+	errs = append(errs, validateAudit(&c.Audit, root.Child("audit"))...)
+	errs = append(errs, validateTokenExchange(&c.TokenExchange, root.Child("token_exchange"))...)
 	return errors.Join(errs...)
 }
 
