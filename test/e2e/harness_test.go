@@ -61,6 +61,9 @@ func startUpstream(tb testing.TB) *upstream {
 	}
 	u := &upstream{release: make(chan struct{}), opened: make(chan struct{}, 16)}
 	mux := stack.UpstreamMux()
+	// The same MCP server answering in JSON instead of SSE.
+	jsonServer := mcpserver.NewServer()
+	mux.Handle("/mcp-json", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return jsonServer }, &mcp.StreamableHTTPOptions{JSONResponse: true}))
 	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(r.Header)
