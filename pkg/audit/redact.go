@@ -62,6 +62,9 @@ func newRedactor(keys []string) redactor {
 
 // normalizeKey folds case and keeps only letters and digits.
 func normalizeKey(k string) string {
+	if isNormalASCII(k) {
+		return k // the common case ("query", "path"): no copy
+	}
 	var b strings.Builder
 	b.Grow(len(k))
 	for _, c := range k {
@@ -70,6 +73,17 @@ func normalizeKey(k string) string {
 		}
 	}
 	return b.String()
+}
+
+// isNormalASCII reports whether k is already lower-case ASCII letters and
+// digits only.
+func isNormalASCII(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // matches reports whether key's value must be redacted.
