@@ -2,6 +2,11 @@ package config
 
 // Validation of the MCP-aware sections: policy, audit and token exchange.
 
+import (
+	"strings"
+	"unicode"
+)
+
 // validatePolicy checks the policy section: the default, the size caps and
 // every rule (compiled and type-checked, so a rule that could never match is
 // refused with its field path).
@@ -21,11 +26,18 @@ func validatePolicy(c *PolicyConfig, fld fieldPath) errorList {
 	return errs
 }
 
-// validateAudit checks the audit section.
+// validateAudit checks the audit section: every redact key must name
+// something. The audit logger matches keys with case folded and everything
+// but letters and digits removed, by containment, so an entry with no
+// letter or digit ("", "-", "_") would match every key and hide all
+// arguments; it is refused instead of silently doing that.
 func validateAudit(c *AuditConfig, fld fieldPath) errorList {
 	var errs errorList
-	_ = c
-	_ = fld
+	for i, k := range c.RedactKeys {
+		if !strings.ContainsFunc(k, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) {
+			errs.add(fld.Child("redact_keys"), "entry %d (%q) has no letter or digit; give a key name such as password", i+1, k)
+		}
+	}
 	return errs
 }
 

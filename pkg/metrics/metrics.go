@@ -41,11 +41,17 @@ type Metrics struct {
 	cacheHit      prometheus.Counter
 	cacheMiss     prometheus.Counter
 	invalidations *prometheus.CounterVec
+	// MCP JSON-RPC requests (the audit trail's counter).
+	mcpRequests *MCPRequests
 }
 
 // New registers every metric on a fresh registry.
-func New(version string) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+func New(version string, opts ...Option) *Metrics {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m := &Metrics{reg: prometheus.NewRegistry(), mcpRequests: newMCPRequests(o.mcpToolLabel)}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "http_requests_total",
 		Help: "Requests served, by status class (2xx..5xx) and route kind (mcp, public, login, session, oauth, bypass).",
@@ -102,7 +108,7 @@ func New(version string) *Metrics {
 	}, []string{"cache", "kind"})
 	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.openStreams, m.authOutcomes,
 		m.storeOps, m.storeErrors, m.upstreamErrs, m.breakerState, m.reloads, m.tlsReloads, m.buildInfo,
-		m.cacheLookups, m.invalidations,
+		m.cacheLookups, m.invalidations, m.mcpRequests.vec,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.buildInfo.WithLabelValues(version).Set(1)
 	m.BreakerStateChanged("closed")
