@@ -126,7 +126,7 @@ type PolicyRule struct {
 // AuditConfig turns on the audit trail: one line per JSON-RPC request on
 // the "audit" logger.
 type AuditConfig struct {
-	Enabled       bool     `yaml:"enabled" reload:"true" usage:"write one line per MCP JSON-RPC request (user, client, method, tool, decision, rule, outcome, duration) on the audit logger; also on whenever policy rules are set"`
+	Enabled       bool     `yaml:"enabled" reload:"true" usage:"write one line per MCP JSON-RPC request (user, client, method, tool, decision, rule, outcome, duration) on the audit logger (with policy rules set, mcp_oidc_proxy_mcp_requests_total counts requests even when this is off)"`
 	Arguments     bool     `yaml:"arguments" reload:"true" usage:"include tools/call and prompts/get arguments in audit lines, with values under audit.redact_keys replaced"`
 	RedactKeys    []string `yaml:"redact_keys" reload:"true" usage:"comma-separated argument key names (any depth, case-insensitive) whose values audit lines replace with \"[REDACTED]\""`
 	ToolNameLabel bool     `yaml:"tool_name_label" usage:"add the tool name as a label of mcp_oidc_proxy_mcp_requests_total (off: tool names are unbounded label values)"`
