@@ -685,3 +685,22 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorFieldsScrubTheSubjectToken: a provider that echoes the subject
+// token in its error description does not get it into the log.
+func TestErrorFieldsScrubTheSubjectToken(t *testing.T) {
+	const subject = "eyJsubject.token.value"
+	err := fmt.Errorf("%w: %w", ErrExchangeFailed, &ProviderError{
+		Status: 400, Code: "invalid_request", Description: "subject_token " + subject + " is invalid " + strings.Repeat("x", 400),
+	})
+	core, logs := observer.New(zapcore.DebugLevel)
+	zap.New(core).Warn("token exchange failed", errorFields(err, subject)...)
+	fields := logs.All()[0].ContextMap()
+	desc, _ := fields["provider_error_description"].(string)
+	if strings.Contains(fmt.Sprint(fields), subject) || !strings.Contains(desc, "[REDACTED]") || len(desc) > maxLoggedDescription+len("…") {
+		t.Fatalf("logged fields = %v", fields)
+	}
+	if fields["provider_error"] != "invalid_request" || fields["provider_status"] != int64(400) {
+		t.Fatalf("logged fields = %v", fields)
+	}
+}
