@@ -72,7 +72,11 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		id := cur.payload.Identity
 		id.Method = Method
 		ctx := identity.NewContext(r.Context(), &id)
-		ctx = context.WithValue(ctx, loginKey{}, upstreamLogin{refreshToken: cur.payload.RefreshToken, sessionEnds: cur.payload.ExpiresAt})
+		ctx = context.WithValue(ctx, loginKey{}, upstreamLogin{
+			refreshToken: cur.payload.RefreshToken,
+			sessionEnds:  cur.payload.ExpiresAt,
+			accessToken:  cur.payload.AccessToken,
+		})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -61,6 +61,25 @@ func FromContext(ctx context.Context) *Token {
 	return t
 }
 
+type rawCtxKey struct{}
+
+// NewRawContext returns ctx carrying the raw bearer token a request was
+// authenticated with. It is kept apart from the Token, which validators
+// share between requests and caches.
+func NewRawContext(ctx context.Context, raw string) context.Context {
+	return context.WithValue(ctx, rawCtxKey{}, raw)
+}
+
+// RawFromContext returns the raw bearer token stored by NewRawContext
+// (ResourceServer.Wrap stores it with ResourceOptions.KeepRawToken); ok is false
+// when there is none. Token exchange (pkg/tokenexchange) presents it as the
+// subject token when it was issued by the identity provider (external
+// mode); it is never forwarded to the MCP server.
+func RawFromContext(ctx context.Context) (raw string, ok bool) {
+	raw, ok = ctx.Value(rawCtxKey{}).(string)
+	return raw, ok && raw != ""
+}
+
 // tokenFromClaims builds a Token from a claim set; registered claims have
 // already been checked by the caller.
 func tokenFromClaims(claims map[string]any, groupsClaim string) *Token {

@@ -1,5 +1,10 @@
 package config
 
+import (
+	"strings"
+	"unicode"
+)
+
 // Validation of the MCP-aware sections: policy, audit and token exchange.
 
 import (
@@ -41,7 +46,9 @@ func validateAudit(c *AuditConfig, fld fieldPath) errorList {
 	return errs
 }
 
-// validateTokenExchange checks the token exchange section.
+// validateTokenExchange checks the token exchange section: an audience and
+// scopes the provider can parse, and a header the proxy may set without
+// clobbering one it or the transport owns.
 func validateTokenExchange(c *TokenExchangeConfig, fld fieldPath) errorList {
 	var errs errorList
 	if !c.Enabled {
@@ -49,9 +56,21 @@ func validateTokenExchange(c *TokenExchangeConfig, fld fieldPath) errorList {
 	}
 	if c.Audience == "" {
 		errs.add(fld.Child("audience"), "required when token_exchange.enabled is true; %s", howToSet(fld.Child("audience")))
+	} else if strings.ContainsFunc(c.Audience, unicode.IsSpace) {
+		errs.add(fld.Child("audience"), "%q must not contain spaces (one audience, e.g. https://api.example.com)", c.Audience)
 	}
-	if c.Header == "" {
+	for _, s := range c.Scopes {
+		if !validScopeToken(s) {
+			errs.add(fld.Child("scopes"), "%q is not a scope (printable ASCII without spaces, quotes or backslashes)", s)
+		}
+	}
+	switch {
+	case c.Header == "":
 		errs.add(fld.Child("header"), "required when token_exchange.enabled is true")
+	case !validHeaderName(c.Header):
+		errs.add(fld.Child("header"), "%q is not a valid HTTP header name", c.Header)
+	case reservedExchangeHeader(c.Header):
+		errs.add(fld.Child("header"), "%q is a header the proxy or HTTP itself sets; use Authorization or a header of your own such as X-Downstream-Token", c.Header)
 	}
 	errs.checkURL(fld.Child("endpoint"), c.Endpoint, false)
 	if c.ExpiryMargin < 0 {
@@ -61,4 +80,37 @@ func validateTokenExchange(c *TokenExchangeConfig, fld fieldPath) errorList {
 		errs.add(fld.Child("failure_backoff"), "must not be negative")
 	}
 	return errs
+}
+
+// validScopeToken is RFC 6749 §3.3's scope-token.
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// reservedExchangeHeader reports header names the downstream token must not
+// take: hop-by-hop and framing headers, cookies, the MCP transport's own
+// headers, the forwarding headers the proxy rewrites and its identity
+// assertion. (The configurable identity headers are not compared here.)
+func reservedExchangeHeader(h string) bool {
+	n := strings.ReplaceAll(strings.ToLower(h), "_", "-")
+	for _, prefix := range []string{"mcp-", "x-forwarded-", "proxy-", "sec-"} {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	switch n {
+	case "host", "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+		"content-length", "content-type", "content-encoding", "accept", "cookie", "origin",
+		"forwarded", "x-real-ip", "x-request-id", "traceparent", "tracestate", "x-mcp-identity-assertion":
+		return true
+	}
+	return false
 }

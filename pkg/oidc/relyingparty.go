@@ -329,6 +329,19 @@ func (rp *RelyingParty) Run(ctx context.Context) error {
 	}
 }
 
+// TokenEndpoint is the provider's token endpoint from discovery, with the
+// client authentication the proxy uses there (client_secret_basic unless
+// the provider only offers client_secret_post; the form for a public
+// client). Token exchange (pkg/tokenexchange) posts to it as the proxy's
+// client. ErrNotReady before discovery.
+func (rp *RelyingParty) TokenEndpoint() (oauth2.Endpoint, error) {
+	d, err := rp.state()
+	if err != nil {
+		return oauth2.Endpoint{}, err
+	}
+	return oauth2.Endpoint{TokenURL: d.endpoint.TokenURL, AuthStyle: d.endpoint.AuthStyle}, nil
+}
+
 func (rp *RelyingParty) state() (*discovery, error) {
 	d := rp.discovered.Load()
 	if d == nil {
