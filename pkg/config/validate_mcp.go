@@ -1,10 +1,5 @@
 package config
 
-import (
-	"strings"
-	"unicode"
-)
-
 // Validation of the MCP-aware sections: policy, audit and token exchange.
 
 import (
