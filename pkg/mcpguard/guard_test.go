@@ -294,7 +294,8 @@ func post(t *testing.T, u *upstream, user, body string, hdr map[string]string) (
 }
 
 type rpcError struct {
-	ID    json.RawMessage `json:"id"`
+	ID     json.RawMessage `json:"id"`
+	Result json.RawMessage `json:"result"`
 	Error *struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`

@@ -387,7 +387,7 @@ func (x *exchange) seen(raw []byte) []byte {
 			filtered, err := x.filterResult(res, gm)
 			if err == nil {
 				m["result"] = filtered
-				out, err = json.Marshal(m)
+				out, err = marshalObject(m)
 			}
 			if err != nil {
 				c := CodeListUnfiltered
@@ -434,5 +434,17 @@ func (x *exchange) filterResult(res json.RawMessage, gm string) (json.RawMessage
 		r[itemsKey] = joinArray(kept)
 	}
 	r["cacheScope"] = json.RawMessage(`"private"`)
-	return json.Marshal(r)
+	return marshalObject(r)
+}
+
+// marshalObject encodes a decoded object without HTML-escaping its raw
+// values, so text in descriptions keeps its bytes.
+func marshalObject(m map[string]json.RawMessage) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
