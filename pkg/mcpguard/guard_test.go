@@ -296,7 +296,7 @@ func post(t *testing.T, u *upstream, user, body string, hdr map[string]string) (
 type rpcError struct {
 	ID     json.RawMessage `json:"id"`
 	Result json.RawMessage `json:"result"`
-	Error *struct {
+	Error  *struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
