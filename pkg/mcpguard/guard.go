@@ -241,6 +241,18 @@ func (x *exchange) decide(next http.Handler, w http.ResponseWriter, b *body) {
 	var denials [][]byte
 	for i := range b.msgs {
 		m := &b.msgs[i]
+		if m.kind == kindNotification && governed(m.method) && x.bind != nil {
+			// A governed method sent without an id still runs on a
+			// lenient server, it just gets no answer: decide it too, and
+			// drop it silently when denied.
+			allow, rule := x.decideOne(m)
+			if !allow {
+				e := x.entry(m)
+				e.Decision, e.Rule = audit.DecisionDenied, rule
+				x.record(e)
+				continue
+			}
+		}
 		if m.kind != kindRequest {
 			forward = append(forward, m.raw)
 			continue
@@ -279,6 +291,10 @@ func (x *exchange) decide(next http.Handler, w http.ResponseWriter, b *body) {
 		x.record(e)
 	}
 	switch {
+	case len(forward) == 0 && len(denials) == 0:
+		// Only denied notifications: accepted, as a server would.
+		w.WriteHeader(http.StatusAccepted)
+		return
 	case len(forward) == 0 && !b.batch:
 		writeJSON(w, http.StatusOK, denials[0])
 		return
@@ -294,6 +310,7 @@ func (x *exchange) decide(next http.Handler, w http.ResponseWriter, b *body) {
 	r2 := x.r.Clone(x.r.Context())
 	r2.Body = io.NopCloser(bytes.NewReader(fwd))
 	r2.ContentLength = int64(len(fwd))
+	r2.TransferEncoding = nil
 	r2.Header.Set("Content-Length", fmt.Sprint(len(fwd)))
 	r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(fwd)), nil }
 	x.serveUpstream(next, w, r2)

@@ -303,3 +303,27 @@ func TestAuditOnly(t *testing.T) {
 		t.Fatalf("entries %q, want %q", got, want)
 	}
 }
+
+// TestGovernedNotification: a tools/call without an id is decided too; a
+// denied one is dropped (a lenient server would run it unanswered).
+func TestGovernedNotification(t *testing.T) {
+	rec := &recorder{}
+	var got []string
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = append(got, string(b))
+		w.WriteHeader(http.StatusAccepted)
+	})
+	h := guardWith(policy, rec, nil).Wrap(next)
+	denied := `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"whoami"}}`
+	allowed := `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}`
+	if w := serveOnce(h, denied, nil); w.Code != http.StatusAccepted || len(got) != 0 {
+		t.Fatalf("denied notification: %d, forwarded %q", w.Code, got)
+	}
+	if w := serveOnce(h, "["+denied+","+allowed+"]", nil); w.Code != http.StatusAccepted || len(got) != 1 || got[0] != "["+allowed+"]" {
+		t.Fatalf("batch: %d, forwarded %q", w.Code, got)
+	}
+	if e := rec.all(); len(e) != 2 || e[0].Decision != audit.DecisionDenied || e[0].Name != "whoami" {
+		t.Fatalf("audit %+v", e)
+	}
+}
