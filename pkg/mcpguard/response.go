@@ -267,10 +267,15 @@ func (w *responseWriter) rewriteBody(b []byte) ([]byte, error) {
 		return nil, err
 	}
 	if len(x.denials) > 0 {
-		if !batch {
-			out = append([]byte{'['}, append(out, ']')...)
+		out = bytes.TrimSpace(out)
+		switch {
+		case !batch:
+			out = joinArray(append([][]byte{out}, x.denials...))
+		case bytes.Equal(out, []byte("[]")):
+			out = joinArray(x.denials)
+		default:
+			out = append(append(out[:len(out)-1:len(out)-1], ','), joinArray(x.denials)[1:]...)
 		}
-		out = append(append(out[:len(out)-1], ','), joinArray(x.denials)[1:]...)
 		x.denials = nil
 	}
 	return out, nil

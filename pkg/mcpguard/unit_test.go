@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -325,5 +326,36 @@ func TestGovernedNotification(t *testing.T) {
 	}
 	if e := rec.all(); len(e) != 2 || e[0].Decision != audit.DecisionDenied || e[0].Name != "whoami" {
 		t.Fatalf("audit %+v", e)
+	}
+}
+
+// TestMergeIntoHeldJSON: the proxy's denials are appended to a held JSON
+// batch answer whatever its spacing, and a single answer becomes an array.
+func TestMergeIntoHeldJSON(t *testing.T) {
+	for _, tt := range []struct{ upstream, want string }{
+		{"[{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,\"message\":\"no\"}}]\n",
+			`[{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}},{"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"tool \"whoami\" is not allowed by this server's policy"}}]`},
+		{"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,\"message\":\"no\"}} ",
+			`[{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}},{"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"tool \"whoami\" is not allowed by this server's policy"}}]`},
+	} {
+		for _, withList := range []bool{true, false} {
+			next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", strconv.Itoa(len(tt.upstream)))
+				_, _ = io.WriteString(w, tt.upstream)
+			})
+			first := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+			if withList {
+				first = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+			}
+			w := serveOnce(guardWith(policy, &recorder{}, nil).Wrap(next), `[`+first+`,{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami"}}]`, nil)
+			got := strings.TrimSpace(w.Body.String())
+			if got != tt.want {
+				t.Fatalf("list=%v: answer\n%s\nwant\n%s", withList, got, tt.want)
+			}
+			if cl := w.Header().Get("Content-Length"); cl != "" && cl != strconv.Itoa(w.Body.Len()) {
+				t.Fatalf("list=%v: Content-Length %s for %d bytes", withList, cl, w.Body.Len())
+			}
+		}
 	}
 }
