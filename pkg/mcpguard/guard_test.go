@@ -66,8 +66,8 @@ func (r *recorder) all() []audit.Entry {
 
 // policy: alice may use everything, bob only echo and the gate.
 var policy = fakePolicy{
-	"alice": {"whoami", "echo", "countdown", "ticks", "gate"},
-	"bob":   {"echo", "gate"},
+	"alice": {"whoami", "echo", "countdown", "ticks", "gate", "greeting", "secret-prompt", "file:///public.txt", "file:///secret.txt"},
+	"bob":   {"echo", "gate", "greeting", "file:///public.txt"},
 }
 
 // upstream is the real SDK server behind httputil.ReverseProxy, with the
@@ -114,6 +114,16 @@ func newUpstream(t *testing.T, mode serverMode) *upstream {
 			}
 			return nil, struct{}{}, nil
 		})
+	for _, name := range []string{"greeting", "secret-prompt"} {
+		s.AddPrompt(&mcp.Prompt{Name: name}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: name}}}}, nil
+		})
+	}
+	for _, uri := range []string{"file:///public.txt", "file:///secret.txt"} {
+		s.AddResource(&mcp.Resource{URI: uri, Name: uri}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, Text: uri}}}, nil
+		})
+	}
 	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s },
 		&mcp.StreamableHTTPOptions{Stateless: mode.stateless, JSONResponse: mode.json})
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -230,6 +240,40 @@ func TestSDKClients(t *testing.T) {
 			}
 			if _, err := alice.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"}); err != nil {
 				t.Fatalf("alice whoami: %v", err)
+			}
+			var prompts []string
+			pl, err := bob.ListPrompts(ctx, nil)
+			if err != nil {
+				t.Fatalf("prompts/list: %v", err)
+			}
+			for _, p := range pl.Prompts {
+				prompts = append(prompts, p.Name)
+			}
+			var resources []string
+			rl, err := bob.ListResources(ctx, nil)
+			if err != nil {
+				t.Fatalf("resources/list: %v", err)
+			}
+			for _, r := range rl.Resources {
+				resources = append(resources, r.URI)
+			}
+			if !slices.Equal(prompts, []string{"greeting"}) || !slices.Equal(resources, []string{"file:///public.txt"}) {
+				t.Fatalf("bob sees prompts %q and resources %q", prompts, resources)
+			}
+			if _, err := bob.GetPrompt(ctx, &mcp.GetPromptParams{Name: "greeting"}); err != nil {
+				t.Fatalf("bob greeting: %v", err)
+			}
+			if _, err := bob.GetPrompt(ctx, &mcp.GetPromptParams{Name: "secret-prompt"}); err == nil || !strings.Contains(err.Error(), `prompt "secret-prompt" is not allowed`) {
+				t.Fatalf("bob secret-prompt: %v", err)
+			}
+			if _, err := bob.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///public.txt"}); err != nil {
+				t.Fatalf("bob public.txt: %v", err)
+			}
+			if _, err := bob.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///secret.txt"}); err == nil || !strings.Contains(err.Error(), `resource "file:///secret.txt" is not allowed`) {
+				t.Fatalf("bob secret.txt: %v", err)
+			}
+			if _, err := alice.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///secret.txt"}); err != nil {
+				t.Fatalf("alice secret.txt: %v", err)
 			}
 			var denied, allowed int
 			for _, e := range u.rec.all() {

@@ -103,7 +103,11 @@ func BenchmarkPassThrough(b *testing.B) {
 }
 
 func guardWith(p mcpguard.Policy, rec *recorder, now func() time.Time) *mcpguard.Guard {
-	g := mcpguard.New(mcpguard.Options{Recorder: rec, Now: now})
+	opts := mcpguard.Options{Now: now}
+	if rec != nil {
+		opts.Recorder = rec
+	}
+	g := mcpguard.New(opts)
 	g.Set(mcpguard.Settings{Policy: p, MaxBodyBytes: 2048, MaxListBytes: 2048})
 	return g
 }
@@ -357,5 +361,28 @@ func TestMergeIntoHeldJSON(t *testing.T) {
 				t.Fatalf("list=%v: Content-Length %s for %d bytes", withList, cl, w.Body.Len())
 			}
 		}
+	}
+}
+
+// TestCaller: the policy sees bearer and cookie callers in one shape.
+func TestCaller(t *testing.T) {
+	var got []mcppolicy.Caller
+	p := mcpguard.PolicyFunc(func(c *mcppolicy.Caller) mcpguard.Binding {
+		got = append(got, *c)
+		return fakeBinding{}
+	})
+	next := http.HandlerFunc(okHandler)
+	h := guardWith(p, nil, nil).Wrap(next)
+	serveOnce(h, call("1", "echo", "{}"), nil) // bearer bob
+	r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(call("1", "echo", "{}")))
+	cookie := &identity.Identity{Subject: "carol", Email: "c@example.com", EmailVerified: true, Groups: []string{"g"}, Method: "cookie",
+		Claims: map[string]any{"team": "x"}}
+	h.ServeHTTP(httptest.NewRecorder(), r.WithContext(identity.NewContext(r.Context(), cookie)))
+	want := []mcppolicy.Caller{
+		{Subject: "bob", Email: "bob@example.com", ClientID: "client-1", Scopes: []string{"mcp"}, Auth: "bearer"},
+		{Subject: "carol", Email: "c@example.com", EmailVerified: true, Groups: []string{"g"}, Claims: map[string]any{"team": "x"}, Auth: "cookie"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("callers\n%+v\nwant\n%+v", got, want)
 	}
 }
