@@ -59,6 +59,7 @@ type responseWriter struct {
 	merge    bool
 	started  bool
 	prefixed bool
+	nonSpace int // non-space bytes written before tail
 	tail     []byte
 	sse      sseFilter
 }
@@ -187,6 +188,11 @@ func (w *responseWriter) writeMerging(p []byte) error {
 		return nil
 	}
 	w.tail = append([]byte(nil), data[k:]...)
+	for _, c := range data[:k] {
+		if !isSpace(rune(c)) {
+			w.nonSpace++
+		}
+	}
 	_, err := w.ResponseWriter.Write(data[:k])
 	return err
 }
@@ -239,8 +245,10 @@ func (w *responseWriter) endMerge() {
 	switch {
 	case w.prefixed:
 		out = append(append(append(out, tail...), ','), joinArray(x.denials)[1:]...)
+	case len(tail) == 1 && tail[0] == ']' && w.nonSpace == 1:
+		// "[]": nothing to separate from.
+		out = joinArray(x.denials)[1:]
 	case len(tail) == 1 && tail[0] == ']':
-		// "[]" would need no comma; the SDK never answers an empty batch.
 		out = append(append(out, ','), joinArray(x.denials)[1:]...)
 	default:
 		x.g.log.Error("MCP policy: could not merge denials into the upstream's batch answer", requestid.LogField(x.r.Context()))

@@ -1,6 +1,8 @@
 package mcpguard_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -341,6 +343,7 @@ func TestMergeIntoHeldJSON(t *testing.T) {
 			`[{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}},{"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"tool \"whoami\" is not allowed by this server's policy"}}]`},
 		{"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,\"message\":\"no\"}} ",
 			`[{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}},{"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"tool \"whoami\" is not allowed by this server's policy"}}]`},
+		{"[ ]", `[{"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"tool \"whoami\" is not allowed by this server's policy"}}]`},
 	} {
 		for _, withList := range []bool{true, false} {
 			next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -348,13 +351,19 @@ func TestMergeIntoHeldJSON(t *testing.T) {
 				w.Header().Set("Content-Length", strconv.Itoa(len(tt.upstream)))
 				_, _ = io.WriteString(w, tt.upstream)
 			})
+			if tt.upstream == "[ ]" && withList {
+				continue
+			}
 			first := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
 			if withList {
 				first = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
 			}
 			w := serveOnce(guardWith(policy, &recorder{}, nil).Wrap(next), `[`+first+`,{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami"}}]`, nil)
-			got := strings.TrimSpace(w.Body.String())
-			if got != tt.want {
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, w.Body.Bytes()); err != nil {
+				t.Fatalf("list=%v: invalid JSON %s: %v", withList, w.Body, err)
+			}
+			if got := compact.String(); got != tt.want {
 				t.Fatalf("list=%v: answer\n%s\nwant\n%s", withList, got, tt.want)
 			}
 			if cl := w.Header().Get("Content-Length"); cl != "" && cl != strconv.Itoa(w.Body.Len()) {
