@@ -60,11 +60,11 @@ func TestBatches(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			u := newUpstream(t, mode)
 			t.Run("mixed", func(t *testing.T) {
-				before, recs := len(u.reached()), len(u.rec.all())
+				before := len(u.reached())
 				body := `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}},` +
 					`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami"}},` +
 					`{"jsonrpc":"2.0","id":3,"method":"tools/list"}]`
-				resp, out := post(t, u, "bob", body, v2025_03)
+				resp, out := post(t, u, "bob", body, map[string]string{"Mcp-Protocol-Version": "2025-03-26", "X-Test-Req": "mixed"})
 				if resp.StatusCode != 200 {
 					t.Fatalf("status %d: %s", resp.StatusCode, out)
 				}
@@ -87,7 +87,7 @@ func TestBatches(t *testing.T) {
 					t.Fatalf("forwarded %q, want the allowed subset as a batch", reached)
 				}
 				want := map[string]string{"echo": audit.DecisionAllowed, "whoami": audit.DecisionDenied, "": audit.DecisionUngoverned}
-				entries := u.rec.all()[recs:]
+				entries := u.rec.waitFor(t, "req-mixed", func(e []audit.Entry) bool { return len(e) >= 3 })
 				if len(entries) != 3 {
 					t.Fatalf("audit entries %+v, want 3", entries)
 				}

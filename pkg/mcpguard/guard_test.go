@@ -23,6 +23,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppolicy"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/mcpserver"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
 // fakePolicy allows each subject the names listed for it.
@@ -56,6 +57,24 @@ func (r *recorder) Record(e audit.Entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.entries = append(r.entries, e)
+}
+
+// waitFor polls until ok holds for the entries with the request id rid
+// ("" for all) and returns them: an entry is recorded when the guard's
+// handler returns, which can be just after the client read the answer.
+func (r *recorder) waitFor(t *testing.T, rid string, ok func([]audit.Entry) bool) []audit.Entry {
+	t.Helper()
+	var e []audit.Entry
+	waitfor.Poll(5*time.Second, 5*time.Millisecond, func() bool {
+		e = e[:0]
+		for _, x := range r.all() {
+			if rid == "" || x.RequestID == rid {
+				e = append(e, x)
+			}
+		}
+		return ok(e)
+	})
+	return e
 }
 
 func (r *recorder) all() []audit.Entry {
@@ -276,18 +295,22 @@ func TestSDKClients(t *testing.T) {
 				t.Fatalf("alice secret.txt: %v", err)
 			}
 			var denied, allowed int
-			for _, e := range u.rec.all() {
-				if e.Method != "tools/call" {
-					continue
+			count := func(entries []audit.Entry) bool {
+				denied, allowed = 0, 0
+				for _, e := range entries {
+					if e.Method != "tools/call" {
+						continue
+					}
+					switch {
+					case e.Decision == audit.DecisionDenied && e.Subject == "bob" && e.Name == "whoami" && e.ErrorCode != nil && *e.ErrorCode == mcpguard.CodeDenied:
+						denied++
+					case e.Decision == audit.DecisionAllowed && e.ErrorCode == nil:
+						allowed++
+					}
 				}
-				switch {
-				case e.Decision == audit.DecisionDenied && e.Subject == "bob" && e.Name == "whoami" && e.ErrorCode != nil && *e.ErrorCode == mcpguard.CodeDenied:
-					denied++
-				case e.Decision == audit.DecisionAllowed && e.ErrorCode == nil:
-					allowed++
-				}
+				return denied == 1 && allowed == 2
 			}
-			if denied != 1 || allowed != 2 {
+			if !count(u.rec.waitFor(t, "", count)) {
 				t.Fatalf("audit: %d denied, %d allowed tools/call entries, want 1 and 2: %+v", denied, allowed, u.rec.all())
 			}
 		})
@@ -403,8 +426,13 @@ func TestRawRequests(t *testing.T) {
 			status: 200, code: -32602, id: `"abc"`, msg: `tool "whoami" is not allowed by this server's policy`, decision: audit.DecisionDenied},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			before, recs := len(u.reached()), len(u.rec.all())
-			resp, body := post(t, u, tt.user, tt.body, tt.hdr)
+			before := len(u.reached())
+			rid := strings.ReplaceAll(tt.name, " ", "-")
+			hdr := map[string]string{"X-Test-Req": rid}
+			for k, v := range tt.hdr {
+				hdr[k] = v
+			}
+			resp, body := post(t, u, tt.user, tt.body, hdr)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
 			}
@@ -420,7 +448,7 @@ func TestRawRequests(t *testing.T) {
 					t.Fatalf("error %s, want code %d id %s message containing %q", body, tt.code, tt.id, tt.msg)
 				}
 			}
-			entries := u.rec.all()[recs:]
+			entries := u.rec.waitFor(t, "req-"+rid, func(e []audit.Entry) bool { return len(e) > 0 })
 			if len(entries) != 1 || entries[0].Decision != tt.decision || entries[0].Subject != tt.user {
 				t.Fatalf("audit entries %+v, want one %s entry for %s", entries, tt.decision, tt.user)
 			}
