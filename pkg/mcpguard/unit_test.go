@@ -395,3 +395,32 @@ func TestCaller(t *testing.T) {
 		t.Fatalf("callers\n%+v\nwant\n%+v", got, want)
 	}
 }
+
+// TestNameHeader: Mcp-Name is compared with the body's name as sent (the
+// Go SDK sends it raw) or Base64-decoded (SEP-2243's =?base64?...?= form
+// for values that are not plain ASCII).
+func TestNameHeader(t *testing.T) {
+	p := fakePolicy{"bob": {"café"}}
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"caf\u00e9"}}`
+	for _, tt := range []struct {
+		header string
+		status int
+	}{
+		{"café", http.StatusAccepted},
+		{"=?base64?Y2Fmw6k=?=", http.StatusAccepted},
+		{"cafe", http.StatusBadRequest},
+		{"=?base64?Y2FmZQ==?=", http.StatusBadRequest},
+		{"=?base64?not base64?=", http.StatusBadRequest},
+	} {
+		w := serveOnce(guardWith(p, nil, nil).Wrap(http.HandlerFunc(okHandler)), body,
+			map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": tt.header})
+		if w.Code != tt.status {
+			t.Fatalf("Mcp-Name %q: %d %s, want %d", tt.header, w.Code, w.Body, tt.status)
+		}
+		if tt.status == http.StatusBadRequest {
+			if e := decodeError(t, w.Body.String()); e.Error.Code != mcpguard.CodeHeaderMismatch || string(e.ID) != "1" {
+				t.Fatalf("Mcp-Name %q: %s", tt.header, w.Body)
+			}
+		}
+	}
+}
