@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authn"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
@@ -38,7 +39,7 @@ type facadeStack struct {
 	auth  *authn.Authenticator
 }
 
-func newFacadeStack(t *testing.T, listed []string) *facadeStack {
+func newFacadeStack(t *testing.T, listed []string, opts ...envOpt) *facadeStack {
 	t.Helper()
 	op := oidcprovider.Start(t, oidcprovider.Options{Users: []oidcprovider.User{{
 		ID: oidcprovider.DemoUserID, Username: oidcprovider.DemoUsername, Password: oidcprovider.DemoPassword,
@@ -83,7 +84,7 @@ func newFacadeStack(t *testing.T, listed []string) *facadeStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs.srv, err = oauth.New(oauth.Options{
+	o := oauth.Options{
 		Store:       store,
 		BaseURL:     func(*http.Request) string { return fs.base },
 		Resources:   func(*http.Request) []string { return []string{fs.base + "/mcp"} },
@@ -94,8 +95,11 @@ func newFacadeStack(t *testing.T, listed []string) *facadeStack {
 		Codec:       codec,
 		Logger:      zaptest.NewLogger(t),
 		Now:         fs.clock.Now,
-	})
-	if err != nil {
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	if fs.srv, err = oauth.New(o); err != nil {
 		t.Fatal(err)
 	}
 	fs.auth.Register(mux)
@@ -292,5 +296,23 @@ func TestFacadeTokensCarryKeptClaims(t *testing.T) {
 	m = fs.token(refreshForm(clientID, m["refresh_token"].(string)))
 	if raw := payload(t, m["access_token"].(string)); raw["ext"] != nil {
 		t.Fatalf("ext after the provider dropped the claim: %v", raw["ext"])
+	}
+}
+
+// TestFacadeRefreshAuthorizesOnKeptClaims: a required claim that is kept
+// (listed in policy.claims) is met by a façade grant as by its cookie
+// session, and once the provider changes it the upstream recheck ends the
+// family.
+func TestFacadeRefreshAuthorizesOnKeptClaims(t *testing.T) {
+	rules := authz.New(authz.Rules{RequiredClaims: map[string]string{"department": "research"}})
+	fs := newFacadeStack(t, []string{"department"}, func(o *oauth.Options) { o.Authorizer = rules })
+	clientID, m := fs.tokens(fs.browserLogin())
+	m = fs.token(refreshForm(clientID, m["refresh_token"].(string)))
+
+	fs.op.SetClaims(oidcprovider.DemoUserID, map[string]any{"department": "sales"})
+	fs.clock.Advance(oauth.DefaultUpstreamRecheck)
+	resp, body := fs.do(http.MethodPost, fs.base+oauth.PathToken, refreshForm(clientID, m["refresh_token"].(string)))
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"invalid_grant"`) || !strings.Contains(string(body), "department") {
+		t.Fatalf("refresh after the department changed: %d %s, want invalid_grant naming the claim", resp.StatusCode, body)
 	}
 }
