@@ -90,6 +90,7 @@ func (s *Server) newRelyingParty(cfg config.Config) (*oidc.RelyingParty, error) 
 		Scopes:          cfg.OIDC.Scopes,
 		UseUserInfo:     cfg.OIDC.UseUserInfo,
 		GroupsClaim:     cfg.OIDC.GroupsClaim,
+		ExtraClaims:     cfg.Policy.Claims, // live: Apply calls SetExtraClaims
 		SkipIssuerCheck: cfg.OIDC.SkipIssuerCheck,
 		HTTPClient:      s.opts.HTTPClient,
 		Logger:          s.log.Named("oidc"),

@@ -160,6 +160,9 @@ func (s *Server) Apply(cfg config.Config) {
 	s.proxy.SetHeaders(headerNames(cfg.Headers))
 	s.policy.Set(rulesFrom(cfg))
 	s.public.Store(publicpath.New(cfg.PublicPaths))
+	if s.rp != nil {
+		s.rp.SetExtraClaims(cfg.Policy.Claims)
+	}
 }
 
 // Metrics exposes the metrics (for the reloader and tests).

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -68,6 +69,10 @@ type User struct {
 	GivenName     string
 	FamilyName    string
 	Groups        []string
+	// Claims are further claims of the user (say "department"), sent
+	// wherever groups are: in ID tokens that carry profile claims, in
+	// userinfo and in JWT access tokens.
+	Claims map[string]any
 }
 
 // Options configure a Provider. The zero value is a usable demo provider.
@@ -332,6 +337,15 @@ func (p *Provider) SetGroups(id string, groups []string) {
 	p.serialize.Lock()
 	defer p.serialize.Unlock()
 	p.storage.users.groups[id] = slices.Clone(groups)
+}
+
+// SetClaims replaces the further claims (User.Claims) of the user with
+// this ID. Tokens and userinfo answers issued from now on (including ID
+// tokens returned by a refresh) carry the new ones; nil removes them all.
+func (p *Provider) SetClaims(id string, claims map[string]any) {
+	p.serialize.Lock()
+	defer p.serialize.Unlock()
+	p.storage.users.claims[id] = maps.Clone(claims)
 }
 
 // observe counts requests and serializes them (see Provider.serialize).

@@ -3,6 +3,7 @@ package oidcprovider
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +25,8 @@ const groupsClaim = "groups"
 type userStore struct {
 	byID   map[string]*storage.User
 	groups map[string][]string
+	// claims are each user's further claims (User.Claims).
+	claims map[string]map[string]any
 	// disabled users cannot log in and their refresh tokens are refused
 	// (see Provider.DisableUser).
 	disabled map[string]bool
@@ -32,7 +35,7 @@ type userStore struct {
 var _ storage.UserStore = (*userStore)(nil)
 
 func newUserStore(users []User) *userStore {
-	s := &userStore{byID: map[string]*storage.User{}, groups: map[string][]string{}, disabled: map[string]bool{}}
+	s := &userStore{byID: map[string]*storage.User{}, groups: map[string][]string{}, claims: map[string]map[string]any{}, disabled: map[string]bool{}}
 	for _, u := range users {
 		s.byID[u.ID] = &storage.User{
 			ID:                u.ID,
@@ -45,6 +48,7 @@ func newUserStore(users []User) *userStore {
 			PreferredLanguage: language.English,
 		}
 		s.groups[u.ID] = slices.Clone(u.Groups)
+		s.claims[u.ID] = maps.Clone(u.Claims)
 	}
 	return s
 }
@@ -220,6 +224,7 @@ func (s *opStorage) GetPrivateClaimsFromScopes(ctx context.Context, userID, clie
 	if groups := s.users.groups[userID]; len(groups) > 0 {
 		claims[groupsClaim] = slices.Clone(groups)
 	}
+	maps.Copy(claims, s.users.claims[userID])
 	return claims, nil
 }
 
@@ -254,8 +259,8 @@ func unwrapAudience(req op.TokenRequest) op.TokenRequest {
 	return req
 }
 
-// SetUserinfoFromRequest adds the groups claim to ID tokens that carry
-// profile claims.
+// SetUserinfoFromRequest adds the groups claim and the user's further
+// claims to ID tokens that carry profile claims.
 func (s *opStorage) SetUserinfoFromRequest(ctx context.Context, userinfo *oidc.UserInfo, token op.IDTokenRequest, scopes []string) error {
 	if err := s.Storage.SetUserinfoFromRequest(ctx, userinfo, token, scopes); err != nil {
 		return err
@@ -266,7 +271,8 @@ func (s *opStorage) SetUserinfoFromRequest(ctx context.Context, userinfo *oidc.U
 	return nil
 }
 
-// SetUserinfoFromToken adds the groups claim to the userinfo response.
+// SetUserinfoFromToken adds the groups claim and the user's further claims
+// to the userinfo response.
 func (s *opStorage) SetUserinfoFromToken(ctx context.Context, userinfo *oidc.UserInfo, tokenID, subject, origin string) error {
 	if err := s.Storage.SetUserinfoFromToken(ctx, userinfo, tokenID, subject, origin); err != nil {
 		return err
@@ -278,6 +284,9 @@ func (s *opStorage) SetUserinfoFromToken(ctx context.Context, userinfo *oidc.Use
 func (s *opStorage) addGroups(userinfo *oidc.UserInfo, subject string) {
 	if groups := s.users.groups[subject]; len(groups) > 0 {
 		userinfo.AppendClaims(groupsClaim, slices.Clone(groups))
+	}
+	for k, v := range s.users.claims[subject] {
+		userinfo.AppendClaims(k, v)
 	}
 }
 
