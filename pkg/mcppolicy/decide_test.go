@@ -81,7 +81,7 @@ func TestVariables(t *testing.T) {
 			if d := p.Decide(tt.caller(), tt.req); !d.Allow || d.Rule != "it" || d.Err != nil {
 				t.Errorf("Decide = %+v, want allowed by rule it", d)
 			}
-			neg := mustCompile(t, Options{Rules: []Rule{allow("it", "!(" + tt.when + ")")}, Default: EffectDeny, Claims: []string{"department", "level", "roles", "org"}})
+			neg := mustCompile(t, Options{Rules: []Rule{allow("it", "!("+tt.when+")")}, Default: EffectDeny, Claims: []string{"department", "level", "roles", "org"}})
 			if d := neg.Decide(tt.caller(), tt.req); d.Allow || d.Rule != DefaultRule || d.Err != nil {
 				t.Errorf("negated: Decide = %+v, want the default deny", d)
 			}
@@ -153,6 +153,21 @@ func TestDecideFailsClosedOnCost(t *testing.T) {
 	}
 	if d := p.Decide(bob(), call("t", map[string]any{"items": []any{"a", "b"}})); !d.Allow || d.Rule != "everything" {
 		t.Errorf("small input: Decide = %+v, want allowed by everything", d)
+	}
+}
+
+// TestDecideFailsClosedOnCallerCost: the caller's data is bounded the same
+// way (a token with a huge groups claim cannot make a rule run long).
+func TestDecideFailsClosedOnCallerCost(t *testing.T) {
+	p := mustCompile(t, Options{Default: EffectAllow, Rules: []Rule{deny("no-interns", `"interns" in groups`)}})
+	c := bob()
+	c.Groups = make([]string, 2*RuntimeCostLimit)
+	d := p.Decide(c, call("t", nil))
+	if d.Allow || d.Rule != "no-interns" || d.Err == nil || !strings.Contains(d.Err.Error(), "cost limit") {
+		t.Errorf("Decide = %+v, want a denial by no-interns for the cost limit", d)
+	}
+	if p.Bind(c).Visible(MethodToolsCall, "t") {
+		t.Error("Visible = true for a rule that exceeds the cost limit")
 	}
 }
 
