@@ -75,7 +75,7 @@ func Compile(opts Options) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.adapter = env.CELTypeAdapter()
+	p.adapter = jsonAdapter{env.CELTypeAdapter()}
 	p.unknownArgs = []*interpreter.AttributePattern{cel.AttributePattern(VarArguments)}
 	p.noArgs = types.NewStringInterfaceMap(p.adapter, map[string]any{})
 	seen := make(map[string]int, len(opts.Rules))

@@ -1,6 +1,7 @@
 package mcppolicy
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -73,15 +74,22 @@ func TestVariables(t *testing.T) {
 		{`arguments.path.startsWith("/srv/") && arguments.limit <= 100 && arguments.opts.deep == true`, ada,
 			call("read_file", map[string]any{"path": "/srv/x", "limit": float64(10), "opts": map[string]any{"deep": true}})},
 		{`size(arguments) == 0`, ada, call("t", nil)},
+		{`arguments.limit == 10 && arguments.limit < 10.5 && arguments.ratio > 0.25 && arguments.big > 1e300`, ada, // json.Number (UseNumber)
+			call("t", map[string]any{"limit": json.Number("10"), "ratio": json.Number("0.5"), "big": json.Number("1e301")})},
+		{`claims.level == 3 && claims.nested.n == 2 && claims.nested.l[0] == 1`, func() *Caller {
+			c := bob()
+			c.Claims = map[string]any{"level": json.Number("3"), "nested": map[string]any{"n": json.Number("2"), "l": []any{json.Number("1")}}}
+			return c
+		}, call("t", nil)},
 		{`name.lowerAscii() == "read" && sets.intersects(groups, ["x", "engineering"])`, ada, call("READ", nil)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.when, func(t *testing.T) {
-			p := mustCompile(t, Options{Rules: []Rule{allow("it", tt.when)}, Default: EffectDeny, Claims: []string{"department", "level", "roles", "org"}})
+			p := mustCompile(t, Options{Rules: []Rule{allow("it", tt.when)}, Default: EffectDeny, Claims: []string{"department", "level", "roles", "org", "nested"}})
 			if d := p.Decide(tt.caller(), tt.req); !d.Allow || d.Rule != "it" || d.Err != nil {
 				t.Errorf("Decide = %+v, want allowed by rule it", d)
 			}
-			neg := mustCompile(t, Options{Rules: []Rule{allow("it", "!("+tt.when+")")}, Default: EffectDeny, Claims: []string{"department", "level", "roles", "org"}})
+			neg := mustCompile(t, Options{Rules: []Rule{allow("it", "!("+tt.when+")")}, Default: EffectDeny, Claims: []string{"department", "level", "roles", "org", "nested"}})
 			if d := neg.Decide(tt.caller(), tt.req); d.Allow || d.Rule != DefaultRule || d.Err != nil {
 				t.Errorf("negated: Decide = %+v, want the default deny", d)
 			}
@@ -251,5 +259,42 @@ func TestGovernedAndListGoverns(t *testing.T) {
 		if got, ok := ListGoverns(m); ok {
 			t.Errorf("ListGoverns(%q) = %q, true", m, got)
 		}
+	}
+}
+
+// TestBoundConcurrent: one Bound serves a batch's requests and a list's
+// items from several goroutines (run with -race).
+func TestBoundConcurrent(t *testing.T) {
+	p := mustCompile(t, Options{Default: EffectDeny, Rules: []Rule{
+		allow("engineers", `"engineering" in groups && has(arguments.path) && arguments.path.startsWith("/srv/")`),
+	}})
+	b := p.Bind(ada())
+	errs := make(chan string, 16)
+	done := make(chan struct{})
+	for g := 0; g < 8; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 50; i++ {
+				if d := b.Decide(call("t", map[string]any{"path": "/srv/x"})); !d.Allow {
+					errs <- "allowed call denied"
+					return
+				}
+				if d := b.Decide(call("t", map[string]any{"path": "/etc"})); d.Allow {
+					errs <- "denied call allowed"
+					return
+				}
+				if !b.Visible(MethodToolsCall, "t") {
+					errs <- "tool hidden"
+					return
+				}
+			}
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

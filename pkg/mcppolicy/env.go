@@ -1,9 +1,12 @@
 package mcppolicy
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
 )
 
@@ -119,4 +122,31 @@ func newEnv() (*cel.Env, error) {
 		return nil, fmt.Errorf("policy CEL environment: %w", err)
 	}
 	return env, nil
+}
+
+// jsonAdapter converts claim and argument values to CEL values as they are
+// read, like the environment's adapter, and also accepts json.Number (a
+// decoder with UseNumber): an integer becomes an int, another number a
+// double, so arguments.limit <= 100 holds whichever way the JSON was
+// decoded.
+type jsonAdapter struct{ types.Adapter }
+
+func (a jsonAdapter) NativeToValue(v any) ref.Val {
+	switch v := v.(type) {
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return types.Int(i)
+		}
+		if f, err := v.Float64(); err == nil {
+			return types.Double(f)
+		}
+		return types.String(v)
+	// Containers keep this adapter for what they hold (the environment's
+	// would take over below the first level).
+	case map[string]any:
+		return types.NewStringInterfaceMap(a, v)
+	case []any:
+		return types.NewDynamicList(a, v)
+	}
+	return a.Adapter.NativeToValue(v)
 }
