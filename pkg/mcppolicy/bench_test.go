@@ -50,3 +50,11 @@ func BenchmarkVisible(b *testing.B) {
 		bound.Visible(MethodToolsCall, "run_payroll")
 	}
 }
+
+// BenchmarkCompile is the cost of a load or reload of a 4-rule policy.
+func BenchmarkCompile(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		benchPolicy(b)
+	}
+}
