@@ -48,8 +48,9 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // request never compiles anything, and refuses any rule that could never
 // match instead of letting it silently deny: a syntax or type error, an
 // undeclared variable, an expression that is not bool, a read of a claim
-// that is neither standard nor listed in Options.Claims, an expression that
-// is always false, and one whose worst-case cost is out of bounds. The error
+// that is neither standard nor listed in Options.Claims, a comparison of
+// method or auth with a value they never hold, an expression that is always
+// false, and one whose worst-case cost is out of bounds. The error
 // joins one *FieldError per problem.
 func Compile(opts Options) (*Policy, error) {
 	var errs []error
@@ -126,7 +127,8 @@ func compileRule(env *cel.Env, src string, claims map[string]bool) (compiledRule
 	if out := checked.OutputType(); !out.IsExactType(cel.BoolType) {
 		return compiledRule{}, []string{fmt.Sprintf("must be a bool expression, is %s (compare it, e.g. claims.admin == true)", out)}
 	}
-	if problems := unknownClaims(checked.NativeRep().Expr(), claims); len(problems) > 0 {
+	expr := checked.NativeRep().Expr()
+	if problems := append(unknownClaims(expr, claims), impossibleValues(expr)...); len(problems) > 0 {
 		return compiledRule{}, problems
 	}
 	if alwaysFalse(env, checked) {
@@ -200,9 +202,33 @@ func alwaysFalse(env *cel.Env, checked *cel.Ast) bool {
 // never match.
 func unknownClaims(e ast.Expr, allowed map[string]bool) []string {
 	var names []string
-	walkClaimReads(e, false, func(name string) {
+	note := func(name string) {
 		if !IsStandardClaim(name) && !allowed[name] && !slices.Contains(names, name) {
 			names = append(names, name)
+		}
+	}
+	walk(e, nil, func(e ast.Expr, s scope) {
+		switch e.Kind() {
+		case ast.SelectKind:
+			if sel := e.AsSelect(); s.isVar(sel.Operand(), VarClaims) {
+				note(sel.FieldName())
+			}
+		case ast.CallKind:
+			c := e.AsCall()
+			args := c.Args()
+			if len(args) != 2 {
+				return
+			}
+			switch c.FunctionName() {
+			case operators.Index, operators.OptIndex, operators.OptSelect:
+				if k, ok := stringLiteral(args[1]); ok && s.isVar(args[0], VarClaims) {
+					note(k)
+				}
+			case operators.In:
+				if k, ok := stringLiteral(args[0]); ok && s.isVar(args[1], VarClaims) {
+					note(k)
+				}
+			}
 		}
 	})
 	out := make([]string, 0, len(names))
@@ -212,69 +238,88 @@ func unknownClaims(e ast.Expr, allowed map[string]bool) []string {
 	return out
 }
 
-// walkClaimReads calls visit with each constant claim name e reads from the
-// claims variable. shadowed is set inside a comprehension whose own variable
-// is called claims.
-func walkClaimReads(e ast.Expr, shadowed bool, visit func(string)) {
-	isClaims := func(x ast.Expr) bool {
-		return !shadowed && x.Kind() == ast.IdentKind && x.AsIdent() == VarClaims
-	}
-	constKey := func(x ast.Expr) (string, bool) {
-		if x.Kind() != ast.LiteralKind {
-			return "", false
+// impossibleValues finds comparisons of method or auth with a value they
+// never hold (method == "tools/list", auth == "Bearer"): a rule written
+// for a list or with a misspelt value would never match. Lists are
+// filtered with the rules of the method they stand for (tools/call for
+// tools/list).
+func impossibleValues(e ast.Expr) []string {
+	var out []string
+	walk(e, nil, func(e ast.Expr, s scope) {
+		if e.Kind() != ast.CallKind || e.AsCall().FunctionName() != operators.Equals {
+			return
 		}
-		s, ok := x.AsLiteral().(types.String)
-		return string(s), ok
-	}
-	switch e.Kind() {
-	case ast.SelectKind:
-		s := e.AsSelect()
-		if isClaims(s.Operand()) {
-			visit(s.FieldName())
-		}
-		walkClaimReads(s.Operand(), shadowed, visit)
-	case ast.CallKind:
-		c := e.AsCall()
-		args := c.Args()
-		if len(args) == 2 {
-			switch c.FunctionName() {
-			case operators.Index, operators.OptIndex, operators.OptSelect:
-				if k, ok := constKey(args[1]); ok && isClaims(args[0]) {
-					visit(k)
-				}
-			case operators.In:
-				if k, ok := constKey(args[0]); ok && isClaims(args[1]) {
-					visit(k)
-				}
+		args := e.AsCall().Args()
+		for i := range 2 {
+			v, ok := stringLiteral(args[1-i])
+			switch {
+			case !ok:
+			case s.isVar(args[i], VarMethod) && !Governed(v):
+				out = append(out, fmt.Sprintf("method is never %q: rules decide only tools/call, prompts/get and resources/read (a tools/list is filtered with the tools/call rules)", v))
+			case s.isVar(args[i], VarAuth) && v != AuthCookie && v != AuthBearer:
+				out = append(out, fmt.Sprintf("auth is never %q, only %q or %q", v, AuthCookie, AuthBearer))
 			}
 		}
+	})
+	return out
+}
+
+func stringLiteral(e ast.Expr) (string, bool) {
+	if e.Kind() != ast.LiteralKind {
+		return "", false
+	}
+	s, ok := e.AsLiteral().(types.String)
+	return string(s), ok
+}
+
+// scope lists the comprehension variables in scope, which hide the rule
+// variables of the same name ([1].exists(claims, claims == 1)).
+type scope []string
+
+// isVar reports whether e is the rule variable name.
+func (s scope) isVar(e ast.Expr, name string) bool {
+	return e.Kind() == ast.IdentKind && e.AsIdent() == name && !slices.Contains(s, name)
+}
+
+// walk calls visit with every node of e, in pre-order, and the scope it is
+// in.
+func walk(e ast.Expr, s scope, visit func(ast.Expr, scope)) {
+	visit(e, s)
+	switch e.Kind() {
+	case ast.SelectKind:
+		walk(e.AsSelect().Operand(), s, visit)
+	case ast.CallKind:
+		c := e.AsCall()
 		if c.IsMemberFunction() {
-			walkClaimReads(c.Target(), shadowed, visit)
+			walk(c.Target(), s, visit)
 		}
-		for _, a := range args {
-			walkClaimReads(a, shadowed, visit)
+		for _, a := range c.Args() {
+			walk(a, s, visit)
 		}
 	case ast.ComprehensionKind:
 		c := e.AsComprehension()
-		walkClaimReads(c.IterRange(), shadowed, visit)
-		walkClaimReads(c.AccuInit(), shadowed, visit)
-		inner := shadowed || c.IterVar() == VarClaims || c.IterVar2() == VarClaims || c.AccuVar() == VarClaims
-		walkClaimReads(c.LoopCondition(), inner, visit)
-		walkClaimReads(c.LoopStep(), inner, visit)
-		walkClaimReads(c.Result(), inner, visit)
+		walk(c.IterRange(), s, visit)
+		walk(c.AccuInit(), s, visit)
+		inner := append(slices.Clone(s), c.IterVar(), c.AccuVar())
+		if c.HasIterVar2() {
+			inner = append(inner, c.IterVar2())
+		}
+		walk(c.LoopCondition(), inner, visit)
+		walk(c.LoopStep(), inner, visit)
+		walk(c.Result(), inner, visit)
 	case ast.ListKind:
 		for _, x := range e.AsList().Elements() {
-			walkClaimReads(x, shadowed, visit)
+			walk(x, s, visit)
 		}
 	case ast.MapKind:
 		for _, en := range e.AsMap().Entries() {
 			me := en.AsMapEntry()
-			walkClaimReads(me.Key(), shadowed, visit)
-			walkClaimReads(me.Value(), shadowed, visit)
+			walk(me.Key(), s, visit)
+			walk(me.Value(), s, visit)
 		}
 	case ast.StructKind:
 		for _, f := range e.AsStruct().Fields() {
-			walkClaimReads(f.AsStructField().Value(), shadowed, visit)
+			walk(f.AsStructField().Value(), s, visit)
 		}
 	}
 }

@@ -45,6 +45,8 @@ func TestCompileAccepts(t *testing.T) {
 		`sets.intersects(groups, ["a", "b"])`,
 		`groups.exists(g, g.lowerAscii().startsWith("team-"))`,
 		`[1, 2].exists(claims, claims == 1)`, // a comprehension variable may shadow claims
+		`["tools/list"].exists(method, method == "tools/list")`,
+		`method == "resources/read" || auth == "cookie"`,
 		`true`,
 	} {
 		t.Run(when, func(t *testing.T) {
@@ -98,6 +100,12 @@ func TestCompileRejects(t *testing.T) {
 			want: map[string]string{"rules[0].when": `"departmnet"`}},
 		{name: "claim inside a macro", rules: []Rule{allow("a", `groups.exists(g, claims.tenant == g)`)},
 			want: map[string]string{"rules[0].when": `"tenant"`}},
+		{name: "method of a list", rules: []Rule{allow("a", `method == "tools/list" && "x" in groups`)},
+			want: map[string]string{"rules[0].when": `method is never "tools/list"`}},
+		{name: "method on the right", rules: []Rule{allow("a", `"prompts/list" == method`)},
+			want: map[string]string{"rules[0].when": `method is never "prompts/list"`}},
+		{name: "auth misspelt", rules: []Rule{allow("a", `auth == "Bearer"`)},
+			want: map[string]string{"rules[0].when": `auth is never "Bearer"`}},
 		{name: "constant false", rules: []Rule{allow("a", `1 == 2`)},
 			want: map[string]string{"rules[0].when": "can never match"}},
 		{name: "false after folding", rules: []Rule{deny("a", `"admins" in groups && false`)},
