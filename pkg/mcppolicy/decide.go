@@ -42,7 +42,9 @@ type Bound struct {
 	sub, email, emailVerified, groups, claims, clientID, scopes, auth ref.Val
 }
 
-// Bind prepares the caller's part of every evaluation.
+// Bind prepares the caller's part of every evaluation. c must not be nil;
+// the Bound reads its Groups, Scopes and Claims in place, so they must not
+// change while it is in use.
 func (p *Policy) Bind(c *Caller) *Bound {
 	a := p.adapter
 	groups := types.NewStringList(a, nonNil(c.Groups))
