@@ -3,27 +3,54 @@ package config
 // Validation of the MCP-aware sections: policy, audit and token exchange.
 
 import (
+	"errors"
 	"strings"
 	"unicode"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppolicy"
 )
 
 // validatePolicy checks the policy section: the default, the size caps and
 // every rule (compiled and type-checked, so a rule that could never match is
-// refused with its field path).
+// refused with its field path). Start-up and a hot reload both validate, so
+// a bad policy never runs: the proxy does not start, or keeps the old one.
 func validatePolicy(c *PolicyConfig, fld fieldPath) errorList {
 	var errs errorList
-	switch c.Default {
-	case "allow", "deny":
-	default:
-		errs.add(fld.Child("default"), "%q is not allow or deny", c.Default)
-	}
 	if c.MaxBodyBytes <= 0 {
 		errs.add(fld.Child("max_body_bytes"), "must be positive")
 	}
 	if c.MaxListBytes <= 0 {
 		errs.add(fld.Child("max_list_bytes"), "must be positive")
 	}
+	if _, err := CompilePolicy(c); err != nil {
+		var fe *mcppolicy.FieldError
+		for _, e := range unjoin(err) {
+			if errors.As(e, &fe) {
+				errs.add(fld.Child(fe.Field), "%s", fe.Msg)
+			} else {
+				errs.add(fld, "%v", e)
+			}
+		}
+	}
 	return errs
+}
+
+// CompilePolicy compiles the policy section's rules: what validation checks
+// and what the proxy runs are the same compilation.
+func CompilePolicy(c *PolicyConfig) (*mcppolicy.Policy, error) {
+	rules := make([]mcppolicy.Rule, len(c.Rules))
+	for i, r := range c.Rules {
+		rules[i] = mcppolicy.Rule{Name: r.Name, Effect: r.Effect, When: r.When}
+	}
+	return mcppolicy.Compile(mcppolicy.Options{Rules: rules, Default: c.Default, Claims: c.Claims})
+}
+
+// unjoin lists the errors errors.Join combined (or err alone).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // validateAudit checks the audit section: every redact key must name
