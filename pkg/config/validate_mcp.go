@@ -136,3 +136,28 @@ func reservedExchangeHeader(h string) bool {
 	}
 	return false
 }
+
+// validateTokenExchangeFit checks token exchange against the rest of the
+// configuration: it needs the OIDC login (its subject tokens come from it),
+// and its header must not be one the proxy writes the caller's identity
+// into, where one would overwrite the other.
+func validateTokenExchangeFit(c *Config, fld fieldPath) errorList {
+	var errs errorList
+	if !c.TokenExchange.Enabled {
+		return errs
+	}
+	if c.AuthMode != "oidc" {
+		errs.add(fld.Child("enabled"), "needs auth_mode oidc: the exchanged tokens are the logged-in users' (auth_mode is %q)", c.AuthMode)
+	}
+	norm := func(h string) string { return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(h)), "_", "-") }
+	want := norm(c.TokenExchange.Header)
+	identityHeaders := []string{"X-User-ID", "X-User-Email", "X-User-Name", "X-User-Groups",
+		c.Headers.User, c.Headers.Email, c.Headers.Groups, c.Headers.Name, c.Headers.Username}
+	for _, h := range identityHeaders {
+		if h != "" && norm(h) == want {
+			errs.add(fld.Child("header"), "%q also carries the caller's identity (headers.*); choose another header", c.TokenExchange.Header)
+			break
+		}
+	}
+	return errs
+}

@@ -65,3 +65,34 @@ func TestValidateTokenExchange(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateTokenExchangeFit: token exchange needs the OIDC login, and its
+// header must not be one that carries the caller's identity.
+func TestValidateTokenExchangeFit(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   []string
+	}{
+		{name: "fits"},
+		{name: "original preset identity header", mutate: func(c *Config) { c.TokenExchange.Header = "x-user-email" },
+			want: []string{"token_exchange.header"}},
+		{name: "custom identity header", mutate: func(c *Config) {
+			c.Headers.User, c.TokenExchange.Header = "X-Remote-User", "X_Remote_User"
+		}, want: []string{"token_exchange.header"}},
+		{name: "bypass", mutate: func(c *Config) { c.AuthMode, c.AllowInsecureBypass = "bypass", true },
+			want: []string{"token_exchange.enabled"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validOIDC()
+			c.TokenExchange.Enabled, c.TokenExchange.Audience = true, "https://orders.example"
+			if tt.mutate != nil {
+				tt.mutate(&c)
+			}
+			if got := errorPaths(t, c.Validate()); !slices.Equal(got, tt.want) {
+				t.Fatalf("error paths %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

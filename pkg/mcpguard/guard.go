@@ -151,6 +151,9 @@ func (g *Guard) Set(s Settings) {
 	g.cur.Store(&s)
 }
 
+// Active reports whether requests are parsed (a policy or auditing is on).
+func (g *Guard) Active() bool { return g.cur.Load() != nil }
+
 // Wrap returns next behind the guard. Only POST requests carry JSON-RPC
 // messages from the client; GET (the server's stream) and DELETE (session
 // end) pass untouched.
