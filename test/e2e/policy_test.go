@@ -377,3 +377,45 @@ func TestPolicyHotReload(t *testing.T) {
 		t.Errorf("after the refused reload the running policy changed: %v", err)
 	}
 }
+
+// TestPolicyOnAClaimValue: a tool allowed only for a claim value, through a
+// claim listed in policy.claims, decides the cookie caller and the façade's
+// bearer caller of the same user alike.
+func TestPolicyOnAClaimValue(t *testing.T) {
+	users := policyUsers()
+	users[0].Claims = map[string]any{"department": "finance"}
+	users[1].Claims = map[string]any{"department": "sales"}
+	e := newEnv(t, envOptions{redis: true, idp: oidcprovider.Options{Users: users}})
+	r := e.start(t, proxyOptions{args: []string{"--policy-claims", "department", "--policy-rules", `
+- name: finance-counts
+  effect: allow
+  when: 'name == "countdown" && claims.?department.orValue("") == "finance"'
+- name: everyone-reads
+  effect: allow
+  when: 'name in ["whoami", "echo"]'
+`}})
+	demo := sdkSession(t, r.URL+"/mcp", loginAs(t, e.idp, r.URL, oidcprovider.DemoUsername, oidcprovider.DemoPassword), "")
+	bob := sdkSession(t, r.URL+"/mcp", loginAs(t, e.idp, r.URL, bobUsername, bobPassword), "")
+	if _, err := callTool(demo, "countdown", map[string]any{"from": 1}); err != nil {
+		t.Errorf("finance cookie caller's countdown: %v", err)
+	}
+	if _, err := callTool(bob, "countdown", map[string]any{"from": 1}); err == nil {
+		t.Error("sales cookie caller ran countdown")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	c, err := mcpclient.Connect(ctx, mcpclient.Options{
+		Endpoint: r.URL + "/mcp",
+		Login:    func(ctx context.Context, u string) (*url.URL, error) { return e.idp.Login(ctx, nil, u) },
+	})
+	if err != nil {
+		t.Fatalf("SDK client through the OAuth flow: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if names := toolNames(t, c.Session); !slices.Contains(names, "countdown") {
+		t.Errorf("finance bearer caller's tools/list = %v, want countdown in it", names)
+	}
+	if _, err := callTool(c.Session, "countdown", map[string]any{"from": 1}); err != nil {
+		t.Errorf("finance bearer caller's countdown: %v", err)
+	}
+}
