@@ -19,7 +19,7 @@ import (
 // buildMCPGuard builds the audit logger and the guard and installs cfg's
 // policy in it.
 func (s *Server) buildMCPGuard(cfg config.Config) error {
-	s.audit = audit.New(audit.Options{Logger: s.log.Named("audit"), Counter: s.metrics.MCPRequests()})
+	s.audit = audit.New(audit.Options{Logger: audit.OwnLevel(s.log.Named("audit")), Counter: s.metrics.MCPRequests()})
 	s.guard = mcpguard.New(mcpguard.Options{Recorder: s.audit, Logger: s.log.Named("mcp-policy"), Now: s.opts.Now})
 	s.mcpPath = mcppath.New(cfg.MCPPath)
 	return s.applyMCPPolicy(cfg)
