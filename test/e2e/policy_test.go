@@ -224,16 +224,7 @@ func TestPolicyBearerCallerDecidedLikeCookie(t *testing.T) {
   effect: allow
   when: 'true'
 `}})
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	c, err := mcpclient.Connect(ctx, mcpclient.Options{
-		Endpoint: r.URL + "/mcp",
-		Login:    func(ctx context.Context, u string) (*url.URL, error) { return e.idp.Login(ctx, nil, u) },
-	})
-	if err != nil {
-		t.Fatalf("SDK client through the OAuth flow: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := facadeSession(t, e, r.URL+"/mcp")
 	names := toolNames(t, c.Session)
 	if slices.Contains(names, "countdown") || !slices.Contains(names, "whoami") {
 		t.Errorf("bearer caller's tools/list = %v, want whoami but not countdown", names)
@@ -246,6 +237,23 @@ func TestPolicyBearerCallerDecidedLikeCookie(t *testing.T) {
 	if _, err := callTool(cs, "countdown", map[string]any{"from": 1}); err != nil {
 		t.Errorf("cookie caller's countdown (the rule names bearer callers only): %v", err)
 	}
+}
+
+// facadeSession connects the official SDK client to endpoint through the
+// façade's OAuth flow as the demo user.
+func facadeSession(tb testing.TB, e *env, endpoint string) *mcpclient.Client {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	c, err := mcpclient.Connect(ctx, mcpclient.Options{
+		Endpoint: endpoint,
+		Login:    func(ctx context.Context, u string) (*url.URL, error) { return e.idp.Login(ctx, nil, u) },
+	})
+	if err != nil {
+		tb.Fatalf("SDK client through the OAuth flow: %v", err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // rawMCP posts body to the MCP endpoint with cookie and headers.
@@ -402,16 +410,7 @@ func TestPolicyOnAClaimValue(t *testing.T) {
 	if _, err := callTool(bob, "countdown", map[string]any{"from": 1}); err == nil {
 		t.Error("sales cookie caller ran countdown")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	c, err := mcpclient.Connect(ctx, mcpclient.Options{
-		Endpoint: r.URL + "/mcp",
-		Login:    func(ctx context.Context, u string) (*url.URL, error) { return e.idp.Login(ctx, nil, u) },
-	})
-	if err != nil {
-		t.Fatalf("SDK client through the OAuth flow: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := facadeSession(t, e, r.URL+"/mcp")
 	if names := toolNames(t, c.Session); !slices.Contains(names, "countdown") {
 		t.Errorf("finance bearer caller's tools/list = %v, want countdown in it", names)
 	}
