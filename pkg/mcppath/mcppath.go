@@ -23,7 +23,9 @@ func New(mcpPath string) Matcher {
 
 // Match reports whether u addresses the MCP endpoint: the same path after
 // percent-decoding, case folding, collapsing repeated slashes, resolving dot
-// segments and dropping a trailing slash or a ";parameter" suffix.
+// segments and dropping a trailing slash or a ";parameter" suffix. Servlet
+// containers drop the ";parameters" of every segment before resolving dot
+// segments (/x;y/../mcp is /mcp to them), so that reading matches too.
 func (m Matcher) Match(u *url.URL) bool {
 	p := u.Path
 	if raw := u.RawPath; raw != "" {
@@ -33,10 +35,25 @@ func (m Matcher) Match(u *url.URL) bool {
 			p = d
 		}
 	}
-	return normalize(p) == m.want
+	return normalize(p) == m.want || normalize(dropSegmentParams(p)) == m.want
 }
 
-func normalize(p string) string {
+// dropSegmentParams removes the ";parameters" of every segment, after the
+// same decoding normalize does.
+func dropSegmentParams(p string) string {
+	p = unescape(p)
+	segs := strings.Split(strings.ReplaceAll(p, "\\", "/"), "/")
+	for i, s := range segs {
+		if j := strings.IndexByte(s, ';'); j >= 0 {
+			segs[i] = s[:j]
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// unescape percent-decodes p up to three times (%252F-style double
+// encoding is decoded by some servers' routers).
+func unescape(p string) string {
 	for range 3 {
 		d, err := url.PathUnescape(p)
 		if err != nil || d == p {
@@ -44,6 +61,11 @@ func normalize(p string) string {
 		}
 		p = d
 	}
+	return p
+}
+
+func normalize(p string) string {
+	p = unescape(p)
 	if i := strings.IndexByte(p, ';'); i >= 0 {
 		p = p[:i]
 	}
