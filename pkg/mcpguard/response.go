@@ -124,6 +124,14 @@ func (w *responseWriter) WriteHeader(code int) {
 		}
 		x.denials = nil
 		w.sse.flush()
+	case len(x.lists) > 0 && code >= 200 && code < 300 && code != http.StatusNoContent:
+		// A success in a type clients do not read as JSON-RPC, which
+		// the filter cannot read either: its bytes may still hold the
+		// list, so it is not shown.
+		x.g.log.Error("MCP policy: upstream answered a list request with a content type the policy cannot filter; replaced by an error",
+			requestid.LogField(x.r.Context()), zap.String("content_type", ct))
+		w.mode = modeDiscard
+		w.replaceLists("could not be filtered (the MCP server answered with Content-Type " + strconv.Quote(ct) + ")")
 	default:
 		w.mode = modePass
 		w.ResponseWriter.WriteHeader(code)

@@ -159,6 +159,14 @@ var bom = []byte("\ufeff")
 // handle inspects one complete event (its bytes end with the blank line)
 // and writes it, rewritten if it answered a list request.
 func (f *sseFilter) handle(ev []byte) {
+	f.handleEvent(ev, false)
+}
+
+// handleEvent is handle; cut says the stream ended inside the event. A
+// cut-off event whose data is not JSON while a list is pending is dropped
+// (it may be the list answer's first part, and a client discards an event
+// the stream ended in anyway) and the lists are answered with errors.
+func (f *sseFilter) handleEvent(ev []byte, cut bool) {
 	first := !f.begun
 	f.begun = true
 	if len(f.w.x.lists) > 0 && (hasBareCR(ev) || (first && bytes.HasPrefix(ev, bom))) {
@@ -170,9 +178,14 @@ func (f *sseFilter) handle(ev []byte) {
 	}
 	data, hasData := sseData(ev)
 	if hasData {
-		if out, _, err := forEachResponse(data, f.w.x.seen); err == nil && !bytes.Equal(out, data) {
+		out, _, err := forEachResponse(data, f.w.x.seen)
+		if err == nil && !bytes.Equal(out, data) {
 			f.out(rewriteEvent(ev, out))
 			f.flush()
+			return
+		}
+		if err != nil && cut && len(f.w.x.lists) > 0 {
+			f.refuseLists("was cut off by the end of the MCP server's stream and cannot be filtered")
 			return
 		}
 	}
@@ -181,14 +194,15 @@ func (f *sseFilter) handle(ev []byte) {
 }
 
 // end handles an event cut off by the end of the stream like a complete
-// one, so a list response is never relayed unfiltered even then.
+// one, so a list response is never relayed unfiltered even then; one that
+// is not JSON is dropped while a list is pending.
 func (f *sseFilter) end() {
 	if f.state != sseParse {
 		return
 	}
 	ev := append(f.event, f.line...)
 	if len(ev) > 0 {
-		f.handle(ev)
+		f.handleEvent(ev, true)
 	}
 }
 
