@@ -449,9 +449,17 @@ func TestPolicyReloadWithOpenStreams(t *testing.T) {
 		if o.err != nil || o.res.IsError {
 			t.Fatalf("the stream open across the reload failed: %v %+v", o.err, o.res)
 		}
+		raw, _ := json.Marshal(o.res.StructuredContent)
+		var out mcpserver.TicksOutput
+		if err := json.Unmarshal(raw, &out); err != nil || out.Ticks != reloadedStreamTicks {
+			t.Errorf("the stream open across the reload ended with %s; want all %d ticks", raw, reloadedStreamTicks)
+		}
 	case <-time.After(reloadedStreamTicks*tickInterval + faultAnswer):
 		t.Fatalf("the stream open across the reload did not finish within %s", reloadedStreamTicks*tickInterval+faultAnswer)
 	}
+	// The SDK client may run the last progress handler just after the
+	// call returned.
+	waitfor.Poll(faultAnswer, waitfor.Interval, func() bool { return progress.Load() == reloadedStreamTicks })
 	if got := progress.Load(); got != reloadedStreamTicks || atReload >= reloadedStreamTicks {
 		t.Errorf("the open stream delivered %d progress events (%d before the reload); want all %d, some after the reload", got, atReload, reloadedStreamTicks)
 	}
