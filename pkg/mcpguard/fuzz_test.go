@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -60,11 +61,70 @@ func serveChunks(contentType string, body, cuts []byte, check func(in, out []byt
 	return w
 }
 
-// listLeak reads a JSON-RPC body (one message or a batch) the way the
-// official SDK client does (exact member names, the last of duplicate keys)
-// and returns the hidden item names of the first answer to id 1 it finds,
-// if that answer is a result; answered reports whether one was found.
+// listLeak reads a JSON-RPC body (one message or a batch) the way
+// clients do and returns the hidden item names of the first answer to id 1
+// it finds, if that answer is a result; answered reports whether one was
+// found. Besides the official SDK's reading (exact member names, the last
+// of duplicate keys), it reads each message as a lenient client would:
+// member names matched ignoring case (Go's encoding/json), and a string id
+// matched to a numeric one by JavaScript's Number() (the TypeScript SDK).
 func listLeak(data []byte) (leaked []string, answered bool) {
+	leaked, answered = strictLeak(data)
+	t := bytes.TrimSpace(data)
+	var msgs []json.RawMessage
+	if len(t) > 0 && t[0] == '[' {
+		if json.Unmarshal(t, &msgs) != nil {
+			return leaked, answered
+		}
+	} else {
+		msgs = []json.RawMessage{t}
+	}
+	for _, raw := range msgs {
+		var m struct {
+			ID     json.RawMessage
+			Method json.RawMessage
+			Error  json.RawMessage
+			Result struct {
+				Tools []struct{ Name string }
+			}
+		}
+		if json.Unmarshal(raw, &m) != nil || m.Method != nil || !isOne(m.ID) {
+			continue
+		}
+		if m.Error == nil || string(m.Error) == "null" {
+			for _, it := range m.Result.Tools {
+				if strings.HasPrefix(it.Name, "hidden") {
+					leaked = append(leaked, it.Name)
+				}
+			}
+		}
+		answered = true
+		break
+	}
+	return leaked, answered
+}
+
+// isOne reports whether a client could read id as 1: the number, or a
+// string JavaScript's Number() makes 1 of.
+func isOne(id json.RawMessage) bool {
+	var f float64
+	if json.Unmarshal(id, &f) == nil {
+		return f == 1
+	}
+	var s string
+	if json.Unmarshal(id, &s) != nil {
+		return false
+	}
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 0, 64); err == nil && len(s) > 2 && s[0] == '0' {
+		return n == 1
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return err == nil && f == 1
+}
+
+// strictLeak is listLeak with the official SDK's reading only.
+func strictLeak(data []byte) (leaked []string, answered bool) {
 	t := bytes.TrimSpace(data)
 	var msgs []json.RawMessage
 	if len(t) > 0 && t[0] == '[' {
@@ -219,6 +279,8 @@ func FuzzSSEFilter(f *testing.F) {
 		"data:" + list + "\n\n",
 		"data\n\n",
 		"\n\n\n",
+		"data: {\"jsonrpc\":\"2.0\",\"ID\":1,\"result\":{\"tools\":[{\"name\":\"hidden_x\"}]}}\n\n",
+		"data: {\"jsonrpc\":\"2.0\",\"id\":\" 1.0\",\"result\":{\"tools\":[{\"name\":\"hidden_x\"}]}}\n\n",
 	} {
 		f.Add([]byte(s), []byte{3, 0, 40, 7})
 		f.Add([]byte(s), []byte{})
@@ -296,6 +358,12 @@ func FuzzJSONListFilter(f *testing.F) {
 		`{"jsonrpc":"2.0","id":1,"result":[]}`,
 		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"` + strings.Repeat("x", 600) + `"}]}}`,
 		` {"jsonrpc":"2.0","id":1,"result":{}} `,
+		`{"jsonrpc":"2.0","Id":1,"result":{"tools":[{"name":"hidden_a"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"Result":{"tools":[{"name":"hidden_a"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[],"Tools":[{"name":"hidden_a"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo","Name":"hidden_a"}]}}`,
+		`{"jsonrpc":"2.0","id":"1","result":{"tools":[{"name":"hidden_a"}]}}`,
+		`{"jsonrpc":"2.0","id":"0x1","result":{"tools":[{"name":"hidden_a"}]}}`,
 		`not json`, `[]`, `{}`, `null`,
 	} {
 		f.Add([]byte(s), []byte{5, 200})
