@@ -187,6 +187,8 @@ type exchange struct {
 	// denials are the proxy's own answers to denied requests of a
 	// forwarded batch, merged into the upstream's response.
 	denials [][]byte
+	// msgs are the body's messages.
+	msgs []message
 }
 
 func (g *Guard) serve(s *Settings, next http.Handler, w http.ResponseWriter, r *http.Request) {
@@ -240,6 +242,7 @@ func (g *Guard) serve(s *Settings, next http.Handler, w http.ResponseWriter, r *
 
 // decide answers denied requests and forwards the rest.
 func (x *exchange) decide(next http.Handler, w http.ResponseWriter, b *body) {
+	x.msgs = b.msgs
 	var forward [][]byte
 	var denials [][]byte
 	for i := range b.msgs {
