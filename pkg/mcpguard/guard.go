@@ -156,16 +156,37 @@ func (g *Guard) Active() bool { return g.cur.Load() != nil }
 
 // Wrap returns next behind the guard. Only POST requests carry JSON-RPC
 // messages from the client; GET (the server's stream) and DELETE (session
-// end) pass untouched.
+// end) pass untouched when they have no body. A request of any other
+// method with a body is refused while the guard is active (refuseBody).
 func (g *Guard) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := g.cur.Load()
-		if s == nil || r.Method != http.MethodPost {
+		switch {
+		case s == nil:
 			next.ServeHTTP(w, r)
-			return
+		case r.Method == http.MethodPost:
+			g.serve(s, next, w, r)
+		case r.ContentLength != 0:
+			g.refuseBody(s, w, r)
+		default:
+			next.ServeHTTP(w, r)
 		}
-		g.serve(s, next, w, r)
 	})
+}
+
+// refuseBody refuses a request with a body whose method is not POST (GET,
+// DELETE, PUT, a lower-case "post", ...; ContentLength is -1 for a chunked
+// body). MCP sends messages only in POST bodies, and the guard decides only
+// those: forwarded, such a body would reach the MCP server undecided, and a
+// server that honours X-HTTP-Method-Override, matches methods ignoring case
+// or reads bodies whatever the method would run a call the policy denies.
+func (g *Guard) refuseBody(s *Settings, w http.ResponseWriter, r *http.Request) {
+	x := &exchange{g: g, s: s, r: r, start: g.now(), recording: g.rec != nil}
+	if id := identity.FromContext(r.Context()); id != nil {
+		x.caller = callerOf(id, bearer.FromContext(r.Context()))
+	}
+	x.invalid(w, http.StatusBadRequest, nil, CodeInvalidRequest,
+		"a request body is accepted only with POST: MCP messages are POSTed, and the policy decides those", nil)
 }
 
 // exchange is one HTTP request being guarded.
