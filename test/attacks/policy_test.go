@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -298,6 +299,53 @@ func (f *fixture) openStream(t *testing.T, headers ...string) response {
 	return response{Status: resp.StatusCode, Header: resp.Header}
 }
 
+// unknownTool: the call reached the MCP server, which knows no tool of
+// that name (tool names are case-sensitive and matched exactly) and
+// answered id 1 with an error; no body that arrived names countdown
+// exactly, the denied tool.
+var unknownTool = want{status: http.StatusOK, upstream: true, check: func(t *testing.T, _ *fixture, r response, reached []seen) {
+	msgs := rpcMessages(t, r)
+	if len(msgs) != 1 || string(msgs[0].ID) != "1" || (msgs[0].Error == nil && !strings.Contains(string(msgs[0].Result), `"isError":true`)) {
+		t.Errorf("answer %s, want the MCP server's error for id 1", r)
+	}
+	for _, s := range reached {
+		var m struct {
+			Params struct {
+				Name string `json:"name"`
+			} `json:"params"`
+		}
+		if json.Unmarshal(s.Body, &m) == nil && m.Params.Name == "countdown" {
+			t.Errorf("the MCP server received a call of countdown: %s", s.Body)
+		}
+	}
+}}
+
+// listed: the tools/list with id reached the MCP server and its answer
+// lists whoami but not countdown.
+func listed(id string) want {
+	return want{status: http.StatusOK, upstream: true, check: func(t *testing.T, _ *fixture, r response, _ []seen) {
+		msgs := rpcMessages(t, r)
+		if len(msgs) != 1 || string(msgs[0].ID) != id {
+			t.Fatalf("answer %s, want one answer for id %s", r, id)
+		}
+		var res struct {
+			Tools []struct {
+				Name string `json:"name"`
+			} `json:"tools"`
+		}
+		if err := json.Unmarshal(msgs[0].Result, &res); err != nil {
+			t.Fatalf("tools/list result: %v (%s)", err, r)
+		}
+		var names []string
+		for _, tool := range res.Tools {
+			names = append(names, tool.Name)
+		}
+		if !slices.Contains(names, "whoami") || slices.Contains(names, "countdown") {
+			t.Errorf("tools/list shows %q, want whoami and not countdown", names)
+		}
+	}}
+}
+
 // redirected is Go's mux answering a path that is not clean with a
 // redirect to /mcp, before anything is decided or forwarded; the client's
 // retry is then decided at /mcp.
@@ -417,6 +465,19 @@ func policyCases() []attack {
 		{name: "policy: method Tools/Call reaches the server as an unknown method", send: inSession(`{"jsonrpc":"2.0","id":1,"method":"Tools/Call","params":{"name":"whoami"}}`),
 			want: reaches(want{status: http.StatusBadRequest, body: `"Tools/Call" unsupported`})},
 
+		// Names the policy does not deny, which the MCP server does not
+		// know either.
+		{name: "policy: name COUNTDOWN", send: inSession(toolCall("1", "COUNTDOWN")), want: unknownTool},
+		{name: "policy: name with a zero-width space", send: inSession(toolCall("1", `count\u200bdown`)), want: unknownTool},
+		{name: "policy: name with a trailing space", send: inSession(toolCall("1", "countdown ")), want: unknownTool},
+		{name: "policy: name with a trailing NUL", send: inSession(toolCall("1", `countdown\u0000`)), want: unknownTool},
+
+		// Lists.
+		{name: "policy: tools/list hides the denied tool", send: inSession(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), want: listed("1")},
+		{name: "policy: tools/list with an escaped string id", send: inSession(`{"jsonrpc":"2.0","id":"\u0061","method":"tools/list"}`), want: listed(`"a"`)},
+		{name: "policy: tools/list with id 1.0", send: inSession(`{"jsonrpc":"2.0","id":1.0,"method":"tools/list"}`), want: listed("1")},
+		{name: "policy: tools/list in a batch", send: inSession(batchOf(`{"jsonrpc":"2.0","id":5,"method":"tools/list"}`)), want: listed("5")},
+
 		// Batches.
 		{name: "policy: batch [allowed, denied]", send: inSession(batchOf(whoami, toolCall("2", "countdown"))),
 			want: reaches(answers(http.StatusOK, map[string]int{"1": 0, "2": codeDenied}))},
@@ -438,6 +499,10 @@ func policyCases() []attack {
 		{name: "policy: gzip Content-Encoding", send: func(t *testing.T, f *fixture) response {
 			return f.rpcRaw(t, http.MethodPost, "/mcp", gzipped(t, countdown), "Content-Encoding: gzip")
 		}, want: refused(http.StatusUnsupportedMediaType, codeInvalid)},
+		{name: "policy: Content-Encoding identity, gzip", send: func(t *testing.T, f *fixture) response {
+			return f.rpcRaw(t, http.MethodPost, "/mcp", gzipped(t, countdown), "Content-Encoding: identity, gzip")
+		}, want: refused(http.StatusUnsupportedMediaType, codeInvalid)},
+		{name: "policy: Content-Encoding identity", send: post(countdown, "Content-Encoding: identity"), want: denied("1")},
 		{name: "policy: Content-Type text/plain", send: post(countdown, "Content-Type: text/plain"), want: denied("1")},
 		{name: "policy: no Content-Type", send: func(t *testing.T, f *fixture) response {
 			return f.rawHTTP(t, http.MethodPost, "/mcp", countdown, "Accept: application/json, text/event-stream",
@@ -478,6 +543,7 @@ func policyCases() []attack {
 		{name: "policy: Mcp-Name countdown on a whoami body", send: post(whoami, append(v2026, "Mcp-Method: tools/call", "Mcp-Name: countdown")...), want: mismatch("1")},
 		{name: "policy: Mcp-Method tools/list on a tools/call body", send: post(countdown, append(v2026, "Mcp-Method: tools/list")...), want: mismatch("1")},
 		{name: "policy: two Mcp-Name headers", send: post(countdown, append(v2026, "Mcp-Method: tools/call", "Mcp-Name: whoami", "Mcp-Name: countdown")...), want: mismatch("1")},
+		{name: "policy: Mcp-Name whoami in Base64 on a countdown body", send: post(countdown, append(v2026, "Mcp-Method: tools/call", "Mcp-Name: =?base64?d2hvYW1p?=")...), want: mismatch("1")},
 		{name: "policy: Mcp-Name in Base64 matching the body", send: post(countdown, append(v2026, "Mcp-Method: tools/call", "Mcp-Name: =?base64?Y291bnRkb3du?=")...),
 			want: denied("1")},
 		{name: "policy: Mcp-Method on a batch mixing methods", send: post(batchOf(toolCall("1", "whoami"), `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`), append(v2026, "Mcp-Method: tools/list")...),
