@@ -221,7 +221,7 @@ func (g *Guard) serve(s *Settings, next http.Handler, w http.ResponseWriter, r *
 		return
 	}
 	x.caller = callerOf(id, bearer.FromContext(r.Context()))
-	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+	if ce, ok := encoded(r.Header); ok {
 		x.invalid(w, http.StatusUnsupportedMediaType, nil, CodeInvalidRequest, "request bodies with Content-Encoding "+ce+" are not accepted: the policy decides on plain JSON", nil)
 		return
 	}
@@ -257,6 +257,21 @@ func (g *Guard) serve(s *Settings, next http.Handler, w http.ResponseWriter, r *
 		x.bind = s.Policy.Bind(x.caller)
 	}
 	x.decide(next, w, b)
+}
+
+// encoded returns the first content coding of h other than identity, in
+// every Content-Encoding header line and comma-separated list: a server
+// that decodes the body by a coding the guard did not see (Header.Get
+// returns only the first line) would act on other bytes than those decided.
+func encoded(h http.Header) (string, bool) {
+	for _, line := range h.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(line, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return c, true
+			}
+		}
+	}
+	return "", false
 }
 
 // decide answers denied requests and forwards the rest.

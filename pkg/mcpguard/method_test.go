@@ -106,3 +106,59 @@ func TestBodyOnlyWithPost(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryContentEncodingCounts: a body is refused (415) when any
+// Content-Encoding line or list item names a coding other than identity,
+// not only the first line, which Header.Get returns.
+func TestEveryContentEncodingCounts(t *testing.T) {
+	const call = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`
+	var mu sync.Mutex
+	reached := 0
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reached++
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	g := mcpguard.New(mcpguard.Options{})
+	g.Set(mcpguard.Settings{Policy: policy})
+	srv := httptest.NewServer(authenticate(g.Wrap(next)))
+	t.Cleanup(srv.Close)
+	for _, tt := range []struct {
+		name     string
+		encoding []string
+		status   int
+	}{
+		{name: "none", status: http.StatusNoContent},
+		{name: "identity", encoding: []string{"identity"}, status: http.StatusNoContent},
+		{name: "IDENTITY, identity", encoding: []string{"IDENTITY, identity"}, status: http.StatusNoContent},
+		{name: "gzip", encoding: []string{"gzip"}, status: http.StatusUnsupportedMediaType},
+		{name: "identity, gzip in one line", encoding: []string{"identity, gzip"}, status: http.StatusUnsupportedMediaType},
+		{name: "identity, then br in a second line", encoding: []string{"identity", "br"}, status: http.StatusUnsupportedMediaType},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(call))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Test-User", "bob")
+			req.Header.Set("Content-Type", "application/json")
+			req.Header["Content-Encoding"] = tt.encoding
+			mu.Lock()
+			before := reached
+			mu.Unlock()
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			mu.Lock()
+			got := reached - before
+			mu.Unlock()
+			if resp.StatusCode != tt.status || (got == 1) != (tt.status == http.StatusNoContent) {
+				t.Fatalf("%d %s, reached %d time(s); want %d", resp.StatusCode, b, got, tt.status)
+			}
+		})
+	}
+}

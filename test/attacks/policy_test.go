@@ -502,6 +502,9 @@ func policyCases() []attack {
 		{name: "policy: Content-Encoding identity, gzip", send: func(t *testing.T, f *fixture) response {
 			return f.rpcRaw(t, http.MethodPost, "/mcp", gzipped(t, countdown), "Content-Encoding: identity, gzip")
 		}, want: refused(http.StatusUnsupportedMediaType, codeInvalid)},
+		// Header.Get would see only "identity": every value counts.
+		{name: "policy: Content-Encoding identity, then gzip in a second header", send: inSession(whoami, "Content-Encoding: identity", "Content-Encoding: gzip"),
+			want: refused(http.StatusUnsupportedMediaType, codeInvalid)},
 		{name: "policy: Content-Encoding identity", send: post(countdown, "Content-Encoding: identity"), want: denied("1")},
 		{name: "policy: Content-Type text/plain", send: post(countdown, "Content-Type: text/plain"), want: denied("1")},
 		{name: "policy: no Content-Type", send: func(t *testing.T, f *fixture) response {
