@@ -23,7 +23,10 @@ func New(mcpPath string) Matcher {
 
 // Match reports whether u addresses the MCP endpoint: the same path after
 // percent-decoding, case folding, collapsing repeated slashes, resolving dot
-// segments and dropping a trailing slash or a ";parameter" suffix.
+// segments, dropping a trailing slash, anything from a ";", "?", "#" or NUL
+// on (servers that decode before splitting off parameters, queries or
+// fragments, or stop at a NUL) and trailing dots, spaces and control
+// characters (servers that trim them, as Windows does file names).
 func (m Matcher) Match(u *url.URL) bool {
 	p := u.Path
 	if raw := u.RawPath; raw != "" {
@@ -44,10 +47,21 @@ func normalize(p string) string {
 		}
 		p = d
 	}
-	if i := strings.IndexByte(p, ';'); i >= 0 {
+	if i := strings.IndexAny(p, ";?#\x00"); i >= 0 {
 		p = p[:i]
 	}
 	p = strings.ToLower(strings.ReplaceAll(p, "\\", "/"))
-	p = path.Clean("/" + p)
+	// Trimming can expose another dot segment or slash ("/mcp/ ."): clean
+	// until nothing changes. Every round but the first shortens p.
+	for range len(p) + 2 {
+		c := path.Clean("/" + strings.TrimRight(path.Clean("/"+p), trimmed))
+		if c == p {
+			break
+		}
+		p = c
+	}
 	return p
 }
+
+// trimmed are the characters lenient servers drop from the end of a path.
+const trimmed = ". \t\r\n\v\f"

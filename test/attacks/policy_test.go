@@ -416,6 +416,23 @@ func policyCases() []attack {
 		{name: "policy: path /x/%2e%2e/mcp", send: postTo("/x/%2e%2e/mcp"), want: denied("1")},
 		{name: "policy: path /mcp%2f", send: postTo("/mcp%2f"), want: denied("1")},
 		{name: "policy: path /public/%2e%2e/mcp (through the public path)", send: postTo("/public/%2e%2e/mcp"), want: denied("1")},
+		// Spellings the Go SDK's mux answers 404, but a server that strips
+		// trailing dots or white space, stops at a NUL, or decodes the
+		// path before splitting off a query or fragment (a proxy chain)
+		// routes to /mcp.
+		{name: "policy: path /mcp%00", send: postTo("/mcp%00"), want: denied("1")},
+		{name: "policy: path /mcp%20", send: postTo("/mcp%20"), want: denied("1")},
+		{name: "policy: path /mcp%09", send: postTo("/mcp%09"), want: denied("1")},
+		{name: "policy: path /mcp%0a", send: postTo("/mcp%0a"), want: denied("1")},
+		{name: "policy: path /mcp.", send: postTo("/mcp."), want: denied("1")},
+		{name: "policy: path /mcp%2e", send: postTo("/mcp%2e"), want: denied("1")},
+		{name: "policy: path /mcp%3fx=1", send: postTo("/mcp%3fx=1"), want: denied("1")},
+		{name: "policy: path /mcp%23x", send: postTo("/mcp%23x"), want: denied("1")},
+		{name: "policy: path /mcp#x (raw fragment)", send: postTo("/mcp#x"), want: denied("1")},
+		{name: "policy: path /mcp%3bx", send: postTo("/mcp%3bx"), want: denied("1")},
+		{name: "policy: path /mcp/%2e", send: postTo("/mcp/%2e"), want: denied("1")},
+		{name: "policy: path /%4d%43%50", send: postTo("/%4d%43%50"), want: denied("1")},
+		{name: "policy: path /mcp\\", send: postTo("/mcp\\"), want: denied("1")},
 		{name: "policy: path /mcp?name=whoami", send: postTo("/mcp?name=whoami"), want: denied("1")},
 		{name: "policy: absolute-form request target", send: func(t *testing.T, f *fixture) response {
 			return f.rpcRaw(t, http.MethodPost, "http://"+f.host+"/mcp", countdown)
