@@ -321,11 +321,11 @@ var unknownTool = want{status: http.StatusOK, upstream: true, check: func(t *tes
 }}
 
 // listed: the tools/list with id reached the MCP server and its answer
-// lists whoami but not countdown.
+// (for id, or for any id when id is "") lists whoami but not countdown.
 func listed(id string) want {
 	return want{status: http.StatusOK, upstream: true, check: func(t *testing.T, _ *fixture, r response, _ []seen) {
 		msgs := rpcMessages(t, r)
-		if len(msgs) != 1 || string(msgs[0].ID) != id {
+		if len(msgs) != 1 || (id != "" && string(msgs[0].ID) != id) {
 			t.Fatalf("answer %s, want one answer for id %s", r, id)
 		}
 		var res struct {
@@ -470,6 +470,15 @@ func policyCases() []attack {
 		{name: "policy: arguments nested 600 deep", send: post(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"countdown","arguments":` + nested + `}}`),
 			want: refused(http.StatusBadRequest, codeInvalid)},
 		{name: "policy: arguments nested 100 deep", send: post(deepCall), want: denied("1")},
+		{name: "policy: no jsonrpc member", send: post(`{"id":1,"method":"tools/call","params":{"name":"countdown"}}`), want: denied("1")},
+		{name: "policy: jsonrpc 1.0", send: post(`{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"countdown"}}`), want: denied("1")},
+		{name: "policy: request dressed with a result", send: post(`{"jsonrpc":"2.0","id":1,"result":{},"method":"tools/call","params":{"name":"countdown"}}`), want: denied("1")},
+		{name: "policy: request dressed with an error", send: post(`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"},"method":"tools/call","params":{"name":"countdown"}}`), want: denied("1")},
+		{name: "policy: method null beside a result", send: post(`{"jsonrpc":"2.0","id":1,"result":{},"method":null,"params":{"name":"countdown"}}`),
+			want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: id 1e400", send: post(toolCall("1e400", "countdown")), want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: id 2^63", send: post(toolCall("9223372036854775808", "countdown")), want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: id 1.5", send: post(toolCall("1.5", "countdown")), want: refused(http.StatusBadRequest, codeInvalid)},
 		{name: "policy: number id", send: post(toolCall("7", "countdown")), want: denied("7")},
 		{name: "policy: string id", send: post(toolCall(`"7"`, "countdown")), want: denied(`"7"`)},
 		{name: "policy: null id", send: post(toolCall("null", "countdown")), want: denied("null")},
@@ -493,6 +502,20 @@ func policyCases() []attack {
 		{name: "policy: tools/list hides the denied tool", send: inSession(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), want: listed("1")},
 		{name: "policy: tools/list with an escaped string id", send: inSession(`{"jsonrpc":"2.0","id":"\u0061","method":"tools/list"}`), want: listed(`"a"`)},
 		{name: "policy: tools/list with id 1.0", send: inSession(`{"jsonrpc":"2.0","id":1.0,"method":"tools/list"}`), want: listed("1")},
+		// The SDK answers 1.5 as 1 and 2^53+1 as 2^53: an answer under
+		// another id than the request's would pass unfiltered, so numeric
+		// ids must be integers within ±(2^53-1).
+		{name: "policy: tools/list with id 2^53+1", send: inSession(`{"jsonrpc":"2.0","id":9007199254740993,"method":"tools/list"}`), want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: tools/list with id 1e20", send: inSession(`{"jsonrpc":"2.0","id":100000000000000000000,"method":"tools/list"}`), want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: tools/list with id 1.5", send: inSession(`{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}`), want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: tools/list with id 2^53-1", send: inSession(`{"jsonrpc":"2.0","id":9007199254740991,"method":"tools/list"}`), want: listed("9007199254740991")},
+		{name: "policy: tools/list with id -0", send: inSession(`{"jsonrpc":"2.0","id":-0,"method":"tools/list"}`), want: listed("")},
+		{name: "policy: tools/list with id 1E2", send: inSession(`{"jsonrpc":"2.0","id":1E2,"method":"tools/list"}`), want: listed("100")},
+		{name: "policy: tools/list with id null", send: inSession(`{"jsonrpc":"2.0","id":null,"method":"tools/list"}`),
+			want: want{status: http.StatusBadRequest, upstream: true, body: `missing id for "tools/list"`}},
+		{name: "policy: batch of tools/list with ids 2^53 and 2^53+1", send: inSession(batchOf(`{"jsonrpc":"2.0","id":9007199254740992,"method":"tools/list"}`, `{"jsonrpc":"2.0","id":9007199254740993,"method":"tools/list"}`)),
+			want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: tools/list with id \"\\ud800\" (lone surrogate)", send: inSession(`{"jsonrpc":"2.0","id":"\ud800","method":"tools/list"}`), want: listed("")},
 		{name: "policy: tools/list in a batch", send: inSession(batchOf(`{"jsonrpc":"2.0","id":5,"method":"tools/list"}`)), want: listed("5")},
 
 		// Batches.
@@ -564,10 +587,26 @@ func policyCases() []attack {
 		{name: "policy: Mcp-Method tools/list on a tools/call body", send: post(countdown, append(v2026, "Mcp-Method: tools/list")...), want: mismatch("1")},
 		{name: "policy: two Mcp-Name headers", send: post(countdown, append(v2026, "Mcp-Method: tools/call", "Mcp-Name: whoami", "Mcp-Name: countdown")...), want: mismatch("1")},
 		{name: "policy: Mcp-Name whoami in Base64 on a countdown body", send: post(countdown, append(v2026, "Mcp-Method: tools/call", "Mcp-Name: =?base64?d2hvYW1p?=")...), want: mismatch("1")},
+		// Go keeps Mcp_Name apart from Mcp-Name; the body decides anyway.
+		{name: "policy: Mcp_Name (underscore) whoami on a countdown body", send: post(countdown, append(v2026, "Mcp_Method: tools/list", "Mcp_Name: whoami")...), want: denied("1")},
 		{name: "policy: Mcp-Name in Base64 matching the body", send: post(countdown, append(v2026, "Mcp-Method: tools/call", "Mcp-Name: =?base64?Y291bnRkb3du?=")...),
 			want: denied("1")},
 		{name: "policy: Mcp-Method on a batch mixing methods", send: post(batchOf(toolCall("1", "whoami"), `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`), append(v2026, "Mcp-Method: tools/list")...),
 			want: answers(http.StatusBadRequest, map[string]int{"null": codeMismatch})},
+
+		// A public path forwards its body undecided, as it forwards
+		// everything: an MCP request inside it stays a body there.
+		{name: "policy: MCP request inside a public path's body", send: func(t *testing.T, f *fixture) response {
+			inner := "POST /mcp HTTP/1.1\r\nHost: " + f.host + "\r\nCookie: " + cookieName + "=" + f.cookie.Value +
+				"\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(countdown)) + "\r\n\r\n" + countdown
+			return f.rpcRaw(t, http.MethodPost, "/public/x", inner)
+		}, want: want{status: http.StatusOK, upstream: true, check: func(t *testing.T, _ *fixture, _ response, reached []seen) {
+			for _, s := range reached {
+				if !strings.HasPrefix(s.Path, "/public/") {
+					t.Errorf("the MCP server saw %s %s", s.Method, s.Path)
+				}
+			}
+		}}},
 
 		// Stream resumption.
 		{name: "policy: GET with Last-Event-ID reaches the MCP server without it", send: func(t *testing.T, f *fixture) response {
