@@ -125,9 +125,15 @@ func inSession(body string, headers ...string) func(*testing.T, *fixture) respon
 // opens it, so no row's upstream log holds its initialization.
 func (f *fixture) session(t *testing.T) string {
 	t.Helper()
-	if f.mcpSession != "" {
-		return f.mcpSession
+	if f.mcpSession == "" {
+		f.mcpSession = f.newSession(t)
 	}
+	return f.mcpSession
+}
+
+// newSession opens an MCP session of the demo user through replica P.
+func (f *fixture) newSession(t *testing.T) string {
+	t.Helper()
 	r := f.rpcRaw(t, http.MethodPost, "/mcp", initializeBody)
 	id := r.Header.Get("Mcp-Session-Id")
 	if r.Status != http.StatusOK || id == "" {
@@ -136,7 +142,6 @@ func (f *fixture) session(t *testing.T) string {
 	if r := f.rpcRaw(t, http.MethodPost, "/mcp", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, "Mcp-Session-Id: "+id); r.Status != http.StatusAccepted {
 		t.Fatalf("notifications/initialized through replica P: %s", r)
 	}
-	f.mcpSession = id
 	return id
 }
 
@@ -280,13 +285,15 @@ func callsCountdown(body []byte) (string, bool) {
 	return "", false
 }
 
-// openStream opens the demo user's server stream (GET /mcp in its MCP
-// session) through replica P with headers, returns as soon as the answer's
-// headers are in and closes the stream.
+// openStream opens the server stream (GET /mcp) of a new MCP session of
+// the demo user through replica P with headers, returns as soon as the
+// answer's headers are in and closes the stream. A session has one such
+// stream at a time, and the MCP server may notice the close late: each
+// stream gets its own session.
 func (f *fixture) openStream(t *testing.T, headers ...string) response {
 	t.Helper()
 	r := f.req(http.MethodGet, "/mcp", nil, on(f.p), withCookie(f.cookie), header("Accept", "text/event-stream"),
-		header("Mcp-Session-Id", f.session(t)))
+		header("Mcp-Session-Id", f.newSession(t)))
 	for _, h := range headers {
 		k, v, _ := strings.Cut(h, ":")
 		r.Header.Add(k, strings.TrimSpace(v))
@@ -369,6 +376,26 @@ func chunked(body string) string { return fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", l
 
 // batchOf joins messages into a batch.
 func batchOf(msgs ...string) string { return "[" + strings.Join(msgs, ",") + "]" }
+
+// freshStream: the GET reached the MCP server without Last-Event-ID in
+// any spelling (case, "_" for "-").
+var freshStream = want{status: http.StatusOK, upstream: true, check: func(t *testing.T, _ *fixture, _ response, reached []seen) {
+	// Before it, the new session's initialize and initialized.
+	var gets []seen
+	for _, s := range reached {
+		if s.Method == http.MethodGet {
+			gets = append(gets, s)
+		}
+	}
+	if len(gets) != 1 {
+		t.Fatalf("upstream saw %d GETs, want the one", len(gets))
+	}
+	for k, v := range gets[0].Header {
+		if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "Last-Event-ID") {
+			t.Errorf("upstream got %s: %q", k, v)
+		}
+	}
+}}
 
 func policyCases() []attack {
 	whoami := toolCall("1", "whoami")
@@ -611,13 +638,11 @@ func policyCases() []attack {
 		// Stream resumption.
 		{name: "policy: GET with Last-Event-ID reaches the MCP server without it", send: func(t *testing.T, f *fixture) response {
 			return f.openStream(t, "Last-Event-ID: 0_0")
-		}, want: want{status: http.StatusOK, upstream: true, check: func(t *testing.T, _ *fixture, _ response, reached []seen) {
-			if len(reached) != 1 || reached[0].Method != http.MethodGet {
-				t.Fatalf("upstream saw %d requests, want the one GET", len(reached))
-			}
-			if v := reached[0].Header.Values("Last-Event-Id"); len(v) > 0 {
-				t.Errorf("upstream got Last-Event-ID %q", v)
-			}
-		}}},
+		}, want: freshStream},
+		// A gateway or CGI-style server may read Last_Event_ID as
+		// Last-Event-ID.
+		{name: "policy: GET with Last_Event_ID (underscore) reaches the MCP server without it", send: func(t *testing.T, f *fixture) response {
+			return f.openStream(t, "Last_Event_ID: 0_0", "last-event-id: 0_0")
+		}, want: freshStream},
 	}
 }
