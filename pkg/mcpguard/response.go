@@ -326,7 +326,7 @@ func rawID(key string) json.RawMessage {
 	case 's':
 		b, _ := json.Marshal(key[1:])
 		return b
-	case 'n', 'f':
+	case 'n':
 		return json.RawMessage(key[1:])
 	}
 	return json.RawMessage("null")

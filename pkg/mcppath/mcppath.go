@@ -30,7 +30,10 @@ func New(mcpPath string) Matcher {
 // character to others (/x\y/../mcp is /mcp to them), and servlet
 // containers drop the ";parameters" of every segment before resolving dot
 // segments (/x;y/../mcp is /mcp to them) where others cut the path at the
-// first ';'.
+// first ';'. Every reading also drops anything from a "?", "#" or NUL on
+// (servers that decode before splitting off queries or fragments, or stop
+// at a NUL) and trailing dots, spaces and control characters (servers that
+// trim them, as Windows does file names).
 func (m Matcher) Match(u *url.URL) bool {
 	p := u.Path
 	if raw := u.RawPath; raw != "" {
@@ -73,6 +76,9 @@ func normalize(p string) string {
 // reads '\' as '/'; perSegment drops every segment's ";parameters",
 // otherwise everything from the first ';' is dropped.
 func resolve(p string, backslashSeparates, perSegment bool) string {
+	if i := strings.IndexAny(p, "?#\x00"); i >= 0 {
+		p = p[:i]
+	}
 	if backslashSeparates {
 		p = strings.ReplaceAll(p, "\\", "/")
 	}
@@ -87,5 +93,18 @@ func resolve(p string, backslashSeparates, perSegment bool) string {
 	} else if i := strings.IndexByte(p, ';'); i >= 0 {
 		p = p[:i]
 	}
-	return path.Clean("/" + strings.ToLower(p))
+	p = path.Clean("/" + strings.ToLower(p))
+	// Trimming can expose another dot segment or slash ("/mcp/ ."): clean
+	// until nothing changes. Every round but the first shortens p.
+	for range len(p) + 2 {
+		c := path.Clean("/" + strings.TrimRight(p, trimmed))
+		if c == p {
+			break
+		}
+		p = c
+	}
+	return p
 }
+
+// trimmed are the characters lenient servers drop from the end of a path.
+const trimmed = ". \t\r\n\v\f"
