@@ -46,6 +46,7 @@ targets=(
 	"./pkg/oauth FuzzRedirectURI"
 	"./pkg/oauth FuzzCIMDURL"
 	"./pkg/publicpath FuzzPublicPaths"
+	"./pkg/mcpsession FuzzOpen"
 )
 
 selected() {
