@@ -89,7 +89,8 @@ func (rt *Router) newProxy(transport http.RoundTripper) *httputil.ReverseProxy {
 				}
 			}
 		},
-		Transport: transport,
+		Transport:  transport,
+		BufferPool: &bufferPool{},
 		// Every write is flushed at once: SSE responses stream through.
 		FlushInterval: -1,
 		ModifyResponse: func(resp *http.Response) error {
@@ -108,6 +109,18 @@ func (rt *Router) newProxy(transport http.RoundTripper) *httputil.ReverseProxy {
 		ErrorLog: errLog,
 	}
 }
+
+// bufferPool reuses the hops' 32 KiB copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 func setValues(h http.Header, name string, values []string) {
 	if len(values) == 0 {
