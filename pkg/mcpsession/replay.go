@@ -218,11 +218,14 @@ type flight struct {
 	done chan struct{}
 	c    Claims
 	err  error
+	// waiters counts the requests waiting for it (tests observe it).
+	waiters int
 }
 
 func (f *flights) do(ctx context.Context, key string, fn func() (Claims, error)) (Claims, error) {
 	f.mu.Lock()
 	if fl, ok := f.m[key]; ok {
+		fl.waiters++
 		f.mu.Unlock()
 		select {
 		case <-fl.done:

@@ -2,12 +2,16 @@ package mcpsession_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,6 +352,21 @@ func TestReplayMemory(t *testing.T) {
 			t.Fatalf("call %d after the owner went away: %v", i, err)
 		}
 	}
+	sid := cs.ID()
+	for _, prefix := range []string{"mcp-replay:", "mcp-rebind:"} {
+		if _, err := store.Get(ctx, storeKey(prefix, sid)); err != nil {
+			t.Errorf("%s value of the session: %v", prefix, err)
+		}
+	}
+	if err := cs.Close(); err != nil {
+		t.Errorf("close (DELETE): %v", err)
+	}
+	// The DELETE ended the session: it is never replayed again.
+	for _, prefix := range []string{"mcp-replay:", "mcp-rebind:"} {
+		if _, err := store.Get(ctx, storeKey(prefix, sid)); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("%s value after DELETE: %v, want ErrNotFound", prefix, err)
+		}
+	}
 	_, leaks, methods, _, _ := b.stats()
 	if methods["initialize"] != 1 || methods["notifications/initialized"] != 1 {
 		t.Errorf("b's MCP server got %d initialize and %d notifications/initialized, want 1 each", methods["initialize"], methods["notifications/initialized"])
@@ -409,5 +428,73 @@ func TestReplayRedisThreeReplicas(t *testing.T) {
 	}
 	if err := cs.Close(); err != nil {
 		t.Errorf("close (DELETE): %v", err)
+	}
+}
+
+// storeKey is the store key of a replay value: prefix and the hex SHA-256
+// of the client's session id.
+func storeKey(prefix, sid string) string {
+	sum := sha256.Sum256([]byte(sid))
+	return prefix + hex.EncodeToString(sum[:])
+}
+
+func TestReplayWithoutStoredInitializeAnswers404(t *testing.T) {
+	store := session.NewMemory(session.MemoryOptions{})
+	t.Cleanup(func() { _ = store.Close() })
+	a := startReplica(t, "a", replicaOptions{replay: store})
+	b := startReplica(t, "b", replicaOptions{replay: store})
+	sid := rawSession(t, a, "alice")
+	if _, err := store.Get(t.Context(), storeKey("mcp-replay:", sid)); err != nil {
+		t.Fatalf("the initialize was not kept: %v", err)
+	}
+	if err := store.Delete(t.Context(), storeKey("mcp-replay:", sid)); err != nil {
+		t.Fatal(err)
+	}
+	a.close()
+	resp, body := rawPost(t, b, "alice", sid, toolsList, nil)
+	if resp.StatusCode != http.StatusNotFound || body != notFoundBody {
+		t.Fatalf("status %d body %s, want 404", resp.StatusCode, body)
+	}
+	if n := b.obs.count(mcpsession.ResultOwnerGone); n != 1 {
+		t.Errorf("owner_gone counted %d times", n)
+	}
+	if seen, _, _, _, _ := b.stats(); seen != 0 {
+		t.Errorf("b's MCP server saw %d requests", seen)
+	}
+}
+
+func TestNoAdvertiseAddressNeverHops(t *testing.T) {
+	a := startReplica(t, "a", replicaOptions{})
+	sid := rawSession(t, a, "alice")
+	obs := &countObserver{}
+	rt, err := mcpsession.New(mcpsession.Options{Sealer: newSealer(t, testSecret), Issuer: testIssuer, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reached atomic.Int32
+	lone := httptest.NewServer(rt.KeepCredentials(fakeAuthn(rt.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+	})))))
+	t.Cleanup(lone.Close)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, lone.URL+"/mcp", strings.NewReader(toolsList))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer alice")
+	req.Header.Set(mcpsession.SessionHeader, sid)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || string(b) != notFoundBody {
+		t.Fatalf("status %d body %s, want 404", resp.StatusCode, b)
+	}
+	if _, _, _, hopsIn, _ := a.stats(); len(hopsIn) != 0 {
+		t.Errorf("a replica without an advertise address hopped: %v", hopsIn)
+	}
+	if reached.Load() != 0 || obs.count(mcpsession.ResultOwnerGone) != 1 {
+		t.Errorf("reached %d, owner_gone %d", reached.Load(), obs.count(mcpsession.ResultOwnerGone))
 	}
 }
