@@ -116,7 +116,15 @@ func (s *Sealer) Open(id string, now time.Time) (Claims, error) {
 	if len(id) > MaxIDLen || !strings.HasPrefix(id, idPrefix) {
 		return Claims{}, fmt.Errorf("%w: not a sealed id", ErrUnknownSession)
 	}
-	raw, err := b64.DecodeString(id[len(idPrefix):])
+	body := id[len(idPrefix):]
+	// The decoder skips \r and \n even in strict mode: an id has one
+	// spelling, so only the base64url alphabet is accepted.
+	for i := 0; i < len(body); i++ {
+		if !isB64URL(body[i]) {
+			return Claims{}, fmt.Errorf("%w: malformed", ErrUnknownSession)
+		}
+	}
+	raw, err := b64.DecodeString(body)
 	if err != nil || len(raw) < nonceLen+tagLen {
 		return Claims{}, fmt.Errorf("%w: malformed", ErrUnknownSession)
 	}
@@ -132,6 +140,10 @@ func (s *Sealer) Open(id string, now time.Time) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: expired", ErrUnknownSession)
 	}
 	return c, nil
+}
+
+func isB64URL(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
 
 // encodeClaims is the compact binary form: expiry (unix seconds, 8 bytes

@@ -106,6 +106,8 @@ func TestOpenRefuses(t *testing.T) {
 		{"truncated", id[:len(id)-1], t0},
 		{"short", "m1.AAAA", t0},
 		{"padding", id + "=", t0},
+		{"newline inside", id[:20] + "\n" + id[20:], t0},
+		{"carriage return inside", id[:20] + "\r" + id[20:], t0},
 		{"not base64", "m1." + strings.Repeat("*", 60), t0},
 		{"flipped first byte", flip(3), t0},
 		{"flipped middle byte", flip(len(id) / 2), t0},
