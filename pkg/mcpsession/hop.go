@@ -79,15 +79,6 @@ func (rt *Router) newProxy(transport http.RoundTripper) *httputil.ReverseProxy {
 				pr.Out.Header.Set(requestid.Header, id)
 			}
 			pr.Out.Header.Set(SessionHeader, st.sentID)
-			// Lets the transport send the request again on a fresh
-			// connection when the kept-alive one it picked turns out to be
-			// closed (the owner restarted or went away), as it does for
-			// GET; a nil value is not sent.
-			if pr.Out.Body != nil {
-				if _, ok := pr.Out.Header["Idempotency-Key"]; !ok {
-					pr.Out.Header["X-Idempotency-Key"] = nil
-				}
-			}
 		},
 		Transport:  transport,
 		BufferPool: &bufferPool{},
@@ -167,7 +158,7 @@ func (rt *Router) hop(w http.ResponseWriter, r *http.Request, owner, clientID, s
 		return hopDone
 	}
 	rt.dead.mark(owner, rt.now())
-	if !st.sent.Load() {
+	if !st.sent.Load() || closedIdle(st.err) {
 		rewound := true
 		if body != nil {
 			rc, err := body.reader()
@@ -189,6 +180,21 @@ func (rt *Router) hop(w http.ResponseWriter, r *http.Request, owner, clientID, s
 	return hopDone
 }
 
+// closedIdle reports the transport's error for a request that raced with
+// the owner closing the kept-alive connection it went out on: the owner
+// closed it as idle, so it never read the request. The transport retries
+// such requests itself only when they are idempotent; a tool call is
+// not, and a retry after any other broken connection could run it twice.
+// The error is not exported; its text has been stable since Go 1.8.
+func closedIdle(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == "http: server closed idle connection" {
+			return true
+		}
+	}
+	return false
+}
+
 // errDetached is what an earlier reader of a request body gets once the
 // body went on to a retry or another way.
 var errDetached = errors.New("mcpsession: request body taken over by a retry")
@@ -201,9 +207,10 @@ var errTooLongToRewind = errors.New("mcpsession: request body too long to send a
 const maxRewind = 1 << 20
 
 // rewindBody lends a request body to a hop and can hand it out again from
-// its start: to the transport's own retry on a fresh connection (when a
-// kept-alive connection turns out to be closed) or to serving the request
-// here when the owner could not be reached. It keeps what was read, up to
+// its start: to the transport's own retry on a fresh connection (when
+// nothing was written on a kept-alive connection that turned out to be
+// closed) or to serving the request here when the owner could not be
+// reached. It keeps what was read, up to
 // maxRewind; each reader it hands out ends the previous one. Closing a
 // reader leaves the body open (the transport closes bodies, also when it
 // fails; the server closes the request's).

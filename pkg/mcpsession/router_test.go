@@ -498,3 +498,34 @@ func TestNoAdvertiseAddressNeverHops(t *testing.T) {
 		t.Errorf("reached %d, owner_gone %d", reached.Load(), obs.count(mcpsession.ResultOwnerGone))
 	}
 }
+
+// A request the owner may have acted on is never run again elsewhere: when
+// the owner's connection breaks after the request went out, the client
+// gets 404, even with replay on.
+func TestOwnerDyingMidRequestIsNotReplayed(t *testing.T) {
+	store := session.NewMemory(session.MemoryOptions{})
+	t.Cleanup(func() { _ = store.Close() })
+	a := startReplica(t, "a", replicaOptions{replay: store})
+	b := startReplica(t, "b", replicaOptions{replay: store})
+	var runs atomic.Int32
+	mcp.AddTool(a.server, &mcp.Tool{Name: "die"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, struct{}, error) {
+		runs.Add(1)
+		a.srv.CloseClientConnections()
+		<-ctx.Done()
+		return nil, struct{}{}, ctx.Err()
+	})
+	sid := rawSession(t, a, "alice")
+	resp, body := rawPost(t, b, "alice", sid, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"die","arguments":{}}}`, nil)
+	if resp.StatusCode != http.StatusNotFound || body != notFoundBody {
+		t.Fatalf("status %d body %s, want 404", resp.StatusCode, body)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the tool ran %d times, want once", n)
+	}
+	if seen, _, _, _, _ := b.stats(); seen != 0 {
+		t.Errorf("b's MCP server saw %d requests: the request was replayed", seen)
+	}
+	if n := b.obs.count(mcpsession.ResultOwnerGone); n != 1 {
+		t.Errorf("owner_gone counted %d times", n)
+	}
+}
