@@ -101,10 +101,11 @@ type Options struct {
 	// TTL is how long a session id stays valid (default DefaultTTL).
 	TTL time.Duration
 	// HopTimeout bounds connecting to the owner (TCP and TLS handshake);
-	// default DefaultHopTimeout. Waiting for the owner's response is bounded
-	// by the request, as for a local one: a tool call may take minutes
-	// before its first byte, and taking it for a gone owner would run it
-	// twice.
+	// default DefaultHopTimeout. Waiting for the owner's response is not
+	// bounded by it: a tool call may take minutes before its first byte,
+	// and taking it for a gone owner would run it twice. An owner that
+	// vanishes without closing its connections is noticed by TCP
+	// keep-alive probes, HopTimeout apart (about 4×HopTimeout).
 	HopTimeout time.Duration
 	// TLS, when set, makes hops use https with this configuration (its
 	// ServerName must match the certificate every replica serves); nil
@@ -194,9 +195,16 @@ func New(opts Options) (*Router, error) {
 }
 
 // newTransport is the hops' transport: connecting (TCP, TLS) bounded by
-// timeout, no proxy from the environment (hops go pod to pod).
+// timeout, no proxy from the environment (hops go pod to pod). TCP
+// keep-alive probes every timeout: an owner that vanishes without closing
+// its connections (its node is gone) fails a hop waiting for its answer
+// after about four timeouts, while a live owner's kernel answers the
+// probes however long its tool runs.
 func newTransport(timeout time.Duration, cfg *tls.Config) *http.Transport {
-	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	d := &net.Dialer{
+		Timeout:         timeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: timeout, Interval: timeout, Count: 3},
+	}
 	t := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
