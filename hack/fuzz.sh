@@ -51,6 +51,7 @@ targets=(
 	"./pkg/mcpguard FuzzJSONListFilter"
 	"./pkg/mcppolicy FuzzCompile"
 	"./pkg/mcppath FuzzMatch"
+	"./pkg/mcpsession FuzzOpen"
 )
 
 selected() {
