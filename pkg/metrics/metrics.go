@@ -43,6 +43,8 @@ type Metrics struct {
 	invalidations *prometheus.CounterVec
 	// MCP JSON-RPC requests (the audit trail's counter).
 	mcpRequests *MCPRequests
+	// MCP session requests sent to (or refused for) their owning replica.
+	sessionHops *prometheus.CounterVec
 }
 
 // New registers every metric on a fresh registry.
@@ -106,14 +108,22 @@ func New(version string, opts ...Option) *Metrics {
 		Namespace: namespace, Name: "cache_invalidations_total",
 		Help: "Invalidations received by a local cache (session, revoked): message (one entry from another replica) or flush/reload (all of it, after the subscription broke or came back, or the periodic reload).",
 	}, []string{"cache", "kind"})
+	m.sessionHops = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "mcp_session_hops_total",
+		Help: "Requests of an MCP session (Mcp-Session-Id) that this replica does not own, by result: forwarded (one hop to the owner), owner_gone (404), replayed (initialize replayed here), refused (an id that does not open, belongs to another user or arrived on a second hop).",
+	}, []string{"result"})
 	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.openStreams, m.authOutcomes,
 		m.storeOps, m.storeErrors, m.upstreamErrs, m.breakerState, m.reloads, m.tlsReloads, m.buildInfo,
-		m.cacheLookups, m.invalidations, m.mcpRequests.vec,
+		m.cacheLookups, m.invalidations, m.mcpRequests.vec, m.sessionHops,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.buildInfo.WithLabelValues(version).Set(1)
 	m.BreakerStateChanged("closed")
 	return m
 }
+
+// Hop counts one MCP session request by the result of routing it to its
+// replica (pkg/mcpsession.Observer).
+func (m *Metrics) Hop(result string) { m.sessionHops.WithLabelValues(result).Inc() }
 
 // Registry exposes the registry for tests.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

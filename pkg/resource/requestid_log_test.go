@@ -1,10 +1,10 @@
 package resource_test
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -17,11 +17,11 @@ import (
 type brokenSigner struct{}
 
 func (brokenSigner) KID() string                         { return "broken" }
-func (brokenSigner) Sign(map[string]any) (string, error) { return "", errDown }
+func (brokenSigner) Sign(map[string]any) (string, error) { return "", errors.New("signer down") }
 
-// Session binding and assertion log lines carry the request ID of the
-// request they are about (issue 2), also the ones written while the
-// upstream's response is being committed.
+// Assertion log lines carry the request ID of the request they are about
+// (issue 2), also the ones written while the upstream's response is being
+// committed.
 func TestLogLinesCarryTheRequestID(t *testing.T) {
 	tests := []struct {
 		name string
@@ -29,18 +29,6 @@ func TestLogLinesCarryTheRequestID(t *testing.T) {
 		wrap func(t *testing.T, log *zap.Logger) http.Handler
 		msg  string
 	}{
-		{
-			name: "binding lookup fails", sid: "sess-1", msg: "read MCP session binding",
-			wrap: func(_ *testing.T, log *zap.Logger) http.Handler {
-				return resource.NewSessionBinder(failingStore{}, time.Hour).WithLogger(log).Wrap(&upstream{})
-			},
-		},
-		{
-			name: "binding a new session fails", sid: "", msg: "store MCP session binding",
-			wrap: func(_ *testing.T, log *zap.Logger) http.Handler {
-				return resource.NewSessionBinder(failingStore{}, time.Hour).WithLogger(log).Wrap(&upstream{})
-			},
-		},
 		{
 			name: "assertion cannot be signed", msg: "sign identity assertion",
 			wrap: func(t *testing.T, log *zap.Logger) http.Handler {
@@ -60,7 +48,7 @@ func TestLogLinesCarryTheRequestID(t *testing.T) {
 			h := tt.wrap(t, zap.New(core))
 			req := httptest.NewRequest(http.MethodPost, "/mcp?n=1", nil)
 			if tt.sid != "" {
-				req.Header.Set(resource.SessionHeader, tt.sid)
+				req.Header.Set("Mcp-Session-Id", tt.sid)
 			}
 			req = as(req, "alice")
 			req = req.WithContext(requestid.NewContext(req.Context(), "req-resource-1"))

@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +20,6 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 )
 
 func newMetadata(t *testing.T, external string) *resource.Metadata {
@@ -291,13 +288,13 @@ type upstream struct {
 }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sid := r.Header.Get(resource.SessionHeader)
+	sid := r.Header.Get("Mcp-Session-Id")
 	u.seen = append(u.seen, sid)
 	switch {
 	case r.Method == http.MethodDelete:
 		w.WriteHeader(http.StatusNoContent)
 	case sid == "":
-		w.Header().Set(resource.SessionHeader, "sess-"+r.URL.Query().Get("n"))
+		w.Header().Set("Mcp-Session-Id", "sess-"+r.URL.Query().Get("n"))
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
 	default:
@@ -307,205 +304,6 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func as(r *http.Request, sub string) *http.Request {
 	return r.WithContext(identity.NewContext(r.Context(), &identity.Identity{Subject: sub}))
-}
-
-func TestSessionBinding(t *testing.T) {
-	store := session.NewMemory(session.MemoryOptions{})
-	defer store.Close()
-	up := &upstream{}
-	h := resource.NewSessionBinder(store, time.Hour).Wrap(up)
-	do := func(method, sub, sid, n string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(method, "/mcp?n="+n, strings.NewReader("{}"))
-		if sid != "" {
-			req.Header.Set(resource.SessionHeader, sid)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, as(req, sub))
-		return rec
-	}
-	rec := do("POST", "alice", "", "1")
-	if rec.Code != 200 || rec.Header().Get(resource.SessionHeader) != "sess-1" {
-		t.Fatalf("initialize: %d %v", rec.Code, rec.Header())
-	}
-	if rec := do("POST", "alice", "sess-1", ""); rec.Code != http.StatusAccepted {
-		t.Fatalf("owner: %d", rec.Code)
-	}
-	seenBefore := len(up.seen)
-	rec = do("POST", "bob", "sess-1", "")
-	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "MCP session belongs to another user") {
-		t.Fatalf("other user: %d %s", rec.Code, rec.Body)
-	}
-	if rec := do("DELETE", "bob", "sess-1", ""); rec.Code != http.StatusForbidden {
-		t.Fatalf("other user's DELETE: %d", rec.Code)
-	}
-	if len(up.seen) != seenBefore {
-		t.Fatal("the upstream saw another user's request for the session")
-	}
-	// Unknown ids are the upstream's business.
-	if rec := do("POST", "bob", "sess-unknown", ""); rec.Code != http.StatusAccepted {
-		t.Fatalf("unknown session: %d", rec.Code)
-	}
-	// The store never holds the id itself.
-	if _, err := store.Get(context.Background(), "mcp-session:sess-1"); !errors.Is(err, session.ErrNotFound) {
-		t.Fatalf("raw session id stored: %v", err)
-	}
-	// DELETE by the owner removes the binding.
-	if rec := do("DELETE", "alice", "sess-1", ""); rec.Code != http.StatusNoContent {
-		t.Fatalf("owner DELETE: %d", rec.Code)
-	}
-	if rec := do("POST", "bob", "sess-1", ""); rec.Code != http.StatusAccepted {
-		t.Fatalf("after DELETE the binding should be gone: %d", rec.Code)
-	}
-}
-
-// countingStore records the TTL of every Put into a real memory store.
-type countingStore struct {
-	resource.BindingStore
-	puts []time.Duration
-}
-
-func (c *countingStore) Put(ctx context.Context, k string, v []byte, ttl time.Duration) error {
-	c.puts = append(c.puts, ttl)
-	return c.BindingStore.Put(ctx, k, v, ttl)
-}
-
-// TestSessionBindingRenewed: a binding in use is renewed once half its TTL
-// has passed, so a long-lived session never becomes unbound while used.
-func TestSessionBindingRenewed(t *testing.T) {
-	mem := session.NewMemory(session.MemoryOptions{})
-	defer mem.Close()
-	store := &countingStore{BindingStore: mem}
-	now := time.Now()
-	h := resource.NewSessionBinder(store, time.Hour).WithClock(func() time.Time { return now }).Wrap(&upstream{})
-	do := func(sub, sid string) int {
-		req := httptest.NewRequest("POST", "/mcp?n=1", nil)
-		if sid != "" {
-			req.Header.Set(resource.SessionHeader, sid)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, as(req, sub))
-		return rec.Code
-	}
-	steps := []struct {
-		advance  time.Duration
-		sub, sid string
-		status   int
-		puts     int
-	}{
-		{0, "alice", "", 200, 1},                      // initialize binds
-		{20 * time.Minute, "alice", "sess-1", 202, 1}, // young binding: no write
-		{20 * time.Minute, "alice", "sess-1", 202, 2}, // past half the TTL: renewed
-		{time.Minute, "alice", "sess-1", 202, 2},
-		{0, "bob", "sess-1", 403, 2},
-	}
-	for i, st := range steps {
-		now = now.Add(st.advance)
-		if got := do(st.sub, st.sid); got != st.status || len(store.puts) != st.puts {
-			t.Fatalf("step %d: status %d, %d puts; want %d, %d", i, got, len(store.puts), st.status, st.puts)
-		}
-	}
-	for _, ttl := range store.puts {
-		if ttl != time.Hour {
-			t.Fatalf("binding stored for %v, want the full TTL", ttl)
-		}
-	}
-}
-
-// TestSessionBindingNeedsIdentity: wired before authentication by mistake,
-// the binder refuses rather than binding sessions to nobody.
-func TestSessionBindingNeedsIdentity(t *testing.T) {
-	store := session.NewMemory(session.MemoryOptions{})
-	defer store.Close()
-	up := &upstream{}
-	rec := httptest.NewRecorder()
-	resource.NewSessionBinder(store, time.Hour).Wrap(up).ServeHTTP(rec, httptest.NewRequest("POST", "/mcp?n=1", nil))
-	if rec.Code != http.StatusUnauthorized || len(up.seen) != 0 {
-		t.Fatalf("no identity: %d, upstream saw %v", rec.Code, up.seen)
-	}
-}
-
-// failingStore fails every call: a Redis outage, which the memory store
-// cannot produce.
-type failingStore struct{}
-
-var errDown = errors.New("store down")
-
-func (failingStore) Put(context.Context, string, []byte, time.Duration) error { return errDown }
-func (failingStore) Get(context.Context, string) ([]byte, error)              { return nil, errDown }
-func (failingStore) Delete(context.Context, string) error                     { return errDown }
-
-func TestSessionBindingStoreDown(t *testing.T) {
-	up := &upstream{}
-	h := resource.NewSessionBinder(failingStore{}, time.Hour).Wrap(up)
-	req := httptest.NewRequest("POST", "/mcp", nil)
-	req.Header.Set(resource.SessionHeader, "sess-1")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, as(req, "alice"))
-	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "session_store_unavailable") || len(up.seen) != 0 {
-		t.Fatalf("lookup with store down: %d %s, upstream saw %v", rec.Code, rec.Body, up.seen)
-	}
-	// A session that cannot be bound is not handed out.
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, as(httptest.NewRequest("POST", "/mcp?n=2", nil), "alice"))
-	if rec.Code != 503 || rec.Header().Get(resource.SessionHeader) != "" || strings.Contains(rec.Body.String(), "jsonrpc") {
-		t.Fatalf("unbindable session: %d %v %s", rec.Code, rec.Header(), rec.Body)
-	}
-}
-
-// outageStore is a working store that fails every call while down is set.
-type outageStore struct {
-	resource.BindingStore
-	down atomic.Bool
-}
-
-func (s *outageStore) Put(ctx context.Context, k string, v []byte, ttl time.Duration) error {
-	if s.down.Load() {
-		return errDown
-	}
-	return s.BindingStore.Put(ctx, k, v, ttl)
-}
-
-func (s *outageStore) Get(ctx context.Context, k string) ([]byte, error) {
-	if s.down.Load() {
-		return nil, errDown
-	}
-	return s.BindingStore.Get(ctx, k)
-}
-
-// While the store is down, a session this replica bound keeps working for
-// its owner and stays refused to others; a session it never saw gets 503.
-func TestSessionBindingDuringStoreOutage(t *testing.T) {
-	mem := session.NewMemory(session.MemoryOptions{})
-	defer mem.Close()
-	store := &outageStore{BindingStore: mem}
-	up := &upstream{}
-	h := resource.NewSessionBinder(store, time.Hour).Wrap(up)
-	send := func(sub, sid, n string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest("POST", "/mcp?n="+n, strings.NewReader("{}"))
-		if sid != "" {
-			req.Header.Set(resource.SessionHeader, sid)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, as(req, sub))
-		return rec
-	}
-	if rec := send("alice", "", "1"); rec.Code != http.StatusOK || rec.Header().Get(resource.SessionHeader) != "sess-1" {
-		t.Fatalf("initialize: %d %v", rec.Code, rec.Header())
-	}
-	store.down.Store(true)
-	tests := []struct {
-		sub, sid string
-		want     int
-	}{
-		{"alice", "sess-1", http.StatusAccepted},
-		{"bob", "sess-1", http.StatusForbidden},
-		{"alice", "sess-unknown", http.StatusServiceUnavailable},
-	}
-	for _, tt := range tests {
-		if rec := send(tt.sub, tt.sid, "2"); rec.Code != tt.want {
-			t.Errorf("store down, %s with %s: %d %s, want %d", tt.sub, tt.sid, rec.Code, rec.Body, tt.want)
-		}
-	}
 }
 
 // joseSigner is a local go-jose signer standing in for the façade's key

@@ -12,6 +12,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authn"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcpsession"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/proxy"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
@@ -71,14 +72,18 @@ func (s *Server) buildLogin(cfg config.Config) error {
 	if s.rp, err = s.newRelyingParty(cfg); err != nil {
 		return err
 	}
-	codec, err := s.cookieCodec(cfg)
+	secret := s.cookieSecret(cfg)
+	codec, err := session.NewCodec(secret)
 	if err != nil {
-		return err
+		return fmt.Errorf("session.cookie_secret: %w", err)
 	}
 	if s.authn, err = s.newAuthenticator(cfg, codec); err != nil {
 		return err
 	}
 	if s.mcp, err = s.newMCPAuth(cfg, s.urls.BaseURL, s.rp.Issuer(), s.rp.TokenIssuer, codec); err != nil {
+		return err
+	}
+	if s.mcp.sessions, err = s.newSessionRouter(cfg, secret); err != nil {
 		return err
 	}
 	s.exchange, err = s.newTokenExchange(cfg, codec)
@@ -105,9 +110,10 @@ func (s *Server) newRelyingParty(cfg config.Config) (*oidc.RelyingParty, error) 
 	return rp, nil
 }
 
-// cookieCodec seals cookies (and the façade's upstream refresh tokens) with
-// the configured cookie secret.
-func (s *Server) cookieCodec(cfg config.Config) (*session.Codec, error) {
+// cookieSecret is the configured cookie secret, or one generated for this
+// process. It seals cookies, the façade's upstream refresh tokens and the
+// MCP session ids the clients see (pkg/mcpsession).
+func (s *Server) cookieSecret(cfg config.Config) []byte {
 	secret := []byte(cfg.Session.CookieSecret)
 	if len(secret) == 0 {
 		// Only reachable with the memory store (validation requires a
@@ -116,11 +122,7 @@ func (s *Server) cookieCodec(cfg config.Config) (*session.Codec, error) {
 		_, _ = rand.Read(secret)
 		s.log.Info("no cookie secret configured; generated one for this process (sessions end when it restarts)")
 	}
-	codec, err := session.NewCodec(secret)
-	if err != nil {
-		return nil, fmt.Errorf("session.cookie_secret: %w", err)
-	}
-	return codec, nil
+	return secret
 }
 
 func (s *Server) newAuthenticator(cfg config.Config, codec *session.Codec) (*authn.Authenticator, error) {
@@ -168,7 +170,7 @@ func (s *Server) newProxy(cfg config.Config, upstream *url.URL) (*proxy.Proxy, e
 		Upstream:        upstream,
 		Headers:         headerNames(cfg.Headers),
 		StripCookies:    strip,
-		StripHeaders:    []string{"Authorization", "Proxy-Authorization"},
+		StripHeaders:    []string{"Authorization", "Proxy-Authorization", mcpsession.HopHeader},
 		AssertionHeader: resource.AssertionHeader,
 		TrustForwarded:  s.urls.Trusts,
 		Retry:           proxy.RetryOptions{Attempts: cfg.UpstreamPolicy.RetryAttempts},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/bearer"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcpsession"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
@@ -21,7 +22,9 @@ type mcpAuth struct {
 	metadata *resource.Metadata
 	rs       *bearer.ResourceServer
 	origin   *resource.OriginGuard
-	binder   *resource.SessionBinder
+	// sessions seal the MCP server's session ids and send each request of a
+	// session to the replica that owns it (pkg/mcpsession).
+	sessions *mcpsession.Router
 	asserter *resource.Asserter
 	oauth    *oauth.Server // façade keys and endpoints; nil without them
 	facade   bool
@@ -77,7 +80,6 @@ func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, 
 		Logger:       s.log.Named("bearer"),
 	})
 	a.origin = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: base})
-	a.binder = resource.NewSessionBinder(s.store, 0).WithLogger(s.log.Named("mcp-session"))
 	if cfg.OAuth.IdentityAssertion {
 		if a.asserter, err = s.newAsserter(cfg, base, a.oauth); err != nil {
 			return nil, err
@@ -202,14 +204,16 @@ func (a *mcpAuth) register(mux *http.ServeMux, consent func(http.Handler) http.H
 
 // wrap puts bearer authentication in front of next, falling back to the
 // cookie authenticator for callers without a bearer token, and adds the
-// MCP endpoint's Origin check, session binding and identity assertion.
+// MCP endpoint's Origin check, the MCP session routing (which keeps the
+// caller's credentials before authentication consumes them, for a hop to
+// the session's replica) and identity assertion.
 func (a *mcpAuth) wrap(next http.Handler, cookie func(http.Handler) http.Handler, authz func(http.Handler) http.Handler) http.Handler {
 	inner := next
 	if a.asserter != nil {
 		inner = a.asserter.Wrap(inner)
 	}
-	inner = authz(a.binder.Wrap(inner))
-	return a.origin.Wrap(a.rs.Wrap(inner, cookie(inner)))
+	inner = authz(a.sessions.Wrap(inner))
+	return a.origin.Wrap(a.sessions.KeepCredentials(a.rs.Wrap(inner, cookie(inner))))
 }
 
 // expect is what r expects of a bearer token: the resource URL the client

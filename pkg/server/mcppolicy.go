@@ -1,8 +1,10 @@
 package server
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/audit"
@@ -10,6 +12,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcpguard"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppath"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppolicy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcpsession"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tokenexchange"
 )
@@ -101,4 +104,42 @@ func (s *Server) newTokenExchange(cfg config.Config, codec *session.Codec) (*tok
 		return nil, fmt.Errorf("token_exchange: %w", err)
 	}
 	return x, nil
+}
+
+// newSessionRouter builds the MCP session routing: ids sealed with a key
+// derived from secret (the cookie secret, the same on every replica), hops
+// to the replica that owns a session, and, when configured, replay of the
+// initialize request kept in the session store.
+func (s *Server) newSessionRouter(cfg config.Config, secret []byte) (*mcpsession.Router, error) {
+	sealer, err := mcpsession.NewSealer(secret)
+	if err != nil {
+		return nil, fmt.Errorf("mcp_session: %w", err)
+	}
+	opts := mcpsession.Options{
+		Sealer:     sealer,
+		Self:       cfg.MCPSession.AdvertiseAddress,
+		Issuer:     s.rp.Issuer(),
+		TTL:        cfg.MCPSession.TTL,
+		HopTimeout: cfg.MCPSession.HopTimeout,
+		Observer:   s.metrics,
+		Logger:     s.log.Named("mcp-session"),
+		Now:        s.opts.Now,
+	}
+	if cfg.TLS.CertFile != "" {
+		// Every replica serves the certificate of the external URL's
+		// host; a hop checks it against that name, not the pod address
+		// (without external_url, against the pod address).
+		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if u, err := url.Parse(cfg.ExternalURL); err == nil {
+			opts.TLS.ServerName = u.Hostname()
+		}
+	}
+	if cfg.MCPSession.ReplayInitialize {
+		opts.Replay = s.store
+	}
+	rt, err := mcpsession.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mcp_session: %w", err)
+	}
+	return rt, nil
 }

@@ -679,8 +679,10 @@ func TestOAuthExternalMode(t *testing.T) {
 			"Accept": {"application/json, text/event-stream"}, "Authorization": {"Bearer " + other},
 			"Mcp-Session-Id": {sid}, "Mcp-Protocol-Version": {"2025-06-18"},
 		}
-		if r := post(t, http.DefaultClient, p.URL+"/mcp", "application/json", call, h); r.Status != http.StatusForbidden {
-			t.Fatalf("other user with the demo user's session id = %s, want 403", r)
+		// The id the client holds is sealed to its user: to anybody else
+		// it is an unknown session.
+		if r := post(t, http.DefaultClient, p.URL+"/mcp", "application/json", call, h); r.Status != http.StatusNotFound {
+			t.Fatalf("other user with the demo user's session id = %s, want 404", r)
 		}
 		// The other user's own session works, and the owner's still does.
 		ocs, err := staticSession(t, p.URL, other, nil)
