@@ -39,6 +39,9 @@ const (
 	CodeLoginFailed         = "login_failed"
 	CodeInternal            = "internal_error"
 	CodeRateLimited         = "rate_limited"
+	// CodeTokenExchangeFailed: the proxy could not obtain the downstream
+	// token (RFC 8693 token exchange) the MCP server needs for this caller.
+	CodeTokenExchangeFailed = "token_exchange_failed"
 )
 
 // StoreDownRetryAfter is the Retry-After, in seconds, of every 503 the

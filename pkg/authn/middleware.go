@@ -71,8 +71,15 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		a.obs.AuthOutcome(Method, OutcomeOK)
 		id := cur.payload.Identity
 		id.Method = Method
+		// Rules read claims from Claims whatever the caller's kind; a
+		// session's are the ones its login kept (policy.claims).
+		id.Claims = id.ExtraClaims
 		ctx := identity.NewContext(r.Context(), &id)
-		ctx = context.WithValue(ctx, loginKey{}, upstreamLogin{refreshToken: cur.payload.RefreshToken, sessionEnds: cur.payload.ExpiresAt})
+		ctx = context.WithValue(ctx, loginKey{}, upstreamLogin{
+			refreshToken: cur.payload.RefreshToken,
+			sessionEnds:  cur.payload.ExpiresAt,
+			accessToken:  cur.payload.AccessToken,
+		})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -12,6 +12,7 @@ type loginKey struct{}
 type upstreamLogin struct {
 	refreshToken string
 	sessionEnds  time.Time
+	accessToken  string
 }
 
 // UpstreamLogin returns the upstream refresh token (empty when the provider
@@ -27,4 +28,19 @@ func (a *Authenticator) UpstreamLogin(ctx context.Context) (refreshToken string,
 		return "", time.Time{}, false
 	}
 	return l.refreshToken, l.sessionEnds, true
+}
+
+// UpstreamTokenFromContext returns the identity provider's access token of
+// the cookie session that authenticated the request whose context is ctx
+// (renewed by Middleware when it was about to expire); ok is false when
+// Middleware did not authenticate the request or the provider issued no
+// access token. Token exchange (pkg/tokenexchange) presents it as the
+// subject token to obtain a token for a downstream API; it is never
+// forwarded to the MCP server itself.
+func UpstreamTokenFromContext(ctx context.Context) (accessToken string, ok bool) {
+	l, ok := ctx.Value(loginKey{}).(upstreamLogin)
+	if !ok || l.accessToken == "" {
+		return "", false
+	}
+	return l.accessToken, true
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // TestUpstreamLogin: a handler behind Middleware learns the session's
-// upstream refresh token (after a refresh: the new one) and its absolute
-// end; without Middleware there is nothing to learn.
+// upstream refresh and access tokens (after a refresh: the new ones) and
+// its absolute end; without Middleware there is nothing to learn.
 func TestUpstreamLogin(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.sessionCookie(t)
@@ -19,11 +19,14 @@ func TestUpstreamLogin(t *testing.T) {
 		rt   string
 		ends time.Time
 		ok   bool
+		at   string
+		atOK bool
 	}
 	var got []seen
 	h := e.a.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		rt, ends, ok := e.a.UpstreamLogin(r.Context())
-		got = append(got, seen{rt, ends, ok})
+		at, atOK := UpstreamTokenFromContext(r.Context())
+		got = append(got, seen{rt, ends, ok, at, atOK})
 	}))
 	last := func() seen {
 		t.Helper()
@@ -38,6 +41,9 @@ func TestUpstreamLogin(t *testing.T) {
 	if s := last(); !s.ok || s.rt != "rt-1" || !s.ends.Equal(p.ExpiresAt) {
 		t.Fatalf("UpstreamLogin = %q, %v, %v; want rt-1, %v, true", s.rt, s.ends, s.ok, p.ExpiresAt)
 	}
+	if s := last(); !s.atOK || s.at == "" || s.at != p.AccessToken {
+		t.Fatalf("UpstreamTokenFromContext = %q, %v; want the session's access token %q", s.at, s.atOK, p.AccessToken)
+	}
 
 	// The access token is about to expire: the middleware refreshes first,
 	// and the handler sees the rotated token.
@@ -49,8 +55,14 @@ func TestUpstreamLogin(t *testing.T) {
 	if s := last(); !s.ok || s.rt != "rt-2" {
 		t.Fatalf("after a refresh UpstreamLogin = %q, %v; want rt-2, true", s.rt, s.ok)
 	}
+	if s := last(); !s.atOK || s.at != "at-2" {
+		t.Fatalf("after a refresh UpstreamTokenFromContext = %q, %v; want at-2, true", s.at, s.atOK)
+	}
 
 	if rt, _, ok := e.a.UpstreamLogin(context.Background()); ok || rt != "" {
 		t.Fatalf("without Middleware UpstreamLogin = %q, %v; want nothing", rt, ok)
+	}
+	if at, ok := UpstreamTokenFromContext(context.Background()); ok || at != "" {
+		t.Fatalf("without Middleware UpstreamTokenFromContext = %q, %v; want nothing", at, ok)
 	}
 }

@@ -30,9 +30,10 @@ type Rules struct {
 	AllowedGroups        []string
 	// RequiredClaims maps a claim name to the value it must have; for an
 	// array claim the value must be one of its elements. Claims are read
-	// from identity.Identity.Claims, which bearer tokens fill; cookie
-	// sessions carry no raw claims, so a cookie caller only passes a
-	// required claim for the standard fields, mapped by name: sub, email,
+	// from identity.Identity.Claims, which bearer tokens fill with every
+	// claim; cookie sessions (and façade tokens) carry only the claims
+	// listed in policy.claims, so a cookie caller passes a required claim
+	// for those and for the standard fields, mapped by name: sub, email,
 	// email_verified, name, preferred_username and groups.
 	RequiredClaims map[string]string
 }

@@ -234,7 +234,7 @@ func (in *Introspector) check(claims map[string]any, now time.Time) (*Token, err
 	if active, _ := claims["active"].(bool); !active {
 		return nil, invalid("token is not active", nil)
 	}
-	tok := tokenFromClaims(claims, in.opts.GroupsClaim)
+	tok := tokenFromClaims(claims, in.opts.GroupsClaim, "")
 	if !tok.Expiry.IsZero() && !now.Before(tok.Expiry) {
 		return nil, invalid("token expired", nil)
 	}

@@ -98,6 +98,12 @@ type JWTOptions struct {
 	// Skew), for at most 5 minutes, and only while the key that signed it
 	// is still in the key set.
 	CacheSize int
+	// LiftClaim, when set, names an object claim whose entries become
+	// claims of Identity.Claims (never replacing a top-level claim; the
+	// object itself is left out there, Token.Claims keeps it). The
+	// façade's tokens carry the claims a browser login kept under "ext",
+	// so rules read them as they read a cookie session's.
+	LiftClaim string
 }
 
 // JWTValidator validates JWT access tokens locally against the issuer's
@@ -111,6 +117,7 @@ type JWTValidator struct {
 	skew        time.Duration
 	now         func() time.Time
 	groupsClaim string
+	liftClaim   string
 	types       []string
 	keySet      func(ctx context.Context) (*jose.JSONWebKeySet, error)
 	keys        *keyCache
@@ -168,6 +175,7 @@ func NewJWTValidator(opts JWTOptions) (*JWTValidator, error) {
 		skew:        opts.Skew,
 		now:         opts.Now,
 		groupsClaim: opts.GroupsClaim,
+		liftClaim:   opts.LiftClaim,
 		keySet:      opts.KeySet,
 	}
 	switch {
@@ -295,7 +303,7 @@ func (v *JWTValidator) validate(ctx context.Context, raw, iss string, auds []str
 		alg:   hdr.Algorithm,
 		key:   key,
 	}
-	return tokenFromClaims(claims, v.groupsClaim), e, nil
+	return tokenFromClaims(claims, v.groupsClaim, v.liftClaim), e, nil
 }
 
 // verify finds the key for hdr (refreshing the cache once for an unknown

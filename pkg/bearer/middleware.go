@@ -29,6 +29,10 @@ type ResourceOptions struct {
 	// RequiredScopes must all be granted to the token; they are also
 	// advertised in challenges as scope="...".
 	RequiredScopes []string
+	// KeepRawToken puts the validated raw token into the request context
+	// (RawFromContext), for token exchange in external mode, where it is
+	// the provider's token. Off, requests do not pay for the context value.
+	KeepRawToken bool
 	// Logger defaults to a no-op logger.
 	Logger *zap.Logger
 }
@@ -42,6 +46,7 @@ type ResourceServer struct {
 	expect      func(r *http.Request) Expectation
 	scopes      []string
 	scopeParam  string
+	keepRaw     bool
 	log         *zap.Logger
 }
 
@@ -61,6 +66,7 @@ func NewResourceServer(opts ResourceOptions) *ResourceServer {
 		expect:      opts.Expect,
 		scopes:      slices.Clone(opts.RequiredScopes),
 		scopeParam:  strings.Join(opts.RequiredScopes, " "),
+		keepRaw:     opts.KeepRawToken,
 		log:         opts.Logger,
 	}
 }
@@ -68,8 +74,9 @@ func NewResourceServer(opts ResourceOptions) *ResourceServer {
 // Wrap authenticates requests carrying "Authorization: Bearer" and passes
 // every other request to fallback (the cookie authenticator), so browsers
 // keep working on the same endpoint. A validated caller reaches next with
-// its identity (and token) in the context and without the Authorization
-// header: the client's token is never forwarded upstream.
+// its identity, the validated Token and, with KeepRawToken, the raw token
+// (RawFromContext) in the context and without the Authorization header: the client's token is
+// never forwarded upstream.
 func (s *ResourceServer) Wrap(next, fallback http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, present, ok := bearerToken(r)
@@ -104,6 +111,9 @@ func (s *ResourceServer) Wrap(next, fallback http.Handler) http.Handler {
 		}
 		ctx := identity.NewContext(r.Context(), callerIdentity(tok))
 		ctx = NewContext(ctx, tok)
+		if s.keepRaw {
+			ctx = NewRawContext(ctx, raw)
+		}
 		r = r.WithContext(ctx)
 		r.Header.Del("Authorization")
 		next.ServeHTTP(w, r)

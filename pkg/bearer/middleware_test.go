@@ -26,7 +26,7 @@ type rsFixture struct {
 	fellBack chan struct{}
 }
 
-func newRSFixture(t *testing.T, scopes []string, trusted []string) *rsFixture {
+func newRSFixture(t *testing.T, scopes []string, trusted []string, mods ...func(*bearer.ResourceOptions)) *rsFixture {
 	t.Helper()
 	f := &rsFixture{kp: newRSAKey(t, "k1"), next: make(chan *http.Request, 1), fellBack: make(chan struct{}, 1)}
 	f.jwks = newJWKSServer(t, f.kp.pub)
@@ -39,11 +39,15 @@ func newRSFixture(t *testing.T, scopes []string, trusted []string) *rsFixture {
 		t.Fatal(err)
 	}
 	base := res.BaseURL
-	rs := bearer.NewResourceServer(bearer.ResourceOptions{
+	opts := bearer.ResourceOptions{
 		Validator:           v,
 		RequiredScopes:      scopes,
 		ResourceMetadataURL: func(r *http.Request) string { return base(r) + metadataPath },
-	})
+	}
+	for _, mod := range mods {
+		mod(&opts)
+	}
+	rs := bearer.NewResourceServer(opts)
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.next <- r
 		w.WriteHeader(http.StatusNoContent)
@@ -85,7 +89,8 @@ func errorCode(t *testing.T, rec *httptest.ResponseRecorder) string {
 
 func TestResourceServerAcceptsValidToken(t *testing.T) {
 	f := newRSFixture(t, []string{"mcp:tools"}, nil)
-	rec := f.do(mcpRequest("bearer " + sign(t, f.kp, claimsAt(time.Now()))))
+	raw := sign(t, f.kp, claimsAt(time.Now()))
+	rec := f.do(mcpRequest("bearer " + raw))
 	if rec.Code != http.StatusNoContent {
 		t.Fatalf("status = %d: %s", rec.Code, rec.Body)
 	}
@@ -96,6 +101,31 @@ func TestResourceServerAcceptsValidToken(t *testing.T) {
 	}
 	if tok := bearer.FromContext(r.Context()); tok == nil || tok.ClientID != "client-1" {
 		t.Fatalf("token in context = %+v", tok)
+	}
+	if got, ok := bearer.RawFromContext(r.Context()); ok || got != "" {
+		t.Fatalf("RawFromContext without KeepRawToken = %q, %v; want nothing", got, ok)
+	}
+	if r.Header.Get("Authorization") != "" {
+		t.Fatal("the client's token would be forwarded upstream")
+	}
+}
+
+// With KeepRawToken the handler behind the resource server can read the
+// validated token (token exchange's subject token), still without the
+// Authorization header.
+func TestResourceServerKeepsRawToken(t *testing.T) {
+	f := newRSFixture(t, nil, nil, func(o *bearer.ResourceOptions) { o.KeepRawToken = true })
+	raw := sign(t, f.kp, claimsAt(time.Now()))
+	rec := f.do(mcpRequest("Bearer " + raw))
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("status = %d: %s", rec.Code, rec.Body)
+	}
+	r := <-f.next
+	if got, ok := bearer.RawFromContext(r.Context()); !ok || got != raw {
+		t.Fatalf("RawFromContext = %q, %v; want the validated token", got, ok)
+	}
+	if got, ok := bearer.RawFromContext(context.Background()); ok || got != "" {
+		t.Fatalf("RawFromContext of a bare context = %q, %v; want nothing", got, ok)
 	}
 	if r.Header.Get("Authorization") != "" {
 		t.Fatal("the client's token would be forwarded upstream")

@@ -61,9 +61,30 @@ func FromContext(ctx context.Context) *Token {
 	return t
 }
 
+type rawCtxKey struct{}
+
+// NewRawContext returns ctx carrying the raw bearer token a request was
+// authenticated with. It is kept apart from the Token, which validators
+// share between requests and caches.
+func NewRawContext(ctx context.Context, raw string) context.Context {
+	return context.WithValue(ctx, rawCtxKey{}, raw)
+}
+
+// RawFromContext returns the raw bearer token stored by NewRawContext
+// (ResourceServer.Wrap stores it with ResourceOptions.KeepRawToken); ok is false
+// when there is none. Token exchange (pkg/tokenexchange) presents it as the
+// subject token when it was issued by the identity provider (external
+// mode); it is never forwarded to the MCP server.
+func RawFromContext(ctx context.Context) (raw string, ok bool) {
+	raw, ok = ctx.Value(rawCtxKey{}).(string)
+	return raw, ok && raw != ""
+}
+
 // tokenFromClaims builds a Token from a claim set; registered claims have
 // already been checked by the caller.
-func tokenFromClaims(claims map[string]any, groupsClaim string) *Token {
+// lift, when not empty, names an object claim whose entries are added to
+// Identity.Claims (see JWTOptions.LiftClaim).
+func tokenFromClaims(claims map[string]any, groupsClaim, lift string) *Token {
 	t := &Token{
 		Subject:  str(claims["sub"]),
 		Issuer:   str(claims["iss"]),
@@ -86,9 +107,35 @@ func tokenFromClaims(claims map[string]any, groupsClaim string) *Token {
 		Username:      str(claims["preferred_username"]),
 		Groups:        strings1(claims[groupsClaim]),
 		Method:        Method,
-		Claims:        claims,
+		Claims:        liftClaims(claims, lift),
 	}
 	return t
+}
+
+// liftClaims returns claims with the entries of the object claim lift at
+// the top level, and lift itself left out. An entry never replaces a
+// top-level claim, so whatever the object holds cannot pass for iss, aud,
+// client_id or scope. Without such an object, claims is returned as is.
+func liftClaims(claims map[string]any, lift string) map[string]any {
+	if lift == "" {
+		return claims
+	}
+	nested, ok := claims[lift].(map[string]any)
+	if !ok {
+		return claims
+	}
+	out := make(map[string]any, len(claims)+len(nested))
+	for k, v := range claims {
+		if k != lift {
+			out[k] = v
+		}
+	}
+	for k, v := range nested {
+		if _, taken := claims[k]; !taken {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // scopes accepts "scope" as a space-separated string (RFC 8693, RFC 9068)

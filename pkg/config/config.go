@@ -105,7 +105,7 @@ type PolicyConfig struct {
 	// is what lets a misspelt claim be refused at load instead of silently
 	// denying everyone. Cookie sessions and façade tokens keep these claims
 	// from the login.
-	Claims []string `yaml:"claims" reload:"true" usage:"comma-separated extra claims rules may read as claims.<name> (besides sub, email, email_verified, name, preferred_username, groups); sessions and façade tokens keep them from the login"`
+	Claims []string `yaml:"claims" reload:"true" usage:"comma-separated extra claims rules may read as claims.<name> (besides sub, email, email_verified, name, preferred_username, groups); sessions and façade tokens keep them from the login (at most 4 KiB in all; protocol claims such as iss, aud, exp, client_id, scope are never kept), and a newly listed claim reaches a session at its next login or token refresh"`
 	// MaxBodyBytes caps the request body read for a decision; a larger one
 	// is denied, never waved through unread.
 	MaxBodyBytes int `yaml:"max_body_bytes" reload:"true" usage:"largest MCP request body (bytes) the policy reads; a larger one is refused with 413, never forwarded unchecked"`
@@ -245,7 +245,7 @@ type AuthzConfig struct {
 	AllowedEmailDomains  []string `yaml:"allowed_email_domains" reload:"true" usage:"comma-separated e-mail domains allowed in (verified e-mail required)"`
 	AllowedEmails        []string `yaml:"allowed_emails" reload:"true" usage:"comma-separated e-mail addresses allowed in (verified e-mail required)"`
 	AllowedGroups        []string `yaml:"allowed_groups" reload:"true" usage:"comma-separated groups; membership in one is required"`
-	RequiredClaims       []string `yaml:"required_claims" reload:"true" usage:"comma-separated claim=value pairs every caller must carry (for list claims: membership); cookie sessions carry the standard claims only"`
+	RequiredClaims       []string `yaml:"required_claims" reload:"true" usage:"comma-separated claim=value pairs every caller must carry (for list claims: membership); cookie sessions carry the standard claims and those listed in policy.claims only"`
 }
 
 // UpstreamConfig tunes how the proxy treats a restarting MCP server.

@@ -49,6 +49,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validatePolicy(&c.Policy, root.Child("policy"))...)
 	errs = append(errs, validateAudit(&c.Audit, root.Child("audit"))...)
 	errs = append(errs, validateTokenExchange(&c.TokenExchange, root.Child("token_exchange"))...)
+	errs = append(errs, validateTokenExchangeFit(c, root.Child("token_exchange"))...)
 	return errors.Join(errs...)
 }
 

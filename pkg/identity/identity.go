@@ -22,10 +22,39 @@ type Identity struct {
 	Groups []string `json:"groups,omitempty"`
 	// Method says how the caller authenticated ("cookie", "bearer", "bypass").
 	Method string `json:"-"`
-	// Claims are the raw claims of a bearer token, so authorization rules
-	// can require claims the fields above do not carry. It is nil for
-	// cookie sessions, and never stored (json:"-"): sessions stay small.
+	// Claims are the claims authorization rules read beyond the fields
+	// above: every claim of a bearer token, or a cookie session's
+	// ExtraClaims (the authenticator copies them here on each request), so
+	// a rule on claims.<name> decides both kinds of caller alike. Never
+	// stored (json:"-"): a bearer token's claims must not end up in a
+	// session or a grant. Read-only: it may be shared between requests.
 	Claims map[string]any `json:"-"`
+	// ExtraClaims are the claims named in policy.claims that the login
+	// kept from the ID token and userinfo (values as decoded JSON: string,
+	// bool, float64, []any, map[string]any), bounded in size. They are
+	// stored with the session and the façade's grants, so they survive
+	// across replicas; bearer callers leave it nil (their Claims has every
+	// claim). A session keeps the names listed when it logged in or last
+	// refreshed its tokens: a newly listed claim appears after the next
+	// login or token refresh. Read-only.
+	ExtraClaims map[string]any `json:"extra_claims,omitempty"`
+}
+
+// Reserved reports whether a claim is never kept in ExtraClaims: the
+// registered JWT, OIDC and OAuth protocol claims (they describe a token,
+// not the user, and differ between an ID token and an access token; rules
+// see a bearer caller's client and scopes by other names), "ext" (where the
+// façade's tokens carry the kept claims) and the standard fields Identity
+// already carries.
+func Reserved(name string) bool {
+	switch name {
+	case "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "nonce",
+		"at_hash", "c_hash", "auth_time", "acr", "amr", "sid",
+		"client_id", "scope", "scp", "cnf", "act", "may_act", "ext",
+		"email", "email_verified", "name", "preferred_username", "groups":
+		return true
+	}
+	return false
 }
 
 // Refreshed overlays the identity of a refreshed ID token on the one from
@@ -33,7 +62,9 @@ type Identity struct {
 // Core 12.2), and some providers send just those: profile claims it leaves
 // out keep their login values instead of vanishing. Groups are taken as
 // sent, even when absent: an omitted claim cannot be told from a user who
-// lost every group, and keeping revoked memberships would fail open.
+// lost every group, and keeping revoked memberships would fail open. The
+// same goes for ExtraClaims: a claim the refreshed tokens no longer carry
+// is gone.
 func Refreshed(old, fresh Identity) Identity {
 	if fresh.Email == "" {
 		fresh.Email, fresh.EmailVerified = old.Email, old.EmailVerified

@@ -51,7 +51,8 @@ type Caller struct {
 	Username      string
 	Groups        []string
 	// Claims are the caller's raw claims (a bearer token's, or those a
-	// cookie session kept); read-only.
+	// cookie session kept), as encoding/json decodes them into any
+	// (numbers as float64 or json.Number); read-only.
 	Claims map[string]any
 	// ClientID is the OAuth client of a bearer caller ("" for cookies).
 	ClientID string
@@ -68,7 +69,7 @@ type Request struct {
 	// Name is the tool or prompt name, or the resource URI.
 	Name string
 	// Arguments are a tools/call's or prompts/get's arguments (nil
-	// otherwise); read-only.
+	// otherwise), as encoding/json decodes them into any; read-only.
 	Arguments map[string]any
 }
 

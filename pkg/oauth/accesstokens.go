@@ -50,6 +50,8 @@ func (s *Server) AccessTokenValidator(opts AccessTokenOptions) (bearer.Validator
 		// same key and must not open the MCP endpoint.
 		Types:       []string{AccessTokenType},
 		GroupsClaim: opts.GroupsClaim, Now: s.now,
+		// The claims the browser login kept, for rules (AccessClaims.Ext).
+		LiftClaim: ExtClaim,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oauth: access token validator: %w", err)

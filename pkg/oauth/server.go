@@ -26,6 +26,10 @@
 //     sealed with the ticket's key (see upstream.go).
 //   - Access tokens carry their family's id (fid), so revoking a family
 //     denies every access token it issued with one marker.
+//   - Access tokens carry the claims the browser login kept (policy.claims)
+//     under one private claim, "ext", never at the top level, so an IdP
+//     claim cannot pass for iss, aud, client_id or scope; the validator
+//     lifts them into Identity.Claims for rules.
 //   - Registration and authorization requests are rate-limited per client
 //     address, per replica (in memory; package ratelimit).
 //   - Errors at /authorize are shown on a page of the proxy, never

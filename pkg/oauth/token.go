@@ -62,7 +62,18 @@ type AccessClaims struct {
 	// issued, including one a racing refresh issued while it was revoked.
 	// It is a random value with no meaning outside this server.
 	FamilyID string `json:"fid,omitempty"`
+	// Ext carries the claims the browser login kept beyond the standard
+	// ones (identity.Identity.ExtraClaims, the names in policy.claims,
+	// bounded by oidc.MaxExtraClaimsBytes), so rules see the same claims
+	// for a façade token as for the cookie session it came from. They sit
+	// under one private claim, never at the top level, so an identity
+	// provider's claim can never stand in for iss, aud, client_id or scope;
+	// AccessTokenValidator lifts them into Identity.Claims.
+	Ext map[string]any `json:"ext,omitempty"`
 }
+
+// ExtClaim is the access token claim holding AccessClaims.Ext.
+const ExtClaim = "ext"
 
 // tokenError is an RFC 6749 §5.2 failure of the token endpoint.
 type tokenError struct {
@@ -348,6 +359,7 @@ func (s *Server) issue(ctx context.Context, r *http.Request, client *Client, id 
 		PreferredUsername: id.Username,
 		Groups:            id.Groups,
 		FamilyID:          family,
+		Ext:               id.ExtraClaims,
 	}
 	at, err := s.keys.signAccess(claims)
 	if err != nil {

@@ -214,7 +214,11 @@ func (s *Server) authorize(id *identity.Identity, granted []string) error {
 	if s.opts.Authorizer == nil {
 		return nil
 	}
-	return s.opts.Authorizer.Check(id)
+	// The rules read claims from Claims, as for the cookie session the
+	// grant came from; a stored grant has only the kept ones.
+	checked := *id
+	checked.Claims = id.ExtraClaims
+	return s.opts.Authorizer.Check(&checked)
 }
 
 // rearm puts a spent refresh token's marker back after a temporary failure

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
@@ -155,6 +156,60 @@ func (cs *claimSet) identity(groupsClaim string) identity.Identity {
 		Username:      cs.PreferredUsername,
 		Groups:        groups(cs.raw[groupsClaim]),
 	}
+}
+
+// MaxExtraClaimsBytes bounds the JSON encoding of the extra claims a login
+// keeps (identity.Identity.ExtraClaims): they are stored in every session
+// and grant and carried in every façade access token, so a provider that
+// puts a large document in a listed claim must not inflate all of them.
+const MaxExtraClaimsBytes = 4096
+
+// extraClaims picks the claims named in names out of raw, in the order of
+// names, skipping reserved names (identity.Reserved), absent and null ones.
+// A claim that would take the encoding past MaxExtraClaimsBytes is left out
+// with a warning naming it (never its value, which may be personal data);
+// later, smaller ones may still fit. Nil when nothing is kept.
+func extraClaims(raw rawClaims, names []string, log *zap.Logger) map[string]any {
+	var kept map[string]any
+	size := len("{}")
+	for _, name := range names {
+		if identity.Reserved(name) {
+			continue
+		}
+		if _, dup := kept[name]; dup {
+			continue
+		}
+		r, ok := raw[name]
+		if !ok {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(r, &v); err != nil || v == nil {
+			continue
+		}
+		// Measure what encoding it again costs (escaping may grow it),
+		// since that is what sessions, grants and tokens will hold.
+		enc, err := json.Marshal(v)
+		if err != nil {
+			continue
+		}
+		key, _ := json.Marshal(name) // a string always encodes
+		n := len(key) + len(":") + len(enc)
+		if kept != nil {
+			n += len(",")
+		}
+		if size+n > MaxExtraClaimsBytes {
+			log.Warn("oidc: a claim listed in policy.claims is too large to keep; the session goes without it",
+				zap.String("claim", name), zap.Int("claim_bytes", len(enc)), zap.Int("limit_bytes", MaxExtraClaimsBytes))
+			continue
+		}
+		if kept == nil {
+			kept = make(map[string]any, len(names))
+		}
+		kept[name] = v
+		size += n
+	}
+	return kept
 }
 
 // groups reads a groups claim that is a string or an array of strings;

@@ -14,6 +14,8 @@ import (
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 )
 
 // wellKnownSuffix is the discovery path appended to an issuer. Options.Issuer
@@ -60,6 +62,10 @@ type Options struct {
 	// GroupsClaim is the claim holding group memberships (default "groups");
 	// it may be a string or an array of strings.
 	GroupsClaim string
+	// ExtraClaims name the claims (policy.claims) a login and each refresh
+	// keep in Tokens.Identity.ExtraClaims, from the ID token and, with
+	// UseUserInfo, userinfo; SetExtraClaims changes them on reload.
+	ExtraClaims []string
 	// HTTPClient is used for every request to the provider (default: a
 	// client with a 10s timeout).
 	HTTPClient *http.Client
@@ -99,6 +105,8 @@ type RelyingParty struct {
 
 	discovered atomic.Pointer[discovery]
 	reach      reachability
+	// extra is the live list of Options.ExtraClaims (SetExtraClaims).
+	extra atomic.Pointer[[]string]
 }
 
 // discovery is everything learned from the discovery document, swapped in
@@ -140,6 +148,7 @@ func New(opts Options) (*RelyingParty, error) {
 	if rp.groupsClaim == "" {
 		rp.groupsClaim = "groups"
 	}
+	rp.SetExtraClaims(opts.ExtraClaims)
 	if rp.httpClient == nil {
 		rp.httpClient = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -183,6 +192,18 @@ func normalizeScopes(scopes []string) []string {
 	}
 	return out
 }
+
+// SetExtraClaims replaces the names of the claims logins and refreshes keep
+// (Options.ExtraClaims); the server calls it when policy.claims is
+// reloaded. Sessions keep what they have until their next login or token
+// refresh. Safe for concurrent use.
+func (rp *RelyingParty) SetExtraClaims(names []string) {
+	names = slices.Clone(names)
+	rp.extra.Store(&names)
+}
+
+// ExtraClaims returns the names currently kept (see SetExtraClaims).
+func (rp *RelyingParty) ExtraClaims() []string { return *rp.extra.Load() }
 
 // Issuer is the configured issuer (without the discovery suffix).
 func (rp *RelyingParty) Issuer() string { return rp.issuer }
@@ -329,6 +350,19 @@ func (rp *RelyingParty) Run(ctx context.Context) error {
 	}
 }
 
+// TokenEndpoint is the provider's token endpoint from discovery, with the
+// client authentication the proxy uses there (client_secret_basic unless
+// the provider only offers client_secret_post; the form for a public
+// client). Token exchange (pkg/tokenexchange) posts to it as the proxy's
+// client. ErrNotReady before discovery.
+func (rp *RelyingParty) TokenEndpoint() (oauth2.Endpoint, error) {
+	d, err := rp.state()
+	if err != nil {
+		return oauth2.Endpoint{}, err
+	}
+	return oauth2.Endpoint{TokenURL: d.endpoint.TokenURL, AuthStyle: d.endpoint.AuthStyle}, nil
+}
+
 func (rp *RelyingParty) state() (*discovery, error) {
 	d := rp.discovered.Load()
 	if d == nil {
@@ -389,7 +423,7 @@ func (rp *RelyingParty) Exchange(ctx context.Context, code, verifier, nonce, red
 	if err != nil {
 		return nil, fmt.Errorf("oidc: code exchange: %w", err)
 	}
-	return rp.tokens(tok, rawID, id), nil
+	return rp.tokens(ctx, tok, rawID, id), nil
 }
 
 // Refresh redeems a refresh token with exactly one token request. It
@@ -417,13 +451,13 @@ func (rp *RelyingParty) Refresh(ctx context.Context, refreshToken string) (*Toke
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return rp.tokens(tok, "", nil), nil
+		return rp.tokens(ctx, tok, "", nil), nil
 	}
 	id, err := rp.verify(cctx, d, rawID, "", tok)
 	if err != nil {
 		return nil, fmt.Errorf("oidc: refresh: %w", err)
 	}
-	return rp.tokens(tok, rawID, id), nil
+	return rp.tokens(ctx, tok, rawID, id), nil
 }
 
 // classify wraps a token endpoint error, adding ErrInvalidGrant when the
@@ -436,7 +470,7 @@ func classify(op string, err error) error {
 	return fmt.Errorf("oidc: %s: %w", op, err)
 }
 
-func (rp *RelyingParty) tokens(tok *oauth2.Token, rawID string, id *claimSet) *Tokens {
+func (rp *RelyingParty) tokens(ctx context.Context, tok *oauth2.Token, rawID string, id *claimSet) *Tokens {
 	t := &Tokens{
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
@@ -448,6 +482,9 @@ func (rp *RelyingParty) tokens(tok *oauth2.Token, rawID string, id *claimSet) *T
 	}
 	if id != nil {
 		t.Identity = id.identity(rp.groupsClaim)
+		if names := rp.ExtraClaims(); len(names) > 0 {
+			t.Identity.ExtraClaims = extraClaims(id.raw, names, requestid.Logger(ctx, rp.log))
+		}
 	}
 	return t
 }

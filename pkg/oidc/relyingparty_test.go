@@ -171,8 +171,14 @@ func TestReadyAndDiscoveryURLForms(t *testing.T) {
 			if _, ok := rp.EndSessionURL("", "", ""); ok {
 				t.Fatal("EndSessionURL before Discover reported ok")
 			}
+			if _, err := rp.TokenEndpoint(); !errors.Is(err, oidc.ErrNotReady) {
+				t.Fatalf("TokenEndpoint before Discover = %v", err)
+			}
 			if err := rp.Discover(context.Background()); err != nil {
 				t.Fatalf("Discover: %v", err)
+			}
+			if ep, err := rp.TokenEndpoint(); err != nil || ep.TokenURL != op.Issuer()+"/oauth/token" || ep.AuthStyle != oauth2.AuthStyleInHeader || ep.AuthURL != "" {
+				t.Fatalf("TokenEndpoint = %+v, %v; want %s/oauth/token with client_secret_basic", ep, err, op.Issuer())
 			}
 			if err := rp.Ready(); err != nil {
 				t.Fatalf("Ready after Discover = %v", err)

@@ -28,6 +28,7 @@ type Tokens struct {
 	// Expiry is the access token's expiry (zero if the provider sent none).
 	Expiry time.Time
 	// Identity is taken from the verified ID token claims, completed from
-	// userinfo when configured.
+	// userinfo when configured; its ExtraClaims are the claims named in
+	// Options.ExtraClaims (as set when the tokens were received).
 	Identity identity.Identity
 }

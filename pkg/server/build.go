@@ -78,7 +78,10 @@ func (s *Server) buildLogin(cfg config.Config) error {
 	if s.authn, err = s.newAuthenticator(cfg, codec); err != nil {
 		return err
 	}
-	s.mcp, err = s.newMCPAuth(cfg, s.urls.BaseURL, s.rp.Issuer(), s.rp.TokenIssuer, codec)
+	if s.mcp, err = s.newMCPAuth(cfg, s.urls.BaseURL, s.rp.Issuer(), s.rp.TokenIssuer, codec); err != nil {
+		return err
+	}
+	s.exchange, err = s.newTokenExchange(cfg, codec)
 	return err
 }
 
@@ -90,6 +93,7 @@ func (s *Server) newRelyingParty(cfg config.Config) (*oidc.RelyingParty, error) 
 		Scopes:          cfg.OIDC.Scopes,
 		UseUserInfo:     cfg.OIDC.UseUserInfo,
 		GroupsClaim:     cfg.OIDC.GroupsClaim,
+		ExtraClaims:     cfg.Policy.Claims, // live: Apply calls SetExtraClaims
 		SkipIssuerCheck: cfg.OIDC.SkipIssuerCheck,
 		HTTPClient:      s.opts.HTTPClient,
 		Logger:          s.log.Named("oidc"),

@@ -71,7 +71,10 @@ func (s *Server) newMCPAuth(cfg config.Config, base func(*http.Request) string, 
 		ResourceMetadataURL: a.metadata.URL,
 		Expect:              a.expect,
 		RequiredScopes:      cfg.OAuth.RequiredScopes,
-		Logger:              s.log.Named("bearer"),
+		// Token exchange in external mode exchanges the client's token,
+		// which the provider issued (it never reaches the MCP server).
+		KeepRawToken: cfg.TokenExchange.Enabled && cfg.OAuth.Mode == "external",
+		Logger:       s.log.Named("bearer"),
 	})
 	a.origin = resource.NewOriginGuard(resource.OriginOptions{AllowedOrigins: cfg.AllowedOrigins, BaseURL: base})
 	a.binder = resource.NewSessionBinder(s.store, 0).WithLogger(s.log.Named("mcp-session"))

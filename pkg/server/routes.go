@@ -34,7 +34,8 @@ const (
 //	public paths                 forwarded without authentication
 //	everything else              bearer or cookie authentication, Origin
 //	                             check, authorization, session binding,
-//	                             then forwarded
+//	                             on the MCP endpoint the tool policy and
+//	                             audit (and token exchange), then forwarded
 func (s *Server) routes() http.Handler {
 	wrap := func(route string, h http.Handler) http.Handler {
 		if s.tracer != nil {
@@ -43,13 +44,22 @@ func (s *Server) routes() http.Handler {
 		return s.observe(route, h)
 	}
 
+	// Authenticated requests to the MCP endpoint meet the tool policy and
+	// the audit trail, then, with token exchange, get their downstream
+	// token (only once the policy has let them through).
+	forward := http.Handler(s.proxy)
+	if s.exchange != nil {
+		forward = s.exchange.Middleware(forward)
+	}
+	forward = s.guardMCP(forward)
+
 	var protected http.Handler
 	switch {
 	case s.authn != nil:
-		protected = s.mcp.wrap(s.proxy, s.authn.Middleware, s.policy.Middleware)
+		protected = s.mcp.wrap(forward, s.authn.Middleware, s.policy.Middleware)
 		protected = wrap(routeMCP, protected)
 	default:
-		protected = wrap(routeBypass, s.origins.Check(s.bypass(s.proxy)))
+		protected = wrap(routeBypass, s.origins.Check(s.bypass(forward)))
 	}
 	public := wrap(routePublic, s.origins.Check(s.proxy))
 

@@ -19,12 +19,15 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/audit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authn"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/certreload"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcpguard"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppath"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/metrics"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oauth"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/oidc"
@@ -34,6 +37,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/publicpath"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/resource"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tokenexchange"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tracing"
 )
 
@@ -83,6 +87,13 @@ type Server struct {
 	// background runs beside the listeners in Serve (cache invalidation).
 	background []func(context.Context)
 	revoked    *oauth.RevokedSet // nil with the memory store
+	// guard applies the MCP tool policy and writes the audit trail on the
+	// MCP endpoint (mcpPath); exchange, when configured, hands the MCP
+	// server a token for a downstream API.
+	guard    *mcpguard.Guard
+	audit    *audit.Logger
+	mcpPath  mcppath.Matcher
+	exchange *tokenexchange.Exchanger
 }
 
 // New builds a server from a validated configuration. It performs no
@@ -90,7 +101,7 @@ type Server struct {
 // readiness reports its outcome.
 func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) {
 	opts = withDefaults(opts)
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, started: opts.Now(), metrics: metrics.New(opts.Version)}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, started: opts.Now(), metrics: metrics.New(opts.Version, metrics.WithMCPToolLabel(cfg.Audit.ToolNameLabel))}
 	if err := s.buildEdge(cfg); err != nil {
 		return nil, err
 	}
@@ -103,6 +114,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		return nil, err
 	}
 	s.policy = authz.New(rulesFrom(cfg))
+	if err := s.buildMCPGuard(cfg); err != nil {
+		return nil, err
+	}
 	s.public.Store(publicpath.New(cfg.PublicPaths))
 	if cfg.Tracing.Enabled {
 		s.tracer, err = tracing.New(ctx, tracing.Options{
@@ -151,7 +165,8 @@ func (s *Server) AdminHandler() http.Handler {
 }
 
 // Apply installs the reloadable part of a new configuration: log level,
-// identity header names, authorization lists and public paths. In-flight
+// identity header names, authorization lists, public paths, the claims
+// sessions keep, the MCP policy and the audit settings. In-flight
 // requests and open connections are untouched.
 func (s *Server) Apply(cfg config.Config) {
 	if lvl, err := zap.ParseAtomicLevel(cfg.LogLevel); err == nil {
@@ -160,6 +175,12 @@ func (s *Server) Apply(cfg config.Config) {
 	s.proxy.SetHeaders(headerNames(cfg.Headers))
 	s.policy.Set(rulesFrom(cfg))
 	s.public.Store(publicpath.New(cfg.PublicPaths))
+	if s.rp != nil {
+		s.rp.SetExtraClaims(cfg.Policy.Claims)
+	}
+	if err := s.applyMCPPolicy(cfg); err != nil {
+		s.log.Error("MCP policy not applied; the running policy stays", zap.Error(err))
+	}
 }
 
 // Metrics exposes the metrics (for the reloader and tests).

@@ -36,6 +36,8 @@ const (
 	// macInfo separates the MAC key from any other key that might one day be
 	// derived from the same secret.
 	macInfo = "mcp-oidc-proxy cookie mac v1"
+	// valueInfo derives the key of SealValue, separate from the MAC key.
+	valueInfo = "mcp-oidc-proxy shared value seal v1"
 )
 
 var (
@@ -52,6 +54,10 @@ var (
 // by a hash of the raw ID, never the ID itself).
 type Codec struct {
 	macKey []byte
+	// values seals what every replica must open (SealValue); its key is
+	// derived from the same secret, so replicas sharing the cookie secret
+	// share it.
+	values cipher.AEAD
 }
 
 // NewCodec derives the cookie MAC key from the configured cookie secret
@@ -64,7 +70,32 @@ func NewCodec(secret []byte) (*Codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: derive cookie MAC key: %w", err)
 	}
-	return &Codec{macKey: key}, nil
+	valueKey, err := hkdf.Key(sha256.New, secret, nil, valueInfo, dataKeyLen)
+	if err != nil {
+		return nil, fmt.Errorf("session: derive value seal key: %w", err)
+	}
+	values, err := newAEAD(valueKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Codec{macKey: key, values: values}, nil
+}
+
+// SealValue encrypts a value that any replica must be able to open, unlike
+// a session payload whose key only the cookie holds: credentials the
+// replicas cache for each other in the store, such as exchanged downstream
+// tokens. The key is derived from the cookie secret (AES-256-GCM, random
+// nonce prepended). ad, normally the value's storage key, is authenticated:
+// a sealed value copied under another key does not open.
+func (c *Codec) SealValue(plaintext, ad []byte) ([]byte, error) {
+	return seal(c.values, plaintext, ad)
+}
+
+// OpenValue decrypts what SealValue produced with the same ad. Anything that
+// does not authenticate (tampered, moved, sealed under another secret) is
+// ErrDecrypt.
+func (c *Codec) OpenValue(ciphertext, ad []byte) ([]byte, error) {
+	return open(c.values, ciphertext, ad)
 }
 
 // Ticket is what a session cookie carries: a random raw ID (whose hash is
@@ -162,11 +193,16 @@ func (t Ticket) Seal(plaintext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return seal(aead, plaintext, []byte(t.ID()))
+}
+
+// seal encrypts plaintext with a random nonce, which it prepends.
+func seal(aead cipher.AEAD, plaintext, ad []byte) ([]byte, error) {
 	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
 	if _, err := rand.Read(out); err != nil {
 		return nil, fmt.Errorf("session: random nonce: %w", err)
 	}
-	return aead.Seal(out, out, plaintext, []byte(t.ID())), nil
+	return aead.Seal(out, out, plaintext, ad), nil
 }
 
 // Open decrypts what Seal produced for this ticket. Anything that does not
@@ -176,19 +212,27 @@ func (t Ticket) Open(ciphertext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return open(aead, ciphertext, []byte(t.ID()))
+}
+
+// open decrypts what seal produced with the same ad.
+func open(aead cipher.AEAD, ciphertext, ad []byte) ([]byte, error) {
 	ns := aead.NonceSize()
 	if len(ciphertext) < ns+aead.Overhead() {
 		return nil, ErrDecrypt
 	}
-	plain, err := aead.Open(nil, ciphertext[:ns], ciphertext[ns:], []byte(t.ID()))
+	plain, err := aead.Open(nil, ciphertext[:ns], ciphertext[ns:], ad)
 	if err != nil {
 		return nil, ErrDecrypt
 	}
 	return plain, nil
 }
 
-func (t Ticket) aead() (cipher.AEAD, error) {
-	block, err := aes.NewCipher(t.key[:])
+func (t Ticket) aead() (cipher.AEAD, error) { return newAEAD(t.key[:]) }
+
+// newAEAD is AES-256-GCM with key.
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("session: AES key: %w", err)
 	}

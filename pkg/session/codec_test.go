@@ -247,3 +247,47 @@ func BenchmarkCodecDecodeOpen(b *testing.B) {
 		}
 	}
 }
+
+func TestCodecSealValue(t *testing.T) {
+	a := newCodec(t, secretA)
+	sealed, err := a.SealValue([]byte("downstream-token"), []byte("key-1"))
+	if err != nil {
+		t.Fatalf("SealValue: %v", err)
+	}
+	if bytes.Contains(sealed, []byte("downstream-token")) {
+		t.Fatal("sealed value holds the plaintext")
+	}
+	again, err := a.SealValue([]byte("downstream-token"), []byte("key-1"))
+	if err != nil {
+		t.Fatalf("SealValue: %v", err)
+	}
+	if bytes.Equal(sealed, again) {
+		t.Fatal("two seals of one value are equal: the nonce is not random")
+	}
+	tampered := bytes.Clone(sealed)
+	tampered[len(tampered)-1] ^= 1
+	tests := []struct {
+		name    string
+		codec   *session.Codec
+		value   []byte
+		ad      string
+		wantErr error
+	}{
+		{name: "same secret on another replica", codec: newCodec(t, secretA), value: sealed, ad: "key-1"},
+		{name: "moved to another key", codec: a, value: sealed, ad: "key-2", wantErr: session.ErrDecrypt},
+		{name: "other secret", codec: newCodec(t, strings.Repeat("z", 32)), value: sealed, ad: "key-1", wantErr: session.ErrDecrypt},
+		{name: "tampered", codec: a, value: tampered, ad: "key-1", wantErr: session.ErrDecrypt},
+		{name: "truncated", codec: a, value: sealed[:5], ad: "key-1", wantErr: session.ErrDecrypt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plain, err := tt.codec.OpenValue(tt.value, []byte(tt.ad))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("OpenValue error = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == nil && string(plain) != "downstream-token" {
+				t.Fatalf("OpenValue = %q", plain)
+			}
+		})
+	}
+}

@@ -61,9 +61,16 @@ func startUpstream(tb testing.TB) *upstream {
 	}
 	u := &upstream{release: make(chan struct{}), opened: make(chan struct{}, 16)}
 	mux := stack.UpstreamMux()
-	// The same MCP server answering in JSON instead of SSE.
-	jsonServer := mcpserver.NewServer()
-	mux.Handle("/mcp-json", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return jsonServer }, &mcp.StreamableHTTPOptions{JSONResponse: true}))
+	// The same MCP server answering in JSON instead of SSE, and both
+	// stateless, which is how the SDK serves 2026-07-28 clients.
+	for path, opts := range map[string]*mcp.StreamableHTTPOptions{
+		"/mcp-json":           {JSONResponse: true},
+		"/mcp-stateless":      {Stateless: true},
+		"/mcp-stateless-json": {Stateless: true, JSONResponse: true},
+	} {
+		srv := mcpserver.NewServer()
+		mux.Handle(path, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, opts))
+	}
 	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(r.Header)

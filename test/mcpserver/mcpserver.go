@@ -19,6 +19,8 @@ import (
 var identityHeaders = []string{
 	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username",
 	"X-User-ID", "X-User-Email", "X-User-Name", "X-User-Groups",
+	// The token exchange's default header (token_exchange.header).
+	"X-Downstream-Token",
 }
 
 // WhoAmI is the structured result of the whoami tool.

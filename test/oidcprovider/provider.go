@@ -2,7 +2,8 @@
 // (github.com/zitadel/oidc/v3/pkg/op with its example storage) in-process, so
 // tests and `make demo` exercise the proxy against the same protocol
 // behaviour as a production IdP: discovery, authorization code + PKCE,
-// rotating refresh tokens, userinfo and RP-initiated logout. It adds only
+// rotating refresh tokens, userinfo, RP-initiated logout and RFC 8693 token
+// exchange. It adds only
 // what tests need to observe and steer the provider: request counters,
 // revocation, configurable lifetimes and a scripted browser login.
 package oidcprovider
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -67,6 +69,10 @@ type User struct {
 	GivenName     string
 	FamilyName    string
 	Groups        []string
+	// Claims are further claims of the user (say "department"), sent
+	// wherever groups are: in ID tokens that carry profile claims, in
+	// userinfo and in JWT access tokens.
+	Claims map[string]any
 }
 
 // Options configure a Provider. The zero value is a usable demo provider.
@@ -94,6 +100,13 @@ type Options struct {
 	// with an API audience issues for resource servers to validate locally.
 	// Empty keeps the default opaque access tokens.
 	AccessTokenAudience []string
+	// TokenExchangeAudiences, when not nil, are the only audiences a token
+	// exchange (RFC 8693) may ask for; any other is refused with
+	// invalid_target, as an IdP does for an API the client may not reach.
+	// Nil lets any audience through. Exchanged access tokens are always
+	// JWTs whose aud is the requested audience and whose sub is the subject
+	// token's, carrying the requested scopes in "scope".
+	TokenExchangeAudiences []string
 }
 
 // Provider is a running OpenID provider.
@@ -114,6 +127,7 @@ type Provider struct {
 
 	tokenRequests    atomic.Int64
 	refreshRequests  atomic.Int64
+	exchangeRequests atomic.Int64
 	userinfoRequests atomic.Int64
 }
 
@@ -170,6 +184,7 @@ func New(l net.Listener, opts Options) (*Provider, error) {
 		clients:             wrapped,
 		accessTokenLifetime: opts.AccessTokenLifetime,
 		accessTokenAudience: slices.Clone(opts.AccessTokenAudience),
+		exchangeAudiences:   cloneOrNil(opts.TokenExchangeAudiences),
 		now:                 time.Now,
 	}
 
@@ -284,6 +299,11 @@ func (p *Provider) TokenRequests() int { return int(p.tokenRequests.Load()) }
 // so tests can assert that exactly one refresh reached the IdP.
 func (p *Provider) RefreshRequests() int { return int(p.refreshRequests.Load()) }
 
+// TokenExchangeRequests counts token endpoint POSTs with the RFC 8693
+// grant type (successful or refused), so tests can assert how many
+// exchanges reached the IdP.
+func (p *Provider) TokenExchangeRequests() int { return int(p.exchangeRequests.Load()) }
+
 // UserinfoRequests counts requests to the userinfo endpoint.
 func (p *Provider) UserinfoRequests() int { return int(p.userinfoRequests.Load()) }
 
@@ -319,6 +339,15 @@ func (p *Provider) SetGroups(id string, groups []string) {
 	p.storage.users.groups[id] = slices.Clone(groups)
 }
 
+// SetClaims replaces the further claims (User.Claims) of the user with
+// this ID. Tokens and userinfo answers issued from now on (including ID
+// tokens returned by a refresh) carry the new ones; nil removes them all.
+func (p *Provider) SetClaims(id string, claims map[string]any) {
+	p.serialize.Lock()
+	defer p.serialize.Unlock()
+	p.storage.users.claims[id] = maps.Clone(claims)
+}
+
 // observe counts requests and serializes them (see Provider.serialize).
 func (p *Provider) observe(next http.Handler) http.Handler {
 	tokenPath := "/" + strings.TrimPrefix(p.op.TokenEndpoint().Relative(), "/")
@@ -333,8 +362,17 @@ func (p *Provider) observe(next http.Handler) http.Handler {
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
-			if form, err := url.ParseQuery(string(body)); err == nil && form.Get("grant_type") == "refresh_token" {
-				p.refreshRequests.Add(1)
+			if form, err := url.ParseQuery(string(body)); err == nil {
+				switch form.Get("grant_type") {
+				case "refresh_token":
+					p.refreshRequests.Add(1)
+				case tokenExchangeGrant:
+					p.exchangeRequests.Add(1)
+					// The op package picks the issued token's format from the
+					// client; the mark makes GetClientByClientID hand out a
+					// JWT-issuing client for this request only.
+					r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, true))
+				}
 			}
 		case r.URL.Path == userinfoPath:
 			p.userinfoRequests.Add(1)
@@ -343,6 +381,13 @@ func (p *Provider) observe(next http.Handler) http.Handler {
 		defer p.serialize.Unlock()
 		next.ServeHTTP(w, r)
 	})
+}
+
+func cloneOrNil(s []string) []string {
+	if s == nil {
+		return nil
+	}
+	return slices.Clone(s)
 }
 
 // anyURI is a list of path.Match globs accepting any http(s) URL with up to

@@ -3,6 +3,7 @@ package oidcprovider
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +25,8 @@ const groupsClaim = "groups"
 type userStore struct {
 	byID   map[string]*storage.User
 	groups map[string][]string
+	// claims are each user's further claims (User.Claims).
+	claims map[string]map[string]any
 	// disabled users cannot log in and their refresh tokens are refused
 	// (see Provider.DisableUser).
 	disabled map[string]bool
@@ -32,7 +35,7 @@ type userStore struct {
 var _ storage.UserStore = (*userStore)(nil)
 
 func newUserStore(users []User) *userStore {
-	s := &userStore{byID: map[string]*storage.User{}, groups: map[string][]string{}, disabled: map[string]bool{}}
+	s := &userStore{byID: map[string]*storage.User{}, groups: map[string][]string{}, claims: map[string]map[string]any{}, disabled: map[string]bool{}}
 	for _, u := range users {
 		s.byID[u.ID] = &storage.User{
 			ID:                u.ID,
@@ -45,6 +48,7 @@ func newUserStore(users []User) *userStore {
 			PreferredLanguage: language.English,
 		}
 		s.groups[u.ID] = slices.Clone(u.Groups)
+		s.claims[u.ID] = maps.Clone(u.Claims)
 	}
 	return s
 }
@@ -76,22 +80,86 @@ type opStorage struct {
 	// accessTokenAudience is added to the aud of tokens (see
 	// Options.AccessTokenAudience).
 	accessTokenAudience []string
-	now                 func() time.Time
+	// exchangeAudiences limit token exchange (see
+	// Options.TokenExchangeAudiences); nil allows any.
+	exchangeAudiences []string
+	now               func() time.Time
 }
 
 var (
 	_ op.Storage                   = (*opStorage)(nil)
 	_ op.CanSetUserinfoFromRequest = (*opStorage)(nil)
+	_ op.TokenExchangeStorage      = (*opStorage)(nil)
 )
 
+// tokenExchangeGrant is the RFC 8693 grant type.
+const tokenExchangeGrant = string(oidc.GrantTypeTokenExchange)
+
+// exchangeKey marks the context of a token exchange request (set by
+// Provider.observe).
+type exchangeKey struct{}
+
 // GetClientByClientID returns the configured client wrapper rather than the
-// example's client, so lifetimes, logout URIs and globs are ours.
+// example's client, so lifetimes, logout URIs and globs are ours. During a
+// token exchange the client issues JWT access tokens, whatever it issues
+// otherwise: downstream APIs validate exchanged tokens locally.
 func (s *opStorage) GetClientByClientID(ctx context.Context, clientID string) (op.Client, error) {
 	c, ok := s.clients[clientID]
 	if !ok {
 		return nil, oidc.ErrInvalidClient().WithDescription("client not found")
 	}
+	if exchange, _ := ctx.Value(exchangeKey{}).(bool); exchange {
+		jwt := *c
+		jwt.jwtAccessTokens = true
+		return &jwt, nil
+	}
 	return c, nil
+}
+
+// ValidateTokenExchangeRequest replaces the example's check (which allows
+// only impersonation by admins) with what an IdP configured for delegation
+// to APIs does: the subject's user must still be active, the audience must
+// be one the provider knows (Options.TokenExchangeAudiences), and the
+// issued token is an access token unless another type is asked for.
+func (s *opStorage) ValidateTokenExchangeRequest(ctx context.Context, request op.TokenExchangeRequest) error {
+	if request.GetRequestedTokenType() == "" {
+		request.SetRequestedTokenType(oidc.AccessTokenType)
+	}
+	if request.GetRequestedTokenType() != oidc.AccessTokenType {
+		return oidc.ErrInvalidRequest().WithDescription("only access tokens are issued by token exchange")
+	}
+	subject := request.GetExchangeSubject()
+	if s.users.GetUserByID(subject) == nil || s.users.disabled[subject] {
+		return oidc.ErrInvalidGrant().WithDescription("the subject token's user is unknown or disabled")
+	}
+	if s.exchangeAudiences != nil {
+		for _, aud := range request.GetAudience() {
+			if !slices.Contains(s.exchangeAudiences, aud) {
+				return oidc.ErrInvalidTarget().WithDescription("audience %q is not allowed for token exchange", aud)
+			}
+		}
+	}
+	request.SetCurrentScopes(request.GetScopes())
+	return nil
+}
+
+// GetPrivateClaimsFromTokenExchangeRequest puts the granted scopes and the
+// user's claims into an exchanged JWT access token.
+func (s *opStorage) GetPrivateClaimsFromTokenExchangeRequest(ctx context.Context, request op.TokenExchangeRequest) (map[string]any, error) {
+	claims, err := s.Storage.GetPrivateClaimsFromTokenExchangeRequest(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	if scopes := request.GetScopes(); len(scopes) > 0 {
+		claims["scope"] = strings.Join(scopes, " ")
+	}
+	if u := s.users.GetUserByID(request.GetSubject()); u != nil {
+		claims["email"] = u.Email
+	}
+	return claims, nil
 }
 
 // CreateAccessToken shortens (or lengthens) the reported access token
@@ -156,6 +224,7 @@ func (s *opStorage) GetPrivateClaimsFromScopes(ctx context.Context, userID, clie
 	if groups := s.users.groups[userID]; len(groups) > 0 {
 		claims[groupsClaim] = slices.Clone(groups)
 	}
+	maps.Copy(claims, s.users.claims[userID])
 	return claims, nil
 }
 
@@ -190,8 +259,8 @@ func unwrapAudience(req op.TokenRequest) op.TokenRequest {
 	return req
 }
 
-// SetUserinfoFromRequest adds the groups claim to ID tokens that carry
-// profile claims.
+// SetUserinfoFromRequest adds the groups claim and the user's further
+// claims to ID tokens that carry profile claims.
 func (s *opStorage) SetUserinfoFromRequest(ctx context.Context, userinfo *oidc.UserInfo, token op.IDTokenRequest, scopes []string) error {
 	if err := s.Storage.SetUserinfoFromRequest(ctx, userinfo, token, scopes); err != nil {
 		return err
@@ -202,7 +271,8 @@ func (s *opStorage) SetUserinfoFromRequest(ctx context.Context, userinfo *oidc.U
 	return nil
 }
 
-// SetUserinfoFromToken adds the groups claim to the userinfo response.
+// SetUserinfoFromToken adds the groups claim and the user's further claims
+// to the userinfo response.
 func (s *opStorage) SetUserinfoFromToken(ctx context.Context, userinfo *oidc.UserInfo, tokenID, subject, origin string) error {
 	if err := s.Storage.SetUserinfoFromToken(ctx, userinfo, tokenID, subject, origin); err != nil {
 		return err
@@ -214,6 +284,9 @@ func (s *opStorage) SetUserinfoFromToken(ctx context.Context, userinfo *oidc.Use
 func (s *opStorage) addGroups(userinfo *oidc.UserInfo, subject string) {
 	if groups := s.users.groups[subject]; len(groups) > 0 {
 		userinfo.AppendClaims(groupsClaim, slices.Clone(groups))
+	}
+	for k, v := range s.users.claims[subject] {
+		userinfo.AppendClaims(k, v)
 	}
 }
 

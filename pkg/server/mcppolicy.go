@@ -1,0 +1,97 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/audit"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcpguard"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppath"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppolicy"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/tokenexchange"
+)
+
+// The MCP-aware part of the request path: the tool policy and the audit
+// trail (pkg/mcpguard) and the token exchange for downstream APIs.
+
+// buildMCPGuard builds the audit logger and the guard and installs cfg's
+// policy in it.
+func (s *Server) buildMCPGuard(cfg config.Config) error {
+	s.audit = audit.New(audit.Options{Logger: audit.OwnLevel(s.log.Named("audit")), Counter: s.metrics.MCPRequests()})
+	s.guard = mcpguard.New(mcpguard.Options{Recorder: s.audit, Logger: s.log.Named("mcp-policy"), Now: s.opts.Now})
+	s.mcpPath = mcppath.New(cfg.MCPPath)
+	return s.applyMCPPolicy(cfg)
+}
+
+// applyMCPPolicy compiles cfg's policy and installs it with the audit
+// settings. Validate has compiled the same rules already, so an error here
+// means the configuration was not validated; the running policy is kept.
+func (s *Server) applyMCPPolicy(cfg config.Config) error {
+	var pol mcpguard.Policy
+	if len(cfg.Policy.Rules) > 0 {
+		p, err := config.CompilePolicy(&cfg.Policy)
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+		pol = mcpguard.PolicyFunc(func(c *mcppolicy.Caller) mcpguard.Binding { return p.Bind(c) })
+	}
+	s.audit.Set(audit.Settings{Enabled: cfg.Audit.Enabled, Arguments: cfg.Audit.Arguments, RedactKeys: cfg.Audit.RedactKeys})
+	s.guard.Set(mcpguard.Settings{
+		Policy:       pol,
+		Audit:        cfg.Audit.Enabled,
+		MaxBodyBytes: cfg.Policy.MaxBodyBytes,
+		MaxListBytes: cfg.Policy.MaxListBytes,
+	})
+	return nil
+}
+
+// guardMCP puts the guard in front of next for requests to the MCP
+// endpoint, in every spelling a lenient server would route there
+// (pkg/mcppath). While a policy or auditing is on, a GET resuming the
+// server's stream (Last-Event-ID) is sent without that header: a replayed
+// list response would otherwise reach the client unfiltered, because its
+// request went by on another connection. The client gets a fresh stream.
+func (s *Server) guardMCP(next http.Handler) http.Handler {
+	guarded := s.guard.Wrap(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.mcpPath.Match(r.URL) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method == http.MethodGet && s.guard.Active() && r.Header.Get("Last-Event-ID") != "" {
+			r.Header.Del("Last-Event-ID")
+		}
+		guarded.ServeHTTP(w, r)
+	})
+}
+
+// newTokenExchange builds the token exchange for cfg, or nil when it is off.
+func (s *Server) newTokenExchange(cfg config.Config, codec *session.Codec) (*tokenexchange.Exchanger, error) {
+	c := cfg.TokenExchange
+	if !c.Enabled {
+		return nil, nil
+	}
+	x, err := tokenexchange.New(tokenexchange.Options{
+		Endpoint:       s.rp.TokenEndpoint,
+		TokenURL:       c.Endpoint,
+		ClientID:       cfg.OIDC.ClientID,
+		ClientSecret:   cfg.OIDC.ClientSecret,
+		Audience:       c.Audience,
+		Scopes:         c.Scopes,
+		Header:         c.Header,
+		Subject:        tokenexchange.CallerSubject(s.rp.Issuer(), cfg.OAuth.Mode == "external"),
+		ExpiryMargin:   c.ExpiryMargin,
+		FailureBackoff: c.FailureBackoff,
+		Cache:          s.store,
+		Sealer:         codec,
+		HTTPClient:     s.opts.HTTPClient,
+		Logger:         s.log.Named("token-exchange"),
+		Now:            s.opts.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("token_exchange: %w", err)
+	}
+	return x, nil
+}
