@@ -253,14 +253,13 @@ func (e *env) launchOnce(ctx context.Context, kind string) (*proc, error) {
 		if kind == kindExternal {
 			issuer = e.ext.Issuer()
 		}
-		logLevel := e.o.logLevel
 		if kind == kindPolicyAudit {
-			logLevel = auditLogLevel(logLevel)
+			// Its audit lines go to a file, counted after each run.
 			logPath = e.auditLogPath()
 		}
 		args = append(stack.Flags(listen, admin, e.upstream, issuer),
 			"--session-cookie-secret", cookieSecret,
-			"--log-level", logLevel,
+			"--log-level", e.o.logLevel,
 			"--shutdown-grace", "2s",
 			// The run's CPU profiles come from the sidecar's own admin
 			// listener.

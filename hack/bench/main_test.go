@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/audit"
 )
 
 // TestSmoke runs every scenario with tiny counts (-smoke) and checks that
@@ -127,6 +129,20 @@ func checkPolicy(t *testing.T, o options, pr *policyResult) {
 	}
 	if a := pr.audit; a.answered <= 0 || a.lines < a.answered || a.bytes <= a.lines {
 		t.Errorf("audit %+v, want a line (of some bytes) for each answered request", a)
+	}
+	// The sample is from the first audited run: the tools/call of echo,
+	// which the last rule allows.
+	for _, want := range []string{`"logger":"audit"`, `"method":"tools/call"`, `"name":"echo"`, `"decision":"` + audit.DecisionAllowed + `"`, `"rule":"company-users"`} {
+		if !strings.Contains(pr.audit.sample, want) {
+			t.Errorf("audit line %q lacks %s", pr.audit.sample, want)
+		}
+	}
+	for _, tg := range pr.targets {
+		for _, h := range tg.headers {
+			if c, ok := strings.CutPrefix(h, "Cookie: "); ok && strings.Contains(pr.audit.sample, c) {
+				t.Errorf("the audit line carries the session cookie")
+			}
+		}
 	}
 	for _, h := range []string{"Mcp-Method", "Mcp-Protocol-Version", "Content-Type", "Accept"} {
 		if !slices.Contains(pr.headers, h) {

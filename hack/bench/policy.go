@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -89,16 +88,6 @@ func policyRulesFlag() (string, error) {
 		return "", fmt.Errorf("--policy-rules: %w", err)
 	}
 	return strings.TrimSpace(b.String()), nil
-}
-
-// auditLogLevel is the log level of the audited sidecar: audit lines are
-// Info, so a quieter level (the bench's default, error) would drop them
-// before they are written and measure nothing.
-func auditLogLevel(level string) string {
-	if level == "warn" || level == "error" {
-		return "info"
-	}
-	return level
 }
 
 func (e *env) auditLogPath() string { return filepath.Join(e.o.work, "policy-audit.log") }
@@ -224,6 +213,7 @@ type policyResult struct {
 // auditStats is what the audited sidecar wrote while it was measured.
 type auditStats struct {
 	lines, bytes, answered int64
+	sample                 string // one line, as written
 }
 
 func (p *policyResult) index(method string, path int) int {
@@ -405,11 +395,14 @@ func (e *env) afterRun(t target, answered int64) error {
 	path := e.auditLogPath()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		lines, size, err := countAuditLines(path)
+		lines, size, sample, err := countAuditLines(path)
 		if err != nil {
 			return err
 		}
 		if lines >= answered {
+			if e.audit.sample == "" {
+				e.audit.sample = sample
+			}
 			e.audit.lines += lines
 			e.audit.bytes += size
 			e.audit.answered += answered
@@ -425,24 +418,26 @@ func (e *env) afterRun(t target, answered int64) error {
 	}
 }
 
-// countAuditLines counts the audit lines in the sidecar's log, and their
-// bytes.
-func countAuditLines(path string) (lines, size int64, err error) {
+// countAuditLines counts the audit lines in the sidecar's log and their
+// bytes, and returns the last one.
+func countAuditLines(path string) (lines, size int64, last string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("audit log: %w", err)
+		return 0, 0, "", fmt.Errorf("audit log: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var lastLine []byte
 	for sc.Scan() {
 		if bytes.Contains(sc.Bytes(), []byte(auditMessage)) {
 			lines++
 			size += int64(len(sc.Bytes())) + 1
+			lastLine = sc.Bytes()
 		}
 	}
-	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
-		return 0, 0, fmt.Errorf("audit log: %w", err)
+	if err := sc.Err(); err != nil {
+		return 0, 0, "", fmt.Errorf("audit log: %w", err)
 	}
-	return lines, size, nil
+	return lines, size, string(lastLine), nil
 }

@@ -384,10 +384,15 @@ func (r *results) policyMarkdown(b *strings.Builder) {
 	p("The three sidecars are separate processes with a Redis cookie session like \"cookie, Redis\" above and `--mcp-path %s`,\n", mcpStatelessPath)
 	p("differing only in: nothing else (no policy: bodies are never parsed); `--policy-rules` (below) `--policy-default deny`\n")
 	p("(every body on mcp_path is parsed, `tools/call` decided by the rules, `tools/list` filtered); the same and\n")
-	p("`--audit-enabled` (one line per JSON-RPC request). Audit lines are Info, so the audited sidecar runs at\n")
-	p("`--log-level %s` (at the bench's `%s` they would be dropped unwritten; the sidecar logs nothing else per request) with\n", auditLogLevel(o.logLevel), o.logLevel)
-	p("its output in a file (`%s`, emptied after each run): %d audit lines, %.0f bytes each on average, for %d answered requests.\n\n",
-		strings.TrimPrefix(filepath.Join(o.work, "policy-audit.log"), r.root+"/"), pr.audit.lines, float64(pr.audit.bytes)/float64(max(1, pr.audit.lines)), pr.audit.answered)
+	p("`--audit-enabled` (one JSON line per JSON-RPC request, on the process's log output). Audit lines are Info but written\n")
+	p("whatever `--log-level` is (pkg/audit.OwnLevel), so all three run at the bench's `--log-level %s`, at which the sidecar\n", o.logLevel)
+	p("logs nothing else per request. The audited sidecar's output goes straight to a file (`%s`; a pipe would need the\n", strings.TrimPrefix(filepath.Join(o.work, "policy-audit.log"), r.root+"/"))
+	p("harness to drain it on the same cores); its lines are counted after each run, which fails unless there is one for every\n")
+	p("answered request, and the file emptied: %d audit lines, %.0f bytes each on average, for %d answered requests.\n\n",
+		pr.audit.lines, float64(pr.audit.bytes)/float64(max(1, pr.audit.lines)), pr.audit.answered)
+	if pr.audit.sample != "" {
+		p("One of them:\n\n```json\n%s\n```\n\n", pr.audit.sample)
+	}
 	p("```yaml\npolicy:\n  default: deny\n  rules:\n")
 	for _, rule := range benchRules() {
 		p("    - name: %s\n      effect: %s\n      when: '%s'\n", rule.Name, rule.Effect, strings.ReplaceAll(rule.When, "'", "''"))
