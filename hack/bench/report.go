@@ -384,7 +384,7 @@ func (r *results) policyMarkdown(b *strings.Builder) {
 	p("The three sidecars are separate processes with a Redis cookie session like \"cookie, Redis\" above and `--mcp-path %s`,\n", mcpStatelessPath)
 	p("differing only in: nothing else (no policy: bodies are never parsed); `--policy-rules` (below) `--policy-default deny`\n")
 	p("(every body on mcp_path is parsed, `tools/call` decided by the rules, `tools/list` filtered); the same and\n")
-	p("`--audit-enabled` (one JSON line per JSON-RPC request, on the process's log output). Audit lines are Info but written\n")
+	p("`--audit-enabled` (one JSON line per JSON-RPC request, on the process's log output). Audit lines (level info) are written\n")
 	p("whatever `--log-level` is (pkg/audit.OwnLevel), so all three run at the bench's `--log-level %s`, at which the sidecar\n", o.logLevel)
 	p("logs nothing else per request. The audited sidecar's output goes straight to a file (`%s`; a pipe would need the\n", strings.TrimPrefix(filepath.Join(o.work, "policy-audit.log"), r.root+"/"))
 	p("harness to drain it on the same cores); its lines are counted after each run, which fails unless there is one for every\n")
