@@ -381,28 +381,29 @@ func (r *results) policyMarkdown(b *strings.Builder) {
 	p("requests are the ones the SDK client (its default protocol version, 2026-07-28) sent in this run, captured on the wire:\n")
 	p("a `tools/call` of `echo` with `{\"text\":%q}` (%d bytes) and a `tools/list` (%d bytes), with the headers the client set\n", echoText, len(call.body), len(list.body))
 	p("(%s; not the transport's Accept-Encoding and User-Agent) and, through the sidecars, the session cookie.\n\n", strings.Join(pr.headers, ", "))
-	p("The three sidecars are separate processes with a Redis cookie session like \"cookie, Redis\" above and `--mcp-path %s`,\n", mcpStatelessPath)
-	p("differing only in: nothing else (no policy: bodies are never parsed); `--policy-rules` (below) `--policy-default deny`\n")
-	p("(every body on mcp_path is parsed, `tools/call` decided by the rules, `tools/list` filtered); the same and\n")
-	p("`--audit-enabled` (one JSON line per JSON-RPC request, on the process's log output). Audit lines (level info) are written\n")
-	p("whatever `--log-level` is (pkg/audit.OwnLevel), so all three run at the bench's `--log-level %s`, at which the sidecar\n", o.logLevel)
-	p("logs nothing else per request. The audited sidecar's output goes straight to a file (`%s`; a pipe would need the\n", strings.TrimPrefix(filepath.Join(o.work, "policy-audit.log"), r.root+"/"))
-	p("harness to drain it on the same cores); its lines are counted after each run, which fails unless there is one for every\n")
-	p("answered request, and the file emptied: %d audit lines, %.0f bytes each on average, for %d answered requests.\n\n",
-		pr.audit.lines, float64(pr.audit.bytes)/float64(max(1, pr.audit.lines)), pr.audit.answered)
-	if pr.audit.sample != "" {
-		p("One of them:\n\n```json\n%s\n```\n\n", pr.audit.sample)
-	}
+	p("The three sidecars are separate processes with a Redis cookie session like the \"cookie, Redis\" target's and\n")
+	p("`--mcp-path %s`, differing only in: nothing else (no policy: bodies are never parsed); `--policy-rules` (below)\n", mcpStatelessPath)
+	p("`--policy-default deny` (every body on mcp_path is parsed, `tools/call` decided by the rules, `tools/list` filtered);\n")
+	p("the same and `--audit-enabled` (one JSON line per JSON-RPC request on the process's log output).\n\n")
 	p("```yaml\npolicy:\n  default: deny\n  rules:\n")
 	for _, rule := range benchRules() {
 		p("    - name: %s\n      effect: %s\n      when: '%s'\n", rule.Name, rule.Effect, strings.ReplaceAll(rule.When, "'", "''"))
 	}
 	p("```\n\n")
-	p("The demo user (verified demo@example.com, groups mcp-users and admins) is allowed `echo` by the last rule, after all\n")
-	p("four are evaluated, and sees %s of the server's %s. Every target was probed before its load: HTTP 200,\n", strings.Join(pr.visible, ", "), strings.Join(pr.allTools, ", "))
-	p("application/json, a JSON-RPC result for the request's id, the echoed text, and exactly those tools (all of them\n")
-	p("without the policy). During the load an answer that is not a JSON-RPC success (a denial, a tool error) fails the run\n")
-	p("(wrk: a Lua `response()` check; the Go loop and vegeta: the same check), so none counts as throughput.\n\n")
+	p("The demo user (verified demo@example.com, groups mcp-users and admins) is allowed `echo` by the last rule, after all four\n")
+	p("are evaluated, and sees %s of the server's %s.\n\n", strings.Join(pr.visible, ", "), strings.Join(pr.allTools, ", "))
+	p("Audit lines (level info) are written whatever `--log-level` is (pkg/audit.OwnLevel), so all three sidecars run at the\n")
+	p("bench's `--log-level %s`, at which the sidecar logs nothing else per request. The audited sidecar's output goes straight\n", o.logLevel)
+	p("to a file, `%s` (a pipe would need the harness to drain it on the same cores). After each run its audit\n", strings.TrimPrefix(filepath.Join(o.work, "policy-audit.log"), r.root+"/"))
+	p("lines are counted, the run fails unless there is one for every answered request, and the file is emptied. In all:\n")
+	p("%d audit lines, %.0f bytes each on average, for %d answered requests.", pr.audit.lines, float64(pr.audit.bytes)/float64(max(1, pr.audit.lines)), pr.audit.answered)
+	if pr.audit.sample != "" {
+		p(" One of them:\n\n```json\n%s\n```\n", pr.audit.sample)
+	}
+	p("\nEvery target was probed before its load: HTTP 200, application/json, a JSON-RPC result for the request's id, the\n")
+	p("echoed text, and exactly the tools expected (all of them without the policy). During the load an answer that is not a\n")
+	p("JSON-RPC success (a denial, a tool error) fails the run (wrk: a Lua `response()` check; the Go loop and vegeta: the same\n")
+	p("check), so none counts as throughput.\n\n")
 
 	loader := fmt.Sprintf("wrk -t%d -c%d", o.threads, o.connections)
 	if o.loader == "go" {
