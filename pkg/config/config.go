@@ -91,6 +91,28 @@ type Config struct {
 	Policy         PolicyConfig        `yaml:"policy"`
 	Audit          AuditConfig         `yaml:"audit"`
 	TokenExchange  TokenExchangeConfig `yaml:"token_exchange"`
+	MCPSession     MCPSessionConfig    `yaml:"mcp_session"`
+}
+
+// MCPSessionConfig lets every replica serve every MCP session of the
+// protocol versions that keep one (2025-11-25 and earlier, Mcp-Session-Id),
+// with no session affinity: the MCP server's session id is sealed into the
+// id the client sees, together with the replica that owns it, and a
+// replica receiving another's session forwards the request there (one hop).
+type MCPSessionConfig struct {
+	// AdvertiseAddress is how other replicas reach this one's protected
+	// listener. Empty: this replica never forwards and sessions it does not
+	// own are unknown (fine for one replica).
+	AdvertiseAddress string `yaml:"advertise_address" usage:"host:port where other replicas reach this replica's serving (protected) port, to forward MCP session requests it owns (injected sidecars: the pod IP and the pod's port); empty: no forwarding"`
+	// TTL bounds how long a sealed session id is accepted.
+	TTL time.Duration `yaml:"ttl" usage:"how long an MCP session id the proxy issued is accepted; then the client gets 404 and starts a new session"`
+	// HopTimeout bounds connecting to the owning replica and waiting for
+	// its response headers (streams are not cut once started).
+	HopTimeout time.Duration `yaml:"hop_timeout" usage:"how long forwarding a request to the replica owning its MCP session may take to connect and get response headers; an owner that does not answer in time is taken as gone (404)"`
+	// ReplayInitialize keeps each session's initialize request in the
+	// session store, so that when its replica is gone another one starts
+	// the session again on its own MCP server and the client never notices.
+	ReplayInitialize bool `yaml:"replay_initialize" usage:"keep each MCP session's initialize request in the session store, so a replica can start the session again on its own MCP server when the owning replica is gone (the client does not notice; the MCP server's in-memory session state is not carried over)"`
 }
 
 // PolicyConfig is the MCP-aware authorization: which tools, prompts and
@@ -321,6 +343,10 @@ func Defaults() Config {
 		},
 		Audit: AuditConfig{
 			RedactKeys: []string{"password", "secret", "token", "api_key", "apikey", "authorization", "credential", "private_key"},
+		},
+		MCPSession: MCPSessionConfig{
+			TTL:        24 * time.Hour,
+			HopTimeout: 5 * time.Second,
 		},
 		TokenExchange: TokenExchangeConfig{
 			Header:         "X-Downstream-Token",

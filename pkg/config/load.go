@@ -116,7 +116,19 @@ func Load(src Source) (*Loaded, error) {
 		}
 	})
 	errs = append(errs, readSecretFiles(cfg, src.ReadFile)...)
+	cfg.MCPSession.AdvertiseAddress = advertiseAddress(cfg.MCPSession.AdvertiseAddress, env[PodIPEnv])
 	return out, errors.Join(errs...)
+}
+
+// advertiseAddress completes a bare ":port" advertise address with the pod
+// IP from the downward API (what the injector passes: the kubelet cannot
+// bracket an IPv6 address in $(POD_IP):port, JoinHostPort can). Anything
+// else is kept as given.
+func advertiseAddress(addr, podIP string) string {
+	if !strings.HasPrefix(addr, ":") || podIP == "" {
+		return addr
+	}
+	return net.JoinHostPort(podIP, addr[1:])
 }
 
 // LoadValidated is how the sidecar turns its flags, environment and files

@@ -50,6 +50,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateAudit(&c.Audit, root.Child("audit"))...)
 	errs = append(errs, validateTokenExchange(&c.TokenExchange, root.Child("token_exchange"))...)
 	errs = append(errs, validateTokenExchangeFit(c, root.Child("token_exchange"))...)
+	errs = append(errs, validateMCPSession(&c.MCPSession, root.Child("mcp_session"))...)
 	return errors.Join(errs...)
 }
 

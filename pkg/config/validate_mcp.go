@@ -4,6 +4,8 @@ package config
 
 import (
 	"errors"
+	"net"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -158,6 +160,30 @@ func validateTokenExchangeFit(c *Config, fld fieldPath) errorList {
 			errs.add(fld.Child("header"), "%q also carries the caller's identity (headers.*); choose another header", c.TokenExchange.Header)
 			break
 		}
+	}
+	return errs
+}
+
+// validateMCPSession checks the mcp_session section. The advertise address
+// must name a host: a bare ":port" is completed from POD_IP at load, so one
+// left bare means the sidecar runs without the downward API.
+func validateMCPSession(c *MCPSessionConfig, fld fieldPath) errorList {
+	var errs errorList
+	if a := c.AdvertiseAddress; a != "" {
+		host, port, err := net.SplitHostPort(a)
+		n, perr := strconv.Atoi(port)
+		switch {
+		case err != nil || perr != nil || n < 1 || n > 65535:
+			errs.add(fld.Child("advertise_address"), "%q is not host:port", a)
+		case host == "":
+			errs.add(fld.Child("advertise_address"), "%q has no host, and %s (the pod IP from the downward API) is not set; give host:port", a, PodIPEnv)
+		}
+	}
+	if c.TTL <= 0 {
+		errs.add(fld.Child("ttl"), "must be positive")
+	}
+	if c.HopTimeout <= 0 {
+		errs.add(fld.Child("hop_timeout"), "must be positive")
 	}
 	return errs
 }

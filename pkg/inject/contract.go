@@ -13,6 +13,12 @@ func listenSetting() config.Field {
 	return config.FieldOf(func(c *config.Config) any { return &c.Listen })
 }
 
+// advertiseSetting is where other replicas reach this sidecar to forward
+// the MCP sessions it owns; a bare ":port" takes the host from the pod IP.
+func advertiseSetting() config.Field {
+	return config.FieldOf(func(c *config.Config) any { return &c.MCPSession.AdvertiseAddress })
+}
+
 func adminListenSetting() config.Field {
 	return config.FieldOf(func(c *config.Config) any { return &c.AdminListen })
 }

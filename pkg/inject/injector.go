@@ -30,7 +30,7 @@ type Injector struct {
 
 // sidecarFields are the sidecar settings the injector names, resolved once.
 type sidecarFields struct {
-	listen, adminListen, upstream, logLevel, memoryLimit config.Field
+	listen, adminListen, upstream, logLevel, memoryLimit, advertise config.Field
 	// podSecretKeys is config.PodSecretKeys(); secretKey maps each
 	// setting's path to its key.
 	podSecretKeys []config.PodSecretKey
@@ -47,6 +47,7 @@ func New(s Settings) *Injector {
 		s: s,
 		f: sidecarFields{
 			listen:        listenSetting(),
+			advertise:     advertiseSetting(),
 			adminListen:   adminListenSetting(),
 			upstream:      upstreamSetting(),
 			logLevel:      logLevelSetting(),

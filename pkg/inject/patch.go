@@ -181,8 +181,10 @@ func restrictedSecurityContext() *corev1.SecurityContext {
 	}
 }
 
-// proxyArgs are the proxy's flags: where it listens and the app it
-// protects.
+// proxyArgs are the proxy's flags: where it listens, the app it protects
+// and where the other replicas reach it (its own listener on the pod IP,
+// which the sidecar fills in from the downward API) to forward the MCP
+// sessions it owns.
 func (f *sidecarFields) proxyArgs(p plan) []string {
 	listen, upstream := ProxyPort, p.port
 	if p.mode == ModeRebind {
@@ -192,6 +194,7 @@ func (f *sidecarFields) proxyArgs(p plan) []string {
 		f.listen.Arg(fmt.Sprintf(":%d", listen)),
 		f.adminListen.Arg(fmt.Sprintf(":%d", AdminPort)),
 		f.upstream.Arg(fmt.Sprintf("http://127.0.0.1:%d", upstream)),
+		f.advertise.Arg(fmt.Sprintf(":%d", listen)),
 	}
 }
 

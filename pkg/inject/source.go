@@ -65,7 +65,9 @@ func (in *Injector) checkConfigSource(d *denials, p plan) {
 func (in *Injector) sidecarProblems(p plan) (problems []error, secretsNeeded []string) {
 	args := in.f.proxyArgs(p)
 	loaded := in.sources.problems(args, p.logLevel, func() []error {
-		env := []string{config.ClusterDefaultsEnv + "=" + in.s.ProxyDefaults}
+		// The pod IP is not known at admission; the kubelet gives the
+		// sidecar one (downward API), so stand in a documentation address.
+		env := []string{config.ClusterDefaultsEnv + "=" + in.s.ProxyDefaults, config.PodIPEnv + "=192.0.2.1"}
 		if p.logLevel != "" {
 			env = append(env, in.f.logLevel.EnvName()+"="+p.logLevel)
 		}
