@@ -106,6 +106,7 @@ func (r *results) markdown() string {
 		p("**Only the %s scenario (-only %s).**\n\n", o.only, o.only)
 		r.policyMarkdown(&b)
 		r.startupMarkdown(&b)
+		r.profilesMarkdown(&b)
 		return b.String()
 	}
 
@@ -266,6 +267,15 @@ func (r *results) markdown() string {
 	for _, v := range verdicts {
 		p("%s\n", v)
 	}
+	r.profilesMarkdown(&b)
+	return b.String()
+}
+
+// profilesMarkdown lists the CPU profiles taken during the run, or says
+// why there are none.
+func (r *results) profilesMarkdown(b *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	o := r.o
 	p("\n## Profiles\n\n")
 	if r.profiles != "" {
 		p("%s.\n", r.profiles)
@@ -286,7 +296,6 @@ func (r *results) markdown() string {
 			p("- %s: `%s`\n", f.target, strings.TrimPrefix(f.path, r.root+"/"))
 		}
 	}
-	return b.String()
 }
 
 func (r *results) startupMarkdown(b *strings.Builder) {
