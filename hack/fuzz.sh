@@ -36,8 +36,8 @@ targets=(
 	"./pkg/inject FuzzMutate"
 	"./pkg/inject FuzzAnnotations"
 	"./pkg/probe FuzzDecode"
-	"./pkg/probe FuzzPathRoundTrip"
-	"./pkg/probe FuzzReplayStaysOnLoopback"
+	"./pkg/probereplay FuzzPathRoundTrip"
+	"./pkg/probereplay FuzzReplayStaysOnLoopback"
 	"./pkg/bearer FuzzJWTValidate"
 	"./pkg/bearer FuzzChallenge"
 	"./pkg/forwarded FuzzBaseURL"
@@ -46,6 +46,12 @@ targets=(
 	"./pkg/oauth FuzzRedirectURI"
 	"./pkg/oauth FuzzCIMDURL"
 	"./pkg/publicpath FuzzPublicPaths"
+	"./pkg/mcpguard FuzzParseBody"
+	"./pkg/mcpguard FuzzSSEFilter"
+	"./pkg/mcpguard FuzzJSONListFilter"
+	"./pkg/mcppolicy FuzzCompile"
+	"./pkg/mcppath FuzzMatch"
+	"./pkg/mcpsession FuzzOpen"
 )
 
 selected() {
@@ -56,6 +62,8 @@ selected() {
 	return 1
 }
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 ran=0
 for entry in "${targets[@]}"; do
 	read -r pkg name <<<"$entry"
@@ -63,7 +71,13 @@ for entry in "${targets[@]}"; do
 		continue
 	fi
 	echo "== $name ($pkg) for $FUZZTIME" >&2
-	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZE" -parallel "$FUZZPARALLEL" "$pkg"
+	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZE" -parallel "$FUZZPARALLEL" "$pkg" 2>&1 | tee "$log"
+	# go test passes when the package has no such target: a stale entry
+	# here would fuzz nothing, silently.
+	if grep -q 'no fuzz tests to fuzz' "$log"; then
+		echo "fuzz.sh: $pkg has no fuzz target $name; fix the list in hack/fuzz.sh" >&2
+		exit 1
+	fi
 	ran=$((ran + 1))
 done
 if [[ $ran -eq 0 ]]; then

@@ -156,16 +156,37 @@ func (g *Guard) Active() bool { return g.cur.Load() != nil }
 
 // Wrap returns next behind the guard. Only POST requests carry JSON-RPC
 // messages from the client; GET (the server's stream) and DELETE (session
-// end) pass untouched.
+// end) pass untouched when they have no body. A request of any other
+// method with a body is refused while the guard is active (refuseBody).
 func (g *Guard) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := g.cur.Load()
-		if s == nil || r.Method != http.MethodPost {
+		switch {
+		case s == nil:
 			next.ServeHTTP(w, r)
-			return
+		case r.Method == http.MethodPost:
+			g.serve(s, next, w, r)
+		case r.ContentLength != 0:
+			g.refuseBody(s, w, r)
+		default:
+			next.ServeHTTP(w, r)
 		}
-		g.serve(s, next, w, r)
 	})
+}
+
+// refuseBody refuses a request with a body whose method is not POST (GET,
+// DELETE, PUT, a lower-case "post", ...; ContentLength is -1 for a chunked
+// body). MCP sends messages only in POST bodies, and the guard decides only
+// those: forwarded, such a body would reach the MCP server undecided, and a
+// server that honours X-HTTP-Method-Override, matches methods ignoring case
+// or reads bodies whatever the method would run a call the policy denies.
+func (g *Guard) refuseBody(s *Settings, w http.ResponseWriter, r *http.Request) {
+	x := &exchange{g: g, s: s, r: r, start: g.now(), recording: g.rec != nil}
+	if id := identity.FromContext(r.Context()); id != nil {
+		x.caller = callerOf(id, bearer.FromContext(r.Context()))
+	}
+	x.invalid(w, http.StatusBadRequest, nil, CodeInvalidRequest,
+		"a request body is accepted only with POST: MCP messages are POSTed, and the policy decides those", nil)
 }
 
 // exchange is one HTTP request being guarded.
@@ -187,6 +208,8 @@ type exchange struct {
 	// denials are the proxy's own answers to denied requests of a
 	// forwarded batch, merged into the upstream's response.
 	denials [][]byte
+	// msgs are the body's messages.
+	msgs []message
 }
 
 func (g *Guard) serve(s *Settings, next http.Handler, w http.ResponseWriter, r *http.Request) {
@@ -200,7 +223,7 @@ func (g *Guard) serve(s *Settings, next http.Handler, w http.ResponseWriter, r *
 		return
 	}
 	x.caller = callerOf(id, bearer.FromContext(r.Context()))
-	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+	if ce, ok := encoded(r.Header); ok {
 		x.invalid(w, http.StatusUnsupportedMediaType, nil, CodeInvalidRequest, "request bodies with Content-Encoding "+ce+" are not accepted: the policy decides on plain JSON", nil)
 		return
 	}
@@ -238,8 +261,24 @@ func (g *Guard) serve(s *Settings, next http.Handler, w http.ResponseWriter, r *
 	x.decide(next, w, b)
 }
 
+// encoded returns the first content coding of h other than identity, in
+// every Content-Encoding header line and comma-separated list: a server
+// that decodes the body by a coding the guard did not see (Header.Get
+// returns only the first line) would act on other bytes than those decided.
+func encoded(h http.Header) (string, bool) {
+	for _, line := range h.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(line, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return c, true
+			}
+		}
+	}
+	return "", false
+}
+
 // decide answers denied requests and forwards the rest.
 func (x *exchange) decide(next http.Handler, w http.ResponseWriter, b *body) {
+	x.msgs = b.msgs
 	var forward [][]byte
 	var denials [][]byte
 	for i := range b.msgs {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"unicode"
@@ -195,8 +196,15 @@ func nearMiss(obj map[string]json.RawMessage, known []string) error {
 func isString(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '"' }
 func isNull(raw json.RawMessage) bool   { return string(raw) == "null" }
 
+// maxID bounds numeric ids: 2^53-1, the largest integer every JSON
+// implementation (a float64, as the Go SDK decodes it) keeps exactly.
+const maxID = 1<<53 - 1
+
 // idKey identifies a request id independently of its spelling: the SDK
 // re-encodes ids, so "\u0061" and "a", or 1 and 1.0, are the same id.
+// Numeric ids must be integers within ±maxID (MCP ids are strings or
+// integers): the SDK answers 1.5 as 1 and 2^53+1 as 2^53, and an answer
+// under another id than the request's would escape list filtering.
 func idKey(raw json.RawMessage) (string, error) {
 	switch {
 	case isString(raw):
@@ -206,17 +214,12 @@ func idKey(raw json.RawMessage) (string, error) {
 		}
 		return "s" + s, nil
 	case len(raw) > 0 && (raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9')):
-		if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-			return "n" + strconv.FormatInt(n, 10), nil
-		}
+		// Every integer spelling past maxID parses to 2^53 or more.
 		f, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil {
-			return "", fmt.Errorf("%w: id: %v", errInvalid, err)
+		if err != nil || f != math.Trunc(f) || math.Abs(f) > maxID {
+			return "", fmt.Errorf("%w: a numeric id must be an integer between -%d and %d", errInvalid, int64(maxID), int64(maxID))
 		}
-		if f == float64(int64(f)) {
-			return "n" + strconv.FormatInt(int64(f), 10), nil
-		}
-		return "f" + strconv.FormatFloat(f, 'g', -1, 64), nil
+		return "n" + strconv.FormatInt(int64(f), 10), nil
 	case isNull(raw):
 		return "null", nil
 	}

@@ -132,4 +132,15 @@ func TestIDKey(t *testing.T) {
 	if k1, _ := idKey(json.RawMessage(`1`)); k1 == func() string { k, _ := idKey(json.RawMessage(`"1"`)); return k }() {
 		t.Fatal("1 and \"1\" are different ids")
 	}
+	// Ids the SDK would answer under another id are refused.
+	for _, id := range []string{`1.5`, `-0.5`, `9007199254740992`, `9007199254740993`, `-9007199254740993`, `1e20`, `1e400`, `{}`, `[]`, `true`} {
+		if k, err := idKey(json.RawMessage(id)); !errors.Is(err, errInvalid) {
+			t.Errorf("idKey(%s) = %q, %v; want errInvalid", id, k, err)
+		}
+	}
+	for _, id := range []string{`9007199254740991`, `-9007199254740991`, `-0`, `1E2`} {
+		if _, err := idKey(json.RawMessage(id)); err != nil {
+			t.Errorf("idKey(%s): %v", id, err)
+		}
+	}
 }

@@ -124,6 +124,14 @@ func (w *responseWriter) WriteHeader(code int) {
 		}
 		x.denials = nil
 		w.sse.flush()
+	case len(x.lists) > 0 && code >= 200 && code < 300 && code != http.StatusNoContent:
+		// A success in a type clients do not read as JSON-RPC, which
+		// the filter cannot read either: its bytes may still hold the
+		// list, so it is not shown.
+		x.g.log.Error("MCP policy: upstream answered a list request with a content type the policy cannot filter; replaced by an error",
+			requestid.LogField(x.r.Context()), zap.String("content_type", ct))
+		w.mode = modeDiscard
+		w.replaceLists("could not be filtered (the MCP server answered with Content-Type " + strconv.Quote(ct) + ")")
 	default:
 		w.mode = modePass
 		w.ResponseWriter.WriteHeader(code)
@@ -318,7 +326,7 @@ func rawID(key string) json.RawMessage {
 	case 's':
 		b, _ := json.Marshal(key[1:])
 		return b
-	case 'n', 'f':
+	case 'n':
 		return json.RawMessage(key[1:])
 	}
 	return json.RawMessage("null")
@@ -377,6 +385,15 @@ func (x *exchange) seen(raw []byte) []byte {
 	if _, ok := m["method"]; ok {
 		return nil // a server request or notification
 	}
+	if key, ok := x.ambiguousList(m); ok {
+		// A lenient client could take m for the list's answer although
+		// the filter does not read it so: it is not shown.
+		gm := x.lists[key]
+		delete(x.lists, key)
+		code := CodeListUnfiltered
+		x.answered(key, &code)
+		return errorResponse(rawID(key), code, listName(gm)+" response could not be filtered (its member names or id are ambiguous)")
+	}
 	id, ok := m["id"]
 	if !ok {
 		return nil
@@ -413,6 +430,75 @@ func (x *exchange) seen(raw []byte) []byte {
 	return out
 }
 
+// ambiguousList finds a pending list request a lenient client could take
+// the response m for the answer to, although the filter would not: m has
+// a member spelt with another case ("Result", "ID"), which clients
+// decoding with Go's encoding/json read as that member, or a string id
+// that JavaScript's Number() turns into the list request's numeric id (the
+// TypeScript SDK matches responses that way).
+func (x *exchange) ambiguousList(m map[string]json.RawMessage) (string, bool) {
+	if len(x.lists) == 0 {
+		return "", false
+	}
+	caseVariant := nearMiss(m, topKeys) != nil
+	for k, v := range m {
+		if foldKey(k) != "ID" {
+			continue
+		}
+		exact, err := idKey(v)
+		if err == nil && caseVariant {
+			if _, ok := x.lists[exact]; ok {
+				return exact, true
+			}
+		}
+		if err == nil && k == "id" && x.sent(exact) {
+			continue // the answer to a request under its own id
+		}
+		if n, ok := jsNumberKey(v); ok {
+			if _, ok := x.lists[n]; ok {
+				return n, true
+			}
+		}
+	}
+	return "", false
+}
+
+// sent reports whether a request with the idKey key was in the body.
+func (x *exchange) sent(key string) bool {
+	for i := range x.msgs {
+		if x.msgs[i].kind == kindRequest && x.msgs[i].idKey == key {
+			return true
+		}
+	}
+	return false
+}
+
+// jsNumberKey is the idKey of the number JavaScript's Number() makes of a
+// string id (leading and trailing white space ignored, "" is 0, 0x, 0o
+// and 0b prefixes); it errs towards reading a number.
+func jsNumberKey(raw json.RawMessage) (string, bool) {
+	var s string
+	if !isString(raw) || json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "n0", true
+	}
+	if len(s) > 2 && s[0] == '0' && strings.ContainsRune("xXoObB", rune(s[1])) {
+		if n, err := strconv.ParseInt(s, 0, 64); err == nil {
+			return "n" + strconv.FormatInt(n, 10), true
+		}
+		return "", false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return "", false
+	}
+	key, err := idKey(json.RawMessage(strconv.FormatFloat(f, 'g', -1, 64)))
+	return key, err == nil
+}
+
 // filterResult drops the items the caller may not use from a list result
 // and marks it private: what a caller sees depends on who they are, so it
 // must not be cached for others (an absent cacheScope means public).
@@ -428,6 +514,9 @@ func (x *exchange) filterResult(res json.RawMessage, gm string) (json.RawMessage
 	case mcppolicy.MethodResourcesRead:
 		itemsKey, nameKey = "resources", "uri"
 	}
+	if nearMiss(r, []string{itemsKey}) != nil {
+		return nil, fmt.Errorf("%s is also spelt with another case", itemsKey)
+	}
 	if items, ok := r[itemsKey]; ok && !isNull(items) {
 		var list []json.RawMessage
 		if err := json.Unmarshal(items, &list); err != nil {
@@ -439,6 +528,9 @@ func (x *exchange) filterResult(res json.RawMessage, gm string) (json.RawMessage
 			var name string
 			if json.Unmarshal(it, &o) != nil || json.Unmarshal(o[nameKey], &name) != nil {
 				continue // unnamed: nothing a rule could allow
+			}
+			if nearMiss(o, []string{nameKey}) != nil {
+				continue // another name spelt "Name": which one a client shows is unknown
 			}
 			if x.bind.Visible(gm, name) {
 				kept = append(kept, it)

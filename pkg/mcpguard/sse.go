@@ -20,7 +20,10 @@ const (
 // waits for is answered it copies the rest untouched. Lines end with LF
 // or CRLF; a stream using bare CR line ends is never seen to complete an
 // event, so it ends up too large: written through when only auditing,
-// replaced by an error while a list is pending.
+// replaced by an error while a list is pending. An event holding a bare CR
+// (or a first event starting with a byte order mark) while a list is
+// pending is replaced by an error too: a client splits it where the
+// filter does not, and could find an unfiltered list in it.
 type sseFilter struct {
 	w     *responseWriter
 	state int
@@ -28,7 +31,9 @@ type sseFilter struct {
 	line  []byte // the current incomplete line
 	// lineText: the current line (ssePass, sseDiscard) has content.
 	lineText bool
-	err      error
+	// begun: an event was handled (a BOM only counts at the start).
+	begun bool
+	err   error
 }
 
 func (f *sseFilter) out(b []byte) {
@@ -118,14 +123,7 @@ func (f *sseFilter) tooLarge(ended bool) {
 	x := f.w.x
 	if len(x.lists) > 0 {
 		// It may be a list response: never shown unfiltered.
-		for key, gm := range x.lists {
-			code := CodeListUnfiltered
-			f.out(sseMessage(errorResponse(rawID(key), code,
-				fmt.Sprintf("%s response is larger than %d bytes (policy.max_list_bytes) and cannot be filtered", listName(gm), x.s.MaxListBytes))))
-			x.answered(key, &code)
-		}
-		x.lists = nil
-		f.flush()
+		f.refuseLists(fmt.Sprintf("is larger than %d bytes (policy.max_list_bytes) and cannot be filtered", x.s.MaxListBytes))
 		f.state = sseDiscard
 	} else {
 		f.out(f.event)
@@ -142,14 +140,52 @@ func (f *sseFilter) tooLarge(ended bool) {
 	}
 }
 
+// refuseLists answers every pending list request with an error event,
+// in place of an answer the filter cannot read as a client would.
+func (f *sseFilter) refuseLists(why string) {
+	x := f.w.x
+	for key, gm := range x.lists {
+		code := CodeListUnfiltered
+		f.out(sseMessage(errorResponse(rawID(key), code, listName(gm)+" response "+why)))
+		x.answered(key, &code)
+	}
+	x.lists = nil
+	f.flush()
+}
+
+// bom is the byte order mark a client drops from the start of a stream.
+var bom = []byte("\ufeff")
+
 // handle inspects one complete event (its bytes end with the blank line)
 // and writes it, rewritten if it answered a list request.
 func (f *sseFilter) handle(ev []byte) {
+	f.handleEvent(ev, false)
+}
+
+// handleEvent is handle; cut says the stream ended inside the event. A
+// cut-off event whose data is not JSON while a list is pending is dropped
+// (it may be the list answer's first part, and a client discards an event
+// the stream ended in anyway) and the lists are answered with errors.
+func (f *sseFilter) handleEvent(ev []byte, cut bool) {
+	first := !f.begun
+	f.begun = true
+	if len(f.w.x.lists) > 0 && (hasBareCR(ev) || (first && bytes.HasPrefix(ev, bom))) {
+		// A client also ends lines at a lone CR and drops a leading BOM,
+		// so it may read a list answer here that the filter cannot see:
+		// the event is dropped and the lists answered with errors.
+		f.refuseLists("could not be filtered (the MCP server's event stream uses bare CR line ends or a byte order mark)")
+		return
+	}
 	data, hasData := sseData(ev)
 	if hasData {
-		if out, _, err := forEachResponse(data, f.w.x.seen); err == nil && !bytes.Equal(out, data) {
+		out, _, err := forEachResponse(data, f.w.x.seen)
+		if err == nil && !bytes.Equal(out, data) {
 			f.out(rewriteEvent(ev, out))
 			f.flush()
+			return
+		}
+		if err != nil && cut && len(f.w.x.lists) > 0 {
+			f.refuseLists("was cut off by the end of the MCP server's stream and cannot be filtered")
 			return
 		}
 	}
@@ -158,15 +194,27 @@ func (f *sseFilter) handle(ev []byte) {
 }
 
 // end handles an event cut off by the end of the stream like a complete
-// one, so a list response is never relayed unfiltered even then.
+// one, so a list response is never relayed unfiltered even then; one that
+// is not JSON is dropped while a list is pending.
 func (f *sseFilter) end() {
 	if f.state != sseParse {
 		return
 	}
 	ev := append(f.event, f.line...)
 	if len(ev) > 0 {
-		f.handle(ev)
+		f.handleEvent(ev, true)
 	}
+}
+
+// hasBareCR reports whether ev has a CR that is not part of a CRLF (a
+// CR ending ev counts: the stream ended there).
+func hasBareCR(ev []byte) bool {
+	for i, c := range ev {
+		if c == '\r' && (i+1 == len(ev) || ev[i+1] != '\n') {
+			return true
+		}
+	}
+	return false
 }
 
 // sseData joins the data lines of an event.

@@ -239,6 +239,26 @@ func TestListsFailClosed(t *testing.T) {
 			w.(http.Flusher).Flush()
 			_, _ = io.WriteString(w, huge[1500:]+"\n\n")
 		}},
+		{"SSE list event cut off by the end of the stream", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: message\ndata: "+bigList+"a tool\"}")
+		}},
+		{"SSE list event with bare CR line ends", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "data: "+bigList+"\"}]}}\r\rdata: x\n\n")
+		}},
+		{"JSON list in a type clients do not read as JSON", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, bigList+`"}]}}`)
+		}},
+		{"JSON list without a content type", func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["Content-Type"] = nil
+			_, _ = io.WriteString(w, bigList+`"}]}}`)
+		}},
+		{"not JSON", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, "<html>whoami</html>")
+		}},
 		{"compressed", func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Accept-Encoding") != "" {
 				t.Errorf("Accept-Encoding %q forwarded", r.Header.Get("Accept-Encoding"))

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/audit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
@@ -50,9 +51,11 @@ func (s *Server) applyMCPPolicy(cfg config.Config) error {
 // guardMCP puts the guard in front of next for requests to the MCP
 // endpoint, in every spelling a lenient server would route there
 // (pkg/mcppath). While a policy or auditing is on, a GET resuming the
-// server's stream (Last-Event-ID) is sent without that header: a replayed
-// list response would otherwise reach the client unfiltered, because its
-// request went by on another connection. The client gets a fresh stream.
+// server's stream (Last-Event-ID) is sent without that header, in every
+// spelling ("Last_Event_ID", which CGI-style servers read as the same
+// header): a replayed list response would otherwise reach the client
+// unfiltered, because its request went by on another connection. The
+// client gets a fresh stream.
 func (s *Server) guardMCP(next http.Handler) http.Handler {
 	guarded := s.guard.Wrap(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -60,8 +63,12 @@ func (s *Server) guardMCP(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if r.Method == http.MethodGet && s.guard.Active() && r.Header.Get("Last-Event-ID") != "" {
-			r.Header.Del("Last-Event-ID")
+		if r.Method == http.MethodGet && s.guard.Active() {
+			for k := range r.Header {
+				if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "Last-Event-ID") {
+					delete(r.Header, k)
+				}
+			}
 		}
 		guarded.ServeHTTP(w, r)
 	})

@@ -39,6 +39,8 @@ func cases() []attack {
 		hole2Cases(), hole3Cases(), hole4Cases(), hole5Cases(), hole6Cases(), hole7Cases(),
 		hole8Cases(), hole9Cases(), hole10Cases(), hole11Cases(), hole12Cases(), hole13Cases(),
 		hole1Cases(),
+		// The tool policy of issue 10 (replica P).
+		policyCases(),
 	} {
 		c = append(c, group...)
 	}

@@ -2,6 +2,7 @@ package attacks
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -229,10 +230,13 @@ func challengeParams(v string) (map[string]string, error) {
 // ---------------------------------------------------------------------------
 // The protected app.
 
-// seen is one request that reached the MCP server.
+// seen is one request that reached the MCP server, with the body it
+// carried (read whole before the MCP server sees it).
 type seen struct {
+	Method string
 	Path   string
 	Header http.Header
+	Body   []byte
 }
 
 // upstream is the official-SDK MCP server at /mcp plus /headers (echoes
@@ -257,10 +261,19 @@ func startUpstream(t *testing.T) *upstream {
 	mux.HandleFunc("/public/", ok)
 	var stop func()
 	u.URL, stop = stack.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every body that reaches the server is small: the cases that send
+		// large ones assert that they never arrive.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "upstream recorder: "+err.Error(), http.StatusBadRequest)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		u.mu.Lock()
-		u.reqs = append(u.reqs, seen{Path: r.URL.Path, Header: r.Header.Clone()})
+		u.reqs = append(u.reqs, seen{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
 		u.mu.Unlock()
-		mux.ServeHTTP(w, r)
+		if err == nil {
+			mux.ServeHTTP(w, r)
+		}
 	}))
 	t.Cleanup(stop)
 	return u
@@ -294,6 +307,12 @@ type fixture struct {
 	up    *upstream
 	a, b  *stack.Proxy
 	c     *stack.Proxy
+	// p is replica P, the only one with a tool policy (policyRules,
+	// policyMaxBody); its rows are in policy_test.go.
+	p *stack.Proxy
+	// mcpSession is an MCP session of the demo user's cookie at the MCP
+	// server through replica P, made on first use.
+	mcpSession string
 	// clock is replica C's clock; idpDown cuts C off from the provider.
 	clock   *fakeclock.Shifted
 	idpDown *stack.Outage
@@ -399,6 +418,10 @@ func newFixture(t *testing.T) *fixture {
 				"--request-body-timeout", bodyTimeoutC.String())
 		},
 	})
+	f.p = start(stack.ProxyOptions{Flags: func(listen, admin string) []string {
+		return append(external(listen, admin),
+			"--policy-rules", policyRules, "--policy-max-body-bytes", strconv.Itoa(policyMaxBody))
+	}})
 	f.host = strings.TrimPrefix(f.public, "http://")
 	f.resource = f.public + "/mcp"
 	f.prm = f.public + "/.well-known/oauth-protected-resource/mcp"
@@ -407,6 +430,7 @@ func newFixture(t *testing.T) *fixture {
 	f.other = f.registerClient(t)
 	f.cookie = f.browserLogin(t, nil, oidcprovider.DemoUsername, oidcprovider.DemoPassword)
 	f.setupChecks(t)
+	f.session(t)
 	return f
 }
 

@@ -81,7 +81,13 @@ type env struct {
 
 func newEnv(tb testing.TB, redisOpts ...redisserver.Option) *env {
 	tb.Helper()
-	e := &env{idp: oidcprovider.Start(tb, oidcprovider.Options{}), up: startUpstream(tb)}
+	return newEnvWith(tb, oidcprovider.Options{}, redisOpts...)
+}
+
+// newEnvWith is newEnv with a provider configured by idpOpts.
+func newEnvWith(tb testing.TB, idpOpts oidcprovider.Options, redisOpts ...redisserver.Option) *env {
+	tb.Helper()
+	e := &env{idp: oidcprovider.Start(tb, idpOpts), up: startUpstream(tb)}
 	ln, err := stack.Listen()
 	if err != nil {
 		tb.Fatal(err)
@@ -106,6 +112,8 @@ type replica struct {
 	name     string
 	external string
 	client   *http.Client
+	// logs are the replica's log lines (JSON).
+	logs *syncBuffer
 }
 
 type replicaOptions struct {
@@ -143,7 +151,7 @@ func (e *env) start(tb testing.TB, name string, o replicaOptions) *replica {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &replica{Proxy: p, name: name, external: e.external,
+	r := &replica{Proxy: p, name: name, external: e.external, logs: sink,
 		client: &http.Client{Transport: dialTo(strings.TrimPrefix(p.URL, "http://")), Timeout: setupTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	tb.Cleanup(func() {
