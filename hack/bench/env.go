@@ -60,6 +60,7 @@ type env struct {
 	idp, ext  *oidcprovider.Provider
 	procs     map[string]*proc
 	startups  []startup
+	audit     auditStats // what the audited sidecar wrote while measured
 	closeOnce sync.Once
 	closers   []func()
 }
@@ -67,6 +68,10 @@ type env struct {
 type startup struct {
 	name string
 	d    time.Duration
+}
+
+func (e *env) logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
 }
 
 func (e *env) close() {
@@ -110,7 +115,7 @@ func (e *env) build(ctx context.Context) error {
 		return err
 	}
 	e.o2pBin = e.o.oauth2Proxy
-	if e.o2pBin == "" {
+	if e.o2pBin == "" && e.o.only == "" {
 		cmd := exec.CommandContext(ctx, filepath.Join(e.root, "hack/oauth2-proxy-bin.sh"))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.Output()
@@ -149,6 +154,7 @@ func (e *env) startShared(ctx context.Context) error {
 		_, _ = io.WriteString(w, dataBody)
 	})
 	mux.Handle("/sse", e.sse)
+	mux.Handle(mcpStatelessPath, statelessMCP())
 	ln, err := stack.Listen()
 	if err != nil {
 		return err
@@ -231,14 +237,14 @@ func (e *env) launchOnce(ctx context.Context, kind string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	var bin, ready string
+	var bin, ready, logPath string
 	var args []string
 	admin := ""
 	switch kind {
 	case kindBare:
 		bin, ready = e.bareBin, "http://"+listen+"/data"
 		args = []string{"-listen", listen, "-upstream", e.upstream}
-	case kindRedis, kindMemory, kindExternal:
+	case kindRedis, kindMemory, kindExternal, kindPolicyNone, kindPolicy, kindPolicyAudit:
 		if admin, err = freeAddr(); err != nil {
 			return nil, err
 		}
@@ -246,6 +252,10 @@ func (e *env) launchOnce(ctx context.Context, kind string) (*proc, error) {
 		issuer := e.idp.Issuer()
 		if kind == kindExternal {
 			issuer = e.ext.Issuer()
+		}
+		if kind == kindPolicyAudit {
+			// Its audit lines go to a file, counted after each run.
+			logPath = e.auditLogPath()
 		}
 		args = append(stack.Flags(listen, admin, e.upstream, issuer),
 			"--session-cookie-secret", cookieSecret,
@@ -261,6 +271,20 @@ func (e *env) launchOnce(ctx context.Context, kind string) (*proc, error) {
 			args = append(args, "--session-store", "memory")
 		case kindExternal:
 			args = append(args, "--session-store", "memory", "--oauth-mode", "external", "--external-url", externalBase)
+		case kindPolicyNone, kindPolicy, kindPolicyAudit:
+			// Like kindRedis, with the MCP endpoint on the upstream's
+			// stateless JSON server and, but for kindPolicyNone, a policy.
+			args = append(args, "--session-store", "redis", "--redis-url", e.redisURL, "--mcp-path", mcpStatelessPath)
+			if kind != kindPolicyNone {
+				rules, err := policyRulesFlag()
+				if err != nil {
+					return nil, err
+				}
+				args = append(args, "--policy-rules", rules, "--policy-default", "deny")
+			}
+			if kind == kindPolicyAudit {
+				args = append(args, "--audit-enabled=true")
+			}
 		}
 	case kindO2P:
 		bin, ready = e.o2pBin, "http://"+listen+"/ready"
@@ -286,7 +310,7 @@ func (e *env) launchOnce(ctx context.Context, kind string) (*proc, error) {
 	default:
 		return nil, fmt.Errorf("unknown proxy kind %q", kind)
 	}
-	p, err := startProc(ctx, kind, bin, args, ready, 60*time.Second)
+	p, err := startProc(ctx, kind, bin, args, ready, 60*time.Second, logPath)
 	if err != nil {
 		return nil, err
 	}

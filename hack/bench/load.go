@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,24 +26,67 @@ type target struct {
 	kind    string // the proxy kind serving it; "" for the upstream itself
 	url     string
 	headers []string // "Name: value"
+	// body, when set, is POSTed instead of a GET: a JSON-RPC request.
+	body string
+	// check, when set, judges the probe's answer instead of comparing it
+	// with dataBody; every answer during the load must also pass
+	// jsonrpcSuccess, so a denied or failed call never counts as throughput.
+	check func(status int, header http.Header, body []byte) error
+}
+
+func (t target) method() string {
+	if t.body != "" {
+		return http.MethodPost
+	}
+	return http.MethodGet
+}
+
+func (t target) newRequest(ctx context.Context) (*http.Request, error) {
+	var body io.Reader
+	if t.body != "" {
+		body = strings.NewReader(t.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, t.method(), t.url, body)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range t.headers {
+		name, value, _ := strings.Cut(h, ": ")
+		req.Header.Set(name, value)
+	}
+	return req, nil
+}
+
+// jsonrpcSuccess is the load loops' cheap check of a JSON-RPC answer: a
+// result that is not a tool error. An error response has no "result" key,
+// and a quote inside a JSON string is escaped, so neither can match by
+// accident. The probe checks each target's answer in full beforehand.
+func jsonrpcSuccess(body []byte) bool {
+	return bytes.Contains(body, []byte(`"result":`)) && !bytes.Contains(body, []byte(`"isError":true`))
 }
 
 // probe checks once that t answers the upstream's 200: a target answering
 // anything else would make its numbers meaningless.
 func probe(ctx context.Context, t target) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url, nil)
+	req, err := t.newRequest(ctx)
 	if err != nil {
 		return err
-	}
-	for _, h := range t.headers {
-		name, value, _ := strings.Cut(h, ": ")
-		req.Header.Set(name, value)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if t.check != nil {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return fmt.Errorf("%s %s: reading the answer: %w", t.method(), t.url, err)
+		}
+		if err := t.check(resp.StatusCode, resp.Header, body); err != nil {
+			return fmt.Errorf("%s %s: %w", t.method(), t.url, err)
+		}
+		return nil
+	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 	if resp.StatusCode != http.StatusOK || string(body) != dataBody {
 		return fmt.Errorf("GET %s answered %d %q, want 200 %s", t.url, resp.StatusCode, body, dataBody)
@@ -52,6 +98,7 @@ func probe(ctx context.Context, t target) error {
 type loadResult struct {
 	rps      float64
 	p50, p99 time.Duration
+	requests int // answered
 }
 
 // ---------------------------------------------------------------------------
@@ -61,6 +108,9 @@ var (
 	rpsRe      = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
 	pctRe      = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
 	non2xxRe   = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses:\s+(\d+)`)
+	requestsRe = regexp.MustCompile(`(?m)^\s*(\d+) requests in `)
+	// failedRe is the line the Lua script of a JSON-RPC target prints.
+	failedRe   = regexp.MustCompile(`(?m)^JSON-RPC failures: (\d+)$`)
 	sockErrsRe = regexp.MustCompile(`(?m)^\s*Socket errors:.*$`)
 )
 
@@ -72,6 +122,13 @@ func runWrk(ctx context.Context, o options, t target, d time.Duration) (loadResu
 		"-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.connections),
 		"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second)/time.Second))),
 		"--timeout", "5s", "--latency",
+	}
+	if t.body != "" {
+		script, err := wrkScript(o.work, t)
+		if err != nil {
+			return loadResult{}, err
+		}
+		args = append(args, "-s", script)
 	}
 	for _, h := range t.headers {
 		args = append(args, "-H", h)
@@ -96,7 +153,19 @@ func runWrk(ctx context.Context, o options, t target, d time.Duration) (loadResu
 	if m := sockErrsRe.FindString(out); m != "" {
 		return loadResult{}, fmt.Errorf("wrk saw socket errors (%s):\n%s", strings.TrimSpace(m), out)
 	}
+	if t.body != "" {
+		m := failedRe.FindStringSubmatch(out)
+		if m == nil {
+			return loadResult{}, fmt.Errorf("no JSON-RPC failure count in wrk output:\n%s", out)
+		}
+		if m[1] != "0" {
+			return loadResult{}, fmt.Errorf("wrk saw %s answers that were not JSON-RPC successes:\n%s", m[1], out)
+		}
+	}
 	var r loadResult
+	if m := requestsRe.FindStringSubmatch(out); m != nil {
+		r.requests, _ = strconv.Atoi(m[1])
+	}
 	m := rpsRe.FindStringSubmatch(out)
 	if m == nil {
 		return loadResult{}, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
@@ -119,6 +188,40 @@ func runWrk(ctx context.Context, o options, t target, d time.Duration) (loadResu
 		return loadResult{}, fmt.Errorf("no 50%%/99%% latency in wrk output:\n%s", out)
 	}
 	return r, nil
+}
+
+// wrkScript writes the Lua script that makes wrk POST t's body (the
+// headers go on wrk's command line) and count the answers that are not
+// JSON-RPC successes (jsonrpcSuccess), printed at the end for runWrk to
+// read. Written into dir at run time, one per target.
+func wrkScript(dir string, t target) (string, error) {
+	// A long bracket whose level the body does not contain.
+	level := "="
+	for strings.Contains(t.body, "]"+level+"]") {
+		level += "="
+	}
+	script := `-- written by hack/bench for ` + t.name + `
+wrk.method = "POST"
+wrk.body = [` + level + `[` + t.body + `]` + level + `]
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) failed = 0 end
+function response(status, headers, body)
+  if status ~= 200 or not string.find(body, '"result":', 1, true) or string.find(body, '"isError":true', 1, true) then
+    failed = failed + 1
+  end
+end
+function done(summary, latency, requests)
+  local n = 0
+  for _, thread in ipairs(threads) do n = n + thread:get("failed") end
+  io.write(string.format("JSON-RPC failures: %d\n", n))
+end
+`
+	path := filepath.Join(dir, "wrk-"+slug(t.name)+".lua")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		return "", fmt.Errorf("wrk script: %w", err)
+	}
+	return path, nil
 }
 
 // ---------------------------------------------------------------------------
@@ -156,15 +259,12 @@ func runGoLoop(ctx context.Context, o options, t target, d time.Duration) (loadR
 			defer wg.Done()
 			var mine []time.Duration
 			defer func() { mu.Lock(); lats = append(lats, mine...); mu.Unlock() }()
+			var buf bytes.Buffer
 			for ctx.Err() == nil {
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url, nil)
+				req, err := t.newRequest(ctx)
 				if err != nil {
 					fail(err)
 					return
-				}
-				for _, h := range t.headers {
-					name, value, _ := strings.Cut(h, ": ")
-					req.Header.Set(name, value)
 				}
 				t0 := time.Now()
 				resp, err := client.Do(req)
@@ -174,10 +274,21 @@ func runGoLoop(ctx context.Context, o options, t target, d time.Duration) (loadR
 					}
 					return
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
+				buf.Reset()
+				_, err = buf.ReadFrom(resp.Body)
 				_ = resp.Body.Close()
+				if err != nil {
+					if ctx.Err() == nil {
+						fail(fmt.Errorf("%s %s: reading the answer: %w", t.method(), t.name, err))
+					}
+					return
+				}
 				if resp.StatusCode != http.StatusOK {
-					fail(fmt.Errorf("GET %s answered %d", t.name, resp.StatusCode))
+					fail(fmt.Errorf("%s %s answered %d", t.method(), t.name, resp.StatusCode))
+					return
+				}
+				if t.body != "" && !jsonrpcSuccess(buf.Bytes()) {
+					fail(fmt.Errorf("%s %s answered %q, not a JSON-RPC success", t.method(), t.name, clipBody(buf.Bytes())))
 					return
 				}
 				mine = append(mine, time.Since(t0))
@@ -197,6 +308,7 @@ func runGoLoop(ctx context.Context, o options, t target, d time.Duration) (loadR
 	return loadResult{
 		rps: float64(done.Load()) / elapsed.Seconds(),
 		p50: quantile(lats, 0.50), p99: quantile(lats, 0.99),
+		requests: int(done.Load()),
 	}, nil
 }
 
@@ -231,12 +343,29 @@ func runVegeta(c *http.Client, ms []*vegeta.Metrics, t target, rate int, d time.
 		header.Set(name, value)
 	}
 	atk := vegeta.NewAttacker(vegeta.Client(c), vegeta.KeepAlive(true))
-	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: t.url, Header: header})
+	vt := vegeta.Target{Method: t.method(), URL: t.url, Header: header}
+	if t.body != "" {
+		vt.Body = []byte(t.body)
+	}
+	targeter := vegeta.NewStaticTargeter(vt)
 	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, t.name) {
+		// A 200 that is a JSON-RPC error (a denial) is a failure here.
+		if t.body != "" && res.Error == "" && res.Code == http.StatusOK && !jsonrpcSuccess(res.Body) {
+			res.Code, res.Error = 0, "answer is not a JSON-RPC success: "+clipBody(res.Body)
+		}
 		for _, m := range ms {
 			m.Add(res)
 		}
 	}
+}
+
+// clipBody bounds an answer quoted in an error.
+func clipBody(b []byte) string {
+	const most = 200
+	if len(b) > most {
+		return string(b[:most]) + "..."
+	}
+	return string(b)
 }
 
 // latencyOf closes m and reads the percentiles.

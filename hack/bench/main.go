@@ -8,14 +8,21 @@
 // cookie session, with façade bearer tokens and in external mode with the
 // provider's JWTs, and oauth2-proxy (built from its Go module by
 // hack/oauth2-proxy-bin.sh) with the same Redis and a cookie session. The
-// upstream (a small JSON answer and an SSE stream), Redis and the OpenID
-// providers are shared.
+// upstream (a small JSON answer, an SSE stream and the example MCP server),
+// Redis and the OpenID providers are shared.
 //
 // Scenarios, all in one run:
 //   - throughput: a closed loop (wrk -t1 -c32, or a Go loop with -loader go)
 //     per target, rounds interleaved, medians; ratios to the bare proxy;
 //   - latency: an open loop at a fixed rate (vegeta, 1,000 req/s) per
 //     target; p50, p99, p99.9 and what each adds over the bare proxy;
+//   - policy: MCP POSTs (tools/call of echo, tools/list, as the official
+//     SDK client sends them at protocol 2026-07-28, captured at run time)
+//     to the example MCP server served statelessly with JSON answers,
+//     directly, through the bare proxy and through three sidecars that
+//     differ only in having no policy, a policy, or a policy and the audit
+//     trail; closed and open loop (at -policy-rate); the overhead as
+//     ratios to the sidecar without a policy;
 //   - streams: as many concurrent SSE streams as -streams through a fresh
 //     process of each proxy; VmRSS idle and per stream; event delay;
 //   - admission: dry-run pod creations through envtest's kube-apiserver with
@@ -25,7 +32,8 @@
 //
 // It exits 0 whether or not a target is met; non-zero only when something
 // could not be measured. -smoke runs every scenario with tiny counts (the
-// test in this package does, in CI).
+// test in this package does, in CI); -only policy runs the policy scenario
+// alone.
 package main
 
 import (
@@ -81,7 +89,14 @@ type options struct {
 	timeout              time.Duration
 	goProfiles           bool
 	nofile               uint64
+	only                 string // "" (every scenario) or onlyPolicy
+	policyDuration       time.Duration
+	policyRate           int
+	policyRateDuration   time.Duration
 }
+
+// onlyPolicy is -only's one value: the policy scenario alone.
+const onlyPolicy = "policy"
 
 // streamFDReserve is how many descriptor pairs a process keeps for
 // everything but the streams (listeners, Redis, logs, the runtime).
@@ -115,21 +130,34 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 40*time.Minute, "bound on the whole run")
 	fs.BoolVar(&o.goProfiles, "go-profiles", true, "when the sidecar serves no pprof, profile its request path with test/e2e's BenchmarkCookieSessionRedis into profiles/ beside -out")
 	fs.Uint64Var(&o.nofile, "nofile", 1<<17, "RLIMIT_NOFILE raised to for this process and its children (streams need about three descriptors each)")
+	fs.StringVar(&o.only, "only", "", "run one scenario alone: policy (then -out defaults to -, so bench/results.md keeps the full run)")
+	fs.DurationVar(&o.policyDuration, "policy-duration", 5*time.Second, "measured closed-loop duration per target and round of the policy scenario")
+	fs.IntVar(&o.policyRate, "policy-rate", 300, "open-loop request rate (req/s) of the policy scenario (the MCP SDK server upstream answers a few thousand a second at most)")
+	fs.DurationVar(&o.policyRateDuration, "policy-rate-duration", 10*time.Second, "open-loop duration per target of the policy scenario, split over -rate-rounds")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.only != "" && o.only != onlyPolicy {
+		return o, fmt.Errorf("-only %q: want %s", o.only, onlyPolicy)
+	}
+	outSet := false
+	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+	if o.only != "" && !outSet {
+		o.out = "-"
 	}
 	if o.smoke {
 		o.duration, o.warmup, o.rounds = time.Second, 0, 1
 		o.rateDuration, o.rate, o.rateRounds = time.Second, 100, 1
 		o.streams, o.streamEvents, o.streamInterval = 20, 2, 100*time.Millisecond
 		o.admissions = 5
+		o.policyDuration, o.policyRateDuration, o.policyRate = time.Second, time.Second, 100
 		o.timeout = min(o.timeout, 10*time.Minute)
 	}
 	if o.loader != "wrk" && o.loader != "go" {
 		return o, fmt.Errorf("-loader %q: want wrk or go", o.loader)
 	}
 	if o.rounds < 1 || o.duration <= 0 || o.connections < 1 || o.threads < 1 || o.rate < 1 || o.rateRounds < 1 ||
-		o.rateDuration <= 0 || o.streams < 1 || o.streamEvents < 1 || o.admissions < 1 {
+		o.rateDuration <= 0 || o.policyDuration <= 0 || o.policyRateDuration <= 0 || o.policyRate < 1 || o.streams < 1 || o.streamEvents < 1 || o.admissions < 1 {
 		return o, errors.New("counts and durations must be positive")
 	}
 	return o, nil
@@ -204,11 +232,18 @@ func measure(ctx context.Context, o options) (*results, error) {
 	if res.binarySize, err = fileSize(e.proxyBin); err != nil {
 		return nil, err
 	}
-	res.o2pVersion = commandLine(ctx, e.o2pBin, "--version")
+	if e.o2pBin != "" {
+		res.o2pVersion = commandLine(ctx, e.o2pBin, "--version")
+	}
 	if err := e.startShared(ctx); err != nil {
 		return nil, err
 	}
-	for _, kind := range []string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P} {
+	kinds := []string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P}
+	if o.only == onlyPolicy {
+		kinds = []string{kindBare}
+	}
+	kinds = append(kinds, policyKinds...)
+	for _, kind := range kinds {
 		p, err := e.launch(ctx, kind)
 		if err != nil {
 			return nil, err
@@ -216,69 +251,42 @@ func measure(ctx context.Context, o options) (*results, error) {
 		e.procs[kind] = p
 		e.closers = append(e.closers, p.stop)
 	}
-	targets, err := e.targets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res.targets = targets
-
-	// Throughput.
-	logf("throughput: %s, %d connections, %v x %d round(s) per target", o.loader, o.connections, o.duration, o.rounds)
 	res.profiles = e.profileNote(ctx)
-	res.load = make([][]loadResult, len(targets))
-	for round := range o.rounds {
-		for i, t := range targets {
-			if round == 0 && o.warmup > 0 {
-				if _, err := e.load(ctx, t, o.warmup); err != nil {
-					return nil, fmt.Errorf("warm-up of %s: %w", t.name, err)
-				}
-			}
-			stopProfile := e.startProfile(ctx, res, t, round)
-			r, err := e.load(ctx, t, o.duration)
-			stopProfile()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", t.name, err)
-			}
-			logf("round %d %-28s %9.0f req/s", round+1, t.name, r.rps)
-			res.load[i] = append(res.load[i], r)
+	if o.only == "" {
+		targets, err := e.targets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.targets = targets
+
+		// Throughput.
+		logf("throughput: %s, %d connections, %v x %d round(s) per target", o.loader, o.connections, o.duration, o.rounds)
+		if res.load, err = e.closedLoop(ctx, res, targets, o.duration); err != nil {
+			return nil, err
+		}
+		// Latency at a fixed rate.
+		logf("latency: vegeta at %d req/s for %v per target", o.rate, o.rateDuration)
+		if res.latency, err = e.openLoop(targets, o.rate, o.rateDuration); err != nil {
+			return nil, err
 		}
 	}
 
-	// Latency at a fixed rate.
-	logf("latency: vegeta at %d req/s for %v per target", o.rate, o.rateDuration)
-	// In rounds interleaved like the closed loop's, so a burst of other
-	// work on the machine lands on every target alike; the report takes the
-	// median of the rounds' percentiles, so one stall on this shared machine
-	// (which queues hundreds of requests at this rate) moves one round only.
-	clients := make([]*http.Client, len(targets))
-	pooled := make([]*vegeta.Metrics, len(targets))
-	rounds := make([][]latencyResult, len(targets))
-	for i := range targets {
-		clients[i], pooled[i] = openLoopClient(), &vegeta.Metrics{}
-	}
-	slice := max(time.Second, o.rateDuration/time.Duration(o.rateRounds))
-	for range o.rateRounds {
-		for i, t := range targets {
-			var m vegeta.Metrics
-			runVegeta(clients[i], []*vegeta.Metrics{&m, pooled[i]}, t, o.rate, slice)
-			rounds[i] = append(rounds[i], latencyOf(&m))
-		}
-	}
-	for i, t := range targets {
-		l := medianLatency(rounds[i])
-		all := latencyOf(pooled[i])
-		l.pooledP99, l.requests, l.success, l.errs = all.p99, all.requests, all.success, all.errs
-		logf("%-28s p50 %v p99 %v p99.9 %v (median of rounds) p99 %v (pooled) success %.4f", t.name, l.p50, l.p99, l.p999, l.pooledP99, l.success)
-		res.latency = append(res.latency, l)
+	// The policy scenario: MCP POSTs through sidecars with and without a
+	// policy (and its audit trail).
+	logf("policy: MCP tools/call and tools/list, closed loop %v x %d round(s), open loop at %d req/s for %v per target", o.policyDuration, o.rounds, o.policyRate, o.policyRateDuration)
+	if res.policy, err = e.runPolicy(ctx, res); err != nil {
+		return nil, fmt.Errorf("policy scenario: %w", err)
 	}
 	for _, p := range e.procs {
 		p.stop()
 	}
 	// The streams need every descriptor this process can have.
-	for _, c := range clients {
-		c.CloseIdleConnections()
-	}
 	http.DefaultClient.CloseIdleConnections()
+	if o.only != "" {
+		res.startups = e.startups
+		res.finished = time.Now().UTC()
+		return res, nil
+	}
 
 	// Streams, each proxy fresh and alone.
 	for _, kind := range []string{kindBare, kindRedis, kindO2P} {
@@ -371,11 +379,88 @@ func (e *env) load(ctx context.Context, t target, d time.Duration) (loadResult, 
 	return runWrk(ctx, e.o, t, d)
 }
 
+// closedLoop loads every target for d per round, o.rounds rounds
+// interleaved (after a warm-up of each in the first), and returns each
+// target's runs.
+func (e *env) closedLoop(ctx context.Context, res *results, targets []target, d time.Duration) ([][]loadResult, error) {
+	o := e.o
+	load := make([][]loadResult, len(targets))
+	for round := range o.rounds {
+		for i, t := range targets {
+			if round == 0 && o.warmup > 0 {
+				r, err := e.load(ctx, t, o.warmup)
+				if err != nil {
+					return nil, fmt.Errorf("warm-up of %s: %w", t.name, err)
+				}
+				if err := e.afterRun(t, int64(r.requests)); err != nil {
+					return nil, fmt.Errorf("warm-up of %s: %w", t.name, err)
+				}
+			}
+			stopProfile := e.startProfile(ctx, res, t, round)
+			r, err := e.load(ctx, t, d)
+			stopProfile()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", t.name, err)
+			}
+			if err := e.afterRun(t, int64(r.requests)); err != nil {
+				return nil, fmt.Errorf("%s: %w", t.name, err)
+			}
+			e.logf("round %d %-34s %9.0f req/s", round+1, t.name, r.rps)
+			load[i] = append(load[i], r)
+		}
+	}
+	return load, nil
+}
+
+// openLoop loads every target at rate for total, split into o.rateRounds
+// rounds interleaved like the closed loop's, so a burst of other work on
+// the machine lands on every target alike; each target's result takes the
+// median of the rounds' percentiles, so one stall on this shared machine
+// (which queues hundreds of requests at this rate) moves one round only.
+func (e *env) openLoop(targets []target, rate int, total time.Duration) ([]latencyResult, error) {
+	o := e.o
+	clients := make([]*http.Client, len(targets))
+	pooled := make([]*vegeta.Metrics, len(targets))
+	rounds := make([][]latencyResult, len(targets))
+	for i := range targets {
+		clients[i], pooled[i] = openLoopClient(), &vegeta.Metrics{}
+	}
+	defer func() {
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
+	}()
+	slice := max(time.Second, total/time.Duration(o.rateRounds))
+	for range o.rateRounds {
+		for i, t := range targets {
+			var m vegeta.Metrics
+			runVegeta(clients[i], []*vegeta.Metrics{&m, pooled[i]}, t, rate, slice)
+			l := latencyOf(&m)
+			if err := e.afterRun(t, int64(float64(l.requests)*l.success+0.5)); err != nil {
+				return nil, fmt.Errorf("%s: %w", t.name, err)
+			}
+			rounds[i] = append(rounds[i], l)
+		}
+	}
+	out := make([]latencyResult, 0, len(targets))
+	for i, t := range targets {
+		l := medianLatency(rounds[i])
+		all := latencyOf(pooled[i])
+		l.pooledP99, l.requests, l.success, l.errs = all.p99, all.requests, all.success, all.errs
+		e.logf("%-34s p50 %v p99 %v p99.9 %v (median of rounds) p99 %v (pooled) success %.4f", t.name, l.p50, l.p99, l.p999, l.pooledP99, l.success)
+		out = append(out, l)
+	}
+	return out, nil
+}
+
 // profileNote checks whether the sidecar's admin listener serves pprof;
 // when it does, CPU profiles are taken during the first measured round of
 // each mcp-oidc-proxy target.
 func (e *env) profileNote(ctx context.Context) string {
-	p := e.procs[kindRedis]
+	p, ok := e.procs[kindRedis]
+	if !ok { // -only policy
+		p = e.procs[kindPolicyNone]
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.admin+"/debug/pprof/", nil)
 	if err != nil {
 		return err.Error()

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/audit"
 )
 
 // TestSmoke runs every scenario with tiny counts (-smoke) and checks that
@@ -43,6 +46,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: open loop %+v, want every request answered 200 and ordered percentiles", tg.name, l)
 		}
 	}
+	checkPolicy(t, o, res.policy)
 	kinds := map[string]bool{}
 	for _, s := range res.streams {
 		kinds[s.kind] = true
@@ -73,7 +77,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("start-up of %s: %v", s.name, s.d)
 		}
 	}
-	for _, k := range []string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P} {
+	for _, k := range []string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P, kindPolicyNone, kindPolicy, kindPolicyAudit} {
 		if !started[k] {
 			t.Errorf("no start-up time for %s", k)
 		}
@@ -84,12 +88,65 @@ func TestSmoke(t *testing.T) {
 
 	md := res.markdown()
 	for _, want := range []string{"## Throughput", "## Latency", "## Held SSE streams", "## Admission", "## Start-up",
-		"## Sidecar binary", "## Targets", "| cookie, Redis |", "| bearer JWT, external IdP |", "| oauth2-proxy, cookie, Redis |", "CPUs (nproc): "} {
+		"## Sidecar binary", "## Targets", "| cookie, Redis |", "| bearer JWT, external IdP |", "| oauth2-proxy, cookie, Redis |", "CPUs (nproc): ",
+		"## Policy", "| sidecar, no policy |", "| sidecar, policy |", "| sidecar, policy + audit |", "| tools/call | **", "| tools/list | **"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("results.md lacks %q", want)
 		}
 	}
 	if strings.Contains(md, "NaN") || strings.Contains(md, "Inf") {
 		t.Errorf("results.md has a NaN or Inf:\n%s", md)
+	}
+}
+
+// checkPolicy checks the policy scenario produced its rows: ten targets
+// (tools/call and tools/list on five paths), every run with numbers,
+// every open-loop answer a JSON-RPC success, and an audit line for every
+// request the audited sidecar answered.
+func checkPolicy(t *testing.T, o options, pr *policyResult) {
+	t.Helper()
+	if pr == nil {
+		t.Fatal("no policy scenario result")
+	}
+	if want := 2 * len(policyPaths()); len(pr.targets) != want || len(pr.load) != want || len(pr.latency) != want {
+		t.Fatalf("policy: %d targets, %d closed-loop and %d open-loop results, want %d each", len(pr.targets), len(pr.load), len(pr.latency), want)
+	}
+	for i, tg := range pr.targets {
+		if len(pr.load[i]) != o.rounds {
+			t.Errorf("%s: %d throughput rounds, want %d", tg.name, len(pr.load[i]), o.rounds)
+		}
+		for _, r := range pr.load[i] {
+			if r.rps <= 0 || r.requests <= 0 || r.p50 <= 0 || r.p99 < r.p50 {
+				t.Errorf("%s: throughput %+v, want positive req/s and requests and ordered latencies", tg.name, r)
+			}
+		}
+		if l := pr.latency[i]; l.requests == 0 || l.success != 1 || l.p50 <= 0 || l.p99 < l.p50 {
+			t.Errorf("%s: open loop %+v, want every request a JSON-RPC success and ordered percentiles", tg.name, l)
+		}
+	}
+	if got := pr.targets[pr.index("tools/list", ppAudit)].name; got != "tools/list, sidecar, policy + audit" {
+		t.Errorf("target order: %q where tools/list through the audited sidecar belongs", got)
+	}
+	if a := pr.audit; a.answered <= 0 || a.lines < a.answered || a.bytes <= a.lines {
+		t.Errorf("audit %+v, want a line (of some bytes) for each answered request", a)
+	}
+	// The sample is from the first audited run: the tools/call of echo,
+	// which the last rule allows.
+	for _, want := range []string{`"logger":"audit"`, `"method":"tools/call"`, `"name":"echo"`, `"decision":"` + audit.DecisionAllowed + `"`, `"rule":"company-users"`} {
+		if !strings.Contains(pr.audit.sample, want) {
+			t.Errorf("audit line %q lacks %s", pr.audit.sample, want)
+		}
+	}
+	for _, tg := range pr.targets {
+		for _, h := range tg.headers {
+			if c, ok := strings.CutPrefix(h, "Cookie: "); ok && strings.Contains(pr.audit.sample, c) {
+				t.Errorf("the audit line carries the session cookie")
+			}
+		}
+	}
+	for _, h := range []string{"Mcp-Method", "Mcp-Protocol-Version", "Content-Type", "Accept"} {
+		if !slices.Contains(pr.headers, h) {
+			t.Errorf("captured SDK headers %v lack %s", pr.headers, h)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,7 +28,25 @@ type proc struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logs    *tail
+	logPath string        // where its output goes instead of logs ("" for logs)
 	startup time.Duration // from exec to the first 200 of its readiness URL
+}
+
+// logText is the end of the child's output, for an error message.
+func (p *proc) logText() string {
+	if p.logPath == "" {
+		return p.logs.String()
+	}
+	f, err := os.Open(p.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > int64(p.logs.max) {
+		_, _ = f.Seek(-int64(p.logs.max), io.SeekEnd)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, int64(p.logs.max)))
+	return string(b)
 }
 
 // errExited is a child that exited before it was ready: most often
@@ -48,11 +67,22 @@ func freeAddr() (string, error) {
 }
 
 // startProc runs bin with args and waits (at most timeout) until ready
-// answers 200. The child dies with the benchmark.
-func startProc(ctx context.Context, name, bin string, args []string, ready string, timeout time.Duration) (*proc, error) {
-	p := &proc{name: name, logs: &tail{max: 16 << 10}, exited: make(chan struct{})}
+// answers 200. The child dies with the benchmark. Its output goes to
+// logPath when set (appended to, so the file can be truncated while the
+// child writes), else to a tail kept for error messages.
+func startProc(ctx context.Context, name, bin string, args []string, ready string, timeout time.Duration, logPath string) (*proc, error) {
+	p := &proc{name: name, logs: &tail{max: 16 << 10}, exited: make(chan struct{}), logPath: logPath}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if logPath != "" {
+		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("%s: log file: %w", name, err)
+		}
+		// The child has its own descriptor once started.
+		defer f.Close()
+		p.cmd.Stdout, p.cmd.Stderr = f, f
+	}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	if err := p.cmd.Start(); err != nil {
@@ -77,7 +107,7 @@ func startProc(ctx context.Context, name, bin string, args []string, ready strin
 		last = err
 		select {
 		case <-p.exited:
-			return nil, fmt.Errorf("%s %w (%v):\n%s", name, errExited, p.cmd.ProcessState, p.logs)
+			return nil, fmt.Errorf("%s %w (%v):\n%s", name, errExited, p.cmd.ProcessState, p.logText())
 		case <-ctx.Done():
 			p.stop()
 			return nil, ctx.Err()
@@ -85,7 +115,7 @@ func startProc(ctx context.Context, name, bin string, args []string, ready strin
 		}
 	}
 	p.stop()
-	return nil, fmt.Errorf("%s: %s not 200 within %v (last: %v):\n%s", name, ready, timeout, last, p.logs)
+	return nil, fmt.Errorf("%s: %s not 200 within %v (last: %v):\n%s", name, ready, timeout, last, p.logText())
 }
 
 // stop sends SIGTERM, then SIGKILL after 5s, and waits for the exit.

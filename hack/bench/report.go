@@ -25,6 +25,7 @@ type results struct {
 	targets      []target
 	load         [][]loadResult
 	latency      []latencyResult
+	policy       *policyResult
 	streams      []streamResult
 	admission    admissionResult
 	startups     []startup
@@ -93,12 +94,21 @@ func (r *results) markdown() string {
 	for _, m := range r.machine {
 		p("- %s\n", m)
 	}
-	p("- oauth2-proxy: %s\n", r.o2pVersion)
+	if r.o2pVersion != "" {
+		p("- oauth2-proxy: %s\n", r.o2pVersion)
+	}
 	p("- RLIMIT_NOFILE for the harness and every proxy: %d\n", r.nofile)
 	p("\nThe machine is shared: other work (compiles, tests) runs at the same time on its %d cores, and the load\n", runtime.NumCPU())
 	p("generator, the upstream, Redis, the OpenID providers and the proxy under test share them too. Absolute\n")
 	p("numbers move from run to run; the ratios within one run are what the targets are about. Every proxy is\n")
 	p("a separate process started from its binary with flags; all traffic is on 127.0.0.1.\n\n")
+	if o.only != "" {
+		p("**Only the %s scenario (-only %s).**\n\n", o.only, o.only)
+		r.policyMarkdown(&b)
+		r.startupMarkdown(&b)
+		r.profilesMarkdown(&b)
+		return b.String()
+	}
 
 	bare := median(r.load[tBare])
 	o2p := median(r.load[tO2P])
@@ -180,6 +190,8 @@ func (r *results) markdown() string {
 			fmtSigned(added)+" (median of rounds)", "< 1 ms", fmt.Sprintf("%s over", fmtDur(added-time.Millisecond)))
 	}
 
+	r.policyMarkdown(&b)
+
 	// Streams.
 	p("## Held SSE streams\n\n")
 	p("Up to %d concurrent GET /sse through a fresh process of each proxy (opened 64 at a time, within %v); then %d events,\n", o.streams, o.streamOpenTimeout, o.streamEvents)
@@ -241,15 +253,7 @@ func (r *results) markdown() string {
 	verdict("admission p99 through the API server (annotated pod, dry run)", a.annotatedP99 < 5*time.Millisecond, fmtDur(a.annotatedP99), "< 5 ms",
 		fmt.Sprintf("%s over; a plain pod's p99 is %s, the webhook adds %s", fmtDur(a.annotatedP99-5*time.Millisecond), fmtDur(a.plainP99), fmtSigned(a.annotatedP99-a.plainP99)))
 
-	// Start-up.
-	p("## Start-up\n\n")
-	p("From exec to the first 200 of the readiness URL (mcp-oidc-proxy: admin /readyz, which waits for OIDC discovery\n")
-	p("and, with Redis, the store; oauth2-proxy: /ready; the bare proxy: its first proxied 200), polled every 2 ms.\n\n")
-	p("| process | start-up |\n|---|---:|\n")
-	for _, s := range r.startups {
-		p("| %s | %s |\n", s.name, fmtDur(s.d))
-	}
-	p("\n")
+	r.startupMarkdown(&b)
 
 	// Binary.
 	p("## Sidecar binary\n\n")
@@ -263,6 +267,15 @@ func (r *results) markdown() string {
 	for _, v := range verdicts {
 		p("%s\n", v)
 	}
+	r.profilesMarkdown(&b)
+	return b.String()
+}
+
+// profilesMarkdown lists the CPU profiles taken during the run, or says
+// why there are none.
+func (r *results) profilesMarkdown(b *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	o := r.o
 	p("\n## Profiles\n\n")
 	if r.profiles != "" {
 		p("%s.\n", r.profiles)
@@ -283,7 +296,18 @@ func (r *results) markdown() string {
 			p("- %s: `%s`\n", f.target, strings.TrimPrefix(f.path, r.root+"/"))
 		}
 	}
-	return b.String()
+}
+
+func (r *results) startupMarkdown(b *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	p("## Start-up\n\n")
+	p("From exec to the first 200 of the readiness URL (mcp-oidc-proxy: admin /readyz, which waits for OIDC discovery\n")
+	p("and, with Redis, the store; oauth2-proxy: /ready; the bare proxy: its first proxied 200), polled every 2 ms.\n\n")
+	p("| process | start-up |\n|---|---:|\n")
+	for _, s := range r.startups {
+		p("| %s | %s |\n", s.name, fmtDur(s.d))
+	}
+	p("\n")
 }
 
 // abs resolves a path relative to the repository root.
@@ -346,4 +370,98 @@ func streamsMiss(s streamResult, o options) string {
 	default:
 		return fmt.Sprintf("%d streams missed events", s.events-s.minEvents)
 	}
+}
+
+// policyMarkdown is the policy scenario's section: what MCP requests cost
+// through a sidecar with a policy, and with its audit trail, next to the
+// same sidecar without one.
+func (r *results) policyMarkdown(b *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	pr, o := r.policy, r.o
+	if pr == nil {
+		return
+	}
+	paths := policyPaths()
+	call, list := pr.targets[pr.index("tools/call", ppDirect)], pr.targets[pr.index("tools/list", ppDirect)]
+	p("## Policy\n\n")
+	p("MCP requests through the sidecar without a policy, with one, and with one and the audit trail. The shared upstream also\n")
+	p("serves the example MCP server (test/mcpserver, official Go SDK) at `%s`, stateless with JSON responses\n", mcpStatelessPath)
+	p("(`StreamableHTTPOptions{Stateless: true, JSONResponse: true}`), so every POST is one request and one answer. The\n")
+	p("requests are the ones the SDK client (its default protocol version, 2026-07-28) sent in this run, captured on the wire:\n")
+	p("a `tools/call` of `echo` with `{\"text\":%q}` (%d bytes) and a `tools/list` (%d bytes), with the headers the client set\n", echoText, len(call.body), len(list.body))
+	p("(%s; not the transport's Accept-Encoding and User-Agent) and, through the sidecars, the session cookie.\n\n", strings.Join(pr.headers, ", "))
+	p("The three sidecars are separate processes with a Redis cookie session like the \"cookie, Redis\" target's and\n")
+	p("`--mcp-path %s`, differing only in: nothing else (no policy: bodies are never parsed); `--policy-rules` (below)\n", mcpStatelessPath)
+	p("`--policy-default deny` (every body on mcp_path is parsed, `tools/call` decided by the rules, `tools/list` filtered);\n")
+	p("the same and `--audit-enabled` (one JSON line per JSON-RPC request on the process's log output).\n\n")
+	p("```yaml\npolicy:\n  default: deny\n  rules:\n")
+	for _, rule := range benchRules() {
+		p("    - name: %s\n      effect: %s\n      when: '%s'\n", rule.Name, rule.Effect, strings.ReplaceAll(rule.When, "'", "''"))
+	}
+	p("```\n\n")
+	p("The demo user (verified demo@example.com, groups mcp-users and admins) is allowed `echo` by the last rule, after all four\n")
+	p("are evaluated, and sees %s of the server's %s.\n\n", strings.Join(pr.visible, ", "), strings.Join(pr.allTools, ", "))
+	p("Audit lines (level info) are written whatever `--log-level` is (pkg/audit.OwnLevel), so all three sidecars run at the\n")
+	p("bench's `--log-level %s`, at which the sidecar logs nothing else per request. The audited sidecar's output goes straight\n", o.logLevel)
+	p("to a file, `%s` (a pipe would need the harness to drain it on the same cores). After each run its audit\n", strings.TrimPrefix(filepath.Join(o.work, "policy-audit.log"), r.root+"/"))
+	p("lines are counted, the run fails unless there is one for every answered request, and the file is emptied. In all:\n")
+	p("%d audit lines, %.0f bytes each on average, for %d answered requests.", pr.audit.lines, float64(pr.audit.bytes)/float64(max(1, pr.audit.lines)), pr.audit.answered)
+	if pr.audit.sample != "" {
+		p(" One of them:\n\n```json\n%s\n```\n", pr.audit.sample)
+	}
+	p("\nEvery target was probed before its load: HTTP 200, application/json, a JSON-RPC result for the request's id, the\n")
+	p("echoed text, and exactly the tools expected (all of them without the policy). During the load an answer that is not a\n")
+	p("JSON-RPC success (a denial, a tool error) fails the run (wrk: a Lua `response()` check; the Go loop and vegeta: the same\n")
+	p("check), so none counts as throughput.\n\n")
+
+	loader := fmt.Sprintf("wrk -t%d -c%d", o.threads, o.connections)
+	if o.loader == "go" {
+		loader = fmt.Sprintf("a Go closed loop with %d connections", o.connections)
+	}
+	p("Closed loop: %s, %v per target and round, %d round(s) interleaved over all ten targets, median shown", loader, o.policyDuration, o.rounds)
+	if o.warmup > 0 {
+		p(", after a %v warm-up", o.warmup)
+	}
+	p(". \"× no policy\" is the\nthroughput over the sidecar without a policy in this run.\n\n")
+	p("| path | tools/call req/s | × no policy | p50 | p99 | tools/list req/s | × no policy | p50 | p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	callNone, listNone := median(pr.load[pr.index("tools/call", ppNone)]), median(pr.load[pr.index("tools/list", ppNone)])
+	for i, path := range paths {
+		c, l := median(pr.load[pr.index("tools/call", i)]), median(pr.load[pr.index("tools/list", i)])
+		p("| %s | %.0f | %.2f | %s | %s | %.0f | %.2f | %s | %s |\n", path.label, c.rps, c.rps/callNone.rps, fmtDur(c.p50), fmtDur(c.p99),
+			l.rps, l.rps/listNone.rps, fmtDur(l.p50), fmtDur(l.p99))
+	}
+	p("\nThe direct upstream row is the SDK server's own rate: it does most of the work of every request (it decodes the request and\n")
+	p("encodes the answer, the tools' JSON schemas included, in a fresh stateless session), and it shares the two cores with the\n")
+	p("proxy under test. So the proxies' req/s are bounded by it and differ by what the proxy's own CPU takes from it; the open\n")
+	p("loop's added latency shows the per-request cost more directly.\n")
+	p("\nOpen loop: vegeta at %d req/s (well under what the SDK server upstream answers) for %v per target in %d interleaved\n", o.policyRate, o.policyRateDuration, o.rateRounds)
+	p("round(s), keep-alive, percentiles the median of the rounds'; \"added\" is over the sidecar without a policy in this run.\n\n")
+	p("| path | tools/call p50 | p99 | p50 added | p99 added | tools/list p50 | p99 | p50 added | p99 added | requests (call, list) | success (call, list) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	lcNone, llNone := pr.latency[pr.index("tools/call", ppNone)], pr.latency[pr.index("tools/list", ppNone)]
+	for i, path := range paths {
+		c, l := pr.latency[pr.index("tools/call", i)], pr.latency[pr.index("tools/list", i)]
+		add := func(a, b time.Duration) string {
+			if i < ppPolicy {
+				return ""
+			}
+			return fmtSigned(a - b)
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d, %d | %.2f%%, %.2f%% |\n", path.label, fmtDur(c.p50), fmtDur(c.p99), add(c.p50, lcNone.p50), add(c.p99, lcNone.p99),
+			fmtDur(l.p50), fmtDur(l.p99), add(l.p50, llNone.p50), add(l.p99, llNone.p99), c.requests, l.requests, 100*c.success, 100*l.success)
+	}
+	for i, t := range pr.targets {
+		if errs := pr.latency[i].errs; len(errs) > 0 {
+			p("\n%s: errors: %s\n", t.name, strings.Join(errs[:min(3, len(errs))], "; "))
+		}
+	}
+	p("\nOverhead next to the sidecar without a policy:\n\n")
+	p("| request | policy / no policy (req/s) | policy + audit / no policy (req/s) | p50 added at %d req/s, policy | p50 added, policy + audit | p99 added, policy | p99 added, policy + audit |\n|---|---:|---:|---:|---:|---:|---:|\n", o.policyRate)
+	for _, m := range []string{"tools/call", "tools/list"} {
+		none, lNone := median(pr.load[pr.index(m, ppNone)]), pr.latency[pr.index(m, ppNone)]
+		pol, aud := median(pr.load[pr.index(m, ppPolicy)]), median(pr.load[pr.index(m, ppAudit)])
+		lPol, lAud := pr.latency[pr.index(m, ppPolicy)], pr.latency[pr.index(m, ppAudit)]
+		p("| %s | **%.2f ×** | **%.2f ×** | %s | %s | %s | %s |\n", m, pol.rps/none.rps, aud.rps/none.rps,
+			fmtSigned(lPol.p50-lNone.p50), fmtSigned(lAud.p50-lNone.p50), fmtSigned(lPol.p99-lNone.p99), fmtSigned(lAud.p99-lNone.p99))
+	}
+	p("\n")
 }
