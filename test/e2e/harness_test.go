@@ -181,6 +181,9 @@ type proxyOptions struct {
 	discoveryURL string
 	// noWait skips waiting for /readyz.
 	noWait bool
+	// advertise sets the replica's MCP session advertise address to its
+	// own listener, where the other replicas reach it.
+	advertise bool
 }
 
 // replica is one running proxy and its logs.
@@ -205,6 +208,9 @@ func (e *env) args(listen, admin string, o proxyOptions) []string {
 			"--redis-url", e.redis.URL(),
 			"--session-cookie-secret", cookieSecret,
 		)
+	}
+	if o.advertise {
+		args = append(args, "--mcp-session-advertise-address", listen)
 	}
 	return append(args, o.args...)
 }
