@@ -104,6 +104,7 @@ func (s *suite) stepSessions(t *testing.T) {
 
 	// The Go SDK client, pinned to 2025-11-25, through the Service.
 	pods := s.app.pods
+	waitRoutedToAll(t, s.app.service, pods)
 	endpoint := s.clusterURL + "/mcp"
 	rt := spreadTransport(s.app.service)
 	before := s.hopSnapshot(t, pods)
@@ -185,6 +186,7 @@ func (s *suite) checkReplay(t *testing.T, ns, token string) {
 	service := net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
 	tg := target{name: "Service " + replayName, base: "http://" + replayName + "." + ns + ".svc.cluster.local", rt: transportTo(service)}
 	waitServes(t, tg)
+	waitRoutedToAll(t, service, pods)
 	t.Logf("replay Deployment ready and served by its Service (waited %s)", time.Since(phase).Round(100*time.Millisecond))
 
 	tagged := &requestIDs{base: spreadTransport(service), prefix: "sessions-" + s.runID}
@@ -194,6 +196,7 @@ func (s *suite) checkReplay(t *testing.T, ns, token string) {
 	callN(t, ctx, cs, "go, replay on", killCalls)
 	after := s.hopSnapshot(t, pods)
 	owner, survivor := ownerByHops(t, pods, before, after)
+	t.Logf("replay on: %s owns the session, %s forwarded %.0f requests to it", owner.Name, survivor.Name, after.delta(survivor.Name, before, mcpsession.ResultForwarded))
 	s.checkHopLogs(t, ns, survivor, owner, tagged.prefix)
 
 	phase = time.Now()
@@ -563,19 +566,56 @@ func (s *suite) killPod(t *testing.T, ns string, p corev1.Pod, port int, service
 		_ = conn.Close()
 		return errors.New("it still accepts connections")
 	})
-	ipRe := regexp.MustCompile(`(^|[^0-9])` + regexp.QuoteMeta(p.Status.PodIP) + `([^0-9]|$)`)
 	eventually(t, nodeTimeout, "kube-proxy to stop sending "+service+" to "+p.Status.PodIP, func() error {
-		ctx, cancel := apiCtx()
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "nft", "list", "table", "ip", "kube-proxy").CombinedOutput()
+		routed, err := proxyRoutes(p.Status.PodIP)
 		if err != nil {
-			return fmt.Errorf("nft list table ip kube-proxy: %w: %s", err, out)
+			return err
 		}
-		if ipRe.Match(out) {
+		if len(routed) > 0 {
 			return errors.New("its nftables rules still name the pod")
 		}
 		return nil
 	})
+}
+
+// waitRoutedToAll waits until kube-proxy sends the Service's connections to
+// every one of the pods (a pod's endpoint is programmed a moment after it
+// is Ready): otherwise a session's requests may all reach one pod.
+func waitRoutedToAll(t *testing.T, service string, pods []corev1.Pod) {
+	t.Helper()
+	var ips []string
+	for _, p := range pods {
+		ips = append(ips, p.Status.PodIP)
+	}
+	eventually(t, serviceTimeout, "kube-proxy to send "+service+" to each of "+strings.Join(ips, ", "), func() error {
+		routed, err := proxyRoutes(ips...)
+		if err != nil {
+			return err
+		}
+		if len(routed) != len(ips) {
+			return fmt.Errorf("its nftables rules name only %v", routed)
+		}
+		return nil
+	})
+}
+
+// proxyRoutes returns which of the pod IPs kube-proxy's nftables rules
+// name (the one-node cluster's kube-proxy runs in nftables mode on this
+// host).
+func proxyRoutes(ips ...string) ([]string, error) {
+	ctx, cancel := apiCtx()
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "nft", "list", "table", "ip", "kube-proxy").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("nft list table ip kube-proxy: %w: %s", err, out)
+	}
+	var routed []string
+	for _, ip := range ips {
+		if regexp.MustCompile(`(^|[^0-9])` + regexp.QuoteMeta(ip) + `([^0-9]|$)`).Match(out) {
+			routed = append(routed, ip)
+		}
+	}
+	return routed, nil
 }
 
 // tsSummary is what test/interop/ts/calls.mjs prints.
