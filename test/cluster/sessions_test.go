@@ -512,10 +512,10 @@ type logLine struct {
 // on the owner.
 func (s *suite) checkHopLogs(t *testing.T, ns string, from, owner corev1.Pod, prefix string) {
 	t.Helper()
-	read := func(p corev1.Pod) []logLine {
+	read := func(p corev1.Pod) ([]logLine, error) {
 		out, err := s.kubectl(context.Background(), "logs", "-n", ns, p.Name, "-c", inject.ProxyContainerName)
 		if err != nil {
-			t.Fatalf("%v: %s", err, out)
+			return nil, fmt.Errorf("%w: %s", err, out)
 		}
 		var lines []logLine
 		for _, l := range strings.Split(string(out), "\n") {
@@ -524,25 +524,38 @@ func (s *suite) checkHopLogs(t *testing.T, ns string, from, owner corev1.Pod, pr
 				lines = append(lines, ll)
 			}
 		}
-		return lines
+		return lines, nil
 	}
-	sent := map[string]bool{}
-	for _, l := range read(from) {
-		if l.Msg == "mcp session hop" && l.Result == mcpsession.ResultForwarded {
-			sent[l.RequestID] = true
-		}
-	}
+	var sent map[string]bool
 	var both []string
-	for _, l := range read(owner) {
-		if l.Msg == "mcp session hop received" && sent[l.RequestID] {
-			both = append(both, l.RequestID)
+	// A container's log lines reach kubectl logs a moment after they are
+	// written.
+	eventually(t, serviceTimeout, "the debug log lines of a hop on both pods", func() error {
+		fromLines, err := read(from)
+		if err != nil {
+			return err
 		}
-	}
-	if len(sent) == 0 || len(both) == 0 {
-		t.Errorf("debug logs: %d \"mcp session hop\" lines on %s, %d \"mcp session hop received\" lines with the same request id on the owner %s; want both for every hop",
-			len(sent), from.Name, len(both), owner.Name)
-		return
-	}
+		ownerLines, err := read(owner)
+		if err != nil {
+			return err
+		}
+		sent, both = map[string]bool{}, nil
+		for _, l := range fromLines {
+			if l.Msg == "mcp session hop" && l.Result == mcpsession.ResultForwarded {
+				sent[l.RequestID] = true
+			}
+		}
+		for _, l := range ownerLines {
+			if l.Msg == "mcp session hop received" && sent[l.RequestID] {
+				both = append(both, l.RequestID)
+			}
+		}
+		if len(sent) == 0 || len(both) == 0 {
+			return fmt.Errorf("%d \"mcp session hop\" lines on %s, %d \"mcp session hop received\" lines with the same request id on the owner %s; want both for every hop",
+				len(sent), from.Name, len(both), owner.Name)
+		}
+		return nil
+	})
 	t.Logf("debug logs: %d hops logged on %s as \"mcp session hop\" and on the owner %s as \"mcp session hop received\" with the same request id (e.g. %s)",
 		len(sent), from.Name, owner.Name, both[0])
 }
