@@ -71,8 +71,8 @@ const (
 //     fails with session not found (404) and a new session works;
 //   - on a second Deployment with mcp_session.replay_initialize (and debug
 //     logs, which show each hop on both pods with the same request id),
-//     killing the owner goes unnoticed: every call succeeds and a
-//     survivor counts the replay.
+//     killing the owner goes unnoticed: every call succeeds and a live
+//     pod counts the replay.
 func (s *suite) stepSessions(t *testing.T) {
 	replayNS := "mcp-replay-" + s.runID
 	s.diagnoseOnFailure(t, s.appNS, replayNS)
