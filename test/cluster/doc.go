@@ -30,12 +30,22 @@
 //  8. A Job with the annotation completes: the native sidecar exits.
 //  9. With the injector scaled to 0 annotated pods are refused with a clear
 //     message and other pods are created; scaled back, injection resumes.
-//  10. An annotated pod with no configuration source is refused at admission
+//  10. MCP sessions behind the README's plain Service (no session affinity),
+//     every request on a new connection so they land on both pods: the Go
+//     SDK client pinned to 2025-11-25 and the official TypeScript SDK 1.x
+//     client (test/interop/ts/calls.mjs) each complete 50 tool calls in one
+//     session, and the sidecars' mcp_oidc_proxy_mcp_session_hops_total
+//     shows the requests forwarded to the owning pod. Killing the owner:
+//     the next call gets session not found (404) and a new session works;
+//     on a second Deployment with mcp_session.replay_initialize (and debug
+//     logs, which show each hop on both pods with one request id) the
+//     session goes on without an error.
+//  11. An annotated pod with no configuration source is refused at admission
 //     with the fix in the message.
 //
 // It needs root, the kube binaries (hack/kube-bins.sh), helm
-// (hack/helm-bin.sh) and the images (`make images`); without them it fails
-// and says how to get them. It calls hack/cluster/up.sh (idempotent; it
+// (hack/helm-bin.sh), the images (`make images`), and Node.js with npm for
+// step 10; without them it fails and says how to get them. It calls hack/cluster/up.sh (idempotent; it
 // imports bin/images/*.tar) and, if this run started the cluster,
 // hack/cluster/down.sh at the end (MCP_CLUSTER_KEEP=1 keeps it). The suite
 // removes what it installed (the Helm release, its namespaces) unless it

@@ -94,7 +94,10 @@ func TestCluster(t *testing.T) {
 		// 8 and 9 copy step 2's ConfigMap and Secret.
 		{name: "8-job-completes", requires: []string{"2-annotated-deployment"}, run: s.stepJob},
 		{name: "9-injector-down", requires: []string{"2-annotated-deployment"}, run: s.stepInjectorDown},
-		{name: "10-no-config-refused", requires: []string{"1-helm-install"}, run: s.stepNoConfig},
+		// 10 runs before 11, which removes the install's cluster defaults
+		// that new pods of the README's ConfigMap need (the issuer).
+		{name: "10-mcp-sessions", requires: []string{"4-mcp-client-oauth"}, run: s.stepSessions},
+		{name: "11-no-config-refused", requires: []string{"1-helm-install"}, run: s.stepNoConfig},
 	}
 	passed := map[string]bool{}
 	type timing struct {

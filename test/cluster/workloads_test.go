@@ -337,7 +337,7 @@ func (s *suite) stepInjectorDown(t *testing.T) {
 	t.Logf("scaled back to %d replicas: annotated pods are injected again", replicas)
 }
 
-// Step 10: an annotated pod with no ConfigMap is refused at admission with
+// Step 11: an annotated pod with no ConfigMap is refused at admission with
 // the fix in the message: first with the README's install, whose cluster
 // defaults (the issuer only) do not make a configuration on their own, then
 // with no cluster defaults at all, where the pod has no configuration
