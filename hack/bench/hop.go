@@ -278,9 +278,12 @@ func (e *env) runHop(ctx context.Context, res *results) (*hopResult, error) {
 	// connection, which B may still have forwarded; an open-loop run
 	// waits for every answer, so this bound is loose by its runs.
 	hr.inFlightB = e.hopB.runs * int64(e.o.connections)
+	// The setup's two minutes may be over: the counters get their own.
+	mctx, cancelM := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelM()
 	after := map[string]map[string]float64{}
 	for _, kind := range hopKinds {
-		if after[kind], err = hopCounts(hctx, e.procs[kind].admin); err != nil {
+		if after[kind], err = hopCounts(mctx, e.procs[kind].admin); err != nil {
 			return nil, err
 		}
 	}
