@@ -531,6 +531,16 @@ func (r *results) hopMarkdown(b *strings.Builder) {
 	p("| p50 at %d req/s | %s | %s | **%s** |\n", o.hopRate, fmtDur(lOwn.p50), fmtDur(lHop.p50), fmtSigned(lHop.p50-lOwn.p50))
 	p("| p99 at %d req/s | %s | %s | **%s** |\n", o.hopRate, fmtDur(lOwn.p99), fmtDur(lHop.p99), fmtSigned(lHop.p99-lOwn.p99))
 	p("| p99.9 at %d req/s | %s | %s | %s |\n", o.hopRate, fmtDur(lOwn.p999), fmtDur(lHop.p999), fmtSigned(lHop.p999-lOwn.p999))
+	var rounds []string
+	var ratios []float64
+	for i := range min(len(hr.load[hpOwner]), len(hr.load[hpHop])) {
+		a, b := hr.load[hpOwner][i].rps, hr.load[hpHop][i].rps
+		rounds = append(rounds, fmt.Sprintf("%.0f → %.0f (%.2f ×)", a, b, b/a))
+		ratios = append(ratios, b/a)
+	}
+	slices.Sort(ratios)
+	p("\nClosed-loop rounds, A → B (B right after A in each round, so less apart in time than the medians): %s;\n", strings.Join(rounds, "; "))
+	p("median of the per-round ratios: **%.2f ×**.\n", ratios[(len(ratios)-1)/2])
 	p("\nA hop is a second sidecar on the request path (B authenticates and opens the id, then A authenticates again and\n")
 	p("serves it), so on these shared cores it costs about one more sidecar's CPU per request: the closed-loop ratio is\n")
 	p("bounded by that, while the open loop's added latency is the hop's own delay.\n\n")
