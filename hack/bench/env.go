@@ -61,6 +61,7 @@ type env struct {
 	procs     map[string]*proc
 	startups  []startup
 	audit     auditStats // what the audited sidecar wrote while measured
+	hopB      hopTally   // what B of the session hop scenario answered
 	closeOnce sync.Once
 	closers   []func()
 }
@@ -155,6 +156,7 @@ func (e *env) startShared(ctx context.Context) error {
 	})
 	mux.Handle("/sse", e.sse)
 	mux.Handle(mcpStatelessPath, statelessMCP())
+	mux.Handle(mcpStatefulPath, statefulMCP())
 	ln, err := stack.Listen()
 	if err != nil {
 		return err
@@ -244,7 +246,7 @@ func (e *env) launchOnce(ctx context.Context, kind string) (*proc, error) {
 	case kindBare:
 		bin, ready = e.bareBin, "http://"+listen+"/data"
 		args = []string{"-listen", listen, "-upstream", e.upstream}
-	case kindRedis, kindMemory, kindExternal, kindPolicyNone, kindPolicy, kindPolicyAudit:
+	case kindRedis, kindMemory, kindExternal, kindPolicyNone, kindPolicy, kindPolicyAudit, kindHopA, kindHopB:
 		if admin, err = freeAddr(); err != nil {
 			return nil, err
 		}
@@ -284,6 +286,22 @@ func (e *env) launchOnce(ctx context.Context, kind string) (*proc, error) {
 			}
 			if kind == kindPolicyAudit {
 				args = append(args, "--audit-enabled=true")
+			}
+		case kindHopA, kindHopB:
+			// Two replicas of one deployment: like kindRedis (shared Redis
+			// and cookie secret), the MCP endpoint on the upstream's
+			// stateful server, each advertising its own serving address
+			// for hops, and A's external URL for both, as replicas behind
+			// one Service share one.
+			args = append(args, "--session-store", "redis", "--redis-url", e.redisURL, "--mcp-path", mcpStatefulPath,
+				"--mcp-session-advertise-address", listen)
+			if kind == kindHopB {
+				a, ok := e.procs[kindHopA]
+				if !ok {
+					return nil, errors.New("sidecar B of the session hop scenario starts after A")
+				}
+				i := slices.Index(args, "--external-url")
+				args[i+1] = a.url
 			}
 		}
 	case kindO2P:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,46 @@ type target struct {
 	// with dataBody; every answer during the load must also pass
 	// jsonrpcSuccess, so a denied or failed call never counts as throughput.
 	check func(status int, header http.Header, body []byte) error
+	// ids, when set, gives every request of body a JSON-RPC id of its own:
+	// an MCP server with sessions refuses an id already in flight in the
+	// session, as the concurrent requests of a static body would be.
+	ids *idSeq
+}
+
+// idSeq numbers the JSON-RPC requests of one body: the body is split
+// around its id, and every request gets the next number, unique over the
+// whole run (wrk runs take blocks of numbers, see wrkScript).
+type idSeq struct {
+	head, tail string
+	n          atomic.Int64
+}
+
+// newIDSeq splits body around its one "id":<id> member.
+func newIDSeq(body string, id json.RawMessage) (*idSeq, error) {
+	member := `"id":` + string(id)
+	i := strings.Index(body, member)
+	if i < 0 || strings.Count(body, member) != 1 {
+		return nil, fmt.Errorf("body %q does not name its id %s exactly once", clipBody([]byte(body)), id)
+	}
+	return &idSeq{head: body[:i+len(`"id":`)], tail: body[i+len(member):]}, nil
+}
+
+// next returns the body with the next id, and that id.
+func (s *idSeq) next() (string, json.RawMessage) {
+	id := strconv.FormatInt(s.n.Add(1), 10)
+	return s.head + id + s.tail, json.RawMessage(id)
+}
+
+// block reserves n ids and returns the last number before them.
+func (s *idSeq) block(n int64) int64 { return s.n.Add(n) - n }
+
+// payload is the body of the next request.
+func (t target) payload() string {
+	if t.ids != nil {
+		b, _ := t.ids.next()
+		return b
+	}
+	return t.body
 }
 
 func (t target) method() string {
@@ -42,9 +83,14 @@ func (t target) method() string {
 }
 
 func (t target) newRequest(ctx context.Context) (*http.Request, error) {
+	return t.newRequestWith(ctx, t.payload())
+}
+
+// newRequestWith is a request of t with payload as its body.
+func (t target) newRequestWith(ctx context.Context, payload string) (*http.Request, error) {
 	var body io.Reader
-	if t.body != "" {
-		body = strings.NewReader(t.body)
+	if payload != "" {
+		body = strings.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, t.method(), t.url, body)
 	if err != nil {
@@ -124,7 +170,7 @@ func runWrk(ctx context.Context, o options, t target, d time.Duration) (loadResu
 		"--timeout", "5s", "--latency",
 	}
 	if t.body != "" {
-		script, err := wrkScript(o.work, t)
+		script, err := wrkScript(o, t)
 		if err != nil {
 			return loadResult{}, err
 		}
@@ -190,23 +236,49 @@ func runWrk(ctx context.Context, o options, t target, d time.Duration) (loadResu
 	return r, nil
 }
 
+// idsPerWrkThread is the block of JSON-RPC ids each wrk thread numbers its
+// requests from in one run: more than a thread sends in any run here.
+const idsPerWrkThread = 1_000_000_000
+
 // wrkScript writes the Lua script that makes wrk POST t's body (the
 // headers go on wrk's command line) and count the answers that are not
 // JSON-RPC successes (jsonrpcSuccess), printed at the end for runWrk to
 // read. Written into dir at run time, one per target.
-func wrkScript(dir string, t target) (string, error) {
+func wrkScript(o options, t target) (string, error) {
 	// A long bracket whose level the body does not contain.
 	level := "="
 	for strings.Contains(t.body, "]"+level+"]") {
 		level += "="
 	}
+	open, closeb := "["+level+"[", "]"+level+"]"
 	script := `-- written by hack/bench for ` + t.name + `
 wrk.method = "POST"
-wrk.body = [` + level + `[` + t.body + `]` + level + `]
+wrk.body = ` + open + t.body + closeb + `
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) failed = 0 end
-function response(status, headers, body)
+`
+	if t.ids != nil {
+		// Every request its own JSON-RPC id, from a block of numbers
+		// reserved for this run (idsPerWrkThread for each thread; Lua
+		// writes a whole number below 1e14 exactly).
+		base := t.ids.block(int64(o.threads) * idsPerWrkThread)
+		script = `-- written by hack/bench for ` + t.name + `
+wrk.method = "POST"
+local head, tail = ` + open + t.ids.head + closeb + `, ` + open + t.ids.tail + closeb + `
+local threads = {}
+function setup(thread)
+  thread:set("next_id", ` + strconv.FormatInt(base, 10) + ` + #threads * ` + strconv.FormatInt(idsPerWrkThread, 10) + `)
+  table.insert(threads, thread)
+end
+function init(args) failed = 0 end
+function request()
+  next_id = next_id + 1
+  return wrk.format(nil, nil, nil, head .. next_id .. tail)
+end
+`
+	}
+	script += `function response(status, headers, body)
   if status ~= 200 or not string.find(body, '"result":', 1, true) or string.find(body, '"isError":true', 1, true) then
     failed = failed + 1
   end
@@ -217,7 +289,7 @@ function done(summary, latency, requests)
   io.write(string.format("JSON-RPC failures: %d\n", n))
 end
 `
-	path := filepath.Join(dir, "wrk-"+slug(t.name)+".lua")
+	path := filepath.Join(o.work, "wrk-"+slug(t.name)+".lua")
 	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
 		return "", fmt.Errorf("wrk script: %w", err)
 	}
@@ -348,6 +420,13 @@ func runVegeta(c *http.Client, ms []*vegeta.Metrics, t target, rate int, d time.
 		vt.Body = []byte(t.body)
 	}
 	targeter := vegeta.NewStaticTargeter(vt)
+	if t.ids != nil {
+		targeter = func(tgt *vegeta.Target) error {
+			*tgt = vt
+			tgt.Body = []byte(t.payload())
+			return nil
+		}
+	}
 	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, t.name) {
 		// A 200 that is a JSON-RPC error (a denial) is a failure here.
 		if t.body != "" && res.Error == "" && res.Code == http.StatusOK && !jsonrpcSuccess(res.Body) {

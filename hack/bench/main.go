@@ -23,6 +23,14 @@
 //     differ only in having no policy, a policy, or a policy and the audit
 //     trail; closed and open loop (at -policy-rate); the overhead as
 //     ratios to the sidecar without a policy;
+//   - session hop: one MCP session of protocol 2025-11-25 (the SDK
+//     client's handshake, captured at run time) on the example MCP server
+//     with sessions, created through sidecar A, so A owns it; its
+//     tools/call sent to A (served locally) and to sidecar B (another
+//     replica, sharing Redis and the cookie secret, which forwards it to A:
+//     one hop), next to the upstream and the bare proxy; closed and open
+//     loop (at -hop-rate); what the hop adds, and B's hop counter checked
+//     against the requests it answered;
 //   - streams: as many concurrent SSE streams as -streams through a fresh
 //     process of each proxy; VmRSS idle and per stream; event delay;
 //   - admission: dry-run pod creations through envtest's kube-apiserver with
@@ -32,8 +40,8 @@
 //
 // It exits 0 whether or not a target is met; non-zero only when something
 // could not be measured. -smoke runs every scenario with tiny counts (the
-// test in this package does, in CI); -only policy runs the policy scenario
-// alone.
+// test in this package does, in CI); -only policy or -only hop runs that
+// scenario alone.
 package main
 
 import (
@@ -89,14 +97,20 @@ type options struct {
 	timeout              time.Duration
 	goProfiles           bool
 	nofile               uint64
-	only                 string // "" (every scenario) or onlyPolicy
+	only                 string // "" (every scenario), onlyPolicy or onlyHop
 	policyDuration       time.Duration
 	policyRate           int
 	policyRateDuration   time.Duration
+	hopDuration          time.Duration
+	hopRate              int
+	hopRateDuration      time.Duration
 }
 
-// onlyPolicy is -only's one value: the policy scenario alone.
-const onlyPolicy = "policy"
+// -only's values: one scenario alone.
+const (
+	onlyPolicy = "policy"
+	onlyHop    = "hop"
+)
 
 // streamFDReserve is how many descriptor pairs a process keeps for
 // everything but the streams (listeners, Redis, logs, the runtime).
@@ -130,15 +144,18 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 40*time.Minute, "bound on the whole run")
 	fs.BoolVar(&o.goProfiles, "go-profiles", true, "when the sidecar serves no pprof, profile its request path with test/e2e's BenchmarkCookieSessionRedis into profiles/ beside -out")
 	fs.Uint64Var(&o.nofile, "nofile", 1<<17, "RLIMIT_NOFILE raised to for this process and its children (streams need about three descriptors each)")
-	fs.StringVar(&o.only, "only", "", "run one scenario alone: policy (then -out defaults to -, so bench/results.md keeps the full run)")
+	fs.StringVar(&o.only, "only", "", "run one scenario alone: policy or hop (then -out defaults to -, so bench/results.md keeps the full run)")
 	fs.DurationVar(&o.policyDuration, "policy-duration", 5*time.Second, "measured closed-loop duration per target and round of the policy scenario")
 	fs.IntVar(&o.policyRate, "policy-rate", 300, "open-loop request rate (req/s) of the policy scenario (the MCP SDK server upstream answers a few thousand a second at most)")
 	fs.DurationVar(&o.policyRateDuration, "policy-rate-duration", 10*time.Second, "open-loop duration per target of the policy scenario, split over -rate-rounds")
+	fs.DurationVar(&o.hopDuration, "hop-duration", 5*time.Second, "measured closed-loop duration per target and round of the session hop scenario")
+	fs.IntVar(&o.hopRate, "hop-rate", 300, "open-loop request rate (req/s) of the session hop scenario (the MCP SDK server upstream answers a few thousand a second at most)")
+	fs.DurationVar(&o.hopRateDuration, "hop-rate-duration", 10*time.Second, "open-loop duration per target of the session hop scenario, split over -rate-rounds")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if o.only != "" && o.only != onlyPolicy {
-		return o, fmt.Errorf("-only %q: want %s", o.only, onlyPolicy)
+	if o.only != "" && o.only != onlyPolicy && o.only != onlyHop {
+		return o, fmt.Errorf("-only %q: want %s or %s", o.only, onlyPolicy, onlyHop)
 	}
 	outSet := false
 	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
@@ -151,13 +168,15 @@ func parse(args []string) (options, error) {
 		o.streams, o.streamEvents, o.streamInterval = 20, 2, 100*time.Millisecond
 		o.admissions = 5
 		o.policyDuration, o.policyRateDuration, o.policyRate = time.Second, time.Second, 100
+		o.hopDuration, o.hopRateDuration, o.hopRate = time.Second, time.Second, 100
 		o.timeout = min(o.timeout, 10*time.Minute)
 	}
 	if o.loader != "wrk" && o.loader != "go" {
 		return o, fmt.Errorf("-loader %q: want wrk or go", o.loader)
 	}
 	if o.rounds < 1 || o.duration <= 0 || o.connections < 1 || o.threads < 1 || o.rate < 1 || o.rateRounds < 1 ||
-		o.rateDuration <= 0 || o.policyDuration <= 0 || o.policyRateDuration <= 0 || o.policyRate < 1 || o.streams < 1 || o.streamEvents < 1 || o.admissions < 1 {
+		o.rateDuration <= 0 || o.policyDuration <= 0 || o.policyRateDuration <= 0 || o.policyRate < 1 ||
+		o.hopDuration <= 0 || o.hopRateDuration <= 0 || o.hopRate < 1 || o.streams < 1 || o.streamEvents < 1 || o.admissions < 1 {
 		return o, errors.New("counts and durations must be positive")
 	}
 	return o, nil
@@ -238,11 +257,15 @@ func measure(ctx context.Context, o options) (*results, error) {
 	if err := e.startShared(ctx); err != nil {
 		return nil, err
 	}
-	kinds := []string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P}
-	if o.only == onlyPolicy {
-		kinds = []string{kindBare}
+	var kinds []string
+	switch o.only {
+	case onlyPolicy:
+		kinds = slices.Concat([]string{kindBare}, policyKinds)
+	case onlyHop:
+		kinds = slices.Concat([]string{kindBare}, hopKinds)
+	default:
+		kinds = slices.Concat([]string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P}, policyKinds, hopKinds)
 	}
-	kinds = append(kinds, policyKinds...)
 	for _, kind := range kinds {
 		p, err := e.launch(ctx, kind)
 		if err != nil {
@@ -273,9 +296,20 @@ func measure(ctx context.Context, o options) (*results, error) {
 
 	// The policy scenario: MCP POSTs through sidecars with and without a
 	// policy (and its audit trail).
-	logf("policy: MCP tools/call and tools/list, closed loop %v x %d round(s), open loop at %d req/s for %v per target", o.policyDuration, o.rounds, o.policyRate, o.policyRateDuration)
-	if res.policy, err = e.runPolicy(ctx, res); err != nil {
-		return nil, fmt.Errorf("policy scenario: %w", err)
+	if o.only == "" || o.only == onlyPolicy {
+		logf("policy: MCP tools/call and tools/list, closed loop %v x %d round(s), open loop at %d req/s for %v per target", o.policyDuration, o.rounds, o.policyRate, o.policyRateDuration)
+		if res.policy, err = e.runPolicy(ctx, res); err != nil {
+			return nil, fmt.Errorf("policy scenario: %w", err)
+		}
+	}
+	// The session hop scenario: one MCP session owned by sidecar A, its
+	// tools/call sent to A and, one hop away, to B.
+	if o.only == "" || o.only == onlyHop {
+		logf("session hop: tools/call in a %s session through its owner and through another replica, closed loop %v x %d round(s), open loop at %d req/s for %v per target",
+			hopProtocolVersion, o.hopDuration, o.rounds, o.hopRate, o.hopRateDuration)
+		if res.hop, err = e.runHop(ctx, res); err != nil {
+			return nil, fmt.Errorf("session hop scenario: %w", err)
+		}
 	}
 	for _, p := range e.procs {
 		p.stop()
@@ -457,9 +491,11 @@ func (e *env) openLoop(targets []target, rate int, total time.Duration) ([]laten
 // when it does, CPU profiles are taken during the first measured round of
 // each mcp-oidc-proxy target.
 func (e *env) profileNote(ctx context.Context) string {
-	p, ok := e.procs[kindRedis]
-	if !ok { // -only policy
-		p = e.procs[kindPolicyNone]
+	var p *proc
+	for _, kind := range []string{kindRedis, kindPolicyNone, kindHopA} { // the first -only launched
+		if p = e.procs[kind]; p != nil {
+			break
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.admin+"/debug/pprof/", nil)
 	if err != nil {

@@ -47,6 +47,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	checkPolicy(t, o, res.policy)
+	checkHop(t, o, res.hop)
 	kinds := map[string]bool{}
 	for _, s := range res.streams {
 		kinds[s.kind] = true
@@ -77,7 +78,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("start-up of %s: %v", s.name, s.d)
 		}
 	}
-	for _, k := range []string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P, kindPolicyNone, kindPolicy, kindPolicyAudit} {
+	for _, k := range []string{kindBare, kindRedis, kindMemory, kindExternal, kindO2P, kindPolicyNone, kindPolicy, kindPolicyAudit, kindHopA, kindHopB} {
 		if !started[k] {
 			t.Errorf("no start-up time for %s", k)
 		}
@@ -89,7 +90,9 @@ func TestSmoke(t *testing.T) {
 	md := res.markdown()
 	for _, want := range []string{"## Throughput", "## Latency", "## Held SSE streams", "## Admission", "## Start-up",
 		"## Sidecar binary", "## Targets", "| cookie, Redis |", "| bearer JWT, external IdP |", "| oauth2-proxy, cookie, Redis |", "CPUs (nproc): ",
-		"## Policy", "| sidecar, no policy |", "| sidecar, policy |", "| sidecar, policy + audit |", "| tools/call | **", "| tools/list | **"} {
+		"## Policy", "| sidecar, no policy |", "| sidecar, policy |", "| sidecar, policy + audit |", "| tools/call | **", "| tools/list | **",
+		"## Session hop", "| sidecar A, session owner (served locally) |", "| sidecar B, another replica (one hop to A) |",
+		"| closed loop req/s |", "| p50 at 100 req/s |", "| p99 at 100 req/s |", `{result="forwarded"}` + "` grew by"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("results.md lacks %q", want)
 		}
@@ -147,6 +150,51 @@ func checkPolicy(t *testing.T, o options, pr *policyResult) {
 	for _, h := range []string{"Mcp-Method", "Mcp-Protocol-Version", "Content-Type", "Accept"} {
 		if !slices.Contains(pr.headers, h) {
 			t.Errorf("captured SDK headers %v lack %s", pr.headers, h)
+		}
+	}
+}
+
+// checkHop checks the session hop scenario produced its rows: four
+// targets (direct, bare, owner, another replica), every run with numbers,
+// every open-loop answer a JSON-RPC success, and B's hop counter grown by
+// the requests it answered.
+func checkHop(t *testing.T, o options, hr *hopResult) {
+	t.Helper()
+	if hr == nil {
+		t.Fatal("no session hop scenario result")
+	}
+	if want := len(hopPaths()); len(hr.targets) != want || len(hr.load) != want || len(hr.latency) != want {
+		t.Fatalf("hop: %d targets, %d closed-loop and %d open-loop results, want %d each", len(hr.targets), len(hr.load), len(hr.latency), want)
+	}
+	for i, tg := range hr.targets {
+		if len(hr.load[i]) != o.rounds {
+			t.Errorf("%s: %d throughput rounds, want %d", tg.name, len(hr.load[i]), o.rounds)
+		}
+		for _, r := range hr.load[i] {
+			if r.rps <= 0 || r.requests <= 0 || r.p50 <= 0 || r.p99 < r.p50 {
+				t.Errorf("%s: throughput %+v, want positive req/s and requests and ordered latencies", tg.name, r)
+			}
+		}
+		if l := hr.latency[i]; l.requests == 0 || l.success != 1 || l.p50 <= 0 || l.p99 < l.p50 {
+			t.Errorf("%s: open loop %+v, want every request a JSON-RPC success and ordered percentiles", tg.name, l)
+		}
+	}
+	if got := hr.targets[hpHop]; got.kind != kindHopB || !strings.Contains(got.name, "one hop to A") {
+		t.Errorf("target order: %q (%s) where B's belongs", got.name, got.kind)
+	}
+	fwd := int64(hr.hopsB["forwarded"])
+	if fwd < hr.answeredB || hr.answeredB < 1+int64(hr.latency[hpHop].requests) {
+		t.Errorf("B forwarded %d requests and answered %d (open loop alone %d)", fwd, hr.answeredB, hr.latency[hpHop].requests)
+	}
+	if len(hr.hopsA) != 0 && hr.hopsA["forwarded"] != 0 {
+		t.Errorf("A counted hops %v", hr.hopsA)
+	}
+	if owner := "http://" + hr.owner + "/"; !strings.HasPrefix(hr.targets[hpOwner].url, owner) || strings.HasPrefix(hr.targets[hpHop].url, owner) {
+		t.Errorf("A's session id names %q as its owner; B is %s", hr.owner, hr.targets[hpHop].url)
+	}
+	for _, h := range []string{"Mcp-Protocol-Version", "Content-Type", "Accept"} {
+		if !slices.Contains(hr.headers, h) {
+			t.Errorf("captured SDK headers %v lack %s", hr.headers, h)
 		}
 	}
 }

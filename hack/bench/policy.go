@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"os"
@@ -117,6 +118,31 @@ var transportHeaders = []string{"Content-Length", "Accept-Encoding", "User-Agent
 // the tools, and returns those two requests exactly as the client sent
 // them, so the load carries what a real client sends rather than a guess.
 func captureSDK(ctx context.Context, h http.Handler) (call, list mcpRequest, err error) {
+	seen, err := captureMCP(ctx, h, mcpStatelessPath, nil, func(cs *mcp.ClientSession) error {
+		if _, err := cs.ListTools(ctx, nil); err != nil {
+			return fmt.Errorf("tools/list: %w", err)
+		}
+		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": echoText}}); err != nil {
+			return fmt.Errorf("tools/call: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return call, list, err
+	}
+	var ok1, ok2 bool
+	call, ok1 = seen["tools/call"]
+	list, ok2 = seen["tools/list"]
+	if !ok1 || !ok2 {
+		return call, list, fmt.Errorf("captured %d requests, not a tools/call and a tools/list", len(seen))
+	}
+	return call, list, nil
+}
+
+// captureMCP connects the official MCP Go SDK client (with opts) to h,
+// served at path on its own listener, runs use on the session, and returns
+// the JSON-RPC POSTs the client sent, the last of each method, as sent.
+func captureMCP(ctx context.Context, h http.Handler, path string, opts *mcp.ClientSessionOptions, use func(*mcp.ClientSession) error) (map[string]mcpRequest, error) {
 	var mu sync.Mutex
 	seen := map[string]mcpRequest{}
 	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -146,31 +172,23 @@ func captureSDK(ctx context.Context, h http.Handler) (call, list mcpRequest, err
 	})
 	ln, err := stack.Listen()
 	if err != nil {
-		return call, list, err
+		return nil, err
 	}
 	base, stop := stack.Serve(ln, rec)
 	defer stop()
 	client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "v1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + mcpStatelessPath}, nil)
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + path}, opts)
 	if err != nil {
-		return call, list, fmt.Errorf("MCP SDK client: %w", err)
+		return nil, fmt.Errorf("MCP SDK client: %w", err)
 	}
-	defer cs.Close()
-	if _, err := cs.ListTools(ctx, nil); err != nil {
-		return call, list, fmt.Errorf("MCP SDK client: tools/list: %w", err)
-	}
-	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": echoText}}); err != nil {
-		return call, list, fmt.Errorf("MCP SDK client: tools/call: %w", err)
+	err = use(cs)
+	_ = cs.Close()
+	if err != nil {
+		return nil, fmt.Errorf("MCP SDK client: %w", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	var ok1, ok2 bool
-	call, ok1 = seen["tools/call"]
-	list, ok2 = seen["tools/list"]
-	if !ok1 || !ok2 {
-		return call, list, fmt.Errorf("captured %d requests, not a tools/call and a tools/list", len(seen))
-	}
-	return call, list, nil
+	return maps.Clone(seen), nil
 }
 
 // policyPath is one row of the policy table.
@@ -384,11 +402,16 @@ func listTools(ctx context.Context, url string, list mcpRequest) ([]string, erro
 	return names, nil
 }
 
-// afterRun is called after every load of a target. For the audited
+// afterRun is called after every load of a target. For B of the session
+// hop scenario it counts the answered requests (hopTally). For the audited
 // sidecar it checks that a line was written for every answered request
 // (waiting briefly for the last ones), adds them to e.audit, and empties
 // the file for the next run.
 func (e *env) afterRun(t target, answered int64) error {
+	if t.kind == kindHopB {
+		e.hopB.answered += answered
+		e.hopB.runs++
+	}
 	if t.kind != kindPolicyAudit {
 		return nil
 	}

@@ -34,6 +34,9 @@ func TestChecks(t *testing.T) {
 		{"echo, tool error", checkEcho(id), 200, jsonHeader, toolError, "fails the load loops' check", false},
 		{"echo, other id", checkEcho(json.RawMessage(`4`)), 200, jsonHeader, echo, "for id 4", true},
 		{"echo, 403", checkEcho(id), 403, jsonHeader, `{}`, "want 200", false},
+		// What a replica answers for a session it cannot serve (its owner
+		// gone, or a refused id): the session hop scenario must fail on it.
+		{"echo, session not found", checkEcho(id), 404, jsonHeader, `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}`, "want 200", false},
 		{"echo, SSE", checkEcho(id), 200, http.Header{"Content-Type": {"text/event-stream"}}, "data: " + echo + "\n\n", "want application/json", true},
 		// The cheap check does not parse: the probe catches a truncated answer.
 		{"echo, not JSON", checkEcho(id), 200, jsonHeader, `{"result":`, "not JSON-RPC", true},
@@ -61,7 +64,7 @@ func TestChecks(t *testing.T) {
 // not contain, and the script prints the failure count runWrk reads.
 func TestWrkScript(t *testing.T) {
 	for _, body := range []string{`{"a":"b"}`, `{"a":"]=]"}`, `{"a":"]=] ]==]"}`} {
-		path, err := wrkScript(t.TempDir(), target{name: "x", body: body})
+		path, err := wrkScript(options{work: t.TempDir(), threads: 1}, target{name: "x", body: body})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcpsession"
 )
 
 // results is everything one run measured.
@@ -26,6 +29,7 @@ type results struct {
 	load         [][]loadResult
 	latency      []latencyResult
 	policy       *policyResult
+	hop          *hopResult
 	streams      []streamResult
 	admission    admissionResult
 	startups     []startup
@@ -105,6 +109,7 @@ func (r *results) markdown() string {
 	if o.only != "" {
 		p("**Only the %s scenario (-only %s).**\n\n", o.only, o.only)
 		r.policyMarkdown(&b)
+		r.hopMarkdown(&b)
 		r.startupMarkdown(&b)
 		r.profilesMarkdown(&b)
 		return b.String()
@@ -191,6 +196,7 @@ func (r *results) markdown() string {
 	}
 
 	r.policyMarkdown(&b)
+	r.hopMarkdown(&b)
 
 	// Streams.
 	p("## Held SSE streams\n\n")
@@ -464,4 +470,95 @@ func (r *results) policyMarkdown(b *strings.Builder) {
 			fmtSigned(lPol.p50-lNone.p50), fmtSigned(lAud.p50-lNone.p50), fmtSigned(lPol.p99-lNone.p99), fmtSigned(lAud.p99-lNone.p99))
 	}
 	p("\n")
+}
+
+// hopMarkdown is the session hop scenario's section: what a request of a
+// session costs when it lands on a replica that does not own the session
+// and is forwarded to the one that does.
+func (r *results) hopMarkdown(b *strings.Builder) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	hr, o := r.hop, r.o
+	if hr == nil {
+		return
+	}
+	call := hr.targets[hpOwner]
+	p("## Session hop\n\n")
+	p("What the one hop of issue 11 adds: a request of an MCP session (protocol %s, which keeps the session in the MCP\n", hopProtocolVersion)
+	p("server's memory) that lands on a replica not owning the session is forwarded to the owner's serving port with the\n")
+	p("caller's own cookie, and the owner authenticates it again. The shared upstream serves the example MCP server\n")
+	p("(test/mcpserver, official Go SDK) with sessions at `%s` (`StreamableHTTPOptions{JSONResponse: true}`, stateful),\n", mcpStatefulPath)
+	p("so every POST is one request and one answer. Two sidecar processes, A and B, are two replicas of one deployment: a\n")
+	p("Redis cookie session like the \"cookie, Redis\" target's, the same Redis and cookie secret, `--mcp-path %s`, A's\n", mcpStatefulPath)
+	p("external URL, and each `--mcp-session-advertise-address` its own listen address.\n\n")
+	p("The official Go SDK client pinned to %s (`mcp.ClientSessionOptions{ProtocolVersion: %q}`) was run against\n", hopProtocolVersion, hopProtocolVersion)
+	p("the same server and its requests captured on the wire: the initialize (%d bytes), notifications/initialized and a\n", hr.initLen)
+	p("`tools/call` of `echo` with `{\"text\":%q}` (%d bytes, with the headers the client set: %s). The handshake was sent\n", echoText, len(call.body), strings.Join(hr.headers, ", "))
+	p("once through A after a browser login there, so A's MCP server holds the session, and once to the upstream itself\n")
+	p("for the direct and bare-proxy rows. The id A answered opens with the cookie secret's key and names A (`%s`) as\n", hr.owner)
+	p("its owner. Every target then sends that tools/call with the session's id (A's sealed id and the cookie for A and\n")
+	p("B, the upstream's own id for the other two), each request with a JSON-RPC id of its own (the SDK server refuses an\n")
+	p("id already in flight in a session). Each target was probed first (HTTP 200, application/json, the echo's result for\n")
+	p("its id); during the load any other answer, a 404 \"session not found\" included, fails the run.\n\n")
+
+	loader := fmt.Sprintf("wrk -t%d -c%d (a Lua `request()` numbering the ids)", o.threads, o.connections)
+	if o.loader == "go" {
+		loader = fmt.Sprintf("a Go closed loop with %d connections", o.connections)
+	}
+	p("Closed loop: %s, %v per target and round, %d round(s) interleaved, median shown", loader, o.hopDuration, o.rounds)
+	if o.warmup > 0 {
+		p(", after a %v warm-up", o.warmup)
+	}
+	p(". Open loop: vegeta at %d req/s for %v per target in %d interleaved round(s), keep-alive, percentiles the median of\n", o.hopRate, o.hopRateDuration, o.rateRounds)
+	p("the rounds'.\n\n")
+	p("| path | req/s | p50 | p99 | open loop p50 | p99 | p99.9 | requests | success |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for i, path := range hopPaths() {
+		m, l := median(hr.load[i]), hr.latency[i]
+		p("| %s | %.0f | %s | %s | %s | %s | %s | %d | %.2f%% |\n", path.label, m.rps, fmtDur(m.p50), fmtDur(m.p99),
+			fmtDur(l.p50), fmtDur(l.p99), fmtDur(l.p999), l.requests, 100*l.success)
+	}
+	for i, t := range hr.targets {
+		if errs := hr.latency[i].errs; len(errs) > 0 {
+			p("\n%s: errors: %s\n", t.name, strings.Join(errs[:min(3, len(errs))], "; "))
+		}
+	}
+	own, hop := median(hr.load[hpOwner]), median(hr.load[hpHop])
+	lOwn, lHop := hr.latency[hpOwner], hr.latency[hpHop]
+	p("\nWhat the hop adds (B, via another replica, against A, direct to the owner):\n\n")
+	p("| measure | direct to the owner (A) | via another replica (B) | the hop |\n|---|---:|---:|---:|\n")
+	p("| closed loop req/s | %.0f | %.0f | **%.2f ×** |\n", own.rps, hop.rps, hop.rps/own.rps)
+	p("| closed loop p50 | %s | %s | %s |\n", fmtDur(own.p50), fmtDur(hop.p50), fmtSigned(hop.p50-own.p50))
+	p("| closed loop p99 | %s | %s | %s |\n", fmtDur(own.p99), fmtDur(hop.p99), fmtSigned(hop.p99-own.p99))
+	p("| p50 at %d req/s | %s | %s | **%s** |\n", o.hopRate, fmtDur(lOwn.p50), fmtDur(lHop.p50), fmtSigned(lHop.p50-lOwn.p50))
+	p("| p99 at %d req/s | %s | %s | **%s** |\n", o.hopRate, fmtDur(lOwn.p99), fmtDur(lHop.p99), fmtSigned(lHop.p99-lOwn.p99))
+	p("| p99.9 at %d req/s | %s | %s | %s |\n", o.hopRate, fmtDur(lOwn.p999), fmtDur(lHop.p999), fmtSigned(lHop.p999-lOwn.p999))
+	var rounds []string
+	var ratios []float64
+	for i := range min(len(hr.load[hpOwner]), len(hr.load[hpHop])) {
+		a, b := hr.load[hpOwner][i].rps, hr.load[hpHop][i].rps
+		rounds = append(rounds, fmt.Sprintf("%.0f → %.0f (%.2f ×)", a, b, b/a))
+		ratios = append(ratios, b/a)
+	}
+	slices.Sort(ratios)
+	p("\nClosed-loop rounds, A → B (B right after A in each round, so less apart in time than the medians): %s;\n", strings.Join(rounds, "; "))
+	p("median of the per-round ratios: **%.2f ×**.\n", ratios[(len(ratios)-1)/2])
+	p("\nA hop is a second sidecar on the request path (B authenticates and opens the id, then A authenticates again and\n")
+	p("serves it), so on these shared cores it costs about one more sidecar's CPU per request: the closed-loop ratio is\n")
+	p("bounded by that, while the open loop's added latency is the hop's own delay.\n\n")
+	p("Sanity check, from both sidecars' /metrics before and after the scenario: B's `%s{result=\"%s\"}` grew by\n", hopsMetric, mcpsession.ResultForwarded)
+	p("**%.0f**; B answered %d requests (the probe, every closed-loop run with its warm-up, every open-loop round), and at most\n", hr.hopsB[mcpsession.ResultForwarded], hr.answeredB)
+	p("%d more were in flight when a closed-loop run stopped (the run fails unless the count lies in between, or when B\n", hr.inFlightB)
+	p("forwarded nothing). The counters' growth by result: A (the owner, which must never hop): %s; B: %s.\n\n",
+		fmtCounts(hr.hopsA), fmtCounts(hr.hopsB))
+}
+
+// fmtCounts lists a counter's growth by label.
+func fmtCounts(c map[string]float64) string {
+	if len(c) == 0 {
+		return "no samples"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		parts = append(parts, fmt.Sprintf("%s +%.0f", k, c[k]))
+	}
+	return strings.Join(parts, ", ")
 }
