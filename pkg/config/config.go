@@ -106,9 +106,11 @@ type MCPSessionConfig struct {
 	AdvertiseAddress string `yaml:"advertise_address" usage:"host:port where other replicas reach this replica's serving (protected) port, to forward MCP session requests it owns (injected sidecars: the pod IP and the pod's port); empty: no forwarding"`
 	// TTL bounds how long a sealed session id is accepted.
 	TTL time.Duration `yaml:"ttl" usage:"how long an MCP session id the proxy issued is accepted; then the client gets 404 and starts a new session"`
-	// HopTimeout bounds connecting to the owning replica and waiting for
-	// its response headers (streams are not cut once started).
-	HopTimeout time.Duration `yaml:"hop_timeout" usage:"how long forwarding a request to the replica owning its MCP session may take to connect and get response headers; an owner that does not answer in time is taken as gone (404)"`
+	// HopTimeout bounds connecting to the owning replica. It does not bound
+	// the wait for the answer: an MCP server sends no headers until a tool
+	// call has something to say, and a slow tool must not be taken for a
+	// dead replica (and, with replay, run twice).
+	HopTimeout time.Duration `yaml:"hop_timeout" usage:"how long connecting to the replica owning an MCP session may take before it is taken as gone (404, or replay); the answer itself may take as long as the tool does (a connection that goes silent is noticed by TCP keep-alive after about four times this)"`
 	// ReplayInitialize keeps each session's initialize request in the
 	// session store, so that when its replica is gone another one starts
 	// the session again on its own MCP server and the client never notices.
