@@ -256,8 +256,14 @@ type credential struct {
 
 // get sends GET of path on the external URL to r with cred and extra headers.
 func (r *replica) get(ctx context.Context, path string, cred credential, header http.Header) result {
+	return r.send(ctx, http.MethodGet, path, nil, cred, header)
+}
+
+// send sends one request to the replica's external URL with cred and
+// header, and reads the whole answer.
+func (r *replica) send(ctx context.Context, method, path string, body io.Reader, cred credential, header http.Header) result {
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.external+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, r.external+path, body)
 	if err != nil {
 		return result{Err: err}
 	}
@@ -275,8 +281,8 @@ func (r *replica) get(ctx context.Context, path string, cred credential, header 
 		return result{Err: err, Took: time.Since(start)}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return result{Status: resp.StatusCode, Header: resp.Header, Body: body, Err: err, Took: time.Since(start)}
+	b, err := io.ReadAll(resp.Body)
+	return result{Status: resp.StatusCode, Header: resp.Header, Body: b, Err: err, Took: time.Since(start)}
 }
 
 // jsonAPI is how an API client (not a browser) asks.

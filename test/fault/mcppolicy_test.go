@@ -121,29 +121,11 @@ func faultyMCP(tb testing.TB) string {
 
 // postMCP posts body to the replica's MCP endpoint with cred and header.
 func (r *replica) postMCP(ctx context.Context, cred credential, body string, header http.Header) result {
-	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.external+"/mcp", strings.NewReader(body))
-	if err != nil {
-		return result{Err: err}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
+	h := http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"}}
 	for k, v := range header {
-		req.Header[k] = v
+		h[k] = v
 	}
-	if cred.cookie != nil {
-		req.AddCookie(cred.cookie)
-	}
-	if cred.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+cred.bearer)
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return result{Err: err, Took: time.Since(start)}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return result{Status: resp.StatusCode, Header: resp.Header, Body: b, Err: err, Took: time.Since(start)}
+	return r.send(ctx, http.MethodPost, "/mcp", strings.NewReader(body), cred, h)
 }
 
 const toolsList = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
