@@ -406,7 +406,8 @@ func (r *results) policyMarkdown(b *strings.Builder) {
 	}
 	p("```\n\n")
 	p("The demo user (verified demo@example.com, groups mcp-users and admins) is allowed `echo` by the last rule, after all four\n")
-	p("are evaluated, and sees %s of the server's %s.\n\n", strings.Join(pr.visible, ", "), strings.Join(pr.allTools, ", "))
+	p("are evaluated, and tools/list shows them %d of the server's %d tools: %s (of %s).\n\n",
+		len(pr.visible), len(pr.allTools), strings.Join(pr.visible, ", "), strings.Join(pr.allTools, ", "))
 	p("Audit lines (level info) are written whatever `--log-level` is (pkg/audit.OwnLevel), so all three sidecars run at the\n")
 	p("bench's `--log-level %s`, at which the sidecar logs nothing else per request. The audited sidecar's output goes straight\n", o.logLevel)
 	p("to a file, `%s` (a pipe would need the harness to drain it on the same cores). After each run its audit\n", strings.TrimPrefix(filepath.Join(o.work, "policy-audit.log"), r.root+"/"))
