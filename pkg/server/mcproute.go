@@ -18,7 +18,8 @@ import (
 )
 
 // The MCP-aware part of the request path: the tool policy and the audit
-// trail (pkg/mcpguard) and the token exchange for downstream APIs.
+// trail (pkg/mcpguard), the token exchange for downstream APIs and the
+// routing of MCP sessions to their replica (pkg/mcpsession).
 
 // buildMCPGuard builds the audit logger and the guard and installs cfg's
 // policy in it.
