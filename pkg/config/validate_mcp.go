@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/headername"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppolicy"
 )
 
@@ -124,7 +125,7 @@ func validScopeToken(s string) bool {
 // headers, the forwarding headers the proxy rewrites and its identity
 // assertion. (The configurable identity headers are not compared here.)
 func reservedExchangeHeader(h string) bool {
-	n := strings.ReplaceAll(strings.ToLower(h), "_", "-")
+	n := headername.Normalize(h)
 	for _, prefix := range []string{"mcp-", "x-forwarded-", "proxy-", "sec-"} {
 		if strings.HasPrefix(n, prefix) {
 			return true
@@ -151,12 +152,11 @@ func validateTokenExchangeFit(c *Config, fld fieldPath) errorList {
 	if c.AuthMode != "oidc" {
 		errs.add(fld.Child("enabled"), "needs auth_mode oidc: the exchanged tokens are the logged-in users' (auth_mode is %q)", c.AuthMode)
 	}
-	norm := func(h string) string { return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(h)), "_", "-") }
-	want := norm(c.TokenExchange.Header)
+	want := strings.TrimSpace(c.TokenExchange.Header)
 	identityHeaders := []string{"X-User-ID", "X-User-Email", "X-User-Name", "X-User-Groups",
 		c.Headers.User, c.Headers.Email, c.Headers.Groups, c.Headers.Name, c.Headers.Username}
 	for _, h := range identityHeaders {
-		if h != "" && norm(h) == want {
+		if h != "" && headername.Same(strings.TrimSpace(h), want) {
 			errs.add(fld.Child("header"), "%q also carries the caller's identity (headers.*); choose another header", c.TokenExchange.Header)
 			break
 		}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/headername"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 )
 
@@ -140,7 +141,7 @@ func newHeaderPolicy(names HeaderNames, stripHeaders []string, assertion string)
 	}
 	add := func(list []string) {
 		for _, h := range list {
-			p.strip[normaliseHeader(h)] = struct{}{}
+			p.strip[headername.Normalize(h)] = struct{}{}
 		}
 	}
 	add(DefaultHeaderNames().all())
@@ -155,21 +156,6 @@ func newHeaderPolicy(names HeaderNames, stripHeaders []string, assertion string)
 	return p
 }
 
-// normaliseHeader folds case and treats "_" like "-", the two ways a client
-// can spell a header that some upstream stack will read as ours.
-func normaliseHeader(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b[i] = c + ('a' - 'A')
-		case c == '_':
-			b[i] = '-'
-		}
-	}
-	return string(b)
-}
-
 // maxNormalisedKey bounds the stack buffer used on the hot path; longer keys
 // take the allocating path.
 const maxNormalisedKey = 64
@@ -178,22 +164,11 @@ const maxNormalisedKey = 64
 // not allocate for keys up to maxNormalisedKey bytes.
 func (p *headerPolicy) matches(k string) bool {
 	if len(k) > maxNormalisedKey {
-		_, ok := p.strip[normaliseHeader(k)]
+		_, ok := p.strip[headername.Normalize(k)]
 		return ok
 	}
 	var buf [maxNormalisedKey]byte
-	b := buf[:len(k)]
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c >= 'A' && c <= 'Z':
-			c += 'a' - 'A'
-		case c == '_':
-			c = '-'
-		}
-		b[i] = c
-	}
-	_, ok := p.strip[string(b)]
+	_, ok := p.strip[string(headername.AppendNormalized(buf[:0], k))]
 	return ok
 }
 

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/audit"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/headername"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcpguard"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppath"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppolicy"
@@ -63,16 +63,14 @@ func (s *Server) applyMCPPolicy(cfg config.Config) error {
 func (s *Server) guardMCP(next http.Handler) http.Handler {
 	guarded := s.guard.Wrap(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.mcpPath.Match(r.URL) {
+		// Without a policy or auditing nothing is decided: skip the path
+		// match, which every proxied request would otherwise pay for.
+		if !s.guard.Active() || !s.mcpPath.Match(r.URL) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if r.Method == http.MethodGet && s.guard.Active() {
-			for k := range r.Header {
-				if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "Last-Event-ID") {
-					delete(r.Header, k)
-				}
-			}
+		if r.Method == http.MethodGet {
+			headername.Delete(r.Header, "Last-Event-ID")
 		}
 		guarded.ServeHTTP(w, r)
 	})

@@ -5,11 +5,11 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/headername"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 )
 
@@ -22,12 +22,11 @@ import (
 // can be had, the request is answered 502 token_exchange_failed (503 while
 // the session store is down) and next is not called.
 func (e *Exchanger) Middleware(next http.Handler) http.Handler {
-	target := headerForm(e.header)
-	authz := target == headerForm("Authorization")
+	authz := headername.Same(e.header, "Authorization")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		stripHeader(r.Header, target)
+		headername.Delete(r.Header, e.header)
 		if !authz {
-			stripHeader(r.Header, "authorization")
+			headername.Delete(r.Header, "Authorization")
 		}
 		subject, err := e.opts.Subject(r)
 		var tok string
@@ -45,21 +44,6 @@ func (e *Exchanger) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// headerForm is how a header name compares for stripping: lower case, with
-// '_' read as '-' (CGI-style servers map both to '_').
-func headerForm(name string) string {
-	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
-}
-
-// stripHeader deletes every field whose name has headerForm target.
-func stripHeader(h http.Header, target string) {
-	for k := range h {
-		if len(k) == len(target) && headerForm(k) == target {
-			delete(h, k)
-		}
-	}
 }
 
 // fail answers a request that gets no downstream token. The message says
