@@ -2,7 +2,6 @@ package oauth_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -214,25 +213,6 @@ func (fs *facadeStack) token(form url.Values) map[string]any {
 	return m
 }
 
-// payload is the access token's claims as sent (signature checked by
-// validate).
-func payload(t *testing.T, jws string) map[string]any {
-	t.Helper()
-	parts := strings.Split(jws, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWS: %q", jws)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // validate runs the resource server's validator on an access token.
 func (fs *facadeStack) validate(at string) *bearer.Token {
 	fs.t.Helper()
@@ -257,7 +237,7 @@ func TestFacadeTokensCarryKeptClaims(t *testing.T) {
 	clientID, m := fs.tokens(ck)
 	at := m["access_token"].(string)
 
-	raw := payload(t, at)
+	raw := oidcprovider.TokenClaims(t, at)
 	if ext, _ := raw["ext"].(map[string]any); !reflect.DeepEqual(ext, map[string]any{"department": "research"}) {
 		t.Fatalf("ext = %v, want the kept department only (client_id is reserved)", raw["ext"])
 	}
@@ -294,7 +274,7 @@ func TestFacadeTokensCarryKeptClaims(t *testing.T) {
 	fs.op.SetClaims(oidcprovider.DemoUserID, nil)
 	fs.clock.Advance(oauth.DefaultUpstreamRecheck)
 	m = fs.token(refreshForm(clientID, m["refresh_token"].(string)))
-	if raw := payload(t, m["access_token"].(string)); raw["ext"] != nil {
+	if raw := oidcprovider.TokenClaims(t, m["access_token"].(string)); raw["ext"] != nil {
 		t.Fatalf("ext after the provider dropped the claim: %v", raw["ext"])
 	}
 }

@@ -2,7 +2,6 @@ package tokenexchange
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -164,25 +163,6 @@ func token(t *testing.T, x *Exchanger, ctx context.Context, s Subject) string {
 	return tok
 }
 
-// jwtClaims decodes a JWT's payload (the provider signed it; this test
-// only reads it).
-func jwtClaims(t *testing.T, jwt string) map[string]any {
-	t.Helper()
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		t.Fatalf("exchanged token is not a JWT (%d parts)", len(parts))
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // TestExchangeAndCache: the exchanged token is the provider's JWT for the
 // audience and the user; the second request is served from the cache.
 func TestExchangeAndCache(t *testing.T) {
@@ -191,7 +171,7 @@ func TestExchangeAndCache(t *testing.T) {
 	x := e.exchanger(t, e.options(memoryStore(t, clk), clk))
 
 	tok := token(t, x, context.Background(), e.subject)
-	c := jwtClaims(t, tok)
+	c := oidcprovider.TokenClaims(t, tok)
 	if aud, _ := c["aud"].([]any); len(aud) != 1 || aud[0] != ordersAPI {
 		t.Fatalf("aud = %v, want [%s]", c["aud"], ordersAPI)
 	}
@@ -314,7 +294,7 @@ func TestRenewalBeforeExpiry(t *testing.T) {
 	x := e.exchanger(t, e.options(memoryStore(t, clk), clk))
 
 	first := token(t, x, context.Background(), e.subject)
-	exp, _ := jwtClaims(t, first)["exp"].(float64)
+	exp, _ := oidcprovider.TokenClaims(t, first)["exp"].(float64)
 	// The provider reports expires_in from real time; the exchanger counts
 	// from its own (fake) clock, which reads the same at the start.
 	// expires_in is 119s (the provider rounds down); with the 30s margin
@@ -472,7 +452,7 @@ func TestMiddlewareReplacesClientHeaders(t *testing.T) {
 				tok = strings.TrimPrefix(v, "Bearer ")
 				issued.Store(tok, true)
 			}
-			if aud, _ := jwtClaims(t, tok)["aud"].([]any); len(aud) != 1 || aud[0] != ordersAPI {
+			if aud, _ := oidcprovider.TokenClaims(t, tok)["aud"].([]any); len(aud) != 1 || aud[0] != ordersAPI {
 				t.Fatalf("forwarded token's aud = %v", aud)
 			}
 			want := tt.want(tok)

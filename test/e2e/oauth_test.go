@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -257,24 +256,6 @@ func oauthErrorCode(tb testing.TB, r response) string {
 	return e.Error
 }
 
-// jwtClaims decodes a JWT's payload without verifying it (the proxy does).
-func jwtClaims(tb testing.TB, raw string) map[string]any {
-	tb.Helper()
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		tb.Fatalf("access token is not a JWT (%d parts)", len(parts))
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		tb.Fatal(err)
-	}
-	return m
-}
-
 func audiences(c map[string]any) []string {
 	switch v := c["aud"].(type) {
 	case string:
@@ -386,7 +367,7 @@ func TestOAuthFacadeFlow(t *testing.T) {
 			if tok1.RefreshToken == "" {
 				t.Fatal("the façade issued no refresh token")
 			}
-			claims := jwtClaims(t, tok1.AccessToken)
+			claims := oidcprovider.TokenClaims(t, tok1.AccessToken)
 			if !slices.Contains(audiences(claims), endpoint) || claims["iss"] != a.URL || claims["sub"] != oidcprovider.DemoUserID {
 				t.Fatalf("access token claims = %v, want aud %s, iss %s, sub %s", claims, endpoint, a.URL, oidcprovider.DemoUserID)
 			}
@@ -610,7 +591,7 @@ func TestOAuthExternalMode(t *testing.T) {
 	}
 
 	demo := providerToken(t, e.idp, oidcprovider.DemoUsername, oidcprovider.DemoPassword)
-	if aud := audiences(jwtClaims(t, demo)); !slices.Contains(aud, externalResource) {
+	if aud := audiences(oidcprovider.TokenClaims(t, demo)); !slices.Contains(aud, externalResource) {
 		t.Fatalf("provider access token aud = %v, want %s", aud, externalResource)
 	}
 

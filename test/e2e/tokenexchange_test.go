@@ -30,7 +30,7 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 		if clientToken != "" && tok == clientToken {
 			t.Fatal("the MCP server received the client's own token")
 		}
-		c := jwtClaims(t, tok)
+		c := oidcprovider.TokenClaims(t, tok)
 		if aud := audiences(c); !slices.Equal(aud, []string{downstreamAudience}) {
 			t.Errorf("exchanged token aud = %v, want [%s]", aud, downstreamAudience)
 		}

@@ -94,7 +94,7 @@ func TestTokenExchange(t *testing.T) {
 				t.Fatalf("expires_in = %v", body["expires_in"])
 			}
 			access, _ := body["access_token"].(string)
-			c := claims(t, access)
+			c := oidcprovider.TokenClaims(t, access)
 			if c["sub"] != oidcprovider.DemoUserID || c["iss"] != p.Issuer() || c["scope"] != "orders.read orders.write" {
 				t.Fatalf("exchanged token claims = %v", c)
 			}

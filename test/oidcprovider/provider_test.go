@@ -2,7 +2,6 @@ package oidcprovider_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,23 +48,6 @@ func config(d discovery, secret string) *oauth2.Config {
 		RedirectURL:  callback,
 		Scopes:       []string{"openid", "profile", "email", "offline_access"},
 	}
-}
-
-func claims(t *testing.T, idToken string) map[string]any {
-	t.Helper()
-	parts := strings.Split(idToken, ".")
-	if len(parts) != 3 {
-		t.Fatalf("id_token has %d parts", len(parts))
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // login runs the code flow with PKCE and returns the token.
@@ -118,7 +100,7 @@ func TestCodeFlowRefreshRotationAndRevocation(t *testing.T) {
 				t.Fatalf("access token lifetime %v, want about 2s", ttl)
 			}
 			idToken, _ := tok.Extra("id_token").(string)
-			c := claims(t, idToken)
+			c := oidcprovider.TokenClaims(t, idToken)
 			if c["sub"] != oidcprovider.DemoUserID || c["email"] != oidcprovider.DemoEmail || c["nonce"] != "n0nce" {
 				t.Fatalf("claims = %v", c)
 			}
@@ -186,7 +168,7 @@ func TestMinimalIDTokenAndUserinfo(t *testing.T) {
 	cfg := config(d, "s")
 	tok := login(t, p, cfg)
 	idToken, _ := tok.Extra("id_token").(string)
-	if c := claims(t, idToken); c["email"] != nil || c["groups"] != nil {
+	if c := oidcprovider.TokenClaims(t, idToken); c["email"] != nil || c["groups"] != nil {
 		t.Fatalf("minimal id token carries profile claims: %v", c)
 	}
 	resp, err := cfg.Client(context.Background(), tok).Get(d.UserinfoURL)
@@ -298,7 +280,7 @@ func TestDisableUserAndSetGroups(t *testing.T) {
 		t.Fatalf("refresh: %v", err)
 	}
 	idt, _ := tok.Extra("id_token").(string)
-	if got := fmt.Sprint(claims(t, idt)["groups"]); got != "[contractors]" {
+	if got := fmt.Sprint(oidcprovider.TokenClaims(t, idt)["groups"]); got != "[contractors]" {
 		t.Fatalf("groups in the refreshed ID token = %s, want [contractors]", got)
 	}
 
