@@ -137,8 +137,12 @@ for ipt in iptables ip6tables; do
 		kube_chains=$("$ipt" -w 5 -t "$table" -S | awk '$1 == "-N" && $2 ~ /^KUBE-/ { print $2 }')
 		for chain in $kube_chains; do "$ipt" -w 5 -t "$table" -F "$chain"; done
 		for chain in $kube_chains; do "$ipt" -w 5 -t "$table" -X "$chain"; done
+		# The rules are read whole before grep looks at them: grep -q quits
+		# at its first match, and a writer still writing then dies of
+		# SIGPIPE, which pipefail would turn into the opposite answer.
+		rules=$("$ipt" -w 5 -t "$table" -S 2>/dev/null) || rules=
 		if [[ $("$ipt" -V) == *nf_tables* ]] &&
-			! "$ipt" -w 5 -t "$table" -S | grep -qv '^-P [A-Z]* ACCEPT$'; then
+			! grep -qv '^-P [A-Z]* ACCEPT$' <<<"$rules"; then
 			nft delete table "$family" "$table" 2>/dev/null || true
 		fi
 	done

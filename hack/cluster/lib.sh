@@ -71,7 +71,7 @@ pid_of() {
 	[[ -f $f ]] || return 0
 	pid=$(<"$f")
 	[[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 0
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(<"$PIDS/$1.cmd")" 2>/dev/null || return 0
+	[[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$(<"$PIDS/$1.cmd")"* ]] || return 0
 	echo "$pid"
 }
 

@@ -79,7 +79,7 @@ import_images() {
 	else
 		log "imported $n image tarball(s) from $IMAGES"
 	fi
-	ctr_k8s images check "name==$SANDBOX_IMAGE" 2>/dev/null | grep -q "$SANDBOX_IMAGE" ||
+	[[ $(ctr_k8s images check "name==$SANDBOX_IMAGE" 2>/dev/null) == *"$SANDBOX_IMAGE"* ]] ||
 		log "WARNING: the sandbox image $SANDBOX_IMAGE is not in containerd; no pod can start (run make images)"
 }
 
@@ -135,7 +135,7 @@ else
 	log "WARNING: br_netfilter is not available; pod-to-Service-to-pod traffic on the bridge may fail"
 fi
 ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
-ip addr show dev "$BRIDGE" | grep -qF " $NODE_IP/24 " || ip addr add "$NODE_IP/24" dev "$BRIDGE"
+[[ $(ip addr show dev "$BRIDGE") == *" $NODE_IP/24 "* ]] || ip addr add "$NODE_IP/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 printf 'nameserver %s\noptions ndots:1 timeout:1 attempts:1\n' "$NODE_IP" >"$STATE/resolv.conf"
 

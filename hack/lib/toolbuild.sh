@@ -170,7 +170,11 @@ build_kube_command() {
 		die "building $name $version failed (module in $dir)"
 	if [[ $name == kubectl ]]; then
 		# kubectl has no --version; its client version line says the same.
-		got=$("$BIN_DIR/$name.new" version --client 2>&1 | head -1) || die "$name version failed: $got"
+		# The whole output is read before taking the first line: piping it
+		# into head made kubectl die of SIGPIPE on its second line whenever
+		# head exited first, which pipefail reported as a failed build.
+		got=$("$BIN_DIR/$name.new" version --client 2>&1) || die "$name version failed: $got"
+		got=${got%%$'\n'*}
 		want="Client Version: $version"
 	else
 		got=$("$BIN_DIR/$name.new" --version 2>&1) || die "$name --version failed: $got"
