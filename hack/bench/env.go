@@ -98,6 +98,10 @@ func repoRoot() (string, error) {
 	return "", errors.New("no go.mod above the working directory; run from the repository")
 }
 
+// sidecarTags are the Makefile's SIDECAR_TAGS: the release binary's size
+// depends on them.
+const sidecarTags = "grpcnotrace"
+
 // build compiles the sidecar exactly as `make build` does (so its size is
 // the release size) and the bare reverse proxy, into o.work.
 func (e *env) build(ctx context.Context) error {
@@ -107,12 +111,12 @@ func (e *env) build(ctx context.Context) error {
 	e.proxyBin = e.o.proxyBin
 	if e.proxyBin == "" {
 		e.proxyBin = filepath.Join(e.o.work, "mcp-oidc-proxy")
-		if err := goBuild(ctx, e.root, e.proxyBin, "./cmd/mcp-oidc-proxy", "-s -w"); err != nil {
+		if err := goBuild(ctx, e.root, e.proxyBin, "./cmd/mcp-oidc-proxy", sidecarTags, "-s -w"); err != nil {
 			return err
 		}
 	}
 	e.bareBin = filepath.Join(e.o.work, "bareproxy")
-	if err := goBuild(ctx, e.root, e.bareBin, "./hack/bench/bareproxy", ""); err != nil {
+	if err := goBuild(ctx, e.root, e.bareBin, "./hack/bench/bareproxy", "", ""); err != nil {
 		return err
 	}
 	e.o2pBin = e.o.oauth2Proxy
@@ -128,10 +132,13 @@ func (e *env) build(ctx context.Context) error {
 	return nil
 }
 
-func goBuild(ctx context.Context, root, out, pkg, ldflags string) error {
+func goBuild(ctx context.Context, root, out, pkg, tags, ldflags string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	args := []string{"build", "-trimpath"}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
 	if ldflags != "" {
 		args = append(args, "-ldflags", ldflags)
 	}

@@ -20,6 +20,7 @@ type dockerfile struct {
 	BuildEnv   []string // VAR=value words before `go build`
 	BuildFlags []string // flags of `go build` without values, e.g. -trimpath
 	LDFlags    string
+	Tags       string
 	Output     string // -o
 	Package    string // the last argument of go build
 	CopyFrom   string // COPY --from=<stage> source in the final stage
@@ -91,13 +92,16 @@ func (d *dockerfile) parseGoBuild(cmd string) error {
 	args := words[i+2:]
 	for j := 0; j < len(args); j++ {
 		switch a := args[j]; {
-		case a == "-ldflags" || a == "-o":
+		case a == "-ldflags" || a == "-o" || a == "-tags":
 			if j+1 >= len(args) {
 				return fmt.Errorf("RUN %s: %s without a value", cmd, a)
 			}
-			if a == "-o" {
+			switch a {
+			case "-o":
 				d.Output = args[j+1]
-			} else {
+			case "-tags":
+				d.Tags = args[j+1]
+			default:
 				d.LDFlags = args[j+1]
 			}
 			j++
@@ -231,6 +235,7 @@ func compareSpec(t *testing.T, s Spec, d dockerfile) []string {
 	check("binary path", s.Binary, d.Binary)
 	check("entrypoint", []string{s.Binary}, d.Entrypoint)
 	check("-ldflags", s.LDFlags, d.LDFlags)
+	check("-tags", s.Tags, d.Tags)
 	check("package", s.Package, d.Package)
 	check("COPY source is the go build output", d.Output, d.CopyFrom)
 	if !slices.Contains(d.BuildEnv, "CGO_ENABLED=0") || !slices.Contains(BuildEnv("amd64"), "CGO_ENABLED=0") {

@@ -28,6 +28,7 @@ type Spec struct {
 	Tag        string   // fixed tag; empty means the release version
 	Package    string   // Go main package, e.g. ./cmd/mcp-oidc-proxy
 	LDFlags    string   // -ldflags; ${VERSION} is replaced by the tag
+	Tags       string   // -tags, comma-separated; empty for none
 	Binary     string   // path of the binary in the image
 	User       string   // USER
 	Ports      []string // EXPOSE, e.g. 15080 (tcp is implied)
@@ -44,7 +45,9 @@ func Specs() []Spec {
 			File: "mcp-oidc-proxy", Repository: Registry + "/mcp-oidc-proxy",
 			Package: "./cmd/mcp-oidc-proxy", Binary: "/mcp-oidc-proxy",
 			LDFlags: "-s -w -X github.com/mcp-oidc-proxy/mcp-oidc-proxy/cmd/mcp-oidc-proxy/app.Version=${VERSION}",
-			User:    "65532:65532", Ports: []string{"15080", "15090"}, Base: true,
+			// Leaves grpc's golang.org/x/net/trace out (see the Makefile).
+			Tags: "grpcnotrace",
+			User: "65532:65532", Ports: []string{"15080", "15090"}, Base: true,
 			Dockerfile: "Dockerfile.sidecar",
 		},
 		{
@@ -109,9 +112,13 @@ func (s Spec) Env() []string {
 }
 
 // BuildArgs are the `go build` arguments, as in the Dockerfiles:
-// -trimpath and the spec's -ldflags (CGO_ENABLED=0 is in BuildEnv).
+// -trimpath, the spec's -tags and -ldflags (CGO_ENABLED=0 is in BuildEnv).
 func (s Spec) BuildArgs(version, out string) []string {
-	return []string{"build", "-trimpath", "-ldflags", s.LDFlagsFor(version), "-o", out, s.Package}
+	args := []string{"build", "-trimpath"}
+	if s.Tags != "" {
+		args = append(args, "-tags", s.Tags)
+	}
+	return append(args, "-ldflags", s.LDFlagsFor(version), "-o", out, s.Package)
 }
 
 // BuildEnv is added to the environment of `go build`: a static binary for

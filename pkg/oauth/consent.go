@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -24,30 +24,6 @@ type consentRecord struct {
 
 func consentKey(subject, clientID string) string {
 	return keyConsent + hashOf(subject) + ":" + hashOf(clientID)
-}
-
-var consentTemplate = template.Must(template.New("consent").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Authorize {{.ClientName}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#222}
-code{background:#f3f3f3;padding:0 .2rem}button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.5rem}</style>
-</head><body>
-<h1>Authorize access</h1>
-<p><strong>{{.ClientName}}</strong> wants to access <code>{{.Resource}}</code> as <strong>{{.User}}</strong>.</p>
-<p>After you approve, you will be sent to <code>{{.RedirectHost}}</code>.</p>
-{{if .Scopes}}<p>Requested permissions:</p><ul>{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>{{end}}
-<form method="post" action="{{.Action}}">
-<input type="hidden" name="request" value="{{.RequestID}}">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
-<button type="submit" name="action" value="approve" id="approve">Approve</button>
-<button type="submit" name="action" value="deny" id="deny">Deny</button>
-</form>
-</body></html>
-`))
-
-type consentView struct {
-	ClientName, Resource, User, RedirectHost, Action, RequestID, CSRF string
-	Scopes                                                            []string
 }
 
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
@@ -137,7 +113,7 @@ func (s *Server) consentGet(w http.ResponseWriter, r *http.Request, user *identi
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self' "+formActionSource(req.RedirectURI))
 	w.WriteHeader(http.StatusOK)
-	err = consentTemplate.Execute(w, consentView{
+	_, err = io.WriteString(w, consentPage(consentView{
 		ClientName:   name,
 		Resource:     req.Resource,
 		User:         who,
@@ -146,7 +122,7 @@ func (s *Server) consentGet(w http.ResponseWriter, r *http.Request, user *identi
 		RequestID:    id,
 		CSRF:         csrf,
 		Scopes:       req.Scopes,
-	})
+	}))
 	if err != nil {
 		s.logFor(r.Context()).Warn("oauth: render consent page", zap.Error(err))
 	}
