@@ -202,9 +202,9 @@ type exchange struct {
 	// pending are the audit entries of forwarded requests, by idKey,
 	// waiting for their answer.
 	pending map[string]*audit.Entry
-	// lists maps the idKey of each forwarded list request to the
-	// governed method its items are decided by.
-	lists map[string]string
+	// lists maps the idKey of each forwarded list request to what its
+	// answer lists.
+	lists map[string]*listKind
 	// denials are the proxy's own answers to denied requests of a
 	// forwarded batch, merged into the upstream's response.
 	denials [][]byte
@@ -283,8 +283,8 @@ func (x *exchange) decide(next http.Handler, w http.ResponseWriter, b *body) {
 	var denials [][]byte
 	for i := range b.msgs {
 		m := &b.msgs[i]
-		if m.kind == kindNotification && governed(m.method) && x.bind != nil {
-			// A governed method sent without an id still runs on a
+		if m.kind == kindNotification && m.decided && x.bind != nil {
+			// A decided method sent without an id still runs on a
 			// lenient server, it just gets no answer: decide it too, and
 			// drop it silently when denied.
 			allow, rule := x.decideOne(m)
@@ -300,13 +300,13 @@ func (x *exchange) decide(next http.Handler, w http.ResponseWriter, b *body) {
 			continue
 		}
 		e := x.entry(m)
-		if gm, ok := listGoverns(m.method); ok && x.bind != nil {
+		if lk, ok := listKinds[m.method]; ok && x.bind != nil {
 			if x.lists == nil {
-				x.lists = map[string]string{}
+				x.lists = map[string]*listKind{}
 			}
-			x.lists[m.idKey] = gm
+			x.lists[m.idKey] = lk
 		}
-		if !governed(m.method) {
+		if !m.decided {
 			e.Decision = audit.DecisionUngoverned
 			x.wait(m, e)
 			forward = append(forward, m.raw)
@@ -359,12 +359,17 @@ func (x *exchange) decide(next http.Handler, w http.ResponseWriter, b *body) {
 }
 
 // decideOne asks the policy; a request without a name, with malformed
-// params or whose evaluation failed is denied.
+// params or whose evaluation failed is denied. Completions are decided by
+// whether the prompt or resource template would be listed (methods.go);
+// they have no deciding rule to report.
 func (x *exchange) decideOne(m *message) (bool, string) {
-	if !m.hasName || m.badParams {
+	if !m.hasName || m.badParams || m.target == "" {
 		return false, ""
 	}
-	d := x.bind.Decide(&mcppolicy.Request{Method: m.method, Name: m.name, Arguments: m.args})
+	if m.method == methodComplete {
+		return x.bind.Visible(m.target, m.name), ""
+	}
+	d := x.bind.Decide(&mcppolicy.Request{Method: m.target, Name: m.name, Arguments: m.args})
 	if d.Err != nil {
 		x.g.log.Error("MCP policy: rule failed to evaluate; request denied", requestid.LogField(x.r.Context()),
 			zap.String("method", m.method), zap.String("rule", d.Rule), zap.Error(d.Err))
@@ -375,17 +380,21 @@ func (x *exchange) decideOne(m *message) (bool, string) {
 
 func denialMessage(m *message) string {
 	what := "tool"
-	switch m.method {
+	switch m.target {
 	case mcppolicy.MethodPromptsGet:
 		what = "prompt"
 	case mcppolicy.MethodResourcesRead:
 		what = "resource"
 	}
-	if !m.hasName {
+	switch {
+	case m.method == methodComplete && (m.target == "" || !m.hasName):
+		return m.method + " request without a valid ref (a ref/prompt with a name or a ref/resource with a uri): not allowed by this server's policy"
+	case !m.hasName:
 		return fmt.Sprintf("%s request without a valid name: not allowed by this server's policy", m.method)
-	}
-	if m.badParams {
+	case m.badParams:
 		return fmt.Sprintf("%s %q: malformed arguments are not allowed by this server's policy", what, m.name)
+	case m.method == methodComplete:
+		return fmt.Sprintf("completion for %s %q is not allowed by this server's policy", what, m.name)
 	}
 	return fmt.Sprintf("%s %q is not allowed by this server's policy", what, m.name)
 }
@@ -481,28 +490,6 @@ func callerOf(id *identity.Identity, tok *bearer.Token) *mcppolicy.Caller {
 		}
 	}
 	return c
-}
-
-// governed reports whether method is decided by name.
-func governed(method string) bool {
-	switch method {
-	case mcppolicy.MethodToolsCall, mcppolicy.MethodPromptsGet, mcppolicy.MethodResourcesRead:
-		return true
-	}
-	return false
-}
-
-// listGoverns maps a list method to the governed method deciding its items.
-func listGoverns(method string) (string, bool) {
-	switch method {
-	case "tools/list":
-		return mcppolicy.MethodToolsCall, true
-	case "prompts/list":
-		return mcppolicy.MethodPromptsGet, true
-	case "resources/list":
-		return mcppolicy.MethodResourcesRead, true
-	}
-	return "", false
 }
 
 // Header names of MCP 2026-07-28.

@@ -83,10 +83,12 @@ func (r *recorder) all() []audit.Entry {
 	return slices.Clone(r.entries)
 }
 
-// policy: alice may use everything, bob only echo and the gate.
+// policy: alice may use everything, bob only echo, the gate, the greeting
+// prompt and the public resources.
 var policy = fakePolicy{
-	"alice": {"whoami", "echo", "countdown", "ticks", "gate", "greeting", "secret-prompt", "file:///public.txt", "file:///secret.txt"},
-	"bob":   {"echo", "gate", "greeting", "file:///public.txt"},
+	"alice": {"whoami", "echo", "countdown", "ticks", "gate", "greeting", "secret-prompt", "file:///public.txt", "file:///secret.txt",
+		"file:///public/{name}", "file:///secret/{name}"},
+	"bob": {"echo", "gate", "greeting", "file:///public.txt", "file:///public/{name}"},
 }
 
 // upstream is the real SDK server behind httputil.ReverseProxy, with the
@@ -143,6 +145,14 @@ func newUpstream(t *testing.T, mode serverMode) *upstream {
 			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, Text: uri}}}, nil
 		})
 	}
+	u.serve(t, s, mode)
+	return u
+}
+
+// serve puts the SDK server s behind a reverse proxy with the guard in
+// front, recording the POST bodies that reach s.
+func (u *upstream) serve(t *testing.T, s *mcp.Server, mode serverMode) {
+	t.Helper()
 	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s },
 		&mcp.StreamableHTTPOptions{Stateless: mode.stateless, JSONResponse: mode.json})
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -164,7 +174,6 @@ func newUpstream(t *testing.T, mode serverMode) *upstream {
 	front := httptest.NewServer(authenticate(u.guard.Wrap(rp)))
 	t.Cleanup(front.Close)
 	u.url = front.URL
-	return u
 }
 
 // authenticate plays the authentication middleware: X-Test-User names the

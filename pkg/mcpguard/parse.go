@@ -45,13 +45,21 @@ type message struct {
 	// responses whatever its spelling.
 	id    json.RawMessage
 	idKey string
+	// decided: the policy decides this method (methods.go).
+	decided bool
+	// target is the governed method whose rules decide the message: the
+	// method itself, resources/read for resources/subscribe, and for
+	// completion/complete the one its ref names ("" when it names none,
+	// which is denied).
+	target string
 	// hasName and name: the tool or prompt name or resource URI of a
-	// governed request (params.name, params.uri), when it is a string.
+	// decided request (params.name, params.uri, params.ref.name or
+	// params.ref.uri), when it is a string.
 	hasName bool
 	name    string
 	// args are params.arguments of tools/call and prompts/get.
 	args map[string]any
-	// badParams: a governed request whose params or arguments have the
+	// badParams: a decided request whose params or arguments have the
 	// wrong type; it is denied.
 	badParams bool
 }
@@ -111,8 +119,10 @@ func parseBody(b []byte) (*body, error) {
 // Known member names, matched exactly; a key equal to one of them only
 // ignoring case is refused.
 var (
-	topKeys    = []string{"jsonrpc", "method", "id", "params", "result", "error"}
-	paramsKeys = []string{"name", "arguments", "uri", "_meta"}
+	topKeys      = []string{"jsonrpc", "method", "id", "params", "result", "error"}
+	paramsKeys   = []string{"name", "arguments", "uri", "_meta"}
+	completeKeys = []string{"ref", "argument", "context", "_meta"}
+	refKeys      = []string{"type", "name", "uri"}
 )
 
 func parseMessage(raw []byte) (message, error) {
@@ -145,7 +155,7 @@ func parseMessage(raw []byte) (message, error) {
 	default:
 		return m, fmt.Errorf("%w: neither a request, a notification nor a response", errInvalid)
 	}
-	if !governed(m.method) {
+	if m.decided = decided(m.method); !m.decided {
 		return m, nil
 	}
 	params, ok := top["params"]
@@ -157,19 +167,22 @@ func parseMessage(raw []byte) (message, error) {
 		m.badParams = true
 		return m, nil
 	}
+	if m.method == methodComplete {
+		return m, m.parseRef(p)
+	}
+	m.target = m.method
+	if m.method == methodSubscribe {
+		m.target = mcppolicy.MethodResourcesRead
+	}
 	if err := nearMiss(p, paramsKeys); err != nil {
 		return m, err
 	}
 	nameKey := "name"
-	if m.method == mcppolicy.MethodResourcesRead {
+	if m.target == mcppolicy.MethodResourcesRead {
 		nameKey = "uri"
 	}
-	if n, ok := p[nameKey]; ok && isString(n) {
-		if err := json.Unmarshal(n, &m.name); err == nil {
-			m.hasName = true
-		}
-	}
-	if a, ok := p["arguments"]; ok && m.method != mcppolicy.MethodResourcesRead && !isNull(a) {
+	m.setName(p[nameKey])
+	if a, ok := p["arguments"]; ok && m.target != mcppolicy.MethodResourcesRead && !isNull(a) {
 		d := json.NewDecoder(bytes.NewReader(a))
 		d.UseNumber()
 		if err := d.Decode(&m.args); err != nil || m.args == nil {
@@ -177,6 +190,48 @@ func parseMessage(raw []byte) (message, error) {
 		}
 	}
 	return m, nil
+}
+
+// parseRef reads what a completion/complete completes: params.ref, a
+// ref/prompt with a name or a ref/resource with a (template) uri. Any
+// other shape leaves the message without a target or name, so it is
+// denied; a member spelt with another case is refused outright.
+func (m *message) parseRef(p map[string]json.RawMessage) error {
+	if err := nearMiss(p, completeKeys); err != nil {
+		return err
+	}
+	raw, ok := p["ref"]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	var ref map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &ref); err != nil || ref == nil {
+		m.badParams = true
+		return nil
+	}
+	if err := nearMiss(ref, refKeys); err != nil {
+		return err
+	}
+	var typ string
+	if t, ok := ref["type"]; !ok || !isString(t) || json.Unmarshal(t, &typ) != nil {
+		return nil
+	}
+	switch typ {
+	case "ref/prompt":
+		m.target = mcppolicy.MethodPromptsGet
+		m.setName(ref["name"])
+	case "ref/resource":
+		m.target = mcppolicy.MethodResourcesRead
+		m.setName(ref["uri"])
+	}
+	return nil
+}
+
+// setName takes raw as the message's name when it is a JSON string.
+func (m *message) setName(raw json.RawMessage) {
+	if isString(raw) && json.Unmarshal(raw, &m.name) == nil {
+		m.hasName = true
+	}
 }
 
 // nearMiss refuses keys that equal a known member name only ignoring case

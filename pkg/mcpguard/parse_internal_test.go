@@ -77,6 +77,10 @@ func FuzzParseBody(f *testing.F) {
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\u212aelvin"}}`,
 		`{"jsonrpc":"2.0","id":1,"result":{}}`,
 		`[]`, `{}`, `null`, `[{}]`,
+		`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"a","value":""}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///{x}","URI":"y"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"Ref":{"type":"ref/prompt","name":"p"}}}`,
+		`{"jsonrpc":"2.0","method":"resources/subscribe","params":{"uri":"file:///a"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -97,6 +101,7 @@ func FuzzParseBody(f *testing.F) {
 				Params struct {
 					Name string
 					URI  string
+					Ref  struct{ Type, Name, URI string }
 				}
 			}
 			if err := json.Unmarshal(m.raw, &lenient); err != nil {
@@ -105,14 +110,28 @@ func FuzzParseBody(f *testing.F) {
 			if m.kind != kindResponse && lenient.Method != m.method {
 				t.Fatalf("method %q decided, %q read leniently from %q", m.method, lenient.Method, m.raw)
 			}
-			if governed(m.method) && m.hasName {
-				want := lenient.Params.Name
-				if m.method == "resources/read" {
-					want = lenient.Params.URI
+			if m.kind != kindResponse && m.decided != decided(m.method) {
+				t.Fatalf("%s: decided = %v", m.method, m.decided)
+			}
+			if !m.decided || !m.hasName || m.target == "" {
+				continue // undecided, or denied for want of a name
+			}
+			want := lenient.Params.Name
+			switch {
+			case m.method == methodComplete:
+				ref := lenient.Params.Ref
+				want = ref.Name
+				if ref.Type == "ref/resource" {
+					want = ref.URI
 				}
-				if want != m.name {
-					t.Fatalf("name %q decided, %q read leniently from %q", m.name, want, m.raw)
+				if wantTarget := map[string]string{"ref/prompt": "prompts/get", "ref/resource": "resources/read"}[ref.Type]; wantTarget != m.target {
+					t.Fatalf("completion decided as %q, ref type %q read leniently from %q", m.target, ref.Type, m.raw)
 				}
+			case m.target == "resources/read":
+				want = lenient.Params.URI
+			}
+			if want != m.name {
+				t.Fatalf("name %q decided, %q read leniently from %q", m.name, want, m.raw)
 			}
 		}
 	})

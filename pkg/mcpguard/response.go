@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcppolicy"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
 )
 
@@ -303,9 +302,9 @@ func (w *responseWriter) rewriteBody(b []byte) ([]byte, error) {
 func (w *responseWriter) replaceLists(why string) {
 	x := w.x
 	var parts [][]byte
-	for key, gm := range x.lists {
+	for key, lk := range x.lists {
 		code := CodeListUnfiltered
-		parts = append(parts, errorResponse(rawID(key), code, listName(gm)+" response "+why))
+		parts = append(parts, errorResponse(rawID(key), code, lk.method+" response "+why))
 		x.answered(key, &code)
 	}
 	x.lists = nil
@@ -330,16 +329,6 @@ func rawID(key string) json.RawMessage {
 		return json.RawMessage(key[1:])
 	}
 	return json.RawMessage("null")
-}
-
-func listName(governed string) string {
-	switch governed {
-	case mcppolicy.MethodPromptsGet:
-		return "prompts/list"
-	case mcppolicy.MethodResourcesRead:
-		return "resources/list"
-	}
-	return "tools/list"
 }
 
 // forEachResponse calls f for every message of a JSON-RPC body (one
@@ -388,11 +377,11 @@ func (x *exchange) seen(raw []byte) []byte {
 	if key, ok := x.ambiguousList(m); ok {
 		// A lenient client could take m for the list's answer although
 		// the filter does not read it so: it is not shown.
-		gm := x.lists[key]
+		lk := x.lists[key]
 		delete(x.lists, key)
 		code := CodeListUnfiltered
 		x.answered(key, &code)
-		return errorResponse(rawID(key), code, listName(gm)+" response could not be filtered (its member names or id are ambiguous)")
+		return errorResponse(rawID(key), code, lk.method+" response could not be filtered (its member names or id are ambiguous)")
 	}
 	id, ok := m["id"]
 	if !ok {
@@ -411,10 +400,10 @@ func (x *exchange) seen(raw []byte) []byte {
 		code = &eo.Code
 	}
 	var out []byte
-	if gm, ok := x.lists[key]; ok {
+	if lk, ok := x.lists[key]; ok {
 		delete(x.lists, key)
 		if res, ok := m["result"]; ok && code == nil {
-			filtered, err := x.filterResult(res, gm)
+			filtered, err := x.filterResult(res, lk)
 			if err == nil {
 				m["result"] = filtered
 				out, err = marshalObject(m)
@@ -422,7 +411,7 @@ func (x *exchange) seen(raw []byte) []byte {
 			if err != nil {
 				c := CodeListUnfiltered
 				code = &c
-				out = errorResponse(id, c, listName(gm)+" response could not be filtered ("+err.Error()+")")
+				out = errorResponse(id, c, lk.method+" response could not be filtered ("+err.Error()+")")
 			}
 		}
 	}
@@ -502,18 +491,12 @@ func jsNumberKey(raw json.RawMessage) (string, bool) {
 // filterResult drops the items the caller may not use from a list result
 // and marks it private: what a caller sees depends on who they are, so it
 // must not be cached for others (an absent cacheScope means public).
-func (x *exchange) filterResult(res json.RawMessage, gm string) (json.RawMessage, error) {
+func (x *exchange) filterResult(res json.RawMessage, lk *listKind) (json.RawMessage, error) {
 	var r map[string]json.RawMessage
 	if err := json.Unmarshal(res, &r); err != nil || r == nil {
 		return nil, fmt.Errorf("result is not an object")
 	}
-	itemsKey, nameKey := "tools", "name"
-	switch gm {
-	case mcppolicy.MethodPromptsGet:
-		itemsKey = "prompts"
-	case mcppolicy.MethodResourcesRead:
-		itemsKey, nameKey = "resources", "uri"
-	}
+	itemsKey, nameKey := lk.items, lk.name
 	if nearMiss(r, []string{itemsKey}) != nil {
 		return nil, fmt.Errorf("%s is also spelt with another case", itemsKey)
 	}
@@ -532,7 +515,7 @@ func (x *exchange) filterResult(res json.RawMessage, gm string) (json.RawMessage
 			if nearMiss(o, []string{nameKey}) != nil {
 				continue // another name spelt "Name": which one a client shows is unknown
 			}
-			if x.bind.Visible(gm, name) {
+			if x.bind.Visible(lk.decided, name) {
 				kept = append(kept, it)
 			}
 		}

@@ -144,9 +144,9 @@ func (f *sseFilter) tooLarge(ended bool) {
 // in place of an answer the filter cannot read as a client would.
 func (f *sseFilter) refuseLists(why string) {
 	x := f.w.x
-	for key, gm := range x.lists {
+	for key, lk := range x.lists {
 		code := CodeListUnfiltered
-		f.out(sseMessage(errorResponse(rawID(key), code, listName(gm)+" response "+why)))
+		f.out(sseMessage(errorResponse(rawID(key), code, lk.method+" response "+why)))
 		x.answered(key, &code)
 	}
 	x.lists = nil

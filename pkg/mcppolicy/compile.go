@@ -255,7 +255,7 @@ func impossibleValues(e ast.Expr) []string {
 			switch {
 			case !ok:
 			case s.isVar(args[i], VarMethod) && !Governed(v):
-				out = append(out, fmt.Sprintf("method is never %q: rules decide only tools/call, prompts/get and resources/read (a tools/list is filtered with the tools/call rules)", v))
+				out = append(out, fmt.Sprintf("method is never %q: rules decide only tools/call, prompts/get and resources/read (a tools/list is filtered with the tools/call rules; completion/complete and resources/subscribe are decided with the prompts/get and resources/read rules)", v))
 			case s.isVar(args[i], VarAuth) && v != AuthCookie && v != AuthBearer:
 				out = append(out, fmt.Sprintf("auth is never %q, only %q or %q", v, AuthCookie, AuthBearer))
 			}

@@ -8,29 +8,17 @@ import (
 	"github.com/google/cel-go/interpreter"
 )
 
-// Governed reports whether the policy decides requests of method: only
-// tools/call, prompts/get and resources/read name something to govern.
+// Governed reports whether rules are written for method: tools/call,
+// prompts/get and resources/read. The MCP middleware (pkg/mcpguard) also
+// decides the methods that reach the same things by name with these rules
+// (completion/complete, resources/subscribe) and filters lists with
+// Visible.
 func Governed(method string) bool {
 	switch method {
 	case MethodToolsCall, MethodPromptsGet, MethodResourcesRead:
 		return true
 	}
 	return false
-}
-
-// ListGoverns returns the governed method whose items a list method lists
-// (tools/list -> tools/call, prompts/list -> prompts/get, resources/list ->
-// resources/read): a list response is filtered with Visible for that method.
-func ListGoverns(listMethod string) (method string, ok bool) {
-	switch listMethod {
-	case "tools/list":
-		return MethodToolsCall, true
-	case "prompts/list":
-		return MethodPromptsGet, true
-	case "resources/list":
-		return MethodResourcesRead, true
-	}
-	return "", false
 }
 
 // Bound is a policy bound to one caller: the caller's CEL values are built

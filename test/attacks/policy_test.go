@@ -426,6 +426,9 @@ func policyCases() []attack {
 		return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":` + params + `}`
 	}
 	v2026 := []string{"MCP-Protocol-Version: " + protocol2026}
+	complete := func(ref string) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":` + ref + `,"argument":{"name":"a","value":""}}}`
+	}
 	return []attack{
 		// Baseline.
 		{name: "policy: tools/call of a denied tool", send: post(countdown), want: denied("1")},
@@ -464,6 +467,24 @@ func policyCases() []attack {
 		{name: "policy: absolute-form request target", send: func(t *testing.T, f *fixture) response {
 			return f.rpcRaw(t, http.MethodPost, "http://"+f.host+"/mcp", countdown)
 		}, want: denied("1")},
+
+		// Methods that reach a prompt or resource by name are decided by
+		// the same rules (pkg/mcpguard/methods.go); the example server
+		// has no completions, so a forwarded one would answer
+		// method-not-found, not the policy's -32602.
+		{name: "policy: completion/complete for a denied prompt", send: post(complete(`{"type":"ref/prompt","name":"countdown"}`)), want: denied("1")},
+		{name: "policy: completion/complete for a denied resource template", send: post(complete(`{"type":"ref/resource","uri":"countdown"}`)), want: denied("1")},
+		{name: "policy: completion/complete with a ref of another type", send: post(complete(`{"type":"ref/tool","name":"whoami"}`)), want: denied("1")},
+		{name: "policy: completion/complete with the prompt's name under uri", send: post(complete(`{"type":"ref/prompt","uri":"whoami"}`)), want: denied("1")},
+		{name: "policy: completion/complete with Ref", send: post(strings.Replace(complete(`{"type":"ref/prompt","name":"countdown"}`), `"ref"`, `"Ref"`, 1)),
+			want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: completion/complete with Name in the ref", send: post(complete(`{"type":"ref/prompt","name":"whoami","Name":"countdown"}`)),
+			want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: resources/subscribe to a denied resource", send: post(`{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"countdown"}}`), want: denied("1")},
+		{name: "policy: resources/subscribe with URI", send: post(`{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"whoami","URI":"countdown"}}`),
+			want: refused(http.StatusBadRequest, codeInvalid)},
+		{name: "policy: batch of a denied completion and an allowed call", send: inSession(batchOf(strings.Replace(complete(`{"type":"ref/prompt","name":"countdown"}`), `"id":1`, `"id":2`, 1), whoami)),
+			want: reaches(answers(http.StatusOK, map[string]int{"1": 0, "2": codeDenied}))},
 
 		// JSON tricks.
 		{name: "policy: duplicate name, allowed first", send: post(cdNoArgs(`{"name":"whoami","name":"countdown"}`)), want: refused(http.StatusBadRequest, codeInvalid)},
