@@ -46,6 +46,9 @@ const (
 	AnnotationMemoryLimit   = Prefix + "proxy-memory-limit"
 	// AnnotationLogLevel overrides the proxy's log level.
 	AnnotationLogLevel = Prefix + "log-level"
+	// AnnotationDrainDelay overrides Settings.DrainDelay for the pod: how
+	// long it keeps serving once told to stop ("5s", "10", "0" for none).
+	AnnotationDrainDelay = Prefix + "drain-delay"
 )
 
 // Names of what the injector adds.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -76,6 +77,7 @@ func testSettings() Settings {
 		},
 		InjectorNamespace: "mcp-oidc-system",
 		ProxyDefaults:     testProxyDefaults,
+		DrainDelay:        5 * time.Second, // the injector's default
 	}
 }
 

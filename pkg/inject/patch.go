@@ -46,6 +46,11 @@ type Status struct {
 	Sysctls []string `json:"sysctls,omitempty"`
 	// Probes are the rewritten probe paths.
 	Probes []string `json:"probes,omitempty"`
+	// DrainDelaySeconds is the preStop sleep added to the containers in
+	// PreStop (the app serving the protected port, unless it had a
+	// preStop hook of its own, and a classic sidecar).
+	DrainDelaySeconds int64    `json:"drainDelaySeconds,omitempty"`
+	PreStop           []string `json:"preStop,omitempty"`
 }
 
 // RebindEnvStatus is the app variable rebind mode set.
@@ -76,6 +81,12 @@ func (in *Injector) patch(pod *corev1.Pod, p plan) (*corev1.Pod, error) {
 		c := &out.Spec.Containers[p.envTarget]
 		st.RebindEnv = &RebindEnvStatus{Container: c.Name, Name: p.rebindEnv,
 			Replaced: setEnv(c, p.rebindEnv, strconv.Itoa(int(p.appPort)))}
+	}
+	if p.drainSeconds > 0 {
+		if c := &out.Spec.Containers[p.envTarget]; addDrainDelay(c, p.drainSeconds) {
+			st.DrainDelaySeconds = p.drainSeconds
+			st.PreStop = append(st.PreStop, c.Name)
+		}
 	}
 	if p.unprivilegedPortStart != nil {
 		// The proxy binds the pod's privileged port itself.
@@ -111,6 +122,13 @@ func (in *Injector) patch(pod *corev1.Pod, p plan) (*corev1.Pod, error) {
 		inits = append(inits, proxy)
 		st.InitContainers = append(st.InitContainers, ProxyContainerName)
 	} else {
+		// A classic sidecar is sent SIGTERM with the app: it keeps
+		// serving for the same delay. (A native one is stopped only
+		// after the app has exited.)
+		if p.drainSeconds > 0 && addDrainDelay(&proxy, p.drainSeconds) {
+			st.DrainDelaySeconds = p.drainSeconds
+			st.PreStop = append(st.PreStop, ProxyContainerName)
+		}
 		out.Spec.Containers = append([]corev1.Container{proxy}, out.Spec.Containers...)
 		st.Containers = append(st.Containers, ProxyContainerName)
 	}
@@ -130,6 +148,21 @@ func (in *Injector) patch(pod *corev1.Pod, p plan) (*corev1.Pod, error) {
 		out.Annotations[DefaultContainerAnnotation] = app
 	}
 	return out, nil
+}
+
+// addDrainDelay gives c a preStop sleep of secs seconds, unless it has a
+// preStop hook of its own (the app's own way of draining, left alone). The
+// sleep action needs no binary in the image; API servers older than 1.30
+// drop it.
+func addDrainDelay(c *corev1.Container, secs int64) bool {
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+		return false
+	}
+	if c.Lifecycle == nil {
+		c.Lifecycle = &corev1.Lifecycle{}
+	}
+	c.Lifecycle.PreStop = &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: secs}}
+	return true
 }
 
 // setEnv sets name=val on c, replacing every existing definition in place

@@ -25,6 +25,7 @@ type request struct {
 	rebindAppPort value
 	nativeSidecar value
 	logLevel      value
+	drainDelay    value
 	// resources maps each resource annotation that is set to its value.
 	resources map[string]string
 	// unknown lists annotations with our prefix that we do not know, sorted:
@@ -68,13 +69,14 @@ func parse(pod *corev1.Pod) request {
 		rebindAppPort: get(AnnotationRebindPort),
 		nativeSidecar: get(AnnotationNativeSidecar),
 		logLevel:      get(AnnotationLogLevel),
+		drainDelay:    get(AnnotationDrainDelay),
 		resources:     map[string]string{},
 	}
 	known := map[string]bool{
 		AnnotationInject: true, AnnotationStatus: true, AnnotationPort: true,
 		AnnotationConfig: true, AnnotationSecret: true, AnnotationMode: true,
 		AnnotationRebindEnv: true, AnnotationRebindPort: true,
-		AnnotationNativeSidecar: true, AnnotationLogLevel: true,
+		AnnotationNativeSidecar: true, AnnotationLogLevel: true, AnnotationDrainDelay: true,
 	}
 	for _, ra := range resourceAnnotations() {
 		known[ra.annotation] = true

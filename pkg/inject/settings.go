@@ -3,6 +3,7 @@ package inject
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -40,6 +41,14 @@ type Settings struct {
 	NativeSidecars bool
 	// Resources are the proxy container's default requests and limits.
 	Resources corev1.ResourceRequirements
+	// DrainDelay is how long a pod keeps serving after its deletion began,
+	// before its app (and a classic sidecar) is sent SIGTERM: the pod
+	// leaves its Service's endpoints at once, but kube-proxy, ingresses
+	// and load balancers stop sending it new connections only a moment
+	// later, and an app that stops at once fails those (a rollout then
+	// drops requests). It becomes a preStop sleep; zero adds none. A pod's
+	// own preStop hook is left alone.
+	DrainDelay time.Duration
 	// ProxyDefaults is cluster-wide, non-secret sidecar configuration in the
 	// sidecar's YAML format. It reaches the sidecar through the
 	// config.ClusterDefaultsEnv variable and ranks below the pod's own

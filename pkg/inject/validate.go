@@ -3,9 +3,11 @@ package inject
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -32,8 +34,11 @@ type plan struct {
 	unprivilegedPortStart *int32
 	resources             corev1.ResourceRequirements
 	logLevel              string
-	configMap             string
-	secret                string
+	// drainSeconds is the preStop sleep of the app (and a classic
+	// sidecar); 0 adds none.
+	drainSeconds int64
+	configMap    string
+	secret       string
 	// probes are the app's original network probes, keyed by their
 	// rewritten path.
 	probes probe.Set
@@ -137,6 +142,7 @@ func (in *Injector) validate(r request, pod *corev1.Pod, ns Namespace) (plan, er
 			d.add(AnnotationLogLevel, fmt.Sprintf("%q is not a log level", r.logLevel.v), "set it to debug, info, warn or error")
 		}
 	}
+	p.drainSeconds = resolveDrainDelay(&d, r.drainDelay, s.DrainDelay, pod)
 	p.configMap = objectName(&d, AnnotationConfig, "ConfigMap", r.config)
 	p.secret = objectName(&d, AnnotationSecret, "Secret", r.secret)
 
@@ -156,7 +162,7 @@ func (in *Injector) validate(r request, pod *corev1.Pod, ns Namespace) (plan, er
 // misspelt one.
 func knownAnnotations() []string {
 	k := []string{AnnotationInject, AnnotationPort, AnnotationConfig, AnnotationSecret, AnnotationMode,
-		AnnotationRebindEnv, AnnotationRebindPort, AnnotationNativeSidecar, AnnotationLogLevel}
+		AnnotationRebindEnv, AnnotationRebindPort, AnnotationNativeSidecar, AnnotationLogLevel, AnnotationDrainDelay}
 	for _, ra := range resourceAnnotations() {
 		k = append(k, ra.annotation)
 	}
@@ -408,4 +414,53 @@ func objectName(d *denials, annotation, kind string, v value) string {
 		return ""
 	}
 	return v.v
+}
+
+// defaultGracePeriod is the terminationGracePeriodSeconds of a pod that
+// sets none.
+const defaultGracePeriod = 30
+
+// resolveDrainDelay returns the pod's preStop sleep in whole seconds
+// (rounded up): the annotation ("5s", "10", "0"), else the cluster
+// default. The sleep counts against the pod's termination grace period, so
+// an annotation that leaves no time for the app to stop is refused, and
+// the cluster default never takes more than half of it.
+func resolveDrainDelay(d *denials, v value, def time.Duration, pod *corev1.Pod) int64 {
+	grace := int64(defaultGracePeriod)
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	if !v.set {
+		return min(ceilSeconds(def), grace/2)
+	}
+	delay, err := parseDelay(v.v)
+	if err != nil || delay < 0 {
+		d.add(AnnotationDrainDelay, fmt.Sprintf("%q is not a duration of zero or more", v.v),
+			`set a duration such as "5s" or a number of seconds, or "0" for none`)
+		return 0
+	}
+	secs := ceilSeconds(delay)
+	if secs > 0 && secs >= grace {
+		d.add(AnnotationDrainDelay, fmt.Sprintf("a drain delay of %ds is not shorter than the pod's terminationGracePeriodSeconds (%d): the app would be killed before it could stop by itself", secs, grace),
+			"lower the delay, or raise spec.terminationGracePeriodSeconds")
+		return 0
+	}
+	return secs
+}
+
+// parseDelay reads a Go duration ("5s", "1m30s") or a whole number of
+// seconds, as the preStop sleep itself is written ("5").
+func parseDelay(v string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
+			return 0, fmt.Errorf("%d seconds is out of range", n)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(v)
+}
+
+// ceilSeconds rounds a non-negative duration up to whole seconds.
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
 }

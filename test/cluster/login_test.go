@@ -67,11 +67,12 @@ func (s *suite) targets() []target {
 // serviceTargets are the targets through the Service.
 func (s *suite) serviceTargets() []target { return s.targets()[:2] }
 
-// waitServiceServes waits until the Service reaches the sidecars (a request
-// without credentials gets the proxy's 401): kube-proxy may take a moment
-// to program new endpoints.
+// waitServiceServes waits until kube-proxy routes the Service to the
+// current pods only (waitServiceRouted) and the Service reaches the
+// sidecars (a request without credentials gets the proxy's 401).
 func (s *suite) waitServiceServes(t *testing.T) {
 	t.Helper()
+	s.waitServiceRouted(t)
 	for _, tg := range s.serviceTargets() {
 		eventually(t, serviceTimeout, tg.name+" to reach the sidecars", func() error {
 			r, err := mcpInitialize(context.Background(), tg, nil)

@@ -82,9 +82,12 @@ func openStream(ctx context.Context, tg target, cookie *http.Cookie) (<-chan str
 	}
 }
 
-// Step 6: kubectl rollout restart replaces both pods. An SSE stream open on
-// each old pod ends cleanly (the response completes; no reset, no
-// truncated chunk), and afterwards the browser cookie and the MCP client's
+// Step 6: kubectl rollout restart replaces both pods. An MCP request sent
+// through the Service every trafficInterval until the old pods are gone
+// never fails (the drain delay keeps them serving until kube-proxy has
+// stopped routing to them). An SSE stream open on each old pod ends
+// cleanly (the response completes; no reset, no truncated chunk), and
+// afterwards the browser cookie and the MCP client's
 // token work on the new pods without logging in again: sessions and
 // tokens live in Redis and in keys every replica shares.
 func (s *suite) stepRollout(t *testing.T) {
@@ -102,6 +105,11 @@ func (s *suite) stepRollout(t *testing.T) {
 		ends = append(ends, ch)
 	}
 	t.Logf("an SSE stream is open on each of the %d old pods", len(ends))
+
+	svc := s.serviceTargets()[0]
+	svc.rt = transportTo(s.app.service) // its own connections
+	stopTraffic := make(chan struct{})
+	traffic := sendDuring(ctx, svc, s.cookie, stopTraffic)
 
 	start := time.Now()
 	for _, args := range [][]string{
@@ -133,7 +141,16 @@ func (s *suite) stepRollout(t *testing.T) {
 		}
 	}
 
+	// Traffic goes on until the old pods are gone: their apps stop only
+	// after the drain delay, after kubectl rollout status has returned.
 	pods := s.waitPodsReady(t, s.appNS, appSelector, 2)
+	close(stopTraffic)
+	if tr := <-traffic; len(tr.failures) > 0 {
+		t.Errorf("%d of %d MCP requests through the Service failed during the rollout; want none (old pods keep serving until they have left the Service):\n%s",
+			len(tr.failures), tr.sent, strings.Join(tr.failures, "\n"))
+	} else {
+		t.Logf("all %d MCP requests sent through the Service during the rollout, until the old pods were gone (one every %s), succeeded", tr.sent, trafficInterval)
+	}
 	for _, p := range pods {
 		if old[p.UID] {
 			t.Fatalf("pod %s survived the rollout restart", p.Name)
@@ -169,4 +186,47 @@ func (s *suite) stepRollout(t *testing.T) {
 		t.Errorf("the MCP client authorized %d times; the rollout must not log it out", n)
 	}
 	t.Log("the MCP client's access token from before the rollout works on the new pods")
+}
+
+// trafficInterval is how often sendDuring sends a request; maxTraffic
+// bounds how many it sends.
+const (
+	trafficInterval = 100 * time.Millisecond
+	maxTraffic      = int(podsTimeout / trafficInterval)
+)
+
+// trafficResult is what sendDuring saw.
+type trafficResult struct {
+	sent     int
+	failures []string // when and how each failed request failed
+}
+
+// sendDuring sends an MCP initialize with the cookie to tg every
+// trafficInterval, as a client using the Service would, until stop is
+// closed or maxTraffic requests were sent.
+func sendDuring(ctx context.Context, tg target, cookie *http.Cookie, stop <-chan struct{}) <-chan trafficResult {
+	out := make(chan trafficResult, 1)
+	go func() {
+		var res trafficResult
+		start := time.Now()
+		tick := time.NewTicker(trafficInterval)
+		defer tick.Stop()
+		for res.sent < maxTraffic {
+			select {
+			case <-stop:
+				out <- res
+				return
+			case <-ctx.Done():
+				out <- res
+				return
+			case <-tick.C:
+			}
+			res.sent++
+			if err := checkInitialize(ctx, tg, cookie); err != nil {
+				res.failures = append(res.failures, fmt.Sprintf("  %s: %v", time.Since(start).Round(10*time.Millisecond), err))
+			}
+		}
+		out <- res
+	}()
+	return out
 }

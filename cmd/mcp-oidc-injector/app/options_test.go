@@ -46,11 +46,11 @@ func TestParseOptionsPrecedence(t *testing.T) {
 
 func TestParseOptionsReportsEveryError(t *testing.T) {
 	_, err := ParseOptions([]string{"--default-mode=nat", "--native-sidecars=maybe", "--proxy-cpu-limit=lots",
-		"--cert-mode=self-managed", "--log-level=loud"}, env(nil))
+		"--cert-mode=self-managed", "--log-level=loud", "--drain-delay=-1s"}, env(nil))
 	if err == nil {
 		t.Fatal("invalid options accepted")
 	}
-	for _, want := range []string{"--sidecar-image", "--default-mode", "--native-sidecars", "--proxy-cpu-limit", "--namespace", "--log-level"} {
+	for _, want := range []string{"--sidecar-image", "--default-mode", "--native-sidecars", "--proxy-cpu-limit", "--namespace", "--log-level", "--drain-delay"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %s: %v", want, err)
 		}

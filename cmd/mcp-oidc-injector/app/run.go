@@ -218,6 +218,7 @@ func (o *Options) settings(cfg *rest.Config) (inject.Settings, error) {
 		RebindWhenRestricted: o.RebindWhenRestricted,
 		NativeSidecars:       native,
 		Resources:            o.Resources(),
+		DrainDelay:           o.DrainDelay,
 		ProxyDefaults:        defaults,
 		InjectorNamespace:    o.Namespace,
 		RedisSecret:          o.RedisSecret,
