@@ -47,7 +47,18 @@ const (
 	HealthPath = "/healthz"
 	// ReadyPath answers 200 once the sidecar can authenticate (readiness).
 	ReadyPath = "/readyz"
+	// DrainPath is the preStop hook of an injected pod (pkg/drain): it
+	// moves client connections off the protected port, then answers.
+	DrainPath = "/drain"
 )
+
+// DrainMaxSeconds is the longest drain the sidecar accepts and the
+// injector writes.
+const DrainMaxSeconds = 300
+
+// DrainHookPath is the path of the preStop hook that drains for secs
+// seconds.
+func DrainHookPath(secs int64) string { return fmt.Sprintf("%s?seconds=%d", DrainPath, secs) }
 
 // Subcommands of the sidecar binary that the injector writes into pod specs.
 const (

@@ -46,7 +46,7 @@ type Status struct {
 	Sysctls []string `json:"sysctls,omitempty"`
 	// Probes are the rewritten probe paths.
 	Probes []string `json:"probes,omitempty"`
-	// DrainDelaySeconds is the preStop sleep added to the containers in
+	// DrainDelaySeconds is the drain preStop hook (pkg/drain) added to the containers in
 	// PreStop (the app serving the protected port, unless it had a
 	// preStop hook of its own, and a classic sidecar).
 	DrainDelaySeconds int64    `json:"drainDelaySeconds,omitempty"`
@@ -150,10 +150,12 @@ func (in *Injector) patch(pod *corev1.Pod, p plan) (*corev1.Pod, error) {
 	return out, nil
 }
 
-// addDrainDelay gives c a preStop sleep of secs seconds, unless it has a
-// preStop hook of its own (the app's own way of draining, left alone). The
-// sleep action needs no binary in the image; API servers older than 1.30
-// drop it.
+// addDrainDelay gives c a preStop hook that calls the sidecar's drain
+// endpoint for secs seconds (pkg/drain): the kubelet sends c SIGTERM only
+// when it returns, and meanwhile the sidecar moves client connections to
+// pods that stay. An HTTP hook needs nothing in the app's image and works
+// on every Kubernetes version. A container with a preStop hook of its own
+// keeps it (the app's own way of draining).
 func addDrainDelay(c *corev1.Container, secs int64) bool {
 	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
 		return false
@@ -161,7 +163,9 @@ func addDrainDelay(c *corev1.Container, secs int64) bool {
 	if c.Lifecycle == nil {
 		c.Lifecycle = &corev1.Lifecycle{}
 	}
-	c.Lifecycle.PreStop = &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: secs}}
+	c.Lifecycle.PreStop = &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: config.DrainHookPath(secs), Port: intstr.FromInt32(AdminPort), Scheme: corev1.URISchemeHTTP,
+	}}
 	return true
 }
 

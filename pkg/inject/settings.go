@@ -46,7 +46,8 @@ type Settings struct {
 	// leaves its Service's endpoints at once, but kube-proxy, ingresses
 	// and load balancers stop sending it new connections only a moment
 	// later, and an app that stops at once fails those (a rollout then
-	// drops requests). It becomes a preStop sleep; zero adds none. A pod's
+	// drops requests). It becomes a preStop hook on the sidecar's drain
+	// endpoint (pkg/drain), which also moves clients off; zero adds none. A pod's
 	// own preStop hook is left alone.
 	DrainDelay time.Duration
 	// ProxyDefaults is cluster-wide, non-secret sidecar configuration in the

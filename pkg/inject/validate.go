@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 )
 
@@ -34,7 +35,7 @@ type plan struct {
 	unprivilegedPortStart *int32
 	resources             corev1.ResourceRequirements
 	logLevel              string
-	// drainSeconds is the preStop sleep of the app (and a classic
+	// drainSeconds is the drain hook's duration for the app (and a classic
 	// sidecar); 0 adds none.
 	drainSeconds int64
 	configMap    string
@@ -420,7 +421,7 @@ func objectName(d *denials, annotation, kind string, v value) string {
 // sets none.
 const defaultGracePeriod = 30
 
-// resolveDrainDelay returns the pod's preStop sleep in whole seconds
+// resolveDrainDelay returns the pod's drain delay in whole seconds
 // (rounded up): the annotation ("5s", "10", "0"), else the cluster
 // default. The sleep counts against the pod's termination grace period, so
 // an annotation that leaves no time for the app to stop is refused, and
@@ -431,7 +432,7 @@ func resolveDrainDelay(d *denials, v value, def time.Duration, pod *corev1.Pod) 
 		grace = *g
 	}
 	if !v.set {
-		return min(ceilSeconds(def), grace/2)
+		return min(ceilSeconds(def), grace/2, config.DrainMaxSeconds)
 	}
 	delay, err := parseDelay(v.v)
 	if err != nil || delay < 0 {
@@ -440,6 +441,11 @@ func resolveDrainDelay(d *denials, v value, def time.Duration, pod *corev1.Pod) 
 		return 0
 	}
 	secs := ceilSeconds(delay)
+	if secs > config.DrainMaxSeconds {
+		d.add(AnnotationDrainDelay, fmt.Sprintf("a drain delay of %ds is longer than the %ds the sidecar accepts", secs, config.DrainMaxSeconds),
+			fmt.Sprintf("set at most %ds", config.DrainMaxSeconds))
+		return 0
+	}
 	if secs > 0 && secs >= grace {
 		d.add(AnnotationDrainDelay, fmt.Sprintf("a drain delay of %ds is not shorter than the pod's terminationGracePeriodSeconds (%d): the app would be killed before it could stop by itself", secs, grace),
 			"lower the delay, or raise spec.terminationGracePeriodSeconds")
@@ -449,7 +455,7 @@ func resolveDrainDelay(d *denials, v value, def time.Duration, pod *corev1.Pod) 
 }
 
 // parseDelay reads a Go duration ("5s", "1m30s") or a whole number of
-// seconds, as the preStop sleep itself is written ("5").
+// seconds, as the hook itself is written ("5").
 func parseDelay(v string) (time.Duration, error) {
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 		if n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {

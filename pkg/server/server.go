@@ -24,6 +24,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/authz"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/certreload"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/config"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/drain"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/forwarded"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/httpjson"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/mcpguard"
@@ -94,6 +95,21 @@ type Server struct {
 	audit    *audit.Logger
 	mcpPath  mcppath.Matcher
 	exchange *tokenexchange.Exchanger
+	// main is the protected listener's server once Serve made it;
+	// drainer switches its keep-alives off when the pod is deleted.
+	main    mainServer
+	drainer *drain.Drainer
+}
+
+// mainServer passes SetKeepAlivesEnabled to the protected listener's
+// server, which exists only once Serve runs (the admin endpoint that
+// drains is built before).
+type mainServer struct{ p atomic.Pointer[http.Server] }
+
+func (m *mainServer) SetKeepAlivesEnabled(v bool) {
+	if srv := m.p.Load(); srv != nil {
+		srv.SetKeepAlivesEnabled(v)
+	}
 }
 
 // New builds a server from a validated configuration. It performs no
@@ -110,6 +126,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Server, error) 
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	s.health = newHealth(upstream, opts.Version, s.started, opts.Now)
+	s.drainer = drain.New(&s.main, drain.Options{Linger: cfg.ShutdownGrace, Logger: s.log.Named("drain")})
 	if err := s.buildStore(cfg); err != nil {
 		return nil, err
 	}
@@ -150,6 +167,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+config.HealthPath, s.health)
 	mux.HandleFunc("GET "+config.ReadyPath, s.ready)
+	mux.Handle("GET "+config.DrainPath, s.drainer)
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.Handle(probe.PathPrefix, probereplay.NewReplayer(s.opts.AppProbes, probereplay.Options{Logger: s.log.Named("probe")}))
 	if s.cfg.Pprof {
@@ -290,6 +308,7 @@ func (s *Server) httpServers(forceCtx context.Context, active *sync.WaitGroup) (
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
 	}
+	s.main.p.Store(main)
 	admin = &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
 	return main, admin
 }

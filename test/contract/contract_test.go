@@ -250,6 +250,28 @@ func checkInjectedPod(t *testing.T, pod *corev1.Pod, fx fixtures) {
 		}
 	}
 
+	// The preStop hooks the status records call the sidecar's drain
+	// endpoint on its admin port for the recorded delay, one the sidecar
+	// accepts; no other container got one from the injector.
+	if (len(st.PreStop) > 0) != (st.DrainDelaySeconds > 0) {
+		t.Errorf("status: preStop %v with a drain delay of %ds", st.PreStop, st.DrainDelaySeconds)
+	}
+	for _, name := range st.PreStop {
+		c := container(t, pod, name)
+		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.HTTPGet == nil {
+			t.Errorf("container %s: the status records a preStop hook, the pod has %+v", name, c.Lifecycle)
+			continue
+		}
+		h := c.Lifecycle.PreStop.HTTPGet
+		u, err := url.Parse(h.Path)
+		secs, serr := strconv.Atoi(u.Query().Get("seconds"))
+		if err != nil || h.Port.IntValue() != admin || u.Path != config.DrainPath || serr != nil ||
+			int64(secs) != st.DrainDelaySeconds || secs < 1 || secs > config.DrainMaxSeconds {
+			t.Errorf("container %s: preStop GET %s on port %s; want the admin port %d at %s for %ds (1..%d)",
+				name, h.Path, h.Port.String(), admin, config.DrainPath, st.DrainDelaySeconds, config.DrainMaxSeconds)
+		}
+	}
+
 	// The proxy's own probes reach its admin endpoints.
 	for kind, pr := range map[string]*corev1.Probe{"liveness": proxy.LivenessProbe, "readiness": proxy.ReadinessProbe, "startup": proxy.StartupProbe} {
 		if pr == nil {

@@ -86,7 +86,7 @@ func (o *Options) FlagSet(getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&o.ProxyMemoryRequest, "proxy-memory-request", "64Mi", "default memory request of the proxy container (empty: none)")
 	fs.StringVar(&o.ProxyCPULimit, "proxy-cpu-limit", "", "default CPU limit of the proxy container (empty: none)")
 	fs.StringVar(&o.ProxyMemoryLimit, "proxy-memory-limit", "256Mi", "default memory limit of the proxy container (empty: none)")
-	fs.DurationVar(&o.DrainDelay, "drain-delay", 5*time.Second, "how long an injected pod keeps serving once its deletion began, before its app gets SIGTERM: a preStop sleep (Kubernetes >= 1.30), at most half the pod's terminationGracePeriodSeconds; 0: none")
+	fs.DurationVar(&o.DrainDelay, "drain-delay", 5*time.Second, "how long an injected pod keeps serving once its deletion began, before its app gets SIGTERM (a preStop hook on the sidecar's drain endpoint, which moves client connections to pods that stay), at most half the pod's terminationGracePeriodSeconds; 0: none")
 	fs.StringVar(&o.ProxyDefaultsFile, "proxy-defaults-file", "", "YAML file of cluster-wide, non-secret sidecar configuration; refused if it holds secrets")
 	fs.StringVar(&o.RedisSecret.Name, "redis-secret-name", "", "Secret, in each injected pod's own namespace, giving every sidecar its Redis URL or password (replacing the pod Secret's redis-url and redis-password); it must exist there (empty: none)")
 	fs.StringVar(&o.RedisSecret.URLKey, "redis-secret-url-key", "", "key of --redis-secret-name holding a redis:// or rediss:// URL (REDIS_URL; empty: none)")
@@ -168,8 +168,8 @@ func (o *Options) validate() []error {
 	default:
 		bad("native-sidecars", "%q is not auto, true or false", o.NativeSidecars)
 	}
-	if o.DrainDelay < 0 {
-		bad("drain-delay", "%s is negative; 0 turns the preStop sleep off", o.DrainDelay)
+	if o.DrainDelay < 0 || o.DrainDelay > config.DrainMaxSeconds*time.Second {
+		bad("drain-delay", "%s is not between 0 (no drain) and %ds", o.DrainDelay, config.DrainMaxSeconds)
 	}
 	for flag, v := range map[string]string{"proxy-cpu-request": o.ProxyCPURequest, "proxy-memory-request": o.ProxyMemoryRequest,
 		"proxy-cpu-limit": o.ProxyCPULimit, "proxy-memory-limit": o.ProxyMemoryLimit} {
