@@ -82,16 +82,7 @@ func (l *featureLog) has(s string) bool {
 // prompts and resource templates they would be shown, for both protocol
 // generations; a denied completion never reaches the server.
 func TestCompletionsFollowThePolicy(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		mode    serverMode
-		version string
-	}{
-		{"2026-07-28 SSE", serverMode{stateless: true}, ""},
-		{"2026-07-28 JSON", serverMode{stateless: true, json: true}, ""},
-		{"2025-11-25 SSE", serverMode{}, "2025-11-25"},
-		{"2025-11-25 JSON", serverMode{json: true}, "2025-11-25"},
-	} {
+	for _, tt := range generations {
 		t.Run(tt.name, func(t *testing.T) {
 			u, log := newFeatureUpstream(t, tt.mode)
 			bob := connect(t, u, "bob", tt.version, nil)

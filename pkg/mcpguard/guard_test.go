@@ -228,19 +228,25 @@ func toolNames(t *testing.T, cs *mcp.ClientSession) []string {
 	return names
 }
 
+// generations are the protocol generations and response kinds every SDK
+// test runs: 2026-07-28 against a stateless server (the SDK client's
+// default), 2025-11-25 against a stateful one, each with SSE and JSON
+// responses.
+var generations = []struct {
+	name    string
+	mode    serverMode
+	version string
+}{
+	{"2026-07-28 SSE", serverMode{stateless: true}, ""},
+	{"2026-07-28 JSON", serverMode{stateless: true, json: true}, ""},
+	{"2025-11-25 SSE", serverMode{}, "2025-11-25"},
+	{"2025-11-25 JSON", serverMode{json: true}, "2025-11-25"},
+}
+
 // TestSDKClients runs the SDK client through the guard for both protocol
 // generations and both response kinds.
 func TestSDKClients(t *testing.T) {
-	for _, tt := range []struct {
-		name    string
-		mode    serverMode
-		version string
-	}{
-		{"2026-07-28 SSE", serverMode{stateless: true}, ""},
-		{"2026-07-28 JSON", serverMode{stateless: true, json: true}, ""},
-		{"2025-11-25 SSE", serverMode{}, "2025-11-25"},
-		{"2025-11-25 JSON", serverMode{json: true}, "2025-11-25"},
-	} {
+	for _, tt := range generations {
 		t.Run(tt.name, func(t *testing.T) {
 			u := newUpstream(t, tt.mode)
 			alice := connect(t, u, "alice", tt.version, nil)
