@@ -9,8 +9,10 @@
 // connection stays pinned to the pod however long it lives: once the app
 // has stopped, every request on it would fail. So while the hook runs,
 // and for a while after, the protected listener closes its idle
-// connections and every connection after its current response: clients
-// reconnect, and the new connection reaches a pod that stays.
+// connections and every connection after its current response (HTTP/2
+// ones with GOAWAY once a stream ends; one idle through the whole drain is
+// not closed, Go's server has no way to): clients reconnect, and the new
+// connection reaches a pod that stays.
 //
 // The endpoint changes nothing but connection reuse, for a bounded time,
 // because anyone who can reach the admin port can call it.

@@ -147,3 +147,38 @@ func TestDrainLatestEndWins(t *testing.T) {
 	<-long
 	waitfor.True(t, 5*time.Second, "keep-alives on after the long drain", func() bool { return !d.Draining() })
 }
+
+// TestDrainMovesHTTP2ClientsOff: over HTTP/2 (TLS) the server sends GOAWAY
+// once a request on the connection ends while keep-alives are off, so the
+// client's next request opens a new connection.
+func TestDrainMovesHTTP2ClientsOff(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			t.Errorf("request over %s, want HTTP/2", r.Proto)
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	d := New(srv.Config, Options{})
+	p := &protected{srv: srv, client: srv.Client()}
+	p.get(t)
+	if reused, _ := p.get(t); !reused {
+		t.Fatal("before the drain the HTTP/2 client does not reuse its connection; the test proves nothing")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/drain?seconds=60", nil).WithContext(ctx))
+	}()
+	defer func() { cancel(); <-done }()
+	waitfor.True(t, 5*time.Second, "the drain to start", d.Draining)
+	p.get(t) // the connection's last request: GOAWAY follows it
+	for i := range 3 {
+		if reused, _ := p.get(t); reused {
+			t.Fatalf("HTTP/2 request %d during the drain reused a connection; want GOAWAY to have moved the client to a new one each time", i)
+		}
+	}
+}
