@@ -423,7 +423,7 @@ const defaultGracePeriod = 30
 
 // resolveDrainDelay returns the pod's drain delay in whole seconds
 // (rounded up): the annotation ("5s", "10", "0"), else the cluster
-// default. The sleep counts against the pod's termination grace period, so
+// default. The delay counts against the pod's termination grace period, so
 // an annotation that leaves no time for the app to stop is refused, and
 // the cluster default never takes more than half of it.
 func resolveDrainDelay(d *denials, v value, def time.Duration, pod *corev1.Pod) int64 {
@@ -466,7 +466,12 @@ func parseDelay(v string) (time.Duration, error) {
 	return time.ParseDuration(v)
 }
 
-// ceilSeconds rounds a non-negative duration up to whole seconds.
+// ceilSeconds rounds a non-negative duration up to whole seconds (without
+// the overflow of adding a second to the longest durations).
 func ceilSeconds(d time.Duration) int64 {
-	return int64((d + time.Second - 1) / time.Second)
+	secs := int64(d / time.Second)
+	if d%time.Second != 0 {
+		secs++
+	}
+	return secs
 }
