@@ -37,7 +37,7 @@ func TestResolveDrainDelay(t *testing.T) {
 		{name: "empty", v: value{v: "", set: true}, denial: "not a duration of zero or more"},
 		{name: "not shorter than the grace period", v: value{v: "30s", set: true}, denial: "not shorter than the pod's terminationGracePeriodSeconds (30)"},
 		{name: "over the sidecar's maximum", v: value{v: "301", set: true}, grace: grace(3600), denial: "longer than the 300s"},
-		{name: "longest duration", v: value{v: "2562047h", set: true}, denial: "longer than the 300s"},
+		{name: "longest duration", v: value{v: "2562047h47m16s", set: true}, denial: "longer than the 300s"},
 		{name: "seconds past the duration range", v: value{v: "9223372037", set: true}, denial: "not a duration of zero or more"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
