@@ -54,10 +54,6 @@ type Options struct {
 	// The sidecar's shutdown grace.
 	Linger time.Duration
 	Logger *zap.Logger
-	// Now and AfterFunc are the clock (default time.Now and
-	// time.AfterFunc).
-	Now       func() time.Time
-	AfterFunc func(time.Duration, func()) *time.Timer
 }
 
 // Drainer is the drain endpoint. Its zero value is not usable; call New.
@@ -76,12 +72,6 @@ type Drainer struct {
 func New(ka KeepAlives, opts Options) *Drainer {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.AfterFunc == nil {
-		opts.AfterFunc = time.AfterFunc
 	}
 	return &Drainer{ka: ka, opts: opts}
 }
@@ -142,7 +132,7 @@ func (d *Drainer) leave() {
 func (d *Drainer) keepAlivesOff(dur time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	end := d.opts.Now().Add(dur)
+	end := time.Now().Add(dur)
 	if d.off && !end.After(d.until) {
 		return
 	}
@@ -154,19 +144,20 @@ func (d *Drainer) keepAlivesOff(dur time.Duration) {
 	if d.timer != nil {
 		d.timer.Stop()
 	}
-	d.timer = d.opts.AfterFunc(dur, d.expire)
+	d.timer = time.AfterFunc(dur, d.expire)
 }
 
-// expire switches keep-alives back on once the latest drain has ended
-// (a drain nobody followed with SIGTERM: it must not cost the pod its
-// connection reuse for good).
+// expire switches keep-alives back on once the latest drain has ended:
+// a drain nobody followed with SIGTERM must not cost the pod its
+// connection reuse for good. (A server already shutting down keeps them
+// off.)
 func (d *Drainer) expire() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.off || d.opts.Now().Before(d.until) {
+	if !d.off || time.Now().Before(d.until) {
 		return
 	}
 	d.off = false
 	d.ka.SetKeepAlivesEnabled(true)
-	d.opts.Logger.Info("drain over without a shutdown; client connections are reused again")
+	d.opts.Logger.Info("drain period over; client connections may be reused again")
 }
