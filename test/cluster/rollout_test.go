@@ -84,8 +84,8 @@ func openStream(ctx context.Context, tg target, cookie *http.Cookie) (<-chan str
 
 // Step 6: kubectl rollout restart replaces both pods. An MCP request sent
 // through the Service every trafficInterval until the old pods are gone
-// never fails (the drain delay keeps them serving until kube-proxy has
-// stopped routing to them). An SSE stream open on each old pod ends
+// never fails: the drain hook keeps them serving, and moves the client's
+// keep-alive connection to a new pod, before their apps stop. An SSE stream open on each old pod ends
 // cleanly (the response completes; no reset, no truncated chunk), and
 // afterwards the browser cookie and the MCP client's
 // token work on the new pods without logging in again: sessions and
