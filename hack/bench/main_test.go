@@ -114,19 +114,7 @@ func checkPolicy(t *testing.T, o options, pr *policyResult) {
 	if want := 2 * len(policyPaths()); len(pr.targets) != want || len(pr.load) != want || len(pr.latency) != want {
 		t.Fatalf("policy: %d targets, %d closed-loop and %d open-loop results, want %d each", len(pr.targets), len(pr.load), len(pr.latency), want)
 	}
-	for i, tg := range pr.targets {
-		if len(pr.load[i]) != o.rounds {
-			t.Errorf("%s: %d throughput rounds, want %d", tg.name, len(pr.load[i]), o.rounds)
-		}
-		for _, r := range pr.load[i] {
-			if r.rps <= 0 || r.requests <= 0 || r.p50 <= 0 || r.p99 < r.p50 {
-				t.Errorf("%s: throughput %+v, want positive req/s and requests and ordered latencies", tg.name, r)
-			}
-		}
-		if l := pr.latency[i]; l.requests == 0 || l.success != 1 || l.p50 <= 0 || l.p99 < l.p50 {
-			t.Errorf("%s: open loop %+v, want every request a JSON-RPC success and ordered percentiles", tg.name, l)
-		}
-	}
+	checkRuns(t, o, pr.targets, pr.load, pr.latency)
 	if got := pr.targets[pr.index("tools/list", ppAudit)].name; got != "tools/list, sidecar, policy + audit" {
 		t.Errorf("target order: %q where tools/list through the audited sidecar belongs", got)
 	}
@@ -154,6 +142,26 @@ func checkPolicy(t *testing.T, o options, pr *policyResult) {
 	}
 }
 
+// checkRuns checks the runs of a scenario's targets: o.rounds closed-loop
+// rounds each with positive throughput and ordered latencies, and an open
+// loop in which every answer was a JSON-RPC success.
+func checkRuns(t *testing.T, o options, targets []target, load [][]loadResult, latency []latencyResult) {
+	t.Helper()
+	for i, tg := range targets {
+		if len(load[i]) != o.rounds {
+			t.Errorf("%s: %d throughput rounds, want %d", tg.name, len(load[i]), o.rounds)
+		}
+		for _, r := range load[i] {
+			if r.rps <= 0 || r.requests <= 0 || r.p50 <= 0 || r.p99 < r.p50 {
+				t.Errorf("%s: throughput %+v, want positive req/s and requests and ordered latencies", tg.name, r)
+			}
+		}
+		if l := latency[i]; l.requests == 0 || l.success != 1 || l.p50 <= 0 || l.p99 < l.p50 {
+			t.Errorf("%s: open loop %+v, want every request a JSON-RPC success and ordered percentiles", tg.name, l)
+		}
+	}
+}
+
 // checkHop checks the session hop scenario produced its rows: four
 // targets (direct, bare, owner, another replica), every run with numbers,
 // every open-loop answer a JSON-RPC success, and B's hop counter grown by
@@ -166,19 +174,7 @@ func checkHop(t *testing.T, o options, hr *hopResult) {
 	if want := len(hopPaths()); len(hr.targets) != want || len(hr.load) != want || len(hr.latency) != want {
 		t.Fatalf("hop: %d targets, %d closed-loop and %d open-loop results, want %d each", len(hr.targets), len(hr.load), len(hr.latency), want)
 	}
-	for i, tg := range hr.targets {
-		if len(hr.load[i]) != o.rounds {
-			t.Errorf("%s: %d throughput rounds, want %d", tg.name, len(hr.load[i]), o.rounds)
-		}
-		for _, r := range hr.load[i] {
-			if r.rps <= 0 || r.requests <= 0 || r.p50 <= 0 || r.p99 < r.p50 {
-				t.Errorf("%s: throughput %+v, want positive req/s and requests and ordered latencies", tg.name, r)
-			}
-		}
-		if l := hr.latency[i]; l.requests == 0 || l.success != 1 || l.p50 <= 0 || l.p99 < l.p50 {
-			t.Errorf("%s: open loop %+v, want every request a JSON-RPC success and ordered percentiles", tg.name, l)
-		}
-	}
+	checkRuns(t, o, hr.targets, hr.load, hr.latency)
 	if got := hr.targets[hpHop]; got.kind != kindHopB || !strings.Contains(got.name, "one hop to A") {
 		t.Errorf("target order: %q (%s) where B's belongs", got.name, got.kind)
 	}

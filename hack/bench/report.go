@@ -130,10 +130,7 @@ func (r *results) markdown() string {
 	}
 
 	// Throughput.
-	loader := fmt.Sprintf("wrk -t%d -c%d", o.threads, o.connections)
-	if o.loader == "go" {
-		loader = fmt.Sprintf("a Go closed loop with %d connections", o.connections)
-	}
+	loader := o.closedLoop("")
 	p("## Throughput (closed loop)\n\n")
 	p("%s, GET /data answering `%s`; %v per target and round, %d round(s) interleaved, median shown", loader, dataBody, o.duration, o.rounds)
 	if o.warmup > 0 {
@@ -421,10 +418,7 @@ func (r *results) policyMarkdown(b *strings.Builder) {
 	p("JSON-RPC success (a denial, a tool error) fails the run (wrk: a Lua `response()` check; the Go loop and vegeta: the same\n")
 	p("check), so none counts as throughput.\n\n")
 
-	loader := fmt.Sprintf("wrk -t%d -c%d", o.threads, o.connections)
-	if o.loader == "go" {
-		loader = fmt.Sprintf("a Go closed loop with %d connections", o.connections)
-	}
+	loader := o.closedLoop("")
 	p("Closed loop: %s, %v per target and round, %d round(s) interleaved over all ten targets, median shown", loader, o.policyDuration, o.rounds)
 	if o.warmup > 0 {
 		p(", after a %v warm-up", o.warmup)
@@ -501,10 +495,7 @@ func (r *results) hopMarkdown(b *strings.Builder) {
 	p("id already in flight in a session). Each target was probed first (HTTP 200, application/json, the echo's result for\n")
 	p("its id); during the load any other answer, a 404 \"session not found\" included, fails the run.\n\n")
 
-	loader := fmt.Sprintf("wrk -t%d -c%d (a Lua `request()` numbering the ids)", o.threads, o.connections)
-	if o.loader == "go" {
-		loader = fmt.Sprintf("a Go closed loop with %d connections", o.connections)
-	}
+	loader := o.closedLoop(" (a Lua `request()` numbering the ids)")
 	p("Closed loop: %s, %v per target and round, %d round(s) interleaved, median shown", loader, o.hopDuration, o.rounds)
 	if o.warmup > 0 {
 		p(", after a %v warm-up", o.warmup)
@@ -562,4 +553,14 @@ func fmtCounts(c map[string]float64) string {
 		parts = append(parts, fmt.Sprintf("%s +%.0f", k, c[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// closedLoop names the closed-loop load generator for the report: wrk with
+// its threads and connections (and wrkNote, what its script does), or the
+// Go loop.
+func (o options) closedLoop(wrkNote string) string {
+	if o.loader == "go" {
+		return fmt.Sprintf("a Go closed loop with %d connections", o.connections)
+	}
+	return fmt.Sprintf("wrk -t%d -c%d%s", o.threads, o.connections, wrkNote)
 }
