@@ -1,7 +1,6 @@
 package browser
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"html/template"
@@ -11,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/oidcprovider"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/stack"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/syncbuf"
 )
 
 const (
@@ -107,29 +106,12 @@ func (c *redirectCatcher) next(tb testing.TB) url.Values {
 // ---------------------------------------------------------------------------
 // Logs.
 
-// syncBuffer is a bytes.Buffer safe for the writers of several goroutines
-// (the proxy's logger, Chromium's output, chromedp's error log).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) Sync() error { return nil }
+// syncBuffer collects the writes of several goroutines (the proxy's
+// logger, Chromium's output) and is chromedp's error log.
+type syncBuffer struct{ syncbuf.Buffer }
 
 func (s *syncBuffer) Printf(format string, args ...any) {
 	_, _ = fmt.Fprintf(s, format+"\n", args...)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 // dumpOnFailure prints what a buffer collected when the test failed; a

@@ -74,16 +74,7 @@ func (s *suite) waitServiceServes(t *testing.T) {
 	t.Helper()
 	s.waitServiceRouted(t)
 	for _, tg := range s.serviceTargets() {
-		eventually(t, serviceTimeout, tg.name+" to reach the sidecars", func() error {
-			r, err := mcpInitialize(context.Background(), tg, nil)
-			if err != nil {
-				return err
-			}
-			if r.status != http.StatusUnauthorized {
-				return fmt.Errorf("answered %s, want the proxy's 401", r)
-			}
-			return nil
-		})
+		waitServes(t, tg)
 	}
 }
 

@@ -1,7 +1,6 @@
 package fault
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/session"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/syncbuf"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
@@ -144,27 +144,8 @@ func (s *sidecar) signal(tb testing.TB, sig syscall.Signal) {
 // exitCode is the process's exit code once it has exited.
 func (s *sidecar) exitCode() int { return s.cmd.ProcessState.ExitCode() }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers (a process's
-// output, a replica's logger) and the test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// Sync lets a zap core write to the buffer.
-func (b *syncBuffer) Sync() error { return nil }
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a process's output and a replica's logger.
+type syncBuffer = syncbuf.Buffer
 
 func tailOf(s string, n int) string {
 	if len(s) > n {

@@ -6,7 +6,6 @@
 package injector
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +33,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/inject"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/webhook"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/kube"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/syncbuf"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/waitfor"
 )
 
@@ -283,22 +283,7 @@ func admissions(ns string) float64 {
 	return n
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 var errNotInjected = errors.New("no proxy container")
 

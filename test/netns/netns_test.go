@@ -20,7 +20,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/probe"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/redirect"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/test/syncbuf"
 )
 
 const (
@@ -157,22 +157,7 @@ func buildBinary(t *testing.T) string {
 }
 
 // syncBuffer collects a child's output for failure messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // inPod runs the binary inside the pod namespace and returns its stderr.
 func inPod(t *testing.T, pod *netns, bin string, args ...string) (string, error) {
