@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/sizedbody"
 )
 
 type hopOutcome int
@@ -138,7 +139,10 @@ func (rt *Router) hop(w http.ResponseWriter, r *http.Request, owner, clientID, s
 	out := r.WithContext(ctx)
 	var body *rewindBody
 	if r.Body != nil && r.Body != http.NoBody {
-		body = newRewindBody(r.Body)
+		// Ended at its Content-Length: the transport's check for more
+		// must not read the client's body after the server closed it
+		// (pkg/sizedbody).
+		body = newRewindBody(sizedbody.New(r.Body, r.ContentLength))
 		first, _ := body.reader()
 		out.Body = first
 		out.GetBody = body.reader

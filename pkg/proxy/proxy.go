@@ -28,6 +28,7 @@ import (
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/apierror"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/identity"
 	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/requestid"
+	"github.com/mcp-oidc-proxy/mcp-oidc-proxy/pkg/sizedbody"
 )
 
 // Observer receives the events operators graph (typically a Prometheus
@@ -362,6 +363,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // protocol upgrade) and the canonical forwarding headers.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.upstream)
+	// The body ends at its Content-Length, so the transport's check for
+	// more never reads the client's body after the server closed it
+	// (pkg/sizedbody).
+	pr.Out.Body = sizedbody.New(pr.Out.Body, pr.Out.ContentLength)
 	policy := p.policy.Load()
 	out := pr.Out.Header
 	onlyWebSocketUpgrade(out)
